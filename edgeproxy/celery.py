@@ -1,0 +1,23 @@
+"""The Celery application shared by the control worker and every edge worker.
+
+Queues: ``control`` is consumed on the control plane (tasks that write the database); each edge
+host consumes a queue named after the host (tasks that drive its runtime). Edge tasks never touch
+the database: they report back by sending control tasks.
+"""
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "edgeproxy.settings")
+
+app = Celery("edgeproxy")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks(["processes", "settings_app", "worker"])
+
+CONTROL_QUEUE = "control"
+
+
+def host_queue(host_name: str) -> str:
+    """The queue an edge host consumes: named after the host."""
+    return f"host.{host_name}"

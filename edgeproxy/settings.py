@@ -1,0 +1,183 @@
+"""Django settings for edgeproxy, read from the environment (see docs/configuration.md).
+
+The embedded defaults (SQLite under EDGEPROXY_STATE_DIR, Redis on 127.0.0.1:6379) run the whole
+system on one machine; production sets DATABASE_URL, REDIS_URL and the secrets.
+"""
+
+import os
+import socket
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+from edgeproxy.env import envbool, envchoice, envfloat, envint, envlist, envstr
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+STATE_DIR = Path(envstr("EDGEPROXY_STATE_DIR", str(Path.home() / ".local/state/edgeproxy")))
+
+DEBUG = envbool("DEBUG", False)
+SECRET_KEY = envstr("SECRET_KEY")
+if not SECRET_KEY:
+    if not DEBUG and envbool("EDGEPROXY_REQUIRE_SECRETS", False):
+        raise ImproperlyConfigured("SECRET_KEY (or SECRET_KEY_FILE) must be set")
+    # Embedded mode: a key generated once and kept in the state directory.
+    from edgeproxy.statefiles import state_secret
+
+    SECRET_KEY = state_secret(STATE_DIR, "django-secret-key")
+
+ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", "*")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "processes",
+    "settings_app",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+]
+
+ROOT_URLCONF = "edgeproxy.urls"
+WSGI_APPLICATION = "edgeproxy.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+_env = environ.Env()
+DATABASES = {
+    "default": _env.db_url(
+        "DATABASE_URL", default=f"sqlite:///{STATE_DIR / 'edgeproxy.sqlite3'}"
+    )
+}
+DATABASES["default"]["CONN_MAX_AGE"] = envint("DATABASE_CONN_MAX_AGE", 60, minimum=0)
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    # SQLite is shared by the API and the control worker: wait for the lock instead of failing.
+    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = STATE_DIR / "static"
+
+# Bodies over 64 KiB are refused with 413 (see edgeproxy.api.errors).
+DATA_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024
+
+REST_FRAMEWORK = {
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["edgeproxy.api.permissions.ApiAccess"],
+    "EXCEPTION_HANDLER": "edgeproxy.api.errors.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "edgeproxy API",
+    "DESCRIPTION": "Control plane for video edge-AI fleets (compatible with video-edge-ai-proxy).",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+
+# API authentication. On by default; EDGEPROXY_AUTH=false opens the API (trusted networks only).
+EDGEPROXY_AUTH = envbool("EDGEPROXY_AUTH", True)
+
+# --- Redis, Celery -----------------------------------------------------------------------------
+REDIS_URL = envstr("REDIS_URL", "redis://127.0.0.1:6379/0")
+# The frame bus of an edge host (camera processes, frame server). Local to each edge host.
+FRAMES_REDIS_URL = envstr("EDGEPROXY_FRAMES_REDIS_URL", REDIS_URL)
+
+CELERY_BROKER_URL = envstr("CELERY_BROKER_URL", REDIS_URL)
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_DEFAULT_QUEUE = "control"
+CELERY_TASK_IGNORE_RESULT = True
+# Redelivery after a lost worker: tasks are idempotent, and none runs longer than a pull or
+# upgrade (minutes), so an hour is safe and still recovers from a worker killed mid-task.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": envint("EDGEPROXY_VISIBILITY_TIMEOUT", 3600, minimum=10),
+    "socket_timeout": 5,
+    "socket_connect_timeout": 5,
+}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+
+# --- Edge host (worker) --------------------------------------------------------------------------
+EDGEPROXY_HOST_NAME = envstr("EDGEPROXY_HOST_NAME", socket.gethostname().lower())
+EDGEPROXY_RUNTIME = envchoice("EDGEPROXY_RUNTIME", "auto", ("auto", "docker", "local"))
+EDGEPROXY_HEARTBEAT_SECONDS = envfloat("EDGEPROXY_HEARTBEAT_SECONDS", 5.0, minimum=0.2)
+# A host not heard from for this many heartbeat intervals is offline.
+EDGEPROXY_OFFLINE_AFTER_BEATS = envint("EDGEPROXY_OFFLINE_AFTER_BEATS", 3, minimum=1)
+EDGEPROXY_CAMERA_IMAGE = envstr("EDGEPROXY_CAMERA_IMAGE", "edgeproxy/camera:0.1.0")
+# Docker network mode of camera containers. RTSP over UDP does not survive NAT: host by default.
+EDGEPROXY_CAMERA_NETWORK = envstr("EDGEPROXY_CAMERA_NETWORK", "host")
+# Extra bind mounts of camera containers, "src:dst[:ro|rw]" comma separated.
+EDGEPROXY_CAMERA_VOLUMES = envlist("EDGEPROXY_CAMERA_VOLUMES")
+EDGEPROXY_CAMERA_BUFFER_SECONDS = envint("EDGEPROXY_CAMERA_BUFFER_SECONDS", 10, minimum=0, maximum=600)
+# Command of a camera under the local runtime (defaults to this Python running worker.camera).
+EDGEPROXY_LOCAL_CAMERA_COMMAND = envstr("EDGEPROXY_LOCAL_CAMERA_COMMAND", "")
+EDGEPROXY_GRPC_PORT = envint("EDGEPROXY_GRPC_PORT", 50001, minimum=1, maximum=65535)
+
+# Encryption of secrets at rest (RTSP URLs, edge secret): a Fernet key, or derived in embedded mode.
+EDGEPROXY_ENCRYPTION_KEY = envstr("EDGEPROXY_ENCRYPTION_KEY")
+
+# --- Logging -----------------------------------------------------------------------------------
+LOG_LEVEL = envchoice("LOG_LEVEL", "info", ("debug", "info", "warning", "error")).upper()
+LOG_FORMAT = envchoice("LOG_FORMAT", "text", ("text", "json"))
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"redact": {"()": "worker.redaction.RedactingFilter"}},
+    "formatters": {
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "worker.redaction.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["redact"],
+        }
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        "django.server": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
+    },
+}
+

@@ -1,0 +1,125 @@
+"""Every Redis key of the frame bus, in one place.
+
+The frame bus lives in the Redis of an edge host (``EDGEPROXY_FRAMES_REDIS_URL``). Each camera
+process owns the keys under ``edgeproxy:cam:<name>:``; consumers (frame server, edge worker) only
+read them, except the demand and control keys, which consumers write.
+
+| key | type | written by | size bound | TTL |
+|---|---|---|---|---|
+| ``status`` | string, JSON (see ``STATUS_FIELDS``) | camera, at least 1/s | < 2 KiB | ``STATUS_TTL_S`` |
+| ``codec`` | string, JSON: name, long_name, width, height, pix_fmt, extradata (base64), time_base | camera, each (re)connect | < 64 KiB | none (deleted with the camera) |
+| ``demand:all`` | string ``1`` | consumer wanting every frame | tiny | ``DEMAND_TTL_MS``, refreshed by each read |
+| ``demand:key`` | string ``1`` | consumer wanting keyframes only | tiny | ``DEMAND_TTL_MS`` |
+| ``frame:latest`` | hash: ``meta`` (JSON, see ``FRAME_META_FIELDS``), ``data`` (raw BGR24 bytes) | camera, every decoded frame | one frame | ``FRAME_TTL_S`` |
+| ``frame:keyframe`` | hash, same shape: the newest decoded keyframe | camera | one frame | ``FRAME_TTL_S`` |
+| ``ring`` | stream of compressed packets, entry id = receive time ms; fields ``data``, ``pts``, ``dts``, ``key`` (``1``/``0``), ``ts`` (receive ms) | camera, every packet | ``buffer seconds`` (starts at a keyframe) | trimmed by MINID |
+| ``rtmp`` | string ``1``/``0``: RTMP pass-through wanted | control (Proxy RPC, connect) | tiny | none |
+| ``storage`` | string ``1``/``0``: storing flag (no cloud is called) | control | tiny | none |
+
+``frame:*:meta.seq`` increases by one per published frame of that camera process, so a reader
+can tell a newer frame from one it has seen (``ts`` breaks ties across process restarts).
+"""
+
+PREFIX = "edgeproxy:cam:"
+
+STATUS_TTL_S = 5
+FRAME_TTL_S = 10
+DEMAND_TTL_MS = 5000
+
+STATES = ("connecting", "streaming", "reconnecting", "error")
+STATUS_FIELDS = (
+    "state",  # one of STATES
+    "fps",  # measured over the last seconds
+    "width",
+    "height",
+    "codec",
+    "last_frame_at",  # ms since epoch of the last received packet
+    "reconnects",
+    "last_error",  # credentials redacted
+    "rtmp_streaming",  # bool: pass-through really running
+    "storing",  # bool
+    "updated_at",  # ms
+    "pid",
+)
+FRAME_META_FIELDS = (
+    "seq",
+    "ts",  # wall-clock ms when the packet was received
+    "width",
+    "height",
+    "pts",
+    "dts",
+    "time_base",  # float
+    "frame_type",  # I / P / B
+    "is_keyframe",
+    "is_corrupt",
+    "codec_name",
+    "pix_fmt",
+)
+
+
+def _key(camera: str, suffix: str) -> str:
+    return f"{PREFIX}{camera}:{suffix}"
+
+
+def status(camera: str) -> str:
+    return _key(camera, "status")
+
+
+def codec(camera: str) -> str:
+    return _key(camera, "codec")
+
+
+def demand_all(camera: str) -> str:
+    return _key(camera, "demand:all")
+
+
+def demand_keyframes(camera: str) -> str:
+    return _key(camera, "demand:key")
+
+
+def frame_latest(camera: str) -> str:
+    return _key(camera, "frame:latest")
+
+
+def frame_keyframe(camera: str) -> str:
+    return _key(camera, "frame:keyframe")
+
+
+def ring(camera: str) -> str:
+    return _key(camera, "ring")
+
+
+def rtmp_switch(camera: str) -> str:
+    return _key(camera, "rtmp")
+
+
+def storage_flag(camera: str) -> str:
+    return _key(camera, "storage")
+
+
+def all_keys(camera: str) -> list[str]:
+    return [
+        status(camera),
+        codec(camera),
+        demand_all(camera),
+        demand_keyframes(camera),
+        frame_latest(camera),
+        frame_keyframe(camera),
+        ring(camera),
+        rtmp_switch(camera),
+        storage_flag(camera),
+    ]
+
+
+def delete_camera_keys(redis_client, camera: str) -> int:
+    """Remove every key of a camera (called when the camera is deleted)."""
+    return redis_client.delete(*all_keys(camera))
+
+
+def camera_names(redis_client) -> set[str]:
+    """Cameras with a live status key on this frame bus."""
+    names = set()
+    for key in redis_client.scan_iter(match=f"{PREFIX}*:status", count=500):
+        key = key.decode() if isinstance(key, bytes) else key
+        names.add(key[len(PREFIX) : -len(":status")])
+    return names

@@ -1,0 +1,119 @@
+"""What an edge worker needs from the thing that runs camera processes.
+
+Two implementations: ``DockerRuntime`` (one container per camera, through the docker SDK) and
+``LocalRuntime`` (the same camera program as a supervised child process). Both only ever touch
+camera processes that carry our marks for *this* host (labels for Docker), never anything else.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+
+# Labels on every container we make. Never a secret in a label.
+LABEL_MANAGED = "io.edgeproxy.managed"
+LABEL_CAMERA = "io.edgeproxy.camera"
+LABEL_CAMERA_ID = "io.edgeproxy.camera-id"
+LABEL_HOST = "io.edgeproxy.host"
+
+# Docker ContainerState keys, as the API returns them in ``state``.
+STATE_KEYS = ("Status", "Running", "Paused", "Restarting", "OOMKilled", "Dead", "Pid", "ExitCode",
+              "Error", "StartedAt", "FinishedAt")
+ZERO_TIME = "0001-01-01T00:00:00Z"
+
+
+@dataclass
+class CameraSpec:
+    """Everything needed to run one camera. ``rtsp_url`` is a secret: never log or label it."""
+
+    camera_id: str
+    name: str
+    host: str
+    image: str
+    rtsp_url: str
+    rtmp_url: str = ""
+    transport: str = "tcp"
+    buffer_seconds: int = 10
+    frames_redis_url: str = ""
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    def environment(self) -> dict[str, str]:
+        """The camera program's configuration (see worker/camera/config.py)."""
+        env = {
+            "EDGEPROXY_CAMERA_NAME": self.name,
+            "EDGEPROXY_CAMERA_ID": self.camera_id,
+            "EDGEPROXY_RTSP_URL": self.rtsp_url,
+            "EDGEPROXY_RTSP_TRANSPORT": self.transport,
+            "EDGEPROXY_BUFFER_SECONDS": str(self.buffer_seconds),
+            "EDGEPROXY_REDIS_URL": self.frames_redis_url,
+        }
+        if self.rtmp_url:
+            env["EDGEPROXY_RTMP_URL"] = self.rtmp_url
+        env.update(self.extra_env)
+        return env
+
+    def __repr__(self) -> str:  # keeps the URL out of tracebacks and debug output
+        return f"CameraSpec(name={self.name!r}, host={self.host!r}, image={self.image!r})"
+
+
+@dataclass
+class Observed:
+    """What a runtime sees of one camera process (JSON-able, sent to the control plane)."""
+
+    name: str
+    camera_id: str
+    container_id: str
+    status: str  # Docker-style: created, running, restarting, paused, exited, dead, removing
+    state: dict  # Docker ContainerState keys (STATE_KEYS)
+    image: str = ""
+    logs: dict | None = None  # {"stdout": base64 or None, "stderr": base64 or None}, redacted
+
+    def as_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "camera_id": self.camera_id,
+            "container_id": self.container_id,
+            "status": self.status,
+            "state": self.state,
+            "image": self.image,
+            "logs": self.logs,
+        }
+
+
+class RuntimeError_(Exception):
+    """A runtime operation failed; the message is safe to show (no secrets, no raw daemon dump)."""
+
+
+class Runtime(abc.ABC):
+    name: str = "abstract"
+
+    def __init__(self, host: str):
+        self.host = host
+
+    @abc.abstractmethod
+    def ensure_running(self, spec: CameraSpec) -> Observed:
+        """Create (or recreate with the new spec) and start the camera process; idempotent."""
+
+    @abc.abstractmethod
+    def stop(self, name: str, timeout: float = 5.0) -> Observed | None:
+        """Stop the camera process and keep it (None if there is none); idempotent."""
+
+    @abc.abstractmethod
+    def remove(self, name: str) -> bool:
+        """Stop and remove the camera process; True if there was one. Idempotent."""
+
+    @abc.abstractmethod
+    def observe(self, name: str, with_logs: bool = True) -> Observed | None:
+        """The camera process of that name on this host, or None."""
+
+    @abc.abstractmethod
+    def observe_all(self, with_logs: bool = False) -> list[Observed]:
+        """Every camera process of this host carrying our marks."""
+
+    @abc.abstractmethod
+    def facts(self) -> dict:
+        """Facts about the host for the control plane (runtime, versions, cpus, memory...)."""
+
+    def images(self) -> list[dict]:
+        """Local images (repository, tag, id, size, created); empty for runtimes without images."""
+        return []
