@@ -1,3 +1,1 @@
-from edgeproxy.celery import app as celery_app
-
-__all__ = ("celery_app",)
+"""edgeproxy project package. Kept import-light: ``edgeproxy.client`` is used by AI programs."""

@@ -57,6 +57,16 @@ FRAME_META_FIELDS = (
 )
 
 
+# Written by the edge worker, read by the frame server: what runs on this host.
+# Hash: camera name -> JSON {"camera_id", "status", "state" (Docker ContainerState keys),
+# "container_id", "has_rtmp" (bool)}. Refreshed at every heartbeat; TTL 3 heartbeats.
+HOST_PREFIX = "edgeproxy:host:"
+
+
+def host_cameras(host: str) -> str:
+    return f"{HOST_PREFIX}{host}:cameras"
+
+
 def _key(camera: str, suffix: str) -> str:
     return f"{PREFIX}{camera}:{suffix}"
 
