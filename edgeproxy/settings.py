@@ -43,6 +43,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "edgeproxy.api.errors.BodySizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -181,3 +182,5 @@ LOGGING = {
     },
 }
 
+# Where the control plane reaches this host's frame server (advertised in heartbeats).
+EDGEPROXY_FRAMES_ADVERTISE = envstr("EDGEPROXY_FRAMES_ADVERTISE", f"127.0.0.1:{EDGEPROXY_GRPC_PORT}")

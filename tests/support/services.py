@@ -94,7 +94,8 @@ class Process:
             self.popen.wait(5)
 
     def output(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")
 
 

@@ -36,6 +36,9 @@ class CameraSpec:
     buffer_seconds: int = 10
     frames_redis_url: str = ""
     extra_env: dict[str, str] = field(default_factory=dict)
+    # Overrides the camera program (Docker: the image's entrypoint; local: the command line).
+    # None runs the normal camera program; tests use it to run a program that crashes or logs.
+    command: list[str] | None = None
 
     def environment(self) -> dict[str, str]:
         """The camera program's configuration (see worker/camera/config.py)."""
@@ -117,3 +120,7 @@ class Runtime(abc.ABC):
     def images(self) -> list[dict]:
         """Local images (repository, tag, id, size, created); empty for runtimes without images."""
         return []
+
+
+def pull_not_supported(runtime_name: str):
+    raise RuntimeError_(f"the {runtime_name} runtime has no images to pull")

@@ -1,0 +1,18 @@
+"""Who may call the API: token holders; read-only tokens may only read."""
+
+from django.conf import settings
+from rest_framework.permissions import SAFE_METHODS, BasePermission
+
+READ_ONLY_GROUP = "read-only"
+
+
+class ApiAccess(BasePermission):
+    def has_permission(self, request, view) -> bool:
+        if not settings.EDGEPROXY_AUTH:
+            return True
+        user = request.user
+        if user is None or not user.is_authenticated:
+            return False
+        if request.method in SAFE_METHODS:
+            return True
+        return not user.groups.filter(name=READ_ONLY_GROUP).exists()

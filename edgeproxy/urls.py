@@ -1,0 +1,49 @@
+"""Routes: both the documented and the original video-edge-ai-proxy paths lead to the same views."""
+
+from django.contrib import admin
+from django.urls import path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from edgeproxy.api import health
+from processes import api as processes
+from settings_app import api as settings_api
+
+v1 = "api/v1/"
+
+urlpatterns = [
+    # Cameras
+    path(v1 + "process", processes.ProcessCollection.as_view()),
+    path(v1 + "process/startrtsp", processes.ProcessStartRtsp.as_view()),
+    path(v1 + "process/stop/<str:name>", processes.ProcessStop.as_view()),
+    path(v1 + "process/info/<str:name>", processes.ProcessDetail.as_view(http_method_names=["get"])),
+    path(v1 + "process/<str:name>/start", processes.ProcessStart.as_view()),
+    path(v1 + "process/<str:name>/stop", processes.ProcessStop.as_view(http_method_names=["post"])),
+    path(v1 + "process/<str:name>/frame.jpg", processes.ProcessFrame.as_view()),
+    path(v1 + "process/<str:name>", processes.ProcessDetail.as_view()),
+    path(v1 + "processlist", processes.ProcessList.as_view()),
+    path(v1 + "processupgrades/findrtspupgrades", processes.ProcessUpgrades.as_view(http_method_names=["get"])),
+    path(v1 + "processupgrades/upgradecontainer", processes.ProcessUpgrades.as_view(http_method_names=["post"])),
+    path(v1 + "processupgrades", processes.ProcessUpgrades.as_view()),
+    # Hosts and operations
+    path(v1 + "hosts", processes.HostCollection.as_view()),
+    path(v1 + "hosts/<str:name>", processes.HostDetail.as_view()),
+    path(v1 + "tasks/<uuid:task_id>", processes.TaskDetail.as_view()),
+    # Settings and images
+    path(v1 + "settings", settings_api.SettingsView.as_view()),
+    path(v1 + "settings/", settings_api.SettingsView.as_view(http_method_names=["get"])),
+    path(v1 + "settings/overwrite/<str:edge_params>", settings_api.SettingsOverwrite.as_view()),
+    path(v1 + "settings/dockerpullimage", settings_api.PullImage.as_view()),
+    path(v1 + "dockerpull", settings_api.PullImage.as_view()),
+    re_path(r"^api/v1/settings/dockerimageslocally/(?P<image_name>.+)$", settings_api.LocalImages.as_view()),
+    path(v1 + "devicedockerimages", settings_api.LocalImages.as_view()),
+    path(v1 + "alldockerimages", settings_api.AllImages.as_view()),
+    # Schema, docs, health, admin
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema")),
+    path("swagger/", SpectacularSwaggerView.as_view(url_name="schema")),
+    path("healthz", health.healthz),
+    path("admin/", admin.site.urls),
+]
+
+handler404 = "edgeproxy.api.errors.json_404"
+handler500 = "edgeproxy.api.errors.json_500"

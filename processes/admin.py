@@ -1,0 +1,29 @@
+from django.contrib import admin
+
+from processes.models import Camera, EdgeHost, Operation
+
+
+@admin.register(EdgeHost)
+class EdgeHostAdmin(admin.ModelAdmin):
+    list_display = ("name", "runtime", "last_heartbeat", "frames_address")
+    search_fields = ("name",)
+    readonly_fields = ("queue", "runtime", "last_heartbeat", "facts", "images", "frames_address", "public_key", "created")
+
+
+@admin.register(Camera)
+class CameraAdmin(admin.ModelAdmin):
+    # The encrypted URL is never shown or edited here: cameras change through the API.
+    list_display = ("name", "host", "status", "desired_state", "image_tag", "rtsp_endpoint_masked", "modified")
+    list_filter = ("status", "desired_state", "host")
+    search_fields = ("name",)
+    exclude = ("rtsp_endpoint_encrypted",)
+    readonly_fields = ("rtsp_endpoint_masked", "status", "container_id", "state", "logs", "stream", "observed_at",
+                       "last_operation", "created", "modified")
+
+
+@admin.register(Operation)
+class OperationAdmin(admin.ModelAdmin):
+    list_display = ("id", "kind", "camera_name", "host", "state", "created", "finished")
+    list_filter = ("kind", "state", "host")
+    search_fields = ("camera_name", "id")
+    readonly_fields = [f.name for f in Operation._meta.fields]

@@ -1,0 +1,199 @@
+"""Camera, host and operation routes: validate, call a service or selector, serialize."""
+
+import re
+from urllib.parse import urlsplit
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from edgeproxy.api.errors import Invalid, NotFound, NotImplementedYet
+from edgeproxy.api.fields import StrictCharField, has_space_or_control
+from processes import selectors, services
+from processes.models import OperationState
+
+NAME_RULE = re.compile(r"[a-z0-9][a-z0-9_-]{2,62}")
+NAME_HELP = "3 to 63 characters of a-z, 0-9, _ and -, starting with a letter or digit"
+MAX_WAIT_SECONDS = 60
+# repository[:registry-port/...]:tag, as Docker accepts it.
+IMAGE_RULE = re.compile(r"[a-z0-9][a-z0-9._/-]*(:\d+/[a-z0-9._/-]+)?:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+
+
+def _check_url(value: str, schemes: tuple[str, ...]) -> str:
+    if len(value) > 2048:
+        raise serializers.ValidationError("must be at most 2048 characters.")
+    if has_space_or_control(value):
+        raise serializers.ValidationError("must not contain white space or control characters.")
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        raise serializers.ValidationError(f"must be a valid {' or '.join(s + '://' for s in schemes)} URL.") from None
+    if parts.scheme.lower() not in schemes:
+        raise serializers.ValidationError(f"must start with {' or '.join(s + '://' for s in schemes)}.")
+    if not parts.hostname:
+        raise serializers.ValidationError("must name a host.")
+    return value
+
+
+class ConnectSerializer(serializers.Serializer):
+    name = StrictCharField(max_length=63)
+    rtsp_endpoint = StrictCharField(max_length=4096, trim_whitespace=False)
+    rtmp_endpoint = StrictCharField(required=False, allow_blank=True, max_length=4096, trim_whitespace=False)
+    host = StrictCharField(required=False, allow_blank=True, max_length=63)
+    image_tag = StrictCharField(required=False, allow_blank=True, max_length=255)
+    rtsp_transport = serializers.ChoiceField(choices=["tcp", "udp"], required=False, default="tcp")
+
+    def validate_name(self, value: str) -> str:
+        if not NAME_RULE.fullmatch(value):
+            raise serializers.ValidationError(f"must be {NAME_HELP}.")
+        return value
+
+    def validate_rtsp_endpoint(self, value: str) -> str:
+        return _check_url(value, ("rtsp", "rtsps"))
+
+    def validate_rtmp_endpoint(self, value: str) -> str:
+        return _check_url(value, ("rtmp", "rtmps")) if value else value
+
+    def validate_image_tag(self, value: str) -> str:
+        if value and not IMAGE_RULE.fullmatch(value):
+            raise serializers.ValidationError("must be an image reference repository:version.")
+        return value
+
+
+class NameSerializer(serializers.Serializer):
+    name = StrictCharField(max_length=63)
+
+
+def wait_seconds(request) -> float | None:
+    raw = request.query_params.get("wait")
+    if raw is None or raw == "":
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise Invalid("wait: must be a number of seconds from 0 to 60.", {"wait": ["must be a number"]}) from None
+    if not 0 <= value <= MAX_WAIT_SECONDS:
+        raise Invalid("wait: must be a number of seconds from 0 to 60.", {"wait": ["out of range"]})
+    return value
+
+
+def operation_response(request, camera_name: str, operation_id) -> Response:
+    """202 with the record as queued, or with ``?wait=N`` the final record (200) or 504."""
+    seconds = wait_seconds(request)
+    status = 202
+    if seconds:
+        op = services.wait_for_operation(operation_id, seconds)
+        status = 200 if op.state in (OperationState.SUCCEEDED, OperationState.FAILED) else 504
+    camera = selectors.camera_by_name(camera_name)
+    if camera is None:  # deleted
+        op = selectors.operation_by_id(operation_id)
+        return Response({"name": camera_name, "status": "deleted", "operation": selectors.operation_payload(op)},
+                        status=status)
+    return Response(selectors.camera_payload(camera), status=status)
+
+
+class ProcessCollection(APIView):
+    @extend_schema(request=ConnectSerializer, summary="Connect a camera (create and start)")
+    def post(self, request):
+        data = ConnectSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        camera = services.connect_camera(**data.validated_data)
+        return operation_response(request, camera.name, camera.last_operation_id)
+
+
+class ProcessDetail(APIView):
+    @extend_schema(summary="A camera: stored and observed state")
+    def get(self, request, name):
+        return Response(selectors.camera_payload(services.get_camera(name)))
+
+    @extend_schema(summary="Delete a camera: its process, record and frame keys")
+    def delete(self, request, name):
+        camera = services.delete_camera(services.get_camera(name))
+        return operation_response(request, camera.name, camera.last_operation_id)
+
+
+class ProcessStart(APIView):
+    @extend_schema(summary="Start a stopped camera")
+    def post(self, request, name):
+        camera = services.start_camera(services.get_camera(name))
+        return operation_response(request, camera.name, camera.last_operation_id)
+
+
+class ProcessStartRtsp(APIView):
+    """Documented route: ``{"name"}`` starts a known camera; a full connect body connects a new one."""
+
+    @extend_schema(request=NameSerializer, summary="Start a camera (documented route)")
+    def post(self, request):
+        data = NameSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        camera = selectors.camera_by_name(data.validated_data["name"])
+        if camera is None:
+            if isinstance(request.data, dict) and "rtsp_endpoint" in request.data:
+                connect = ConnectSerializer(data=request.data)
+                connect.is_valid(raise_exception=True)
+                camera = services.connect_camera(**connect.validated_data)
+                return operation_response(request, camera.name, camera.last_operation_id)
+            raise NotFound(f"No camera named {data.validated_data['name']!r}.")
+        camera = services.start_camera(camera)
+        return operation_response(request, camera.name, camera.last_operation_id)
+
+
+class ProcessStop(APIView):
+    @extend_schema(summary="Stop a camera and keep its record")
+    def post(self, request, name):
+        camera = services.stop_camera(services.get_camera(name))
+        return operation_response(request, camera.name, camera.last_operation_id)
+
+    delete = post
+
+
+class ProcessList(APIView):
+    @extend_schema(summary="Every camera (filters: host, status)")
+    def get(self, request):
+        return Response(
+            selectors.camera_list_payload(host=request.query_params.get("host"),
+                                          status=request.query_params.get("status"))
+        )
+
+
+class ProcessUpgrades(APIView):
+    @extend_schema(summary="Every camera with upgrade_available and newer_version from its host's images")
+    def get(self, request):
+        return Response(selectors.camera_list_payload())
+
+    @extend_schema(summary="Upgrade one camera's container (not available yet)")
+    def post(self, request):
+        raise NotImplementedYet("Container upgrades are not available yet in this version of edgeproxy.")
+
+
+class ProcessFrame(APIView):
+    @extend_schema(summary="The newest frame of a camera as JPEG (not available yet)")
+    def get(self, request, name):
+        services.get_camera(name)
+        raise NotImplementedYet("JPEG snapshots are not available yet in this version of edgeproxy.")
+
+
+class HostCollection(APIView):
+    @extend_schema(summary="Edge hosts")
+    def get(self, request):
+        return Response([selectors.host_payload(h, h.camera_count) for h in selectors.hosts()])
+
+
+class HostDetail(APIView):
+    @extend_schema(summary="One edge host")
+    def get(self, request, name):
+        host = selectors.host_by_name(name)
+        if host is None:
+            raise NotFound(f"No edge host named {name!r}.")
+        return Response(selectors.host_payload(host, host.camera_count))
+
+
+class TaskDetail(APIView):
+    @extend_schema(summary="An asynchronous operation")
+    def get(self, request, task_id):
+        op = selectors.operation_by_id(task_id)
+        if op is None:
+            raise NotFound(f"No task {task_id}.")
+        return Response(selectors.operation_detail(op))

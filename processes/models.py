@@ -1,0 +1,135 @@
+"""Edge hosts, the cameras placed on them, and the operations that drive them."""
+
+import uuid
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+
+class EdgeHost(models.Model):
+    """A machine running an edge worker. Registers itself through heartbeats."""
+
+    name = models.CharField(max_length=63, unique=True)
+    queue = models.CharField(max_length=100)
+    runtime = models.CharField(max_length=16, blank=True, help_text="docker or local")
+    last_heartbeat = models.DateTimeField(null=True, blank=True)
+    facts = models.JSONField(default=dict, blank=True, help_text="runtime facts: versions, cpus, memory")
+    images = models.JSONField(default=list, blank=True, help_text="local image inventory")
+    frames_address = models.CharField(max_length=255, blank=True, help_text="host:port of its frame server")
+    public_key = models.CharField(max_length=64, blank=True, help_text="key camera specs are sealed to")
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @staticmethod
+    def online_cutoff():
+        window = settings.EDGEPROXY_HEARTBEAT_SECONDS * settings.EDGEPROXY_OFFLINE_AFTER_BEATS
+        return timezone.now() - timedelta(seconds=window)
+
+    @property
+    def is_online(self) -> bool:
+        return self.last_heartbeat is not None and self.last_heartbeat >= self.online_cutoff()
+
+
+class DesiredState(models.TextChoices):
+    RUNNING = "running"
+    STOPPED = "stopped"
+
+
+class Camera(models.Model):
+    """A camera process (the API's StreamProcess): what should run, and what was last observed."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(max_length=63, unique=True)
+    rtsp_endpoint_encrypted = models.TextField(help_text="the full URL, encrypted at rest")
+    rtsp_endpoint_masked = models.CharField(max_length=2100, help_text="the URL with its password masked")
+    rtmp_endpoint = models.CharField(max_length=2048, blank=True)
+    rtsp_transport = models.CharField(max_length=3, default="tcp", choices=[("tcp", "tcp"), ("udp", "udp")])
+    image_tag = models.CharField(max_length=255)
+    host = models.ForeignKey(EdgeHost, on_delete=models.PROTECT, related_name="cameras")
+    desired_state = models.CharField(max_length=8, choices=DesiredState.choices, default=DesiredState.RUNNING)
+
+    # Observed by the edge worker (operation results and heartbeats).
+    status = models.CharField(max_length=16, default="pending")
+    container_id = models.CharField(max_length=100, blank=True)
+    state = models.JSONField(default=dict, blank=True)
+    logs = models.JSONField(default=dict, blank=True)
+    stream = models.JSONField(null=True, blank=True)
+    observed_at = models.DateTimeField(null=True, blank=True)
+    storing = models.BooleanField(default=False)
+
+    last_operation = models.ForeignKey(
+        "Operation", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created = models.DateTimeField(auto_now_add=True)
+    modified = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        indexes = [models.Index(fields=["host", "name"]), models.Index(fields=["status"])]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class OperationKind(models.TextChoices):
+    CONNECT = "connect"
+    START = "start"
+    STOP = "stop"
+    DELETE = "delete"
+    RECONCILE = "reconcile"
+    PULL = "pull"
+    UPGRADE = "upgrade"
+
+
+class OperationState(models.TextChoices):
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+ACTIVE_STATES = (OperationState.PENDING, OperationState.RUNNING)
+
+
+class Operation(models.Model):
+    """One Celery task sent to an edge host: its id is the task id (``GET /tasks/{id}``)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    kind = models.CharField(max_length=16, choices=OperationKind.choices)
+    camera = models.ForeignKey(Camera, null=True, blank=True, on_delete=models.SET_NULL, related_name="operations")
+    camera_name = models.CharField(max_length=63, blank=True, help_text="kept after the camera is deleted")
+    host = models.ForeignKey(EdgeHost, null=True, blank=True, on_delete=models.SET_NULL, related_name="operations")
+    state = models.CharField(max_length=16, choices=OperationState.choices, default=OperationState.PENDING)
+    progress = models.JSONField(default=dict, blank=True)
+    result = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+    started = models.DateTimeField(null=True, blank=True)
+    finished = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created"]
+        constraints = [
+            # One operation at a time per camera: the database, not hope, refuses a second one.
+            models.UniqueConstraint(
+                fields=["camera"],
+                condition=Q(state__in=["pending", "running"]),
+                name="one_active_operation_per_camera",
+            )
+        ]
+        indexes = [models.Index(fields=["state", "created"])]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.camera_name} ({self.state})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.state in ACTIVE_STATES

@@ -1,0 +1,36 @@
+"""Control tasks: consumed on the control plane from the ``control`` queue.
+
+Edge workers send these to report; each one loads and calls a service. Idempotent: a redelivered
+result of a finished operation changes nothing.
+"""
+
+from celery import shared_task
+
+from processes import services
+
+
+@shared_task(name="processes.operation_started", acks_late=True, ignore_result=True)
+def operation_started(operation_id: str) -> None:
+    services.record_operation_started(operation_id)
+
+
+@shared_task(name="processes.operation_finished", acks_late=True, ignore_result=True)
+def operation_finished(operation_id: str, ok: bool, error: str = "", observed: dict | None = None,
+                       stream: dict | None = None, removed: bool = False, result: dict | None = None) -> None:
+    services.record_operation_result(operation_id, ok, error, observed, stream, removed, result)
+
+
+@shared_task(name="processes.host_heartbeat", acks_late=True, ignore_result=True)
+def host_heartbeat(host: str, report: dict) -> None:
+    services.record_heartbeat(host, report)
+
+
+@shared_task(name="processes.host_started", acks_late=True, ignore_result=True)
+def host_started(host: str, report: dict) -> None:
+    edge_host = services.record_heartbeat(host, report)
+    services.resend_desired_state(edge_host)
+
+
+@shared_task(name="processes.operation_progress", acks_late=True, ignore_result=True)
+def operation_progress(operation_id: str, progress: dict) -> None:
+    services.record_operation_progress(operation_id, progress)

@@ -1,0 +1,38 @@
+"""Image tags and versions: ``0.0.10`` is newer than ``0.0.9``; ``latest`` is never newer."""
+
+from packaging.version import InvalidVersion, Version
+
+
+def split_image(image: str) -> tuple[str, str]:
+    """``repo[:tag]`` -> (repo, tag); a registry port (``host:5000/repo``) is not a tag."""
+    slash = image.rfind("/")
+    colon = image.rfind(":")
+    if colon > slash:
+        return image[:colon], image[colon + 1 :]
+    return image, ""
+
+
+def parse_version(tag: str) -> Version | None:
+    try:
+        return Version(tag)
+    except (InvalidVersion, TypeError):
+        return None
+
+
+def highest_version(tags) -> str | None:
+    best, best_tag = None, None
+    for tag in tags:
+        version = parse_version(tag)
+        if version is not None and (best is None or version > best):
+            best, best_tag = version, tag
+    return best_tag
+
+
+def is_newer(candidate: str | None, current: str | None) -> bool:
+    new, old = parse_version(candidate or ""), parse_version(current or "")
+    return new is not None and old is not None and new > old
+
+
+def local_tags(images: list[dict], repository: str) -> list[str]:
+    """Tags of ``repository`` in a host's image inventory (entries: {"repository", "tag", ...})."""
+    return [img["tag"] for img in images if img.get("repository") == repository and img.get("tag")]

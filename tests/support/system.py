@@ -1,0 +1,161 @@
+"""The whole edgeproxy system as real processes, for black-box tests and benchmarks.
+
+``System`` starts, against a real PostgreSQL database and a real Redis: the API under gunicorn,
+the control worker (Celery, ``control`` queue) and any number of edge workers (``python -m worker``)
+with their own host names. Every process writes to a log file under ``workdir`` so tests can check
+what was printed (no password anywhere, for one).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psycopg
+import requests
+
+from tests.support.services import REPO, Process, free_port, wait_until
+
+# An address where no database answers: edge workers get it to prove they never use one.
+NO_DATABASE_URL = "postgres://nobody:nothing@127.0.0.1:9/none"
+
+
+def test_database_url(name: str) -> str:
+    """A fresh PostgreSQL database ``name`` on the server of EDGEPROXY_TEST_DATABASE_URL."""
+    base = os.environ.get("EDGEPROXY_TEST_DATABASE_URL")
+    if not base:
+        raise RuntimeError(
+            "EDGEPROXY_TEST_DATABASE_URL is not set: run the tests with bin/test, which starts PostgreSQL"
+        )
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return base.rsplit("/", 1)[0] + "/" + name
+
+
+class System:
+    def __init__(self, workdir: Path, redis_url: str, database_url: str, camera_image: str = "",
+                 camera_volumes: str = "", runtime: str = "docker", heartbeat: float = 1.0, extra_env: dict | None = None):
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.redis_url = redis_url
+        self.database_url = database_url
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.edges: dict[str, Process] = {}
+        self.processes: list[Process] = []
+        self.env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("EDGEPROXY_", "DJANGO_"))},
+            "DJANGO_SETTINGS_MODULE": "edgeproxy.settings",
+            "PYTHONPATH": str(REPO),
+            "PYTHONUNBUFFERED": "1",
+            "DATABASE_URL": database_url,
+            "REDIS_URL": redis_url,
+            "SECRET_KEY": "test-secret-key-not-for-production",
+            "EDGEPROXY_STATE_DIR": str(self.workdir / "state"),
+            "EDGEPROXY_HEARTBEAT_SECONDS": str(heartbeat),
+            "EDGEPROXY_RUNTIME": runtime,
+            "EDGEPROXY_CAMERA_IMAGE": camera_image,
+            "EDGEPROXY_CAMERA_VOLUMES": camera_volumes,
+            **(extra_env or {}),
+        }
+        self._manage("migrate", "--noinput")
+        self.token = self._manage("create_api_token", "admin", "--superuser").strip()
+        self.readonly_token = self._manage("create_api_token", "viewer", "--read-only").strip()
+        self.session = requests.Session()
+        self.session.headers["Authorization"] = f"Token {self.token}"
+        self.api = self._start(
+            "api",
+            [sys.executable, "-m", "gunicorn", "edgeproxy.wsgi", "--bind", f"127.0.0.1:{self.port}",
+             "--workers", "2", "--threads", "8", "--access-logfile", "-", "--graceful-timeout", "2"],
+        )
+        self.control = self._start(
+            "control",
+            [sys.executable, "-m", "celery", "-A", "edgeproxy.celery", "worker", "--queues", "control",
+             "--pool", "threads", "--concurrency", "4", "--hostname", "control@%h", "--without-mingle",
+             "--without-gossip", "--loglevel", "INFO"],
+        )
+        wait_until(self._api_ready, 30, message="API")
+
+    # --- processes ------------------------------------------------------------------------------
+
+    def _manage(self, *args: str) -> str:
+        result = subprocess.run([sys.executable, "manage.py", *args], cwd=REPO, env=self.env, capture_output=True,
+                                text=True, timeout=120)
+        if result.returncode != 0:
+            raise RuntimeError(f"manage.py {args[0]} failed: {result.stderr[-2000:]}")
+        return result.stdout
+
+    def _start(self, name: str, args: list[str], env: dict | None = None) -> Process:
+        process = Process(args, self.workdir / "logs" / f"{name}.log", env=env or self.env, cwd=REPO)
+        self.processes.append(process)
+        return process
+
+    def _api_ready(self) -> bool:
+        return requests.get(self.base_url + "/healthz", timeout=2).status_code in (200, 503)
+
+    def start_edge(self, host: str, wait_online: bool = True, **env) -> Process:
+        edge_env = {
+            **self.env,
+            "DATABASE_URL": NO_DATABASE_URL,
+            "EDGEPROXY_HOST_NAME": host,
+            "EDGEPROXY_STATE_DIR": str(self.workdir / f"state-{host}"),
+            **{k: str(v) for k, v in env.items()},
+        }
+        process = self._start(f"edge-{host}", [sys.executable, "-m", "worker"], env=edge_env)
+        self.edges[host] = process
+        if wait_online:
+            self.wait_host_online(host)
+        return process
+
+    def stop_edge(self, host: str) -> None:
+        self.edges.pop(host).stop()
+
+    def wait_host_online(self, host: str, timeout: float = 30) -> dict:
+        def online():
+            response = self.get(f"/api/v1/hosts/{host}")
+            return response.status_code == 200 and response.json()["online"] and response.json()
+
+        return wait_until(online, timeout, interval=0.2, message=f"host {host} online")
+
+    def stop(self) -> None:
+        for process in reversed(self.processes):
+            process.stop()
+
+    def logs(self) -> str:
+        return "\n".join(p.output() for p in self.processes)
+
+    # --- HTTP -----------------------------------------------------------------------------------
+
+    def request(self, method: str, path: str, **kwargs) -> requests.Response:
+        kwargs.setdefault("timeout", 90)
+        return self.session.request(method, self.base_url + path, **kwargs)
+
+    def get(self, path: str, **kwargs) -> requests.Response:
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path: str, json=None, **kwargs) -> requests.Response:
+        return self.request("POST", path, json=json, **kwargs)
+
+    def delete(self, path: str, **kwargs) -> requests.Response:
+        return self.request("DELETE", path, **kwargs)
+
+    def camera(self, name: str) -> dict:
+        response = self.get(f"/api/v1/process/{name}")
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def wait_camera(self, name: str, predicate, timeout: float = 30, message: str = "camera state") -> dict:
+        return wait_until(lambda: (c := self.camera(name)) and predicate(c) and c, timeout, interval=0.2,
+                          message=f"{name}: {message}")
+
+
+def wait_for(fn, timeout: float = 30, message: str = "condition"):
+    return wait_until(fn, timeout, message=message)
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)

@@ -1,0 +1,147 @@
+"""Real parts for the frame API tests: a Redis of their own (the frame bus and the Celery broker of
+the Annotate hand-off), a GStreamer RTSP camera, the real camera process (``python -m
+worker.camera``) and the real frame server (``python -m worker.frames``), all as child processes.
+
+The host camera table (``keys.host_cameras(host)``) is written by the edge worker in production
+(every heartbeat, from the runtime's view of the camera containers). Here the fixtures write the
+entries themselves, because the frame server only knows the cameras listed there (or with a live
+status key).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import grpc
+import pytest
+
+from tests.support.services import Process, RedisServer, RtspCamera, free_port, wait_port, wait_until
+from worker.camera import keys
+from worker.frames.proto import video_streaming_pb2 as pb
+from worker.frames.proto import video_streaming_pb2_grpc as pb_grpc
+
+HOST = "frames-test-host"
+CAMERA = "cam-live"  # real camera process on a live RTSP source, with an RTMP endpoint
+DOWN_CAMERA = "cam-down"  # real camera process whose RTSP source does not answer
+NO_PROCESS_CAMERA = "cam-noproc"  # in the host table, but no camera process (no status key)
+BUFFER_SECONDS = 8
+WIDTH, HEIGHT, FPS = 640, 480, 25
+MAX_MESSAGE = 64 * 1024 * 1024
+
+
+def table_entry(camera_id: str, has_rtmp: bool, running: bool = True) -> str:
+    """A host camera table value as the edge worker writes it (Docker ContainerState keys)."""
+    state = {"Status": "running" if running else "exited", "Running": running, "Paused": False,
+             "Restarting": False, "OOMKilled": False, "Dead": False, "Pid": 4242 if running else 0,
+             "ExitCode": 0, "Error": "", "StartedAt": "2026-11-26T12:00:00Z", "FinishedAt": "0001-01-01T00:00:00Z"}
+    return json.dumps({"camera_id": camera_id, "status": "running" if running else "stopped", "state": state,
+                       "container_id": f"local-{camera_id}", "has_rtmp": has_rtmp})
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    root = os.environ.get("EDGEPROXY_TEST_ARTIFACTS")
+    path = Path(root) / "frames" if root else tmp_path_factory.mktemp("frames")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="module")
+def frames_redis(workdir):
+    server = RedisServer(workdir / "redis")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def source(workdir):
+    camera = RtspCamera(workdir / "rtsp", width=WIDTH, height=HEIGHT, fps=FPS, gop=FPS)
+    yield camera
+    camera.stop()
+
+
+@pytest.fixture(scope="module")
+def rtmp_port() -> int:
+    return free_port()
+
+
+def camera_env(name: str, rtsp_url: str, redis_url: str, rtmp_url: str | None = None) -> dict:
+    env = dict(os.environ, EDGEPROXY_CAMERA_NAME=name, EDGEPROXY_CAMERA_ID=name, EDGEPROXY_RTSP_URL=rtsp_url,
+               EDGEPROXY_REDIS_URL=redis_url, EDGEPROXY_BUFFER_SECONDS=str(BUFFER_SECONDS), PYTHONUNBUFFERED="1")
+    if rtmp_url:
+        env["EDGEPROXY_RTMP_URL"] = rtmp_url
+    return env
+
+
+def status_of(client, name: str) -> dict:
+    raw = client.get(keys.status(name))
+    return json.loads(raw) if raw else {}
+
+
+@pytest.fixture(scope="module")
+def cameras(workdir, frames_redis, source, rtmp_port):
+    """The real camera processes, plus their host table entries (the edge worker's job)."""
+    client = frames_redis.client()
+    table = keys.host_cameras(HOST)
+    client.hset(table, mapping={
+        CAMERA: table_entry("1", has_rtmp=True),
+        DOWN_CAMERA: table_entry("2", has_rtmp=False),
+        NO_PROCESS_CAMERA: table_entry("3", has_rtmp=False, running=False),
+    })
+    dead_port = free_port()
+    live = Process([sys.executable, "-m", "worker.camera"], workdir / f"camera-{CAMERA}.log",
+                   env=camera_env(CAMERA, source.url(), frames_redis.url, f"rtmp://127.0.0.1:{rtmp_port}/live/x"))
+    down = Process([sys.executable, "-m", "worker.camera"], workdir / f"camera-{DOWN_CAMERA}.log",
+                   env=camera_env(DOWN_CAMERA, f"rtsp://127.0.0.1:{dead_port}/test", frames_redis.url))
+    try:
+        wait_until(lambda: status_of(client, CAMERA).get("state") == "streaming", 30,
+                   message=f"camera {CAMERA} streaming")
+        wait_until(lambda: status_of(client, DOWN_CAMERA), 30, message=f"status of camera {DOWN_CAMERA}")
+        yield {"live": live, "down": down}
+    finally:
+        for process in (live, down):
+            process.stop()
+
+
+def server_env(redis_url: str, port: int, **extra) -> dict:
+    env = dict(os.environ, EDGEPROXY_GRPC_PORT=str(port), EDGEPROXY_GRPC_BIND="127.0.0.1",
+               EDGEPROXY_FRAMES_REDIS_URL=redis_url, EDGEPROXY_HOST_NAME=HOST, CELERY_BROKER_URL=redis_url,
+               PYTHONUNBUFFERED="1")
+    env.update(extra)
+    return env
+
+
+@pytest.fixture(scope="module")
+def frame_server(workdir, frames_redis):
+    port = free_port()
+    process = Process([sys.executable, "-m", "worker.frames"], workdir / "frame-server.log",
+                      env=server_env(frames_redis.url, port))
+    wait_port(port, 15)
+    yield f"127.0.0.1:{port}"
+    assert process.alive(), "the frame server died:\n" + process.output()[-3000:]
+    process.stop()
+    log = process.output()
+    assert "Traceback" not in log, log[-3000:]
+
+
+@pytest.fixture(scope="module")
+def stub(frame_server):
+    """A client generated from our proto, used directly."""
+    channel = grpc.insecure_channel(frame_server, options=[("grpc.max_receive_message_length", MAX_MESSAGE)])
+    yield pb_grpc.ImageStub(channel)
+    channel.close()
+
+
+@pytest.fixture
+def ffmpeg():
+    path = shutil.which("ffmpeg")
+    if not path:
+        pytest.skip("ffmpeg not installed")
+    return path
+
+
+__all__ = ["pb", "HOST", "CAMERA", "DOWN_CAMERA", "NO_PROCESS_CAMERA"]

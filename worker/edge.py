@@ -1,0 +1,247 @@
+"""The edge agent: what an edge worker does on its host, without ever touching the database.
+
+It runs camera processes through a runtime, reports results and observed state to the control
+plane as ``control``-queue tasks, beats every EDGEPROXY_HEARTBEAT_SECONDS, and keeps the frame
+bus's table of this host's cameras current for the frame server.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+import time
+from functools import lru_cache
+from pathlib import Path
+
+import redis
+from django.conf import settings
+
+from edgeproxy.celery import CONTROL_QUEUE, host_queue
+from edgeproxy.celery import app as celery_app
+from worker import sealing
+from worker.camera import keys
+from worker.redaction import register_secret, url_password
+from worker.runtimes import get_runtime
+from worker.runtimes.base import CameraSpec, Observed, RuntimeError_
+
+logger = logging.getLogger("edgeproxy.edge")
+
+
+class EdgeAgent:
+    def __init__(self, host: str | None = None):
+        self.host = host or settings.EDGEPROXY_HOST_NAME
+        self.queue = host_queue(self.host)
+        self.runtime = get_runtime(
+            self.host,
+            kind=settings.EDGEPROXY_RUNTIME,
+            network=settings.EDGEPROXY_CAMERA_NETWORK,
+            volumes=settings.EDGEPROXY_CAMERA_VOLUMES,
+            command=settings.EDGEPROXY_LOCAL_CAMERA_COMMAND.split() if settings.EDGEPROXY_LOCAL_CAMERA_COMMAND else None,
+        )
+        key_path = Path(settings.STATE_DIR) / f"edge-{self.host}.key"
+        self.key = sealing.load_or_create_key(key_path)
+        self.frames = redis.Redis.from_url(settings.FRAMES_REDIS_URL, socket_timeout=5, socket_connect_timeout=5)
+        self._log_digests: dict[str, str] = {}
+        self._rtmp: dict[str, bool] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # --- talking to the control plane --------------------------------------------------------
+
+    def _tell_control(self, task: str, **kwargs) -> None:
+        celery_app.send_task(task, kwargs=kwargs, queue=CONTROL_QUEUE)
+
+    def _started(self, operation_id: str) -> None:
+        self._tell_control("processes.operation_started", operation_id=operation_id)
+
+    def _finished(self, operation_id: str, ok: bool, error: str = "", observed: Observed | None = None,
+                  removed: bool = False) -> None:
+        stream = self._stream_status([observed.name]).get(observed.name) if observed else None
+        self._tell_control(
+            "processes.operation_finished",
+            operation_id=operation_id,
+            ok=ok,
+            error=error,
+            observed=observed.as_dict() if observed else None,
+            stream=stream,
+            removed=removed,
+        )
+
+    # --- operations --------------------------------------------------------------------------
+
+    def ensure_running(self, operation_id: str, camera_name: str, sealed_spec: str) -> None:
+        self._started(operation_id)
+        try:
+            raw = sealing.unseal(self.key, sealed_spec)
+        except Exception:  # noqa: BLE001 - a spec sealed to another key (host key was replaced)
+            self._finished(operation_id, False, f"camera {camera_name}: the spec could not be opened with this host's key")
+            return
+        register_secret(url_password(raw["rtsp_url"]))
+        spec = CameraSpec(
+            camera_id=raw["camera_id"],
+            name=raw["name"],
+            host=self.host,
+            image=raw["image"],
+            rtsp_url=raw["rtsp_url"],
+            rtmp_url=raw.get("rtmp_url") or "",
+            transport=raw.get("transport") or "tcp",
+            buffer_seconds=int(raw.get("buffer_seconds", settings.EDGEPROXY_CAMERA_BUFFER_SECONDS)),
+            frames_redis_url=settings.FRAMES_REDIS_URL,
+        )
+        self._rtmp[spec.name] = bool(spec.rtmp_url)
+        try:
+            observed = self.runtime.ensure_running(spec)
+        except RuntimeError_ as exc:
+            logger.warning("camera %s: could not start: %s", camera_name, exc)
+            self._finished(operation_id, False, str(exc), self._observe(camera_name))
+            return
+        logger.info("camera %s: running (%s)", camera_name, observed.container_id[:12])
+        self._finished(operation_id, True, observed=observed)
+        self._publish_host_table()
+
+    def stop(self, operation_id: str, camera_name: str) -> None:
+        self._started(operation_id)
+        try:
+            observed = self.runtime.stop(camera_name)
+        except RuntimeError_ as exc:
+            self._finished(operation_id, False, str(exc), self._observe(camera_name))
+            return
+        logger.info("camera %s: stopped", camera_name)
+        self._finished(operation_id, True, observed=observed)
+        self._publish_host_table()
+
+    def remove(self, operation_id: str, camera_name: str) -> None:
+        self._started(operation_id)
+        try:
+            self.runtime.remove(camera_name)
+        except RuntimeError_ as exc:
+            self._finished(operation_id, False, str(exc), self._observe(camera_name))
+            return
+        try:
+            keys.delete_camera_keys(self.frames, camera_name)
+            self.frames.hdel(keys.host_cameras(self.host), camera_name)
+        except redis.RedisError as exc:
+            logger.warning("camera %s: frame keys not removed: %s", camera_name, exc)
+        self._rtmp.pop(camera_name, None)
+        self._log_digests.pop(camera_name, None)
+        logger.info("camera %s: removed", camera_name)
+        self._finished(operation_id, True, removed=True)
+
+    def pull_image(self, operation_id: str, repository: str, tag: str) -> None:
+        self._started(operation_id)
+        last_sent = 0.0
+
+        def progress(state: dict) -> None:
+            nonlocal last_sent
+            now = time.monotonic()
+            if now - last_sent >= 0.5:  # at most two progress messages a second
+                last_sent = now
+                self._tell_control("processes.operation_progress", operation_id=operation_id, progress=state)
+
+        try:
+            final, log = self.runtime.pull(repository, tag, progress)
+        except RuntimeError_ as exc:
+            logger.warning("pull %s:%s failed: %s", repository, tag, exc)
+            self._tell_control("processes.operation_finished", operation_id=operation_id, ok=False, error=str(exc))
+            return
+        self._tell_control("processes.operation_progress", operation_id=operation_id, progress=final)
+        self._tell_control("processes.operation_finished", operation_id=operation_id, ok=True,
+                           result={"response": log})
+        self.heartbeat()  # the new image shows in the inventory at once
+
+    def _observe(self, camera_name: str) -> Observed | None:
+        try:
+            return self.runtime.observe(camera_name)
+        except RuntimeError_:
+            return None
+
+    # --- reports -----------------------------------------------------------------------------
+
+    def _stream_status(self, names: list[str]) -> dict[str, dict]:
+        if not names:
+            return {}
+        try:
+            values = self.frames.mget([keys.status(n) for n in names])
+        except redis.RedisError:
+            return {}
+        streams = {}
+        for name, value in zip(names, values):
+            if value:
+                try:
+                    streams[name] = json.loads(value)
+                except ValueError:
+                    continue
+        return streams
+
+    def _publish_host_table(self, observed: list[Observed] | None = None) -> None:
+        try:
+            observed = observed if observed is not None else self.runtime.observe_all()
+            table_key = keys.host_cameras(self.host)
+            pipe = self.frames.pipeline()
+            pipe.delete(table_key)
+            for item in observed:
+                entry = {
+                    "camera_id": item.camera_id,
+                    "status": item.status,
+                    "state": item.state,
+                    "container_id": item.container_id,
+                    "has_rtmp": self._rtmp.get(item.name, False),
+                }
+                pipe.hset(table_key, item.name, json.dumps(entry))
+            pipe.expire(table_key, int(settings.EDGEPROXY_HEARTBEAT_SECONDS * 3) + 1)
+            pipe.execute()
+        except (redis.RedisError, RuntimeError_) as exc:
+            logger.warning("host camera table not published: %s", exc)
+
+    def report(self) -> dict:
+        observed_at = int(time.time() * 1000)
+        cameras = self.runtime.observe_all(with_logs=True)
+        self._publish_host_table(cameras)
+        payload = []
+        for item in cameras:
+            entry = item.as_dict()
+            digest = hashlib.sha256(json.dumps(entry.get("logs"), sort_keys=True).encode()).hexdigest()
+            if self._log_digests.get(item.name) == digest:
+                entry.pop("logs")  # unchanged since the last report: the control plane keeps its copy
+            self._log_digests[item.name] = digest
+            payload.append(entry)
+        return {
+            "queue": self.queue,
+            "runtime": self.runtime.name,
+            "facts": self.runtime.facts(),
+            "images": self.runtime.images(),
+            "public_key": sealing.public_key_text(self.key),
+            "frames_address": settings.EDGEPROXY_FRAMES_ADVERTISE,
+            "observed_at": observed_at,
+            "cameras": payload,
+            "streams": self._stream_status([c.name for c in cameras]),
+        }
+
+    def heartbeat(self, first: bool = False) -> None:
+        self._tell_control("processes.host_started" if first else "processes.host_heartbeat",
+                           host=self.host, report=self.report())
+
+    def _beat_forever(self) -> None:
+        first = True
+        while not self._stop.is_set():
+            try:
+                self.heartbeat(first=first)
+                first = False
+            except Exception as exc:  # noqa: BLE001 - a missed beat must never end the loop
+                logger.warning("heartbeat failed: %s", exc)
+            self._stop.wait(settings.EDGEPROXY_HEARTBEAT_SECONDS)
+
+    def start_heartbeats(self) -> None:
+        self._thread = threading.Thread(target=self._beat_forever, name="edge-heartbeat", daemon=True)
+        self._thread.start()
+
+    def stop_heartbeats(self) -> None:
+        self._stop.set()
+
+
+@lru_cache(maxsize=1)
+def current() -> EdgeAgent:
+    """The agent of this edge worker process (one host per process)."""
+    return EdgeAgent()

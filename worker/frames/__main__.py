@@ -1,0 +1,54 @@
+"""Run the frame server: ``python -m worker.frames`` (configuration: see worker/frames/config.py)."""
+
+import logging
+import signal
+import sys
+import threading
+
+from worker.frames.config import ConfigError, FrameServerConfig
+
+
+def main() -> int:
+    try:
+        config = FrameServerConfig.from_env()
+    except ConfigError as exc:
+        print(f"frame server: configuration error: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=config.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        from worker.redaction import RedactingFilter
+
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(RedactingFilter())
+    except ImportError:  # pragma: no cover - redaction is part of the worker package
+        pass
+    log = logging.getLogger("edgeproxy.frames")
+
+    from worker.frames.server import build_server
+
+    try:
+        server, servicer, port = build_server(config)
+    except (OSError, RuntimeError) as exc:
+        print(f"frame server: {exc} (is another frame server running? set EDGEPROXY_GRPC_PORT)", file=sys.stderr)
+        return 2
+    stop = threading.Event()
+
+    def on_signal(signum, _frame):
+        log.info("signal %d: stopping", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    server.start()
+    log.info("frame server listening on %s:%d (%s, host %s, auth %s, frame bus %s)", config.bind, port,
+             "TLS" if config.tls_cert else "plaintext", config.host,
+             f"{len(config.tokens)} key(s)" if config.tokens else "off", config.redis_url)
+    stop.wait()
+    server.stop(grace=1.5).wait(2)
+    servicer.annotations.close()
+    log.info("frame server stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""Configuration of the frame server, read from the environment (no Django needed).
+
+| variable | default | meaning |
+|---|---|---|
+| ``EDGEPROXY_GRPC_PORT`` | ``50001`` | listening port |
+| ``EDGEPROXY_GRPC_BIND`` | ``0.0.0.0`` | listening address (``127.0.0.1`` to keep it local) |
+| ``EDGEPROXY_GRPC_WORKERS`` | ``16`` | handler threads (one per RPC in flight; a buffered stream holds one) |
+| ``EDGEPROXY_GRPC_MAX_MESSAGE_MB`` | ``64`` | max send/receive message size (a 1080p BGR frame is 6.2 MB) |
+| ``EDGEPROXY_GRPC_TOKENS`` | unset | comma-separated API keys; when set (or the file), every call needs metadata ``authorization: Token <key>`` |
+| ``EDGEPROXY_GRPC_TOKENS_FILE`` | unset | file with API keys, one per line (``#`` comments allowed) |
+| ``EDGEPROXY_GRPC_TLS_CERT`` / ``EDGEPROXY_GRPC_TLS_KEY`` | unset | PEM files: serve TLS instead of plaintext (both or neither) |
+| ``EDGEPROXY_FRAMES_REDIS_URL`` | ``redis://127.0.0.1:6379/0`` | the frame bus (Redis of this edge host) |
+| ``EDGEPROXY_HOST_NAME`` | hostname, lower case | this host's name (selects the host camera table) |
+| ``CELERY_BROKER_URL`` | ``REDIS_URL`` or ``redis://127.0.0.1:6379/0`` | broker for the Annotate hand-off to the control plane |
+| ``EDGEPROXY_FRAMES_WAIT_MS`` | ``2000`` | how long VideoLatestImage waits for a fresh frame after demand starts |
+| ``EDGEPROXY_FRAMES_MAX_AGE_MS`` | ``2000`` | a decoded frame older than this is stale (not returned by VideoLatestImage) |
+| ``LOG_LEVEL`` | ``info`` | debug / info / warning / error |
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, field
+
+
+class ConfigError(Exception):
+    """A configuration value is wrong; the message names the variable and what to fix."""
+
+
+def _int(env, name: str, default: int, minimum: int, maximum: int | None = None) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum or (maximum is not None and value > maximum):
+        bound = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
+        raise ConfigError(f"{name} must be {bound}, got {value}")
+    return value
+
+
+def _read_file(name: str, path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return fh.read()
+    except OSError as exc:
+        raise ConfigError(f"{name}: cannot read {path!r}: {exc.strerror}") from None
+
+
+@dataclass(frozen=True)
+class FrameServerConfig:
+    port: int = 50001
+    bind: str = "0.0.0.0"
+    workers: int = 16
+    max_message_bytes: int = 64 * 1024 * 1024
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    host: str = field(default_factory=lambda: socket.gethostname().lower())
+    broker_url: str = "redis://127.0.0.1:6379/0"
+    tokens: tuple[str, ...] = ()
+    tls_cert: bytes | None = None
+    tls_key: bytes | None = None
+    wait_ms: int = 2000
+    max_age_ms: int = 2000
+    log_level: str = "INFO"
+
+    @property
+    def address(self) -> str:
+        return f"{self.bind}:{self.port}"
+
+    @classmethod
+    def from_env(cls, env=None) -> "FrameServerConfig":
+        env = os.environ if env is None else env
+        tokens: list[str] = [t.strip() for t in env.get("EDGEPROXY_GRPC_TOKENS", "").split(",") if t.strip()]
+        tokens_file = env.get("EDGEPROXY_GRPC_TOKENS_FILE", "").strip()
+        if tokens_file:
+            for line in _read_file("EDGEPROXY_GRPC_TOKENS_FILE", tokens_file).splitlines():
+                line = line.split("#", 1)[0].strip()
+                if line:
+                    tokens.append(line)
+            if not tokens:
+                raise ConfigError(f"EDGEPROXY_GRPC_TOKENS_FILE {tokens_file!r} holds no key: add one key per line")
+        cert_path = env.get("EDGEPROXY_GRPC_TLS_CERT", "").strip()
+        key_path = env.get("EDGEPROXY_GRPC_TLS_KEY", "").strip()
+        if bool(cert_path) != bool(key_path):
+            raise ConfigError("set both EDGEPROXY_GRPC_TLS_CERT and EDGEPROXY_GRPC_TLS_KEY (PEM files), or neither")
+        tls_cert = _read_file("EDGEPROXY_GRPC_TLS_CERT", cert_path).encode() if cert_path else None
+        tls_key = _read_file("EDGEPROXY_GRPC_TLS_KEY", key_path).encode() if key_path else None
+        level = env.get("LOG_LEVEL", "info").strip().upper() or "INFO"
+        if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise ConfigError(f"LOG_LEVEL must be one of debug, info, warning, error; got {level.lower()!r}")
+        redis_default = env.get("REDIS_URL", "").strip() or "redis://127.0.0.1:6379/0"
+        host = env.get("EDGEPROXY_HOST_NAME", "").strip() or socket.gethostname().lower()
+        return cls(
+            port=_int(env, "EDGEPROXY_GRPC_PORT", 50001, 1, 65535),
+            bind=env.get("EDGEPROXY_GRPC_BIND", "").strip() or "0.0.0.0",
+            workers=_int(env, "EDGEPROXY_GRPC_WORKERS", 16, 1, 1024),
+            max_message_bytes=_int(env, "EDGEPROXY_GRPC_MAX_MESSAGE_MB", 64, 8, 2047) * 1024 * 1024,
+            redis_url=env.get("EDGEPROXY_FRAMES_REDIS_URL", "").strip() or "redis://127.0.0.1:6379/0",
+            host=host,
+            broker_url=env.get("CELERY_BROKER_URL", "").strip() or redis_default,
+            tokens=tuple(dict.fromkeys(tokens)),
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+            wait_ms=_int(env, "EDGEPROXY_FRAMES_WAIT_MS", 2000, 0, 60000),
+            max_age_ms=_int(env, "EDGEPROXY_FRAMES_MAX_AGE_MS", 2000, 100, 600000),
+            log_level=level,
+        )

@@ -1,0 +1,501 @@
+"""The frame API of an edge host: gRPC service ``chrys.cloud.videostreaming.v1beta1.Image``.
+
+Reads the frame bus (Redis, see ``worker/camera/keys.py``) that the camera processes of this host
+publish to; never talks to a camera process directly and needs neither Django nor a database.
+
+* ``VideoLatestImage`` sets the camera's demand key (so the camera decodes) and returns the newest
+  decoded frame. Every caller gets the newest frame; nothing is queued or shared between callers.
+  Extension (request metadata, ignored by original clients): ``x-edgeproxy-after: <ts>:<seq>``
+  waits for a frame newer than the one identified, so a client loop gets each frame once. The
+  frame's ``seq`` is returned in the initial metadata ``x-edgeproxy-seq``.
+* ``VideoBufferedImage`` decodes the camera's packet ring (``worker.camera.ring.decode_range``).
+* The other RPCs read or write the small control keys and the host camera table.
+
+Errors are gRPC status codes with a message that says what is wrong; a handler error never takes
+the server down, and a frame bus (Redis) outage is ``UNAVAILABLE``.
+"""
+
+from __future__ import annotations
+
+import functools
+import hmac
+import json
+import logging
+import threading
+import time
+
+import grpc
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from worker.camera import keys
+from worker.frames import convert
+from worker.frames.config import FrameServerConfig
+from worker.frames.proto import video_streaming_pb2 as pb
+from worker.frames.proto import video_streaming_pb2_grpc as pb_grpc
+
+log = logging.getLogger("edgeproxy.frames")
+
+SERVICE_NAME = "chrys.cloud.videostreaming.v1beta1.Image"
+AFTER_METADATA = "x-edgeproxy-after"  # request: "<ts>:<seq>" of the last frame the caller has
+SEQ_METADATA = "x-edgeproxy-seq"  # response (initial metadata): seq of the returned frame
+ANNOTATION_TASK = "processes.record_annotation"
+ANNOTATION_QUEUE = "control"
+ANNOTATION_WINDOW_MS = 7 * 24 * 3600 * 1000
+POLL_INTERVAL_S = 0.002  # while waiting for a frame: meta polls are tiny (HGET of < 1 KiB)
+REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class Abort(Exception):
+    """Ends an RPC with a status code and a message for the caller."""
+
+    def __init__(self, code: grpc.StatusCode, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _fail(context, method: str, exc: BaseException) -> None:
+    """Map an exception raised by a handler to a status (``context.abort`` raises)."""
+    if isinstance(exc, Abort):
+        context.abort(exc.code, exc.message)
+    if isinstance(exc, REDIS_ERRORS):
+        log.warning("%s: frame bus (Redis) unavailable: %s", method, exc)
+        context.abort(grpc.StatusCode.UNAVAILABLE, f"frame bus (Redis) unavailable: {exc}")
+    log.exception("%s: unexpected error", method)
+    context.abort(grpc.StatusCode.INTERNAL, f"internal error in {method} ({type(exc).__name__}); see the frame server log")
+
+
+def unary(method):
+    @functools.wraps(method)
+    def handler(self, request, context):
+        try:
+            return method(self, request, context)
+        except Exception as exc:  # noqa: BLE001 - every error becomes a status, never a crash
+            _fail(context, method.__name__, exc)
+
+    return handler
+
+
+def streaming(method):
+    @functools.wraps(method)
+    def handler(self, request, context):
+        try:
+            yield from method(self, request, context)
+        except Exception as exc:  # noqa: BLE001
+            _fail(context, method.__name__, exc)
+
+    return handler
+
+
+def _required_device(value: str, field: str = "device_id") -> str:
+    name = (value or "").strip()
+    if not name:
+        raise Abort(grpc.StatusCode.INVALID_ARGUMENT, f"{field} required")
+    return name
+
+
+def _parse_after(context) -> tuple[int, int] | None:
+    for key, value in context.invocation_metadata() or ():
+        if key == AFTER_METADATA:
+            ts, _, seq = str(value).partition(":")
+            try:
+                return int(ts), int(seq or -1)
+            except ValueError:
+                raise Abort(grpc.StatusCode.INVALID_ARGUMENT, f"{AFTER_METADATA} must be '<ts>:<seq>', got {value!r}")
+    return None
+
+
+def _newer(meta: dict, after: tuple[int, int]) -> bool:
+    """Is this frame newer than the one identified by ``(ts, seq)``? ``seq`` restarts with the
+    camera process, ``ts`` (receive wall clock) breaks ties across restarts."""
+    ts, seq = int(meta.get("ts", 0)), int(meta.get("seq", -1))
+    return ts > after[0] or (ts == after[0] and seq != after[1])
+
+
+class _Demand:
+    """Per (camera, mode): when this server last set the demand key, and the seq of the frame that
+    was current when that run of demand began (a frame with another seq was decoded since)."""
+
+    __slots__ = ("last_set_ms", "start_seq")
+
+    def __init__(self, last_set_ms: int, start_seq):
+        self.last_set_ms = last_set_ms
+        self.start_seq = start_seq
+
+
+class AnnotationSender:
+    """Hands annotation events to the control plane as a Celery task message (queue ``control``).
+
+    A small Celery app of its own (same broker, JSON, protocol 2) instead of ``edgeproxy.celery``:
+    that one configures itself from Django settings, which the frame server must not need.
+    """
+
+    def __init__(self, broker_url: str):
+        self.broker_url = broker_url
+        self._app = None
+        self._lock = threading.Lock()
+
+    def _celery(self):
+        if self._app is None:
+            from celery import Celery
+
+            app = Celery("edgeproxy-frames", broker=self.broker_url, set_as_current=False)
+            app.conf.update(
+                task_serializer="json",
+                accept_content=["json"],
+                broker_connection_retry_on_startup=True,
+                broker_connection_timeout=3,
+                broker_transport_options={"socket_timeout": 5, "socket_connect_timeout": 3},
+                task_default_queue=ANNOTATION_QUEUE,
+            )
+            self._app = app
+        return self._app
+
+    def send(self, kwargs: dict) -> str:
+        with self._lock:
+            result = self._celery().send_task(
+                ANNOTATION_TASK,
+                kwargs=kwargs,
+                queue=ANNOTATION_QUEUE,
+                retry=True,
+                retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5},
+            )
+            return result.id
+
+    def close(self) -> None:
+        with self._lock:
+            if self._app is not None:
+                self._app.close()
+                self._app = None
+
+
+class ImageServicer(pb_grpc.ImageServicer):
+    def __init__(self, config: FrameServerConfig, redis_client: redis.Redis, annotations: AnnotationSender):
+        self.config = config
+        self.redis = redis_client
+        self.annotations = annotations
+        self.host_table = keys.host_cameras(config.host)
+        self._demand: dict[tuple[str, bool], _Demand] = {}
+        self._demand_lock = threading.Lock()
+
+    # --- helpers -------------------------------------------------------------------------------
+
+    def _camera(self, name: str) -> tuple[dict | None, dict | None]:
+        """(host table entry, status) of a camera; ``NOT_FOUND`` if neither exists."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hget(self.host_table, name)
+        pipe.get(keys.status(name))
+        entry_raw, status_raw = pipe.execute()
+        if entry_raw is None and status_raw is None:
+            raise Abort(grpc.StatusCode.NOT_FOUND, f"camera {name!r} not found on host {self.config.host!r}")
+        return convert.parse_json(entry_raw) or ({} if entry_raw is not None else None), convert.parse_json(status_raw)
+
+    def _time_left(self, context) -> float:
+        remaining = context.time_remaining()
+        return float("inf") if remaining is None else remaining
+
+    def _demand_run(self, name: str, keyframe_only: bool, current_seq) -> _Demand:
+        """Record that demand is being set now; start a new run if it had lapsed."""
+        now = now_ms()
+        with self._demand_lock:
+            run = self._demand.get((name, keyframe_only))
+            if run is None or now - run.last_set_ms > keys.DEMAND_TTL_MS:
+                run = _Demand(now, current_seq)
+                self._demand[(name, keyframe_only)] = run
+                if len(self._demand) > 4096:  # forget lapsed runs (unbounded device names)
+                    for key in [k for k, v in self._demand.items() if now - v.last_set_ms > keys.DEMAND_TTL_MS]:
+                        self._demand.pop(key, None)
+            else:
+                run.last_set_ms = now
+            return run
+
+    # --- frames --------------------------------------------------------------------------------
+
+    @unary
+    def VideoLatestImage(self, request, context):
+        name = _required_device(request.device_id)
+        keyframe_only = bool(request.key_frame_only)
+        after = _parse_after(context)
+        demand_key = keys.demand_keyframes(name) if keyframe_only else keys.demand_all(name)
+        frame_key = keys.frame_keyframe(name) if keyframe_only else keys.frame_latest(name)
+
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hexists(self.host_table, name)
+        pipe.get(keys.status(name))
+        pipe.hget(frame_key, "meta")
+        in_table, status_raw, meta_raw = pipe.execute()
+        if not in_table and status_raw is None:
+            raise Abort(grpc.StatusCode.NOT_FOUND, f"camera {name!r} not found on host {self.config.host!r}")
+        status = convert.parse_json(status_raw)
+        state = (status or {}).get("state")
+        if state != "streaming":
+            detail = f"state {state}" if state else "no status: camera process not running"
+            error = (status or {}).get("last_error")
+            raise Abort(grpc.StatusCode.UNAVAILABLE,
+                        f"camera {name!r} is not streaming ({detail})" + (f": {error}" if error else ""))
+
+        meta = convert.parse_json(meta_raw)
+        run = self._demand_run(name, keyframe_only, meta.get("seq") if meta else None)
+
+        def acceptable(m: dict | None) -> bool:
+            if not m:
+                return False
+            if after is not None:
+                return _newer(m, after)
+            if now_ms() - int(m.get("ts", 0)) <= self.config.max_age_ms:
+                return True
+            # A keyframe may legitimately be older than max age (long GOP): accept it if the camera
+            # decoded it during this run of demand.
+            return keyframe_only and m.get("seq") != run.start_seq
+
+        wait_s = min(self.config.wait_ms / 1000.0, max(0.0, self._time_left(context) - 0.05))
+        deadline = time.monotonic() + wait_s
+        demand_set = False
+        while True:
+            if acceptable(meta):
+                pipe = self.redis.pipeline(transaction=False)
+                if not demand_set:
+                    pipe.set(demand_key, "1", px=keys.DEMAND_TTL_MS)
+                pipe.hmget(frame_key, "meta", "data")
+                meta_raw, data = pipe.execute()[-1]
+                demand_set = True
+                fetched = convert.parse_json(meta_raw)
+                if fetched and data is not None and acceptable(fetched):
+                    return self._frame_reply(context, name, fetched, data)
+                meta = None  # gone (expired) between the two reads: wait for the next one
+            if not demand_set:
+                self.redis.set(demand_key, "1", px=keys.DEMAND_TTL_MS)
+                demand_set = True
+            if time.monotonic() >= deadline or not context.is_active():
+                break
+            time.sleep(POLL_INTERVAL_S)
+            meta = convert.parse_json(self.redis.hget(frame_key, "meta"))
+
+        if keyframe_only and after is None and meta:
+            # No new keyframe within the wait (GOP longer than the wait): the newest one decoded.
+            meta_raw, data = self.redis.hmget(frame_key, "meta", "data")
+            fetched = convert.parse_json(meta_raw)
+            if fetched and data is not None:
+                return self._frame_reply(context, name, fetched, data)
+        what = "newer frame" if after is not None else ("keyframe" if keyframe_only else "frame")
+        raise Abort(grpc.StatusCode.UNAVAILABLE,
+                    f"camera {name!r}: no {what} within {wait_s * 1000:.0f} ms (decoding starts on demand; retry)")
+
+    def _frame_reply(self, context, name: str, meta: dict, data: bytes) -> pb.VideoFrame:
+        expected = int(meta.get("width", 0)) * int(meta.get("height", 0)) * 3
+        if expected and len(data) != expected:
+            log.warning("camera %s: frame of %d bytes for %sx%s BGR24 (expected %d)", name, len(data),
+                        meta.get("width"), meta.get("height"), expected)
+        context.send_initial_metadata(((SEQ_METADATA, str(meta.get("seq", ""))),))
+        return convert.video_frame(name, meta, data)
+
+    @streaming
+    def VideoBufferedImage(self, request, context):
+        name = _required_device(request.device_id)
+        start, end = int(request.timestamp_from), int(request.timestamp_to)
+        if start < 0 or end < 0:
+            raise Abort(grpc.StatusCode.INVALID_ARGUMENT, "timestamp_from and timestamp_to must be >= 0 (ms)")
+        now = now_ms()
+        if end == 0:
+            end = now  # 0 = up to now
+        if end < start:
+            raise Abort(grpc.StatusCode.INVALID_ARGUMENT,
+                        f"timestamp_to ({end}) is before timestamp_from ({start}); both are ms since epoch")
+        self._camera(name)
+        if not self.redis.exists(keys.ring(name)):
+            raise Abort(grpc.StatusCode.UNAVAILABLE,
+                        f"camera {name!r} has no buffered packets (buffer disabled or camera not streaming)")
+        end = min(end, now)  # what is buffered now; never waits for the future
+        try:
+            from worker.camera.ring import decode_range
+        except ImportError as exc:
+            raise Abort(grpc.StatusCode.UNIMPLEMENTED, f"buffer decoding not available: {exc}")
+        frames = decode_range(self.redis, name, start, end)
+        sent = 0
+        try:
+            for meta, image in frames:
+                if not context.is_active():
+                    log.info("VideoBufferedImage %s: caller went away after %d frames", name, sent)
+                    return
+                ts = int(meta.get("ts", 0))
+                if ts < start or ts > end:
+                    continue
+                height, width = image.shape[:2]
+                meta = {**meta, "width": width, "height": height}
+                yield convert.video_frame(name, meta, image.tobytes())
+                sent += 1
+        finally:
+            close = getattr(frames, "close", None)
+            if close:
+                close()
+        log.info("VideoBufferedImage %s [%d, %d]: %d frames", name, start, end, sent)
+
+    @unary
+    def VideoProbe(self, request, context):
+        name = _required_device(request.device_id)
+        self._camera(name)
+        ring = keys.ring(name)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.get(keys.codec(name))
+        pipe.xlen(ring)
+        pipe.xrange(ring, "-", "+", count=1)
+        pipe.xrevrange(ring, "+", "-", count=1)
+        codec_raw, frames, first, last = pipe.execute()
+        reply = pb.VideoProbeResponse(video_codec=convert.video_codec(convert.parse_json(codec_raw)))
+        if frames and first and last:
+            reply.buffer.CopyFrom(convert.video_buffer(frames, first[0][0], last[0][0]))
+        return reply
+
+    # --- cameras and control keys -----------------------------------------------------------
+
+    @streaming
+    def ListStreams(self, request, context):
+        table = self.redis.hgetall(self.host_table)
+        for raw_name in sorted(table):
+            name = raw_name.decode() if isinstance(raw_name, bytes) else raw_name
+            entry = convert.parse_json(table[raw_name])
+            if entry is None:
+                log.warning("host camera table: entry of %s is not a JSON object; skipped", name)
+                continue
+            if not context.is_active():
+                return
+            yield convert.list_stream(name, entry)
+
+    def _switch(self, name: str, on: bool, key: str, what: str) -> None:
+        entry, _status = self._camera(name)
+        if on and not (entry or {}).get("has_rtmp"):
+            raise Abort(grpc.StatusCode.FAILED_PRECONDITION,
+                        f"camera {name!r} has no RTMP endpoint: set rtmp_endpoint on the camera before turning {what} on")
+        self.redis.set(key, "1" if on else "0")
+        log.info("camera %s: %s %s", name, what, "on" if on else "off")
+
+    @unary
+    def Proxy(self, request, context):
+        name = _required_device(request.device_id)
+        self._switch(name, bool(request.passthrough), keys.rtmp_switch(name), "RTMP pass-through")
+        return pb.ProxyResponse(device_id=name, passthrough=bool(request.passthrough))
+
+    @unary
+    def Storage(self, request, context):
+        name = _required_device(request.device_id)
+        self._switch(name, bool(request.start), keys.storage_flag(name), "storage")
+        return pb.StorageResponse(device_id=name, start=bool(request.start))
+
+    @unary
+    def Annotate(self, request, context):
+        if not request.device_name.strip() or not request.type.strip() or request.start_timestamp < 0:
+            raise Abort(grpc.StatusCode.INVALID_ARGUMENT, "device_name and type (event type) required")
+        now = now_ms()
+        if abs(request.start_timestamp - now) > ANNOTATION_WINDOW_MS:
+            raise Abort(grpc.StatusCode.INVALID_ARGUMENT,
+                        f"start_timestamp {request.start_timestamp} is not within 7 days of now ({now}): "
+                        "it must be milliseconds since the epoch")
+        event = convert.message_to_dict(request)
+        event["host"] = self.config.host
+        try:
+            self.annotations.send(event)
+        except Exception as exc:  # noqa: BLE001 - kombu raises OperationalError and friends
+            log.warning("Annotate: hand-off to the control plane failed: %s", exc)
+            raise Abort(grpc.StatusCode.UNAVAILABLE, f"cannot hand the annotation to the control plane: {exc}")
+        return pb.AnnotateResponse(device_name=request.device_name, remote_stream_id=request.remote_stream_id,
+                                   type=request.type, start_timestamp=request.start_timestamp)
+
+    @unary
+    def SystemTime(self, request, context):
+        return pb.SystemTimeResponse(current_time=now_ms())
+
+
+# --- authentication ---------------------------------------------------------------------------
+
+
+class TokenAuthInterceptor(grpc.ServerInterceptor):
+    """Requires metadata ``authorization: Token <key>`` (``Bearer <key>`` accepted too)."""
+
+    def __init__(self, tokens):
+        self._tokens = [t.encode() for t in tokens]
+
+    def _authorized(self, metadata) -> bool:
+        for key, value in metadata or ():
+            if key != "authorization":
+                continue
+            scheme, _, token = str(value).strip().partition(" ")
+            if scheme.lower() not in ("token", "bearer"):
+                return False
+            candidate = token.strip().encode()
+            ok = False
+            for known in self._tokens:  # no early exit: constant time over the keys
+                ok |= hmac.compare_digest(candidate, known)
+            return ok
+        return False
+
+    def intercept_service(self, continuation, handler_call_details):
+        handler = continuation(handler_call_details)
+        if handler is None or self._authorized(handler_call_details.invocation_metadata):
+            return handler
+        message = "missing or invalid API key: send metadata 'authorization: Token <key>'"
+
+        def deny(request, context):
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+
+        if handler.request_streaming and handler.response_streaming:
+            return grpc.stream_stream_rpc_method_handler(lambda it, ctx: deny(None, ctx), handler.request_deserializer,
+                                                         handler.response_serializer)
+        if handler.request_streaming:
+            return grpc.stream_unary_rpc_method_handler(lambda it, ctx: deny(None, ctx), handler.request_deserializer,
+                                                        handler.response_serializer)
+        if handler.response_streaming:
+            return grpc.unary_stream_rpc_method_handler(deny, handler.request_deserializer, handler.response_serializer)
+        return grpc.unary_unary_rpc_method_handler(deny, handler.request_deserializer, handler.response_serializer)
+
+
+# --- server -----------------------------------------------------------------------------------
+
+
+def redis_client(url: str, max_connections: int) -> redis.Redis:
+    pool = redis.BlockingConnectionPool.from_url(
+        url,
+        max_connections=max_connections,
+        timeout=5,
+        socket_connect_timeout=2,
+        socket_timeout=5,
+        health_check_interval=15,
+        retry=Retry(NoBackoff(), 1),  # one quick retry (stale pooled connection), then UNAVAILABLE
+    )
+    return redis.Redis(connection_pool=pool)
+
+
+def build_server(config: FrameServerConfig) -> tuple[grpc.Server, ImageServicer, int]:
+    """Create and bind (not start) the server; returns (server, servicer, bound port)."""
+    from concurrent import futures
+
+    client = redis_client(config.redis_url, config.workers + 4)
+    servicer = ImageServicer(config, client, AnnotationSender(config.broker_url))
+    interceptors = [TokenAuthInterceptor(config.tokens)] if config.tokens else []
+    options = [
+        ("grpc.max_send_message_length", config.max_message_bytes),
+        ("grpc.max_receive_message_length", config.max_message_bytes),
+        ("grpc.so_reuseport", 0),  # a second server on the same port must fail, not share it
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_ping_interval_without_data_ms", 10000),
+    ]
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="frames"),
+        interceptors=interceptors,
+        options=options,
+        maximum_concurrent_rpcs=config.workers * 4,
+    )
+    pb_grpc.add_ImageServicer_to_server(servicer, server)
+    if config.tls_cert:
+        credentials = grpc.ssl_server_credentials([(config.tls_key, config.tls_cert)])
+        port = server.add_secure_port(config.address, credentials)
+    else:
+        port = server.add_insecure_port(config.address)
+    if not port:
+        raise OSError(f"cannot listen on {config.address}")
+    return server, servicer, port

@@ -1,0 +1,557 @@
+"""Camera processes as Docker containers, one per camera, through the docker SDK.
+
+Only containers that carry our labels for *this* host are ever looked at, started, stopped or
+removed; a same-named container without them makes ``ensure_running`` fail instead. Nothing is
+pulled and nothing is pruned.
+
+The RTSP URL (a secret) is neither in a label nor in the environment: it is copied into the
+created container as ``/run/edgeproxy/rtsp_url`` (mode 0400) before the start, and the camera
+program finds it through ``EDGEPROXY_RTSP_URL_FILE``. ``docker inspect`` therefore shows no
+password. Whether a container still matches its spec is decided from a hash of the non-secret
+configuration (a label) plus the image id, and the URL is compared by reading the file back.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import hmac
+import io
+import json
+import logging
+import math
+import re
+import tarfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+
+import docker
+import docker.errors
+import requests.exceptions
+from docker.types import LogConfig
+
+from worker.redaction import redact, redact_bytes, register_secret, url_password
+
+from .base import (
+    LABEL_CAMERA,
+    LABEL_CAMERA_ID,
+    LABEL_HOST,
+    LABEL_MANAGED,
+    STATE_KEYS,
+    CameraSpec,
+    Observed,
+    Runtime,
+    RuntimeError_,
+)
+
+log = logging.getLogger(__name__)
+
+CONTAINER_PREFIX = "edgeproxy-"
+# Hash of the container's non-secret configuration; a different hash means "recreate".
+LABEL_SPEC_HASH = "io.edgeproxy.spec-hash"
+SECRET_DIR = "/run/edgeproxy"
+RTSP_URL_FILE = f"{SECRET_DIR}/rtsp_url"
+RTSP_URL_FILE_ENV = "EDGEPROXY_RTSP_URL_FILE"
+LOG_TAIL = 100
+_SPEC_HASH_VERSION = "1"
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+_BUILTIN_NETWORK_MODES = {"host", "bridge", "none", "default"}
+
+
+def container_name(camera_name: str) -> str:
+    return f"{CONTAINER_PREFIX}{camera_name}"
+
+
+def _check_name(name: str) -> None:
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise RuntimeError_(f"invalid camera name {name!r}: use letters, digits, '_', '-' or '.'")
+
+
+def _b64_or_none(data: bytes) -> str | None:
+    if not data:
+        return None
+    return base64.b64encode(redact_bytes(data)).decode("ascii")
+
+
+def _reason(exc: Exception) -> str:
+    """A short, redacted reason out of a daemon error (never the whole raw response)."""
+    text = ""
+    if isinstance(exc, docker.errors.APIError):
+        text = exc.explanation if isinstance(exc.explanation, str) else ""
+        if not text and exc.response is not None:
+            text = exc.response.reason or ""
+    text = " ".join(str(text).split())
+    if len(text) > 200:
+        text = text[:197] + "..."
+    return redact(text) or type(exc).__name__
+
+
+@contextlib.contextmanager
+def _daemon(action: str):
+    """Turn docker SDK / transport errors into RuntimeError_ with one clear sentence."""
+    try:
+        yield
+    except RuntimeError_:
+        raise
+    except requests.exceptions.Timeout as exc:
+        raise RuntimeError_(f"the Docker engine did not answer in time while trying to {action}") from exc
+    except requests.exceptions.ConnectionError as exc:
+        raise RuntimeError_(f"the Docker engine is not reachable (while trying to {action})") from exc
+    except docker.errors.APIError as exc:
+        raise RuntimeError_(f"Docker could not {action}: {_reason(exc)}") from exc
+    except docker.errors.DockerException as exc:
+        raise RuntimeError_(f"Docker could not {action}: {type(exc).__name__}") from exc
+
+
+def _rfc3339_from_unix(seconds) -> str:
+    try:
+        return datetime.fromtimestamp(int(seconds), tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (TypeError, ValueError, OverflowError, OSError):
+        return ""
+
+
+class DockerRuntime(Runtime):
+    """One container per camera on a Docker engine (no registry needed: images must be local).
+
+    ``host`` is this edge worker's name: several workers may share one engine, each sees only the
+    containers labelled with its own host. ``volumes`` are bind mounts ``"src:dst[:mode]"``.
+    ``network`` is ``"host"`` (default), another network mode (``bridge``, ``none``,
+    ``container:<id>``) or the name of a user-defined network.
+    """
+
+    name = "docker"
+
+    def __init__(
+        self,
+        host: str,
+        client: docker.DockerClient | None = None,
+        network: str = "host",
+        volumes: list[str] | tuple[str, ...] | None = None,
+        log_max_size: str = "10m",
+        log_max_files: int = 3,
+        timeout: float = 30.0,
+    ):
+        super().__init__(host)
+        if not host or not isinstance(host, str):
+            raise RuntimeError_("the Docker runtime needs this edge host's name")
+        self.network = network or "host"
+        self.volumes = [str(v) for v in (volumes or []) if str(v).strip()]
+        for volume in self.volumes:
+            if len(volume.split(":")) not in (2, 3) or not all(volume.split(":")[:2]):
+                raise RuntimeError_(f"invalid camera volume {volume!r}: expected src:dst[:ro|rw]")
+        self.log_max_size = str(log_max_size)
+        self.log_max_files = int(log_max_files)
+        self._owns_client = client is None
+        if client is None:
+            with _daemon("connect"):
+                client = docker.from_env(timeout=timeout)
+        self.client = client
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+        # Containers whose RTSP password is registered for log redaction already.
+        self._secrets_known: set[str] = set()
+
+    # --- discovery ------------------------------------------------------------------------------
+
+    @classmethod
+    def available(cls, timeout: float = 1.0) -> bool:
+        """Does a Docker engine (DOCKER_HOST or the default socket) answer within ``timeout``?"""
+        client = None
+        try:
+            client = docker.from_env(timeout=timeout)
+            return bool(client.ping())
+        except Exception:  # noqa: BLE001 - any failure means "no usable engine"
+            return False
+        finally:
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    client.close()
+
+    def close(self) -> None:
+        if self._owns_client:
+            with contextlib.suppress(Exception):
+                self.client.close()
+
+    # --- helpers ----------------------------------------------------------------------------------
+
+    def _lock(self, name: str) -> threading.Lock:
+        with self._locks_guard:
+            return self._locks.setdefault(name, threading.Lock())
+
+    def _labels(self, spec: CameraSpec) -> dict[str, str]:
+        return {
+            LABEL_MANAGED: "true",
+            LABEL_CAMERA: spec.name,
+            LABEL_CAMERA_ID: str(spec.camera_id),
+            LABEL_HOST: self.host,
+        }
+
+    @staticmethod
+    def _environment(spec: CameraSpec) -> dict[str, str]:
+        env = dict(spec.environment())
+        env.pop("EDGEPROXY_RTSP_URL", None)
+        env[RTSP_URL_FILE_ENV] = RTSP_URL_FILE
+        return env
+
+    def _network_options(self) -> dict:
+        mode = self.network
+        if mode in _BUILTIN_NETWORK_MODES or mode.startswith("container:"):
+            return {"network_mode": mode}
+        return {"network": mode}
+
+    def _spec_hash(self, spec: CameraSpec, env: dict[str, str]) -> str:
+        """Hash of everything that shapes the container except the secret URL (compared apart)."""
+        config = {
+            "v": _SPEC_HASH_VERSION,
+            "image": spec.image,
+            "env": sorted(env.items()),
+            "labels": sorted(self._labels(spec).items()),
+            "network": self.network,
+            "volumes": list(self.volumes),
+            "log": [self.log_max_size, self.log_max_files],
+            "command": list(spec.command) if spec.command else None,
+        }
+        return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
+
+    def _is_ours(self, labels: dict | None, camera: str | None = None) -> bool:
+        labels = labels or {}
+        if labels.get(LABEL_MANAGED) != "true" or labels.get(LABEL_HOST) != self.host:
+            return False
+        return camera is None or labels.get(LABEL_CAMERA) == camera
+
+    def _get(self, name: str):
+        """The container named for this camera (ours or not), or None."""
+        try:
+            with _daemon(f"inspect the container of camera {name}"):
+                return self.client.containers.get(container_name(name))
+        except RuntimeError_ as exc:
+            if isinstance(exc.__cause__, docker.errors.NotFound):
+                return None
+            raise
+
+    def _get_ours(self, name: str):
+        container = self._get(name)
+        if container is None or not self._is_ours(container.labels, name):
+            return None
+        return container
+
+    def _image_id(self, image: str) -> str:
+        try:
+            with _daemon(f"look up image {image}"):
+                return self.client.images.get(image).id
+        except RuntimeError_ as exc:
+            if isinstance(exc.__cause__, docker.errors.ImageNotFound):
+                raise RuntimeError_(f"image {image} is not on this host") from None
+            raise
+
+    def _read_file(self, container, path: str) -> bytes | None:
+        try:
+            stream, _stat = container.get_archive(path)
+            data = b"".join(stream)
+        except (docker.errors.APIError, requests.exceptions.RequestException):
+            return None
+        try:
+            with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+                member = next((m for m in tar.getmembers() if m.isfile()), None)
+                if member is None:
+                    return None
+                handle = tar.extractfile(member)
+                return handle.read() if handle else None
+        except tarfile.TarError:
+            return None
+
+    def _file_owner(self, container, image_user: str) -> tuple[int, int] | None:
+        """uid/gid the camera runs as (the image's USER), None if it cannot be known."""
+        user, _, group = (image_user or "").partition(":")
+        if not user or user in ("0", "root"):
+            return 0, int(group) if group.isdigit() else 0
+        if user.isdigit():
+            return int(user), int(group) if group.isdigit() else int(user)
+        passwd = self._read_file(container, "/etc/passwd")
+        for line in (passwd or b"").decode("utf-8", "replace").splitlines():
+            fields = line.split(":")
+            if len(fields) >= 4 and fields[0] == user and fields[2].isdigit() and fields[3].isdigit():
+                return int(fields[2]), int(group) if group.isdigit() else int(fields[3])
+        return None
+
+    def _put_url(self, container, url: str, image_user: str) -> None:
+        data = url.encode("utf-8")
+        owner = self._file_owner(container, image_user)
+        info = tarfile.TarInfo(RTSP_URL_FILE.lstrip("/"))
+        info.size = len(data)
+        info.mtime = int(time.time())
+        if owner is None:  # named user we could not resolve: readable by the container's users
+            info.mode = 0o444
+        else:
+            info.mode = 0o400
+            info.uid, info.gid = owner
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            tar.addfile(info, io.BytesIO(data))
+        # Extracting at "/" creates /run/edgeproxy when the image lacks it.
+        with _daemon("copy the camera URL into the container"):
+            container.put_archive("/", buf.getvalue())
+
+    def _register_url_secret(self, url: str | None) -> None:
+        password = url_password(url) if url else None
+        register_secret(password)
+
+    def _remember_secret_of(self, container) -> None:
+        """Register the password of a container we did not create in this process (for logs)."""
+        if container.id in self._secrets_known:
+            return
+        data = self._read_file(container, RTSP_URL_FILE)
+        if data is not None:
+            self._register_url_secret(data.decode("utf-8", "replace").strip())
+            self._secrets_known.add(container.id)
+
+    # --- create / start -----------------------------------------------------------------------------
+
+    def _create(self, spec: CameraSpec, image_id: str, env: dict[str, str], spec_hash: str):
+        labels = self._labels(spec)
+        labels[LABEL_SPEC_HASH] = spec_hash
+        options = dict(
+            image=spec.image,
+            name=container_name(spec.name),
+            labels=labels,
+            environment=env,
+            volumes=list(self.volumes),
+            restart_policy={"Name": "unless-stopped"},
+            log_config=LogConfig(
+                type=LogConfig.types.JSON,
+                config={"max-size": self.log_max_size, "max-file": str(self.log_max_files)},
+            ),
+            detach=True,
+            **self._network_options(),
+        )
+        if spec.command:
+            options["entrypoint"] = list(spec.command)
+        try:
+            with _daemon(f"create the container of camera {spec.name}"):
+                container = self.client.containers.create(**options)
+        except RuntimeError_ as exc:
+            cause = exc.__cause__
+            if isinstance(cause, docker.errors.ImageNotFound):
+                raise RuntimeError_(f"image {spec.image} is not on this host") from None
+            if isinstance(cause, docker.errors.NotFound) and "network" in _reason(cause).lower():
+                raise RuntimeError_(f"Docker network {self.network} does not exist on this host") from None
+            raise
+        try:
+            image_user = ""
+            with contextlib.suppress(Exception):
+                image_user = self.client.images.get(image_id).attrs.get("Config", {}).get("User") or ""
+            self._put_url(container, spec.rtsp_url, image_user)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                container.remove(force=True, v=True)
+            raise
+        self._secrets_known.add(container.id)
+        log.info("created container %s for camera %s", container.short_id, spec.name,
+                 extra={"camera": spec.name, "host": self.host})
+        return container
+
+    def _start(self, container, camera: str) -> None:
+        with _daemon(f"start the container of camera {camera}"):
+            container.start()
+
+    def _matches(self, container, spec: CameraSpec, image_id: str, spec_hash: str) -> bool:
+        if container.labels.get(LABEL_SPEC_HASH) != spec_hash:
+            return False
+        if container.attrs.get("Image") != image_id:
+            return False
+        current = self._read_file(container, RTSP_URL_FILE)
+        return current is not None and hmac.compare_digest(current, spec.rtsp_url.encode("utf-8"))
+
+    def _remove_container(self, container, timeout: float | None, camera: str) -> None:
+        with _daemon(f"remove the container of camera {camera}"):
+            try:
+                if timeout is not None and container.status in ("running", "restarting", "paused"):
+                    container.stop(timeout=max(0, math.ceil(timeout)))
+                container.remove(force=True, v=True)
+            except docker.errors.NotFound:
+                pass
+            except docker.errors.APIError as exc:
+                if exc.status_code == 409 and "in progress" in _reason(exc):
+                    return
+                raise
+        self._secrets_known.discard(container.id)
+
+    # --- Runtime interface -------------------------------------------------------------------------
+
+    def ensure_running(self, spec: CameraSpec) -> Observed:
+        _check_name(spec.name)
+        if spec.host and spec.host != self.host:
+            raise RuntimeError_(f"camera {spec.name} belongs to host {spec.host}, not {self.host}")
+        self._register_url_secret(spec.rtsp_url)
+        with self._lock(spec.name):
+            image_id = self._image_id(spec.image)
+            env = self._environment(spec)
+            spec_hash = self._spec_hash(spec, env)
+            container = self._get(spec.name)
+            if container is not None:
+                self._check_owner(container, spec.name)
+                if container.status in ("removing", "dead") or not self._matches(
+                    container, spec, image_id, spec_hash
+                ):
+                    log.info("recreating container of camera %s (spec or image changed)", spec.name,
+                             extra={"camera": spec.name, "host": self.host})
+                    self._remove_container(container, 10.0, spec.name)
+                    container = None
+            if container is None:
+                try:
+                    container = self._create(spec, image_id, env, spec_hash)
+                except RuntimeError_ as exc:
+                    if not (isinstance(exc.__cause__, docker.errors.APIError)
+                            and exc.__cause__.status_code == 409):
+                        raise
+                    # Someone created it between our look-up and our create: use theirs if it fits.
+                    container = self._get(spec.name)
+                    if container is None:
+                        raise
+                    self._check_owner(container, spec.name)
+                    if not self._matches(container, spec, image_id, spec_hash):
+                        raise
+            if container.status == "paused":
+                with _daemon(f"unpause the container of camera {spec.name}"):
+                    container.unpause()
+            elif container.status in ("created", "exited"):
+                self._start(container, spec.name)
+        observed = self.observe(spec.name)
+        if observed is None:
+            raise RuntimeError_(f"the container of camera {spec.name} disappeared while starting")
+        return observed
+
+    def _check_owner(self, container, camera: str) -> None:
+        labels = container.labels or {}
+        if labels.get(LABEL_MANAGED) != "true":
+            raise RuntimeError_(
+                f"a container named {container_name(camera)} exists on this engine but was not made by "
+                "edgeproxy; it is left alone: remove or rename it to run this camera"
+            )
+        if labels.get(LABEL_HOST) != self.host:
+            raise RuntimeError_(
+                f"a container named {container_name(camera)} belongs to edge host "
+                f"{labels.get(LABEL_HOST) or 'unknown'}, not {self.host}"
+            )
+        if labels.get(LABEL_CAMERA) != camera:
+            raise RuntimeError_(f"the container named {container_name(camera)} is labelled for another camera")
+
+    def stop(self, name: str, timeout: float = 5.0) -> Observed | None:
+        _check_name(name)
+        with self._lock(name):
+            container = self._get_ours(name)
+            if container is None:
+                return None
+            if container.status in ("running", "restarting", "paused"):
+                with _daemon(f"stop the container of camera {name}"):
+                    try:
+                        container.stop(timeout=max(0, math.ceil(timeout)))
+                    except docker.errors.NotFound:
+                        return None
+        return self.observe(name)
+
+    def remove(self, name: str, timeout: float = 5.0) -> bool:
+        _check_name(name)
+        with self._lock(name):
+            container = self._get_ours(name)
+            if container is None:
+                return False
+            self._remove_container(container, timeout, name)
+            return True
+
+    def _observed(self, container, with_logs: bool) -> Observed:
+        attrs = container.attrs
+        state_in = attrs.get("State") or {}
+        state = {key: state_in.get(key) for key in STATE_KEYS}
+        labels = container.labels or {}
+        logs = None
+        if with_logs:
+            self._remember_secret_of(container)
+            with _daemon(f"read the logs of camera {labels.get(LABEL_CAMERA)}"):
+                out = container.logs(stdout=True, stderr=False, tail=LOG_TAIL)
+                err = container.logs(stdout=False, stderr=True, tail=LOG_TAIL)
+            logs = {"stdout": _b64_or_none(out), "stderr": _b64_or_none(err)}
+        return Observed(
+            name=labels.get(LABEL_CAMERA, ""),
+            camera_id=labels.get(LABEL_CAMERA_ID, ""),
+            container_id=attrs.get("Id", container.id),
+            status=state_in.get("Status") or container.status,
+            state=state,
+            image=(attrs.get("Config") or {}).get("Image") or "",
+            logs=logs,
+        )
+
+    def observe(self, name: str, with_logs: bool = True) -> Observed | None:
+        _check_name(name)
+        container = self._get_ours(name)
+        if container is None:
+            return None
+        try:
+            return self._observed(container, with_logs)
+        except RuntimeError_ as exc:
+            if isinstance(exc.__cause__, docker.errors.NotFound):
+                return None
+            raise
+
+    def observe_all(self, with_logs: bool = False) -> list[Observed]:
+        filters = {"label": [f"{LABEL_MANAGED}=true", f"{LABEL_HOST}={self.host}"]}
+        with _daemon("list camera containers"):
+            listed = self.client.containers.list(all=True, sparse=True, filters=filters)
+
+        def inspect(item):
+            try:
+                with _daemon("inspect a camera container"):
+                    container = self.client.containers.get(item.id)
+                if not self._is_ours(container.labels):
+                    return None
+                return self._observed(container, with_logs)
+            except RuntimeError_ as exc:
+                if isinstance(exc.__cause__, docker.errors.NotFound):
+                    return None  # removed between the list and the inspect
+                raise
+
+        if len(listed) <= 4:
+            results = [inspect(item) for item in listed]
+        else:
+            with ThreadPoolExecutor(max_workers=min(8, len(listed))) as pool:
+                results = list(pool.map(inspect, listed))
+        return sorted((r for r in results if r is not None), key=lambda o: o.name)
+
+    def facts(self) -> dict:
+        with _daemon("read the engine's facts"):
+            info = self.client.info()
+            version = self.client.version()
+        return {
+            "runtime": "docker",
+            "server_version": version.get("Version") or info.get("ServerVersion") or "",
+            "api_version": version.get("ApiVersion") or "",
+            "cpus": info.get("NCPU"),
+            "memory": info.get("MemTotal"),
+            "os": info.get("OperatingSystem") or version.get("Os") or "",
+            "kernel": info.get("KernelVersion") or version.get("KernelVersion") or "",
+            "architecture": info.get("Architecture") or version.get("Arch") or "",
+        }
+
+    def images(self) -> list[dict]:
+        """Tagged local images (dangling ``<none>`` images are left out)."""
+        with _daemon("list local images"):
+            listed = self.client.api.images()
+        result = []
+        for image in listed:
+            for repo_tag in image.get("RepoTags") or []:
+                if not repo_tag or repo_tag == "<none>:<none>":
+                    continue
+                repository, _, tag = repo_tag.rpartition(":")
+                if not repository or "/" in tag:  # "host:port/repo" without a tag
+                    repository, tag = repo_tag, ""
+                result.append({
+                    "repository": repository,
+                    "tag": tag,
+                    "id": image.get("Id", ""),
+                    "size": image.get("Size"),
+                    "created": _rfc3339_from_unix(image.get("Created")),
+                })
+        return sorted(result, key=lambda i: (i["repository"], i["tag"]))

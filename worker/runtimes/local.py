@@ -1,0 +1,648 @@
+"""Camera processes as supervised child processes: the embedded default where no Docker answers.
+
+Each camera is the same camera program the image runs (``python -m worker.camera`` by default),
+started by the edge worker with the same status semantics as a Docker container under the
+``unless-stopped`` restart policy:
+
+* ``running`` while the child lives; a child that exits on its own is ``restarting`` and comes
+  back after a back-off (100 ms doubling up to a minute, reset after 10 s of good running);
+* ``exited`` after ``stop`` (SIGTERM, SIGKILL after the timeout): it is not restarted;
+* ``state`` carries the Docker ``ContainerState`` keys; ``container_id`` is ``local-<uuid>``,
+  stable for the life of the camera (a new one when its spec changes);
+* the last 100 lines of stdout and stderr are kept apart, and returned redacted, in base64.
+
+The RTSP URL is handed over in a 0600 file (``EDGEPROXY_RTSP_URL_FILE``), never in the
+environment or on the command line. A small record per camera (0600, no URL) lets a restarted
+edge worker know its cameras again: children orphaned by a killed worker are terminated, and
+cameras that were not stopped on purpose are started again, as Docker does when its daemon
+restarts. One lock file keeps two workers from managing the same host's state directory.
+
+Thread-safe: the edge worker calls it from several Celery threads at once, and one supervisor
+thread per runtime notices exits and restarts children.
+"""
+
+from __future__ import annotations
+
+import base64
+import collections
+import contextlib
+import dataclasses
+import fcntl
+import json
+import logging
+import os
+import platform
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+from worker.redaction import redact_bytes, register_secret, url_password
+
+from .base import STATE_KEYS, ZERO_TIME, CameraSpec, Observed, Runtime, RuntimeError_
+
+log = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_COMMAND = (sys.executable, "-m", "worker.camera")
+RTSP_URL_FILE_ENV = "EDGEPROXY_RTSP_URL_FILE"
+LOG_LINES = 100
+MAX_LINE_BYTES = 16 * 1024
+RESET_BACKOFF_AFTER = 10.0  # seconds of running after which a crash starts the back-off over
+_RECORD_VERSION = 1
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+_HOST_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,252}$")
+# What the child inherits from the worker's environment; nothing else (no worker secrets).
+_ENV_PASSTHROUGH = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "VIRTUAL_ENV",
+                    "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "LD_LIBRARY_PATH")
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _exit_code(returncode: int) -> int:
+    """Docker's convention: a child killed by signal N exits with 128+N."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
+def _proc_stat(pid: int) -> tuple[str, str] | None:
+    """(state letter, start time in clock ticks) of a process, None if there is none (Linux)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            data = fh.read().decode("ascii", "replace")
+    except OSError:
+        return None
+    fields = data[data.rfind(")") + 2:].split()
+    if len(fields) < 20:
+        return None
+    return fields[0], fields[19]
+
+
+def _alive(pid: int, start: str | None) -> bool:
+    """Is that very process (same start time, so not a reused pid) still running?"""
+    stat = _proc_stat(pid)
+    if stat is None or stat[0] in ("Z", "X"):
+        return False
+    return start is None or stat[1] == start
+
+
+def default_state_dir() -> Path:
+    base = os.environ.get("EDGEPROXY_STATE_DIR") or str(Path.home() / ".local/state/edgeproxy")
+    return Path(base) / "local-runtime"
+
+
+def _check_name(name: str) -> None:
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise RuntimeError_(f"invalid camera name {name!r}: use letters, digits, '_', '-' or '.'")
+
+
+def _initial_state() -> dict:
+    return {
+        "Status": "created", "Running": False, "Paused": False, "Restarting": False, "OOMKilled": False,
+        "Dead": False, "Pid": 0, "ExitCode": 0, "Error": "", "StartedAt": ZERO_TIME, "FinishedAt": ZERO_TIME,
+    }
+
+
+def _b64_or_none(lines: list[bytes]) -> str | None:
+    if not lines:
+        return None
+    return base64.b64encode(redact_bytes(b"".join(lines))).decode("ascii")
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Write a 0600 file atomically (never readable by others, not even for a moment)."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            os.unlink(tmp)
+        raise
+
+
+def _spec_key(spec: CameraSpec, command: tuple[str, ...]) -> str:
+    return json.dumps([dataclasses.asdict(spec), list(command)], sort_keys=True)
+
+
+class _Camera:
+    """One camera's child process and its Docker-like state. Fields are guarded by ``lock``."""
+
+    def __init__(self, spec: CameraSpec, command: tuple[str, ...], container_id: str, created: str):
+        self.spec = spec
+        self.command = command
+        self.key = _spec_key(spec, command)
+        self.container_id = container_id
+        self.created = created
+        self.lock = threading.RLock()
+        self.proc: subprocess.Popen | None = None
+        self.pid_start: str | None = None
+        self.stopped = False  # stopped on purpose: never restarted by the supervisor
+        self.removed = False
+        self.status = "created"
+        self.state = _initial_state()
+        self.restart_count = 0
+        self.backoff: float | None = None
+        self.restart_at: float | None = None
+        self.started_mono = 0.0
+        self.log_lock = threading.Lock()
+        self.stdout: collections.deque[bytes] = collections.deque(maxlen=LOG_LINES)
+        self.stderr: collections.deque[bytes] = collections.deque(maxlen=LOG_LINES)
+        self.readers: list[threading.Thread] = []
+
+    def set_status(self, status: str, **state) -> None:
+        self.status = status
+        self.state.update(state)
+        self.state["Status"] = status
+
+
+class LocalRuntime(Runtime):
+    """Cameras as child processes of this edge worker.
+
+    ``command``: the camera program (list, or a shell-style string as in
+    ``EDGEPROXY_LOCAL_CAMERA_COMMAND``); default ``[sys.executable, "-m", "worker.camera"]``.
+    ``state_dir``: where URL files and camera records live (per host below it); default
+    ``$EDGEPROXY_STATE_DIR/local-runtime``. ``cwd``: the child's working directory (default the
+    repository root, so ``worker`` is importable). ``restore``: start again, at construction, the
+    cameras a previous worker on this host left running.
+    """
+
+    name = "local"
+
+    def __init__(
+        self,
+        host: str,
+        command: list[str] | tuple[str, ...] | str | None = None,
+        state_dir: str | os.PathLike | None = None,
+        cwd: str | os.PathLike | None = None,
+        stop_timeout: float = 10.0,
+        restore: bool = True,
+        restart_delay: float = 0.1,
+        restart_delay_max: float = 60.0,
+    ):
+        super().__init__(host)
+        if not isinstance(host, str) or not _HOST_RE.match(host):
+            raise RuntimeError_(f"invalid edge host name {host!r}")
+        if isinstance(command, str):
+            command = shlex.split(command)
+        self.command: tuple[str, ...] = tuple(command) if command else DEFAULT_COMMAND
+        self.cwd = Path(cwd) if cwd else REPO_ROOT
+        self.stop_timeout = float(stop_timeout)
+        self.restart_delay = float(restart_delay)
+        self.restart_delay_max = float(restart_delay_max)
+        self.state_dir = Path(state_dir or default_state_dir()) / host
+        try:
+            self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            os.chmod(self.state_dir, 0o700)
+            self._lock_file = open(self.state_dir / ".lock", "a+")  # noqa: SIM115 - held for our life
+        except OSError as exc:
+            raise RuntimeError_(f"the local runtime cannot use its state directory {self.state_dir}: "
+                                f"{exc.strerror or type(exc).__name__}") from exc
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            self._lock_file.close()
+            raise RuntimeError_(f"another edge worker already manages host {host} "
+                                f"with the state directory {self.state_dir}") from exc
+        self._cameras: dict[str, _Camera] = {}
+        self._guard = threading.Lock()
+        self._op_locks: dict[str, threading.Lock] = {}
+        self._closed = threading.Event()
+        try:
+            self._restore(restart=restore)
+        except BaseException:
+            self._release()
+            raise
+        self._supervisor = threading.Thread(target=self._supervise, name=f"edgeproxy-local-{host}", daemon=True)
+        self._supervisor.start()
+
+    # --- lifecycle of the runtime itself ------------------------------------------------------------
+
+    def close(self, timeout: float | None = None) -> None:
+        """Stop supervising and terminate the children, without marking them stopped: a later
+        runtime on the same state directory starts them again (like a Docker daemon restart)."""
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        self._supervisor.join(timeout=5)
+        with self._guard:
+            cameras = list(self._cameras.values())
+        procs = []
+        for cam in cameras:
+            with cam.lock:
+                if cam.proc is not None:
+                    procs.append((cam, cam.proc))
+                    self._signal(cam.proc, signal.SIGTERM)
+        threads = [threading.Thread(target=self._wait_or_kill, args=(proc, timeout)) for _, proc in procs]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        for cam, proc in procs:
+            with cam.lock:
+                if cam.proc is proc:
+                    self._reap(cam, proc.returncode, restart=False)
+        self._release()
+
+    def _release(self) -> None:
+        with contextlib.suppress(Exception):
+            fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+        with contextlib.suppress(Exception):
+            self._lock_file.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # --- files --------------------------------------------------------------------------------------
+
+    def _camera_dir(self, name: str) -> Path:
+        return self.state_dir / name
+
+    def _url_file(self, name: str) -> Path:
+        return self._camera_dir(name) / "rtsp_url"
+
+    def _save(self, cam: _Camera) -> None:
+        """Persist what a restarted worker needs (no URL: that is in its own 0600 file)."""
+        spec = dataclasses.asdict(cam.spec)
+        spec.pop("rtsp_url", None)
+        proc = cam.proc
+        record = {
+            "version": _RECORD_VERSION,
+            "spec": spec,
+            "container_id": cam.container_id,
+            "created": cam.created,
+            "stopped": cam.stopped,
+            "status": cam.status,
+            "state": cam.state,
+            "restart_count": cam.restart_count,
+            "pid": proc.pid if proc is not None else None,
+            "pid_start": cam.pid_start if proc is not None else None,
+        }
+        try:
+            _write_private(self._camera_dir(cam.spec.name) / "record.json", json.dumps(record).encode())
+        except OSError:
+            log.warning("could not save the local record of camera %s", cam.spec.name,
+                        extra={"camera": cam.spec.name, "host": self.host})
+
+    def _write_url(self, spec: CameraSpec) -> Path:
+        directory = self._camera_dir(spec.name)
+        try:
+            directory.mkdir(mode=0o700, exist_ok=True)
+            path = self._url_file(spec.name)
+            _write_private(path, spec.rtsp_url.encode("utf-8"))
+        except OSError as exc:
+            raise RuntimeError_(f"could not write the URL file of camera {spec.name}: "
+                                f"{exc.strerror or type(exc).__name__}") from exc
+        return path
+
+    def _restore(self, restart: bool) -> None:
+        orphans: list[tuple[int, str | None]] = []
+        to_start: list[_Camera] = []
+        for directory in sorted(p for p in self.state_dir.iterdir() if p.is_dir()):
+            name = directory.name
+            try:
+                record = json.loads((directory / "record.json").read_text())
+                url = (directory / "rtsp_url").read_text()
+                if record.get("version") != _RECORD_VERSION or record["spec"].get("name") != name:
+                    raise ValueError("unknown record")
+                spec = CameraSpec(**record["spec"], rtsp_url=url)
+            except (OSError, ValueError, TypeError, KeyError) as exc:
+                log.warning("ignoring the unreadable local record of camera %s (%s)", name, type(exc).__name__,
+                            extra={"camera": name, "host": self.host})
+                continue
+            register_secret(url_password(url))
+            pid, start = record.get("pid"), record.get("pid_start")
+            if isinstance(pid, int) and pid > 0 and start and _alive(pid, start):
+                orphans.append((pid, start))
+            cam = _Camera(spec, tuple(spec.command or self.command), record.get("container_id") or
+                          f"local-{uuid.uuid4().hex}", record.get("created") or _now())
+            cam.stopped = bool(record.get("stopped"))
+            cam.restart_count = int(record.get("restart_count") or 0)
+            state = record.get("state") or {}
+            cam.state.update({k: state[k] for k in STATE_KEYS if k in state})
+            was_up = record.get("status") in ("running", "restarting")
+            finished = cam.state.get("FinishedAt") if not was_up else _now()
+            if cam.state.get("StartedAt", ZERO_TIME) == ZERO_TIME and not was_up:
+                cam.set_status("created", Running=False, Restarting=False, Pid=0)
+            else:
+                cam.set_status("exited", Running=False, Restarting=False, Paused=False, Pid=0,
+                               FinishedAt=finished or _now())
+            self._cameras[name] = cam
+            if restart and was_up and not cam.stopped:
+                to_start.append(cam)
+        self._kill_orphans(orphans)
+        for cam in to_start:
+            with cam.lock:
+                try:
+                    self._spawn(cam)
+                except RuntimeError_:
+                    self._schedule_restart(cam)
+                self._save(cam)
+
+    def _kill_orphans(self, orphans: list[tuple[int, str | None]]) -> None:
+        """Children of a previous worker on this host (killed before it could stop them)."""
+        if not orphans:
+            return
+        log.warning("terminating %d camera process(es) left by a previous edge worker", len(orphans),
+                    extra={"host": self.host})
+        for pid, _ in orphans:
+            with contextlib.suppress(Exception):
+                os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + self.stop_timeout
+        while time.monotonic() < deadline and any(_alive(pid, start) for pid, start in orphans):
+            time.sleep(0.05)
+        for pid, start in orphans:
+            if _alive(pid, start):
+                with contextlib.suppress(Exception):
+                    os.killpg(pid, signal.SIGKILL)  # they were started as session (group) leaders
+
+    # --- child processes ------------------------------------------------------------------------------
+
+    def _child_env(self, spec: CameraSpec) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if k in _ENV_PASSTHROUGH or k.startswith("LC_")}
+        pythonpath = [str(self.cwd)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+        env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(pythonpath))
+        env["PYTHONUNBUFFERED"] = "1"
+        camera_env = dict(spec.environment())
+        camera_env.pop("EDGEPROXY_RTSP_URL", None)
+        env.update(camera_env)
+        env[RTSP_URL_FILE_ENV] = str(self._url_file(spec.name))
+        return env
+
+    def _spawn(self, cam: _Camera) -> None:
+        """Start the child (``cam.lock`` held). Raises RuntimeError_ if it cannot be started."""
+        argv = list(cam.command)
+        try:
+            proc = subprocess.Popen(
+                argv, cwd=self.cwd, env=self._child_env(cam.spec), stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, close_fds=True, start_new_session=True,
+            )
+        except OSError as exc:
+            message = (f"the camera program {Path(argv[0]).name if argv else '?'} could not start: "
+                       f"{exc.strerror or type(exc).__name__}")
+            cam.state.update(ExitCode=127 if isinstance(exc, FileNotFoundError) else 126, Error=message,
+                             Running=False, Restarting=False, Pid=0)
+            cam.state["Status"] = cam.status
+            raise RuntimeError_(message) from exc
+        cam.proc = proc
+        cam.pid_start = (_proc_stat(proc.pid) or (None, None))[1]
+        cam.started_mono = time.monotonic()
+        cam.restart_at = None
+        cam.set_status("running", Running=True, Restarting=False, Paused=False, OOMKilled=False, Dead=False,
+                       Pid=proc.pid, ExitCode=0, Error="", StartedAt=_now())
+        cam.readers = [
+            threading.Thread(target=self._read, args=(proc.stdout, cam, cam.stdout), daemon=True,
+                             name=f"edgeproxy-local-{cam.spec.name}-stdout"),
+            threading.Thread(target=self._read, args=(proc.stderr, cam, cam.stderr), daemon=True,
+                             name=f"edgeproxy-local-{cam.spec.name}-stderr"),
+        ]
+        for reader in cam.readers:
+            reader.start()
+        self._save(cam)
+
+    @staticmethod
+    def _read(pipe, cam: _Camera, sink: collections.deque) -> None:
+        try:
+            with pipe:
+                while True:
+                    line = pipe.readline(MAX_LINE_BYTES)
+                    if not line:
+                        return
+                    with cam.log_lock:
+                        sink.append(line)
+        except (OSError, ValueError):
+            return
+
+    @staticmethod
+    def _signal(proc: subprocess.Popen, sig: int) -> None:
+        with contextlib.suppress(Exception):
+            proc.send_signal(sig)  # does nothing once the child has been reaped
+
+    def _wait_or_kill(self, proc: subprocess.Popen, timeout: float | None) -> None:
+        timeout = self.stop_timeout if timeout is None else timeout
+        try:
+            proc.wait(timeout=max(0.0, timeout))
+            return
+        except subprocess.TimeoutExpired:
+            pass
+        if proc.poll() is None:
+            with contextlib.suppress(Exception):
+                os.killpg(proc.pid, signal.SIGKILL)  # the child and anything it started
+            self._signal(proc, signal.SIGKILL)
+        proc.wait()
+
+    def _schedule_restart(self, cam: _Camera) -> None:
+        ran = time.monotonic() - cam.started_mono if cam.started_mono else 0.0
+        if cam.backoff is None or ran >= RESET_BACKOFF_AFTER:
+            cam.backoff = self.restart_delay
+        else:
+            cam.backoff = min(cam.backoff * 2, self.restart_delay_max)
+        cam.restart_at = time.monotonic() + cam.backoff
+        # Docker shows a container waiting for its restart as Running and Restarting.
+        cam.set_status("restarting", Running=True, Restarting=True, Pid=0)
+
+    def _reap(self, cam: _Camera, returncode: int, restart: bool = True) -> None:
+        """Record the exit of ``cam.proc`` (``cam.lock`` held); schedule its restart unless stopped."""
+        cam.proc = None
+        cam.pid_start = None
+        cam.state.update(Running=False, Restarting=False, Pid=0, ExitCode=_exit_code(returncode),
+                         FinishedAt=_now())
+        if cam.stopped or cam.removed:
+            cam.set_status("exited")
+        elif restart:
+            self._schedule_restart(cam)
+            log.info("camera %s exited with code %s; restarting in %.1fs", cam.spec.name,
+                     cam.state["ExitCode"], cam.backoff, extra={"camera": cam.spec.name, "host": self.host})
+        else:  # the runtime is closing: a later runtime restarts it
+            cam.set_status("restarting", Running=True, Restarting=True)
+        if not cam.removed:
+            self._save(cam)
+
+    def _supervise(self) -> None:
+        while not self._closed.wait(0.1):
+            with self._guard:
+                cameras = list(self._cameras.values())
+            for cam in cameras:
+                try:
+                    self._supervise_one(cam)
+                except Exception:  # noqa: BLE001 - the supervisor must outlive any one camera
+                    log.exception("local runtime supervisor failed on camera %s", cam.spec.name,
+                                  extra={"camera": cam.spec.name, "host": self.host})
+
+    def _supervise_one(self, cam: _Camera) -> None:
+        with cam.lock:
+            if cam.removed or self._closed.is_set():
+                return
+            if cam.proc is not None:
+                returncode = cam.proc.poll()
+                if returncode is not None:
+                    self._reap(cam, returncode)
+            elif (cam.status == "restarting" and not cam.stopped and cam.restart_at is not None
+                  and time.monotonic() >= cam.restart_at):
+                try:
+                    self._spawn(cam)
+                    cam.restart_count += 1
+                except RuntimeError_:
+                    self._schedule_restart(cam)
+                self._save(cam)
+
+    # --- Runtime interface ------------------------------------------------------------------------------
+
+    def _op_lock(self, name: str) -> threading.Lock:
+        with self._guard:
+            return self._op_locks.setdefault(name, threading.Lock())
+
+    def _get(self, name: str) -> _Camera | None:
+        with self._guard:
+            return self._cameras.get(name)
+
+    def _check_open(self) -> None:
+        if self._closed.is_set():
+            raise RuntimeError_("the local runtime has been closed")
+
+    def ensure_running(self, spec: CameraSpec) -> Observed:
+        _check_name(spec.name)
+        self._check_open()
+        if spec.host and spec.host != self.host:
+            raise RuntimeError_(f"camera {spec.name} belongs to host {spec.host}, not {self.host}")
+        register_secret(url_password(spec.rtsp_url))
+        command = tuple(spec.command or self.command)
+        with self._op_lock(spec.name):
+            cam = self._get(spec.name)
+            if cam is not None and cam.key != _spec_key(spec, command):
+                log.info("recreating camera %s (its spec changed)", spec.name,
+                         extra={"camera": spec.name, "host": self.host})
+                self._discard(cam, self.stop_timeout)
+                cam = None
+            if cam is None:
+                cam = _Camera(dataclasses.replace(spec, extra_env=dict(spec.extra_env),
+                                                  command=list(spec.command) if spec.command else None),
+                              command, f"local-{uuid.uuid4().hex}", _now())
+                self._write_url(spec)
+                with cam.lock:
+                    self._save(cam)
+                with self._guard:
+                    self._cameras[spec.name] = cam
+            with cam.lock:
+                cam.stopped = False
+                if cam.proc is None and cam.status != "restarting":
+                    cam.backoff = None
+                    try:
+                        self._spawn(cam)
+                    finally:
+                        self._save(cam)
+                # restarting: the supervisor brings it back after its back-off, as Docker does
+        observed = self.observe(spec.name)
+        if observed is None:
+            raise RuntimeError_(f"camera {spec.name} was removed while starting")
+        return observed
+
+    def _terminate(self, cam: _Camera, timeout: float) -> None:
+        """Stop ``cam`` for good (``stopped`` must be set already) and record its exit."""
+        with cam.lock:
+            proc = cam.proc
+            cam.restart_at = None
+            if proc is None:
+                if cam.status == "restarting":
+                    cam.set_status("exited", Running=False, Restarting=False)
+                    if not cam.removed:
+                        self._save(cam)
+                return
+            self._signal(proc, signal.SIGTERM)
+        self._wait_or_kill(proc, timeout)
+        for reader in list(cam.readers):  # collect the last lines it wrote
+            reader.join(timeout=0.5)
+        with cam.lock:
+            if cam.proc is proc:
+                self._reap(cam, proc.returncode)
+
+    def _discard(self, cam: _Camera, timeout: float) -> None:
+        with cam.lock:
+            cam.stopped = True
+            cam.removed = True
+        self._terminate(cam, timeout)
+        with self._guard:
+            if self._cameras.get(cam.spec.name) is cam:
+                del self._cameras[cam.spec.name]
+        shutil.rmtree(self._camera_dir(cam.spec.name), ignore_errors=True)
+
+    def stop(self, name: str, timeout: float = 5.0) -> Observed | None:
+        _check_name(name)
+        with self._op_lock(name):
+            cam = self._get(name)
+            if cam is None:
+                return None
+            with cam.lock:
+                cam.stopped = True
+            self._terminate(cam, timeout)
+        return self.observe(name)
+
+    def remove(self, name: str, timeout: float = 5.0) -> bool:
+        _check_name(name)
+        with self._op_lock(name):
+            cam = self._get(name)
+            if cam is None:
+                return False
+            self._discard(cam, timeout)
+            return True
+
+    def _observed(self, cam: _Camera, with_logs: bool) -> Observed:
+        with cam.lock:
+            status = cam.status
+            state = {key: cam.state.get(key) for key in STATE_KEYS}
+        logs = None
+        if with_logs:
+            with cam.log_lock:
+                out, err = list(cam.stdout), list(cam.stderr)
+            logs = {"stdout": _b64_or_none(out), "stderr": _b64_or_none(err)}
+        return Observed(name=cam.spec.name, camera_id=str(cam.spec.camera_id), container_id=cam.container_id,
+                        status=status, state=state, image=cam.spec.image, logs=logs)
+
+    def observe(self, name: str, with_logs: bool = True) -> Observed | None:
+        _check_name(name)
+        cam = self._get(name)
+        return None if cam is None else self._observed(cam, with_logs)
+
+    def observe_all(self, with_logs: bool = False) -> list[Observed]:
+        with self._guard:
+            cameras = sorted(self._cameras.values(), key=lambda c: c.spec.name)
+        return [self._observed(cam, with_logs) for cam in cameras]
+
+    def restart_count(self, name: str) -> int:
+        """How often the supervisor restarted this camera (Docker's RestartCount)."""
+        cam = self._get(name)
+        return 0 if cam is None else cam.restart_count
+
+    def facts(self) -> dict:
+        try:
+            memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (ValueError, OSError, AttributeError):
+            memory = None
+        os_name = platform.system()
+        try:
+            os_name = platform.freedesktop_os_release().get("PRETTY_NAME") or os_name
+        except OSError:
+            pass
+        return {
+            "runtime": "local",
+            "server_version": f"python {platform.python_version()}",
+            "api_version": "",
+            "cpus": os.cpu_count(),
+            "memory": memory,
+            "os": os_name,
+            "kernel": platform.release(),
+            "architecture": platform.machine(),
+        }
