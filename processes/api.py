@@ -38,7 +38,7 @@ def _check_url(value: str, schemes: tuple[str, ...]) -> str:
 
 
 class ConnectSerializer(serializers.Serializer):
-    name = StrictCharField(max_length=63)
+    name = StrictCharField(max_length=63, trim_whitespace=False)
     rtsp_endpoint = StrictCharField(max_length=4096, trim_whitespace=False)
     rtmp_endpoint = StrictCharField(required=False, allow_blank=True, max_length=4096, trim_whitespace=False)
     host = StrictCharField(required=False, allow_blank=True, max_length=63)
@@ -79,6 +79,14 @@ def wait_seconds(request) -> float | None:
     return value
 
 
+class OperationView(APIView):
+    """A route that queues an operation: ``?wait=`` is checked before anything changes."""
+
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        self.wait = wait_seconds(request)
+
+
 def operation_response(request, camera_name: str, operation_id) -> Response:
     """202 with the record as queued, or with ``?wait=N`` the final record (200) or 504."""
     seconds = wait_seconds(request)
@@ -94,7 +102,7 @@ def operation_response(request, camera_name: str, operation_id) -> Response:
     return Response(selectors.camera_payload(camera), status=status)
 
 
-class ProcessCollection(APIView):
+class ProcessCollection(OperationView):
     @extend_schema(request=ConnectSerializer, summary="Connect a camera (create and start)")
     def post(self, request):
         data = ConnectSerializer(data=request.data)
@@ -103,7 +111,7 @@ class ProcessCollection(APIView):
         return operation_response(request, camera.name, camera.last_operation_id)
 
 
-class ProcessDetail(APIView):
+class ProcessDetail(OperationView):
     @extend_schema(summary="A camera: stored and observed state")
     def get(self, request, name):
         return Response(selectors.camera_payload(services.get_camera(name)))
@@ -114,14 +122,14 @@ class ProcessDetail(APIView):
         return operation_response(request, camera.name, camera.last_operation_id)
 
 
-class ProcessStart(APIView):
+class ProcessStart(OperationView):
     @extend_schema(summary="Start a stopped camera")
     def post(self, request, name):
         camera = services.start_camera(services.get_camera(name))
         return operation_response(request, camera.name, camera.last_operation_id)
 
 
-class ProcessStartRtsp(APIView):
+class ProcessStartRtsp(OperationView):
     """Documented route: ``{"name"}`` starts a known camera; a full connect body connects a new one."""
 
     @extend_schema(request=NameSerializer, summary="Start a camera (documented route)")
@@ -140,7 +148,7 @@ class ProcessStartRtsp(APIView):
         return operation_response(request, camera.name, camera.last_operation_id)
 
 
-class ProcessStop(APIView):
+class ProcessStop(OperationView):
     @extend_schema(summary="Stop a camera and keep its record")
     def post(self, request, name):
         camera = services.stop_camera(services.get_camera(name))

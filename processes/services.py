@@ -260,9 +260,14 @@ def record_heartbeat(host_name: str, report: dict) -> EdgeHost:
             last = camera.last_operation
             if last and last.is_active:
                 continue  # the operation's own result will say what happened
+            seen = observed.get(camera.name)
             if last and last.finished and selectors.ms(last.finished) > observed_at_ms:
-                continue  # this report was taken before the last operation's result
-            fields = _apply_observation(camera, observed.get(camera.name), streams.get(camera.name), now)
+                # Taken before the last operation's result: only its logs are still news.
+                if seen and seen.get("logs") is not None:
+                    camera.logs = seen["logs"]
+                    camera.save(update_fields=["logs"])
+                continue
+            fields = _apply_observation(camera, seen, streams.get(camera.name), now)
             camera.save(update_fields=fields)
     return host
 

@@ -133,6 +133,7 @@ class DockerRuntime(Runtime):
         log_max_size: str = "10m",
         log_max_files: int = 3,
         timeout: float = 30.0,
+        stop_timeout: float = 10.0,
     ):
         super().__init__(host)
         if not host or not isinstance(host, str):
@@ -144,6 +145,7 @@ class DockerRuntime(Runtime):
                 raise RuntimeError_(f"invalid camera volume {volume!r}: expected src:dst[:ro|rw]")
         self.log_max_size = str(log_max_size)
         self.log_max_files = int(log_max_files)
+        self.stop_timeout = float(stop_timeout)  # when a container is recreated for a new spec
         self._owns_client = client is None
         if client is None:
             with _daemon("connect"):
@@ -310,7 +312,20 @@ class DockerRuntime(Runtime):
 
     # --- create / start -----------------------------------------------------------------------------
 
+    def _check_network(self) -> None:
+        options = self._network_options()
+        if "network" not in options:
+            return
+        try:
+            with _daemon(f"look up network {self.network}"):
+                self.client.networks.get(self.network)
+        except RuntimeError_ as exc:
+            if isinstance(exc.__cause__, docker.errors.NotFound):
+                raise RuntimeError_(f"Docker network {self.network} does not exist on this host") from None
+            raise
+
     def _create(self, spec: CameraSpec, image_id: str, env: dict[str, str], spec_hash: str):
+        self._check_network()
         labels = self._labels(spec)
         labels[LABEL_SPEC_HASH] = spec_hash
         options = dict(
@@ -354,8 +369,14 @@ class DockerRuntime(Runtime):
         return container
 
     def _start(self, container, camera: str) -> None:
-        with _daemon(f"start the container of camera {camera}"):
-            container.start()
+        try:
+            with _daemon(f"start the container of camera {camera}"):
+                container.start()
+        except RuntimeError_ as exc:
+            cause = exc.__cause__
+            if isinstance(cause, docker.errors.NotFound) and "network" in _reason(cause).lower():
+                raise RuntimeError_(f"Docker network {self.network} does not exist on this host") from cause
+            raise
 
     def _matches(self, container, spec: CameraSpec, image_id: str, spec_hash: str) -> bool:
         if container.labels.get(LABEL_SPEC_HASH) != spec_hash:
@@ -398,7 +419,7 @@ class DockerRuntime(Runtime):
                 ):
                     log.info("recreating container of camera %s (spec or image changed)", spec.name,
                              extra={"camera": spec.name, "host": self.host})
-                    self._remove_container(container, 10.0, spec.name)
+                    self._remove_container(container, self.stop_timeout, spec.name)
                     container = None
             if container is None:
                 try:
@@ -470,6 +491,7 @@ class DockerRuntime(Runtime):
         logs = None
         if with_logs:
             self._remember_secret_of(container)
+            # Like ``docker logs --tail 100``: the last lines of both streams, then split.
             with _daemon(f"read the logs of camera {labels.get(LABEL_CAMERA)}"):
                 out = container.logs(stdout=True, stderr=False, tail=LOG_TAIL)
                 err = container.logs(stdout=False, stderr=True, tail=LOG_TAIL)

@@ -9,7 +9,8 @@ started by the edge worker with the same status semantics as a Docker container 
 * ``exited`` after ``stop`` (SIGTERM, SIGKILL after the timeout): it is not restarted;
 * ``state`` carries the Docker ``ContainerState`` keys; ``container_id`` is ``local-<uuid>``,
   stable for the life of the camera (a new one when its spec changes);
-* the last 100 lines of stdout and stderr are kept apart, and returned redacted, in base64.
+* the last 100 lines of output (both streams, as ``docker logs --tail 100``) are returned split
+  into stdout and stderr, redacted, in base64.
 
 The RTSP URL is handed over in a 0600 file (``EDGEPROXY_RTSP_URL_FILE``), never in the
 environment or on the command line. A small record per camera (0600, no URL) lets a restarted
@@ -156,8 +157,8 @@ class _Camera:
         self.restart_at: float | None = None
         self.started_mono = 0.0
         self.log_lock = threading.Lock()
-        self.stdout: collections.deque[bytes] = collections.deque(maxlen=LOG_LINES)
-        self.stderr: collections.deque[bytes] = collections.deque(maxlen=LOG_LINES)
+        # The last lines of both streams together, as ``docker logs --tail`` sees them.
+        self.logs: collections.deque[tuple[bool, bytes]] = collections.deque(maxlen=LOG_LINES)
         self.readers: list[threading.Thread] = []
 
     def set_status(self, status: str, **state) -> None:
@@ -404,9 +405,9 @@ class LocalRuntime(Runtime):
         cam.set_status("running", Running=True, Restarting=False, Paused=False, OOMKilled=False, Dead=False,
                        Pid=proc.pid, ExitCode=0, Error="", StartedAt=_now())
         cam.readers = [
-            threading.Thread(target=self._read, args=(proc.stdout, cam, cam.stdout), daemon=True,
+            threading.Thread(target=self._read, args=(proc.stdout, cam, False), daemon=True,
                              name=f"edgeproxy-local-{cam.spec.name}-stdout"),
-            threading.Thread(target=self._read, args=(proc.stderr, cam, cam.stderr), daemon=True,
+            threading.Thread(target=self._read, args=(proc.stderr, cam, True), daemon=True,
                              name=f"edgeproxy-local-{cam.spec.name}-stderr"),
         ]
         for reader in cam.readers:
@@ -414,7 +415,7 @@ class LocalRuntime(Runtime):
         self._save(cam)
 
     @staticmethod
-    def _read(pipe, cam: _Camera, sink: collections.deque) -> None:
+    def _read(pipe, cam: _Camera, is_stderr: bool) -> None:
         try:
             with pipe:
                 while True:
@@ -422,7 +423,7 @@ class LocalRuntime(Runtime):
                     if not line:
                         return
                     with cam.log_lock:
-                        sink.append(line)
+                        cam.logs.append((is_stderr, line))
         except (OSError, ValueError):
             return
 
@@ -606,7 +607,9 @@ class LocalRuntime(Runtime):
         logs = None
         if with_logs:
             with cam.log_lock:
-                out, err = list(cam.stdout), list(cam.stderr)
+                lines = list(cam.logs)
+            out = [line for is_stderr, line in lines if not is_stderr]
+            err = [line for is_stderr, line in lines if is_stderr]
             logs = {"stdout": _b64_or_none(out), "stderr": _b64_or_none(err)}
         return Observed(name=cam.spec.name, camera_id=str(cam.spec.camera_id), container_id=cam.container_id,
                         status=status, state=state, image=cam.spec.image, logs=logs)

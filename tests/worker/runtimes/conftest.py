@@ -23,15 +23,15 @@ TEST_IMAGE = "edgeproxy/camera:test-runtimes"
 PASSWORD = "s3cretpw"
 PYTHON = sys.executable  # the venv python; bind-mounted at the same path in the dev image
 
-# Prints to both streams (a URL with a password and the bare password on stderr), then 150
-# numbered lines, then waits for SIGTERM.
+# Prints 150 numbered lines to stdout, then a URL with a password and the bare password to
+# stderr, then waits for SIGTERM.
 LOGGER = [PYTHON, "-c", textwrap.dedent(f"""
     import signal, sys, time
     signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
-    print("hello stdout", flush=True)
-    print("connecting to rtsp://admin:{PASSWORD}@10.0.0.9/live, password {PASSWORD}", file=sys.stderr, flush=True)
     for i in range(150):
         print(f"line {{i}}", flush=True)
+    time.sleep(0.05)
+    print("connecting to rtsp://admin:{PASSWORD}@10.0.0.9/live, password {PASSWORD}", file=sys.stderr, flush=True)
     while True:
         time.sleep(0.05)
 """)]

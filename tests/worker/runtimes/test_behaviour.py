@@ -63,12 +63,13 @@ def test_invalid_name_is_refused(runtime):
 def test_logs_are_split_tailed_and_redacted(runtime):
     spec = make_spec(runtime, command=LOGGER)
     runtime.ensure_running(spec)
-    wait_until(lambda: "line 149" in log_text(runtime, spec.name), 15, message="150 log lines")
+    wait_until(lambda: "connecting" in log_text(runtime, spec.name, "stderr"), 15, message="151 log lines")
     observed = runtime.observe(spec.name)
     out, err = decoded(observed, "stdout"), decoded(observed, "stderr")
+    # The last 100 lines of both streams, as `docker logs --tail 100`, split by stream.
     lines = out.splitlines()
-    assert len(lines) == 100 and lines[0] == "line 50" and lines[-1] == "line 149"
-    assert "connecting to rtsp://admin:***@10.0.0.9/live" in err
+    assert len(lines) == 99 and lines[0] == "line 51" and lines[-1] == "line 149"
+    assert err == "connecting to rtsp://admin:***@10.0.0.9/live, password ***\n"
     assert PASSWORD not in out + err
     assert PASSWORD not in json.dumps(observed.as_dict())
     assert runtime.observe(spec.name, with_logs=False).logs is None
@@ -93,6 +94,7 @@ def test_url_arrives_in_a_private_file_not_the_environment(runtime):
 def test_stop_keeps_it_and_ensure_running_starts_it_again(runtime):
     spec = make_spec(runtime, command=LOGGER)
     started = runtime.ensure_running(spec)
+    wait_until(lambda: "line 1" in log_text(runtime, spec.name), 15, message="start")  # handler installed
     stopped = runtime.stop(spec.name, timeout=5)
     assert stopped.status == "exited"
     assert stopped.state["Running"] is False and stopped.state["Pid"] == 0
