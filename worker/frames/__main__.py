@@ -45,7 +45,7 @@ def main() -> int:
              f"{len(config.tokens)} key(s)" if config.tokens else "off", config.redis_url)
     stop.wait()
     server.stop(grace=1.5).wait(2)
-    servicer.annotations.close()
+    servicer.stop()
     log.info("frame server stopped")
     return 0
 

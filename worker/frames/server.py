@@ -129,6 +129,32 @@ class _Demand:
         self.start_seq = start_seq
 
 
+class _Frame:
+    """A frame as served: its meta and the serialized ``VideoFrame``."""
+
+    __slots__ = ("meta", "blob", "identity")
+
+    def __init__(self, meta: dict, blob: bytes):
+        self.meta = meta
+        self.blob = blob
+        self.identity = (meta.get("ts"), meta.get("seq"))
+
+
+# KEYS: host table, status, frame hash, demand key; ARGV: camera name, demand TTL ms.
+# Returns {in host table (0/1), status JSON or "", frame meta JSON or ""}; sets demand only for a
+# known camera (no stray demand keys for misspelt names).
+LATEST_SCRIPT = """
+local in_table = redis.call('HEXISTS', KEYS[1], ARGV[1])
+local status = redis.call('GET', KEYS[2])
+if in_table == 0 and not status then
+  return {0, '', ''}
+end
+redis.call('SET', KEYS[4], '1', 'PX', ARGV[2])
+local meta = redis.call('HGET', KEYS[3], 'meta')
+return {in_table, status or '', meta or ''}
+"""
+
+
 class AnnotationSender:
     """Hands annotation events to the control plane as a Celery task message (queue ``control``).
 
@@ -183,6 +209,10 @@ class ImageServicer(pb_grpc.ImageServicer):
         self.host_table = keys.host_cameras(config.host)
         self._demand: dict[tuple[str, bool], _Demand] = {}
         self._demand_lock = threading.Lock()
+        self._frames: dict[tuple[str, bool], _Frame] = {}  # last serialized frame per camera and mode
+        self._fetch_locks: dict[tuple[str, bool], threading.Lock] = {}
+        self._latest_script = redis_client.register_script(LATEST_SCRIPT)
+        self._stopped = threading.Event()
 
     # --- helpers -------------------------------------------------------------------------------
 
@@ -206,14 +236,35 @@ class ImageServicer(pb_grpc.ImageServicer):
         with self._demand_lock:
             run = self._demand.get((name, keyframe_only))
             if run is None or now - run.last_set_ms > keys.DEMAND_TTL_MS:
-                run = _Demand(now, current_seq)
-                self._demand[(name, keyframe_only)] = run
-                if len(self._demand) > 4096:  # forget lapsed runs (unbounded device names)
-                    for key in [k for k, v in self._demand.items() if now - v.last_set_ms > keys.DEMAND_TTL_MS]:
-                        self._demand.pop(key, None)
+                if len(self._demand) > 4096:
+                    self._forget_idle()
+                run = self._demand[(name, keyframe_only)] = _Demand(now, current_seq)
             else:
                 run.last_set_ms = now
             return run
+
+    def start_housekeeping(self, interval_s: float = 5.0) -> None:
+        """A daemon thread that drops serialized frames of cameras nobody reads any more."""
+
+        def loop():
+            while not self._stopped.wait(interval_s):
+                try:
+                    self._forget_stale_frames()
+                except Exception:  # noqa: BLE001 - housekeeping must never die
+                    log.exception("housekeeping failed")
+
+        threading.Thread(target=loop, name="frames-housekeeping", daemon=True).start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self.annotations.close()
+
+    def _forget_stale_frames(self) -> None:
+        """Drop serialized frames nobody asked for lately (called from the housekeeping thread)."""
+        now = now_ms()
+        with self._demand_lock:
+            for key in [k for k, v in self._demand.items() if now - v.last_set_ms > keys.DEMAND_TTL_MS]:
+                self._frames.pop(key, None)
 
     # --- frames --------------------------------------------------------------------------------
 
@@ -225,12 +276,10 @@ class ImageServicer(pb_grpc.ImageServicer):
         demand_key = keys.demand_keyframes(name) if keyframe_only else keys.demand_all(name)
         frame_key = keys.frame_keyframe(name) if keyframe_only else keys.frame_latest(name)
 
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.hexists(self.host_table, name)
-        pipe.get(keys.status(name))
-        pipe.hget(frame_key, "meta")
-        in_table, status_raw, meta_raw = pipe.execute()
-        if not in_table and status_raw is None:
+        # One round trip: known?, status, newest frame's meta, and demand set (known cameras only).
+        in_table, status_raw, meta_raw = self._latest_script(
+            keys=[self.host_table, keys.status(name), frame_key, demand_key], args=[name, keys.DEMAND_TTL_MS])
+        if not in_table and not status_raw:
             raise Abort(grpc.StatusCode.NOT_FOUND, f"camera {name!r} not found on host {self.config.host!r}")
         status = convert.parse_json(status_raw)
         state = (status or {}).get("state")
@@ -256,22 +305,11 @@ class ImageServicer(pb_grpc.ImageServicer):
 
         wait_s = min(self.config.wait_ms / 1000.0, max(0.0, self._time_left(context) - 0.05))
         deadline = time.monotonic() + wait_s
-        demand_set = False
         while True:
             if acceptable(meta):
-                pipe = self.redis.pipeline(transaction=False)
-                if not demand_set:
-                    pipe.set(demand_key, "1", px=keys.DEMAND_TTL_MS)
-                pipe.hmget(frame_key, "meta", "data")
-                meta_raw, data = pipe.execute()[-1]
-                demand_set = True
-                fetched = convert.parse_json(meta_raw)
-                if fetched and data is not None and acceptable(fetched):
-                    return self._frame_reply(context, name, fetched, data)
-                meta = None  # gone (expired) between the two reads: wait for the next one
-            if not demand_set:
-                self.redis.set(demand_key, "1", px=keys.DEMAND_TTL_MS)
-                demand_set = True
+                cached = self._cached_frame(name, keyframe_only, frame_key, meta, acceptable)
+                if cached is not None:
+                    return self._frame_reply(context, cached)
             if time.monotonic() >= deadline or not context.is_active():
                 break
             time.sleep(POLL_INTERVAL_S)
@@ -279,21 +317,61 @@ class ImageServicer(pb_grpc.ImageServicer):
 
         if keyframe_only and after is None and meta:
             # No new keyframe within the wait (GOP longer than the wait): the newest one decoded.
-            meta_raw, data = self.redis.hmget(frame_key, "meta", "data")
-            fetched = convert.parse_json(meta_raw)
-            if fetched and data is not None:
-                return self._frame_reply(context, name, fetched, data)
+            cached = self._cached_frame(name, keyframe_only, frame_key, meta, lambda m: bool(m))
+            if cached is not None:
+                return self._frame_reply(context, cached)
         what = "newer frame" if after is not None else ("keyframe" if keyframe_only else "frame")
         raise Abort(grpc.StatusCode.UNAVAILABLE,
                     f"camera {name!r}: no {what} within {wait_s * 1000:.0f} ms (decoding starts on demand; retry)")
 
-    def _frame_reply(self, context, name: str, meta: dict, data: bytes) -> pb.VideoFrame:
-        expected = int(meta.get("width", 0)) * int(meta.get("height", 0)) * 3
-        if expected and len(data) != expected:
-            log.warning("camera %s: frame of %d bytes for %sx%s BGR24 (expected %d)", name, len(data),
-                        meta.get("width"), meta.get("height"), expected)
-        context.send_initial_metadata(((SEQ_METADATA, str(meta.get("seq", ""))),))
-        return convert.video_frame(name, meta, data)
+    def _cached_frame(self, name: str, keyframe_only: bool, frame_key: str, meta: dict, acceptable):
+        """The serialized ``VideoFrame`` of the frame ``meta`` names (or a newer acceptable one).
+
+        One Redis read and one serialization per frame, however many callers want it: callers of
+        the same camera and mode share the last serialized frame.
+        """
+        cache_key = (name, keyframe_only)
+        identity = (meta.get("ts"), meta.get("seq"))
+        cached = self._frames.get(cache_key)
+        if cached is not None and cached.identity == identity:
+            return cached
+        with self._fetch_lock(cache_key):
+            cached = self._frames.get(cache_key)  # another caller may have fetched it meanwhile
+            if cached is not None and (cached.identity == identity or (
+                    _newer(cached.meta, (int(meta.get("ts", 0)), int(meta.get("seq", -1)))) and
+                    acceptable(cached.meta))):
+                return cached
+            meta_raw, data = self.redis.hmget(frame_key, "meta", "data")
+            fetched = convert.parse_json(meta_raw)
+            if not fetched or data is None or not acceptable(fetched):
+                return None  # gone (expired) between the two reads
+            expected = int(fetched.get("width", 0)) * int(fetched.get("height", 0)) * 3
+            if expected and len(data) != expected:
+                log.warning("camera %s: frame of %d bytes for %sx%s BGR24 (expected %d)", name, len(data),
+                            fetched.get("width"), fetched.get("height"), expected)
+            cached = _Frame(fetched, convert.video_frame(name, fetched, data).SerializeToString())
+            self._frames[cache_key] = cached
+            return cached
+
+    def _fetch_lock(self, cache_key) -> threading.Lock:
+        with self._demand_lock:
+            lock = self._fetch_locks.get(cache_key)
+            if lock is None:
+                if len(self._fetch_locks) > 4096:  # unbounded device names: forget idle ones
+                    self._forget_idle()
+                lock = self._fetch_locks[cache_key] = threading.Lock()
+            return lock
+
+    def _forget_idle(self) -> None:
+        now = now_ms()
+        for key in [k for k, v in self._demand.items() if now - v.last_set_ms > keys.DEMAND_TTL_MS]:
+            self._demand.pop(key, None)
+            self._frames.pop(key, None)
+            self._fetch_locks.pop(key, None)
+
+    def _frame_reply(self, context, cached: "_Frame") -> bytes:
+        context.send_initial_metadata(((SEQ_METADATA, str(cached.meta.get("seq", ""))),))
+        return cached.blob
 
     @streaming
     def VideoBufferedImage(self, request, context):
@@ -457,6 +535,28 @@ class TokenAuthInterceptor(grpc.ServerInterceptor):
 # --- server -----------------------------------------------------------------------------------
 
 
+def _serialize(message) -> bytes:
+    """Response serializer that also passes through already serialized messages (cached frames)."""
+    return message if isinstance(message, bytes) else message.SerializeToString()
+
+
+def add_servicer(servicer: ImageServicer, server: grpc.Server) -> None:
+    """Like the generated ``add_ImageServicer_to_server``, but a handler may return serialized bytes."""
+    service = pb.DESCRIPTOR.services_by_name["Image"]
+    handlers = {}
+    for method in service.methods:
+        request_type = getattr(pb, method.input_type.name)
+        behaviour = getattr(servicer, method.name)
+        if method.server_streaming:
+            handlers[method.name] = grpc.unary_stream_rpc_method_handler(
+                behaviour, request_deserializer=request_type.FromString, response_serializer=_serialize)
+        else:
+            handlers[method.name] = grpc.unary_unary_rpc_method_handler(
+                behaviour, request_deserializer=request_type.FromString, response_serializer=_serialize)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
+    server.add_registered_method_handlers(SERVICE_NAME, handlers)
+
+
 def redis_client(url: str, max_connections: int) -> redis.Redis:
     pool = redis.BlockingConnectionPool.from_url(
         url,
@@ -490,7 +590,8 @@ def build_server(config: FrameServerConfig) -> tuple[grpc.Server, ImageServicer,
         options=options,
         maximum_concurrent_rpcs=config.workers * 4,
     )
-    pb_grpc.add_ImageServicer_to_server(servicer, server)
+    add_servicer(servicer, server)
+    servicer.start_housekeeping()
     if config.tls_cert:
         credentials = grpc.ssl_server_credentials([(config.tls_key, config.tls_cert)])
         port = server.add_secure_port(config.address, credentials)

@@ -211,4 +211,4 @@ def test_frame_bus_down_is_unavailable_and_errors_never_kill_the_server(frames_r
     finally:
         channel.close()
         server.stop(0).wait(5)
-        servicer.annotations.close()
+        servicer.stop()

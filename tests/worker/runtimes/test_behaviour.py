@@ -122,6 +122,8 @@ def test_stop_kills_a_process_that_ignores_sigterm(runtime):
 def test_remove_deletes_it(runtime):
     spec = make_spec(runtime)
     runtime.ensure_running(spec)
+    # (Once the program handles SIGTERM: as PID 1 in a container it ignores it until then.)
+    wait_until(lambda: any(runtime.observe(spec.name).logs.values()), 15, message="start")
     assert runtime.remove(spec.name) is True
     assert runtime.observe(spec.name) is None
     assert runtime.observe_all() == []
