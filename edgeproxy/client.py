@@ -172,7 +172,8 @@ class FrameClient:
         waits (up to about 2 s) for a newer one."""
         metadata = self._metadata
         if after is not None:
-            metadata = metadata + ((AFTER_METADATA, f"{int(after['timestamp'])}:{-1 if after.get('seq') is None else int(after['seq'])}"),)
+            seq = -1 if after.get("seq") is None else int(after["seq"])
+            metadata = metadata + ((AFTER_METADATA, f"{int(after['timestamp'])}:{seq}"),)
         request = pb.VideoFrameRequest(device_id=name, key_frame_only=keyframe_only)
         try:
             frame, call = self._stub.VideoLatestImage.with_call(

@@ -3,6 +3,7 @@
 import re
 from urllib.parse import urlsplit
 
+from django.http import HttpResponse
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
@@ -160,16 +161,15 @@ class ProcessStop(OperationView):
 class ProcessList(APIView):
     @extend_schema(summary="Every camera (filters: host, status)")
     def get(self, request):
-        return Response(
-            selectors.camera_list_payload(host=request.query_params.get("host"),
+        body = selectors.camera_list_json(host=request.query_params.get("host"),
                                           status=request.query_params.get("status"))
-        )
+        return HttpResponse(body, content_type="application/json")
 
 
 class ProcessUpgrades(APIView):
     @extend_schema(summary="Every camera with upgrade_available and newer_version from its host's images")
     def get(self, request):
-        return Response(selectors.camera_list_payload())
+        return HttpResponse(selectors.camera_list_json(), content_type="application/json")
 
     @extend_schema(summary="Upgrade one camera's container (not available yet)")
     def post(self, request):

@@ -160,15 +160,17 @@ def get_camera(name: str) -> Camera:
     return camera
 
 
-def wait_for_operation(operation_id, seconds: float, poll: float = 0.01) -> Operation:
-    """Poll the database until the operation ends or ``seconds`` pass (the workers update it)."""
-    deadline = time.monotonic() + seconds
+def wait_for_operation(operation_id, seconds: float) -> Operation:
+    """Poll the database until the operation ends or ``seconds`` pass (the workers update it).
+
+    Every 10 ms for the first two seconds (most operations end within them), then every 50 ms."""
+    started = time.monotonic()
     while True:
         op = Operation.objects.get(id=operation_id)
-        if op.state not in ACTIVE_STATES or time.monotonic() >= deadline:
+        waited = time.monotonic() - started
+        if op.state not in ACTIVE_STATES or waited >= seconds:
             return op
-        time.sleep(poll)
-        poll = min(poll * 1.5, 0.1)
+        time.sleep(0.01 if waited < 2 else 0.05)
 
 
 # --- reports from edge workers (applied by control tasks) ------------------------------------

@@ -7,6 +7,7 @@ bus's table of this host's cameras current for the frame server.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -27,6 +28,21 @@ from worker.runtimes import get_runtime
 from worker.runtimes.base import CameraSpec, Observed, RuntimeError_
 
 logger = logging.getLogger("edgeproxy.edge")
+
+
+def reports_failures(method):
+    """An unexpected error in an operation still ends it (failed), instead of leaving it running."""
+
+    @functools.wraps(method)
+    def guarded(self, operation_id: str, *args, **kwargs):
+        try:
+            return method(self, operation_id, *args, **kwargs)
+        except Exception:
+            logger.exception("operation %s failed unexpectedly", operation_id)
+            self._tell_control("processes.operation_finished", operation_id=operation_id, ok=False,
+                               error=f"internal error on edge host {self.host}; its log has the details")
+
+    return guarded
 
 
 class EdgeAgent:
@@ -72,6 +88,7 @@ class EdgeAgent:
 
     # --- operations --------------------------------------------------------------------------
 
+    @reports_failures
     def ensure_running(self, operation_id: str, camera_name: str, sealed_spec: str) -> None:
         self._started(operation_id)
         try:
@@ -102,6 +119,7 @@ class EdgeAgent:
         self._finished(operation_id, True, observed=observed)
         self._publish_host_table()
 
+    @reports_failures
     def stop(self, operation_id: str, camera_name: str) -> None:
         self._started(operation_id)
         try:
@@ -113,6 +131,7 @@ class EdgeAgent:
         self._finished(operation_id, True, observed=observed)
         self._publish_host_table()
 
+    @reports_failures
     def remove(self, operation_id: str, camera_name: str) -> None:
         self._started(operation_id)
         try:
@@ -130,6 +149,7 @@ class EdgeAgent:
         logger.info("camera %s: removed", camera_name)
         self._finished(operation_id, True, removed=True)
 
+    @reports_failures
     def pull_image(self, operation_id: str, repository: str, tag: str) -> None:
         self._started(operation_id)
         last_sent = 0.0

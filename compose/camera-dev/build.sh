@@ -15,9 +15,10 @@ ctx="$(mktemp -d)"
 trap 'rm -rf "$ctx"' EXIT
 
 root="$ctx/rootfs"
-mkdir -p "$root"/{usr,etc,tmp,proc,sys,dev,root,run/edgeproxy}
+# /sbin is a real directory: Docker mounts its init (docker-init) at /sbin/docker-init.
+mkdir -p "$root"/{usr,etc,tmp,proc,sys,dev,root,sbin,run/edgeproxy}
 chmod 1777 "$root/tmp"
-ln -s usr/bin "$root/bin"; ln -s usr/lib "$root/lib"; ln -s usr/lib64 "$root/lib64"; ln -s usr/sbin "$root/sbin"
+ln -s usr/bin "$root/bin"; ln -s usr/lib "$root/lib"; ln -s usr/lib64 "$root/lib64"
 printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n' > "$root/etc/passwd"
 printf 'root:x:0:\nnogroup:x:65534:\n' > "$root/etc/group"
 cat > "$ctx/Dockerfile" <<DOCKERFILE

@@ -69,8 +69,8 @@ class System:
         self.session.headers["Authorization"] = f"Token {self.token}"
         self.api = self._start(
             "api",
-            [sys.executable, "-m", "gunicorn", "edgeproxy.wsgi", "--bind", f"127.0.0.1:{self.port}",
-             "--workers", "2", "--threads", "8", "--access-logfile", "-", "--graceful-timeout", "2"],
+            [sys.executable, "-m", "gunicorn", "-c", "python:edgeproxy.gunicorn_conf", "edgeproxy.wsgi", "--bind", f"127.0.0.1:{self.port}",
+             "--workers", "2", "--threads", "8"],
         )
         self.control = self._start(
             "control",

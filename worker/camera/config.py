@@ -157,7 +157,7 @@ def load_config(env=None) -> Config:
             raise ConfigError("EDGEPROXY_RTSP_URL is not set: give the camera's rtsp:// URL "
                               "(or EDGEPROXY_RTSP_URL_FILE, a file holding it)")
         source = "EDGEPROXY_RTSP_URL"
-    _check_url(source, rtsp_url, RTSP_SCHEMES, "rtsp://[user:password@]host[:port]/path")
+    _check_url(source, rtsp_url, RTSP_SCHEMES, "rtsp://host[:port]/path, with credentials if needed")
 
     transport = _choice(env, "EDGEPROXY_RTSP_TRANSPORT", "tcp", ("tcp", "udp"))
     buffer_seconds = _number(env, "EDGEPROXY_BUFFER_SECONDS", 10.0, 0.0, 3600.0)

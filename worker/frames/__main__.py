@@ -44,7 +44,7 @@ def main() -> int:
              "TLS" if config.tls_cert else "plaintext", config.host,
              f"{len(config.tokens)} key(s)" if config.tokens else "off", config.redis_url)
     stop.wait()
-    server.stop(grace=1.5).wait(2)
+    server.stop(grace=1.0).wait(2)
     servicer.stop()
     log.info("frame server stopped")
     return 0

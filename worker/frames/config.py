@@ -6,14 +6,14 @@
 | ``EDGEPROXY_GRPC_BIND`` | ``0.0.0.0`` | listening address (``127.0.0.1`` to keep it local) |
 | ``EDGEPROXY_GRPC_WORKERS`` | ``16`` | handler threads (one per RPC in flight; a buffered stream holds one) |
 | ``EDGEPROXY_GRPC_MAX_MESSAGE_MB`` | ``64`` | max send/receive message size (a 1080p BGR frame is 6.2 MB) |
-| ``EDGEPROXY_GRPC_TOKENS`` | unset | comma-separated API keys; when set (or the file), every call needs metadata ``authorization: Token <key>`` |
+| ``EDGEPROXY_GRPC_TOKENS`` | unset | comma-separated API keys: if set, calls need ``authorization: Token <key>`` |
 | ``EDGEPROXY_GRPC_TOKENS_FILE`` | unset | file with API keys, one per line (``#`` comments allowed) |
-| ``EDGEPROXY_GRPC_TLS_CERT`` / ``EDGEPROXY_GRPC_TLS_KEY`` | unset | PEM files: serve TLS instead of plaintext (both or neither) |
+| ``EDGEPROXY_GRPC_TLS_CERT`` / ``_KEY`` | unset | PEM files: serve TLS instead of plaintext (both or neither) |
 | ``EDGEPROXY_FRAMES_REDIS_URL`` | ``redis://127.0.0.1:6379/0`` | the frame bus (Redis of this edge host) |
 | ``EDGEPROXY_HOST_NAME`` | hostname, lower case | this host's name (selects the host camera table) |
-| ``CELERY_BROKER_URL`` | ``REDIS_URL`` or ``redis://127.0.0.1:6379/0`` | broker for the Annotate hand-off to the control plane |
-| ``EDGEPROXY_FRAMES_WAIT_MS`` | ``2000`` | how long VideoLatestImage waits for a fresh frame after demand starts |
-| ``EDGEPROXY_FRAMES_MAX_AGE_MS`` | ``2000`` | a decoded frame older than this is stale (not returned by VideoLatestImage) |
+| ``CELERY_BROKER_URL`` | ``REDIS_URL`` or ``redis://127.0.0.1:6379/0`` | broker for the Annotate hand-off |
+| ``EDGEPROXY_FRAMES_WAIT_MS`` | ``2000`` | how long VideoLatestImage waits for a fresh frame |
+| ``EDGEPROXY_FRAMES_MAX_AGE_MS`` | ``2000`` | a decoded frame older than this is stale (not served) |
 | ``LOG_LEVEL`` | ``info`` | debug / info / warning / error |
 """
 

@@ -44,6 +44,15 @@ def time_base_value(value) -> float:
     return _float(value)
 
 
+# AVPictureType numbers, should a publisher write the number instead of the letter.
+_PICT_TYPES = {"1": "I", "2": "P", "3": "B", "4": "S", "5": "SI", "6": "SP", "7": "BI"}
+
+
+def frame_type_letter(value) -> str:
+    text = str(value or "")
+    return _PICT_TYPES.get(text, text)
+
+
 def shape(height: int, width: int, channels: int = 3) -> pb.ShapeProto:
     return pb.ShapeProto(
         dim=[
@@ -66,7 +75,7 @@ def video_frame(device_id: str, meta: dict, data: bytes) -> pb.VideoFrame:
         is_keyframe=bool(meta.get("is_keyframe")),
         pts=_int(meta.get("pts")),
         dts=_int(meta.get("dts")),
-        frame_type=str(meta.get("frame_type") or ""),
+        frame_type=frame_type_letter(meta.get("frame_type")),
         is_corrupt=bool(meta.get("is_corrupt")),
         time_base=time_base_value(meta.get("time_base")),
         shape=shape(height, width),

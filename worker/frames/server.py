@@ -18,6 +18,7 @@ the server down, and a frame bus (Redis) outage is ``UNAVAILABLE``.
 from __future__ import annotations
 
 import functools
+import itertools
 import hmac
 import json
 import logging
@@ -43,7 +44,8 @@ SEQ_METADATA = "x-edgeproxy-seq"  # response (initial metadata): seq of the retu
 ANNOTATION_TASK = "processes.record_annotation"
 ANNOTATION_QUEUE = "control"
 ANNOTATION_WINDOW_MS = 7 * 24 * 3600 * 1000
-POLL_INTERVAL_S = 0.002  # while waiting for a frame: meta polls are tiny (HGET of < 1 KiB)
+BUFFER_FOLLOW_S = 1.0  # how long a range ending now waits for its last packets to reach the ring
+POLL_INTERVAL_S = 0.001  # while callers wait for a frame: one tiny HGET (< 1 KiB) per poll
 REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
 
@@ -68,7 +70,8 @@ def _fail(context, method: str, exc: BaseException) -> None:
         log.warning("%s: frame bus (Redis) unavailable: %s", method, exc)
         context.abort(grpc.StatusCode.UNAVAILABLE, f"frame bus (Redis) unavailable: {exc}")
     log.exception("%s: unexpected error", method)
-    context.abort(grpc.StatusCode.INTERNAL, f"internal error in {method} ({type(exc).__name__}); see the frame server log")
+    context.abort(grpc.StatusCode.INTERNAL,
+                  f"internal error in {method} ({type(exc).__name__}); see the frame server log")
 
 
 def unary(method):
@@ -127,6 +130,59 @@ class _Demand:
     def __init__(self, last_set_ms: int, start_seq):
         self.last_set_ms = last_set_ms
         self.start_seq = start_seq
+
+
+class _Watcher:
+    """Polls one frame hash's meta while callers wait for a frame (fresh or newer than theirs) and
+    wakes them when it changes. One poller per camera and mode, however many callers wait; the
+    thread ends when nobody waits."""
+
+    def __init__(self, client: redis.Redis, frame_key: str):
+        self.client = client
+        self.frame_key = frame_key
+        self.cond = threading.Condition()
+        self.meta: dict | None = None
+        self.raw = None
+        self.error: BaseException | None = None
+        self.waiters = 0
+        self.running = False
+
+    def wait(self, predicate, timeout: float) -> dict | None:
+        """The newest meta once ``predicate`` accepts it, else the newest meta seen at timeout."""
+        with self.cond:
+            self.waiters += 1
+            if not self.running:
+                self.running = True
+                self.error = None
+                threading.Thread(target=self._poll, name=f"watch {self.frame_key}", daemon=True).start()
+            try:
+                self.cond.wait_for(lambda: self.error is not None or predicate(self.meta), timeout)
+                if self.error is not None:
+                    raise self.error
+                return self.meta
+            finally:
+                self.waiters -= 1
+
+    def _poll(self) -> None:
+        while True:
+            with self.cond:
+                if self.waiters == 0:
+                    self.running = False
+                    return
+            try:
+                raw = self.client.hget(self.frame_key, "meta")
+            except Exception as exc:  # noqa: BLE001 - handed to the waiters
+                with self.cond:
+                    self.error = exc
+                    self.running = False
+                    self.cond.notify_all()
+                return
+            if raw != self.raw:
+                with self.cond:
+                    self.raw = raw
+                    self.meta = convert.parse_json(raw)
+                    self.cond.notify_all()
+            time.sleep(POLL_INTERVAL_S)
 
 
 class _Frame:
@@ -211,6 +267,7 @@ class ImageServicer(pb_grpc.ImageServicer):
         self._demand_lock = threading.Lock()
         self._frames: dict[tuple[str, bool], _Frame] = {}  # last serialized frame per camera and mode
         self._fetch_locks: dict[tuple[str, bool], threading.Lock] = {}
+        self._watchers: dict[tuple[str, bool], _Watcher] = {}
         self._latest_script = redis_client.register_script(LATEST_SCRIPT)
         self._stopped = threading.Event()
 
@@ -310,10 +367,11 @@ class ImageServicer(pb_grpc.ImageServicer):
                 cached = self._cached_frame(name, keyframe_only, frame_key, meta, acceptable)
                 if cached is not None:
                     return self._frame_reply(context, cached)
-            if time.monotonic() >= deadline or not context.is_active():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not context.is_active():
                 break
-            time.sleep(POLL_INTERVAL_S)
-            meta = convert.parse_json(self.redis.hget(frame_key, "meta"))
+            # Shared per camera and mode: one poller however many callers wait.
+            meta = self._watcher(name, keyframe_only, frame_key).wait(acceptable, min(remaining, 0.25))
 
         if keyframe_only and after is None and meta:
             # No new keyframe within the wait (GOP longer than the wait): the newest one decoded.
@@ -353,6 +411,13 @@ class ImageServicer(pb_grpc.ImageServicer):
             self._frames[cache_key] = cached
             return cached
 
+    def _watcher(self, name: str, keyframe_only: bool, frame_key: str) -> _Watcher:
+        with self._demand_lock:
+            watcher = self._watchers.get((name, keyframe_only))
+            if watcher is None:
+                watcher = self._watchers[(name, keyframe_only)] = _Watcher(self.redis, frame_key)
+            return watcher
+
     def _fetch_lock(self, cache_key) -> threading.Lock:
         with self._demand_lock:
             lock = self._fetch_locks.get(cache_key)
@@ -368,6 +433,9 @@ class ImageServicer(pb_grpc.ImageServicer):
             self._demand.pop(key, None)
             self._frames.pop(key, None)
             self._fetch_locks.pop(key, None)
+            watcher = self._watchers.get(key)
+            if watcher is not None and not watcher.running:
+                self._watchers.pop(key, None)
 
     def _frame_reply(self, context, cached: "_Frame") -> bytes:
         context.send_initial_metadata(((SEQ_METADATA, str(cached.meta.get("seq", ""))),))
@@ -389,12 +457,19 @@ class ImageServicer(pb_grpc.ImageServicer):
         if not self.redis.exists(keys.ring(name)):
             raise Abort(grpc.StatusCode.UNAVAILABLE,
                         f"camera {name!r} has no buffered packets (buffer disabled or camera not streaming)")
-        end = min(end, now)  # what is buffered now; never waits for the future
+        # Never waits for the future: the range ends now at the latest. Packets reach the ring in
+        # batches (the camera flushes every ~150 ms), so follow the ring briefly up to ``end``.
+        end = min(end, now)
         try:
             from worker.camera.ring import decode_range
         except ImportError as exc:
             raise Abort(grpc.StatusCode.UNIMPLEMENTED, f"buffer decoding not available: {exc}")
-        frames = decode_range(self.redis, name, start, end)
+        try:
+            decoder = decode_range(self.redis, name, start, end, follow_s=BUFFER_FOLLOW_S)
+            first = next(decoder, None)
+        except LookupError as exc:  # no codec info: the camera never connected
+            raise Abort(grpc.StatusCode.UNAVAILABLE, f"camera {name!r}: {exc}")
+        frames = itertools.chain((first,), decoder) if first is not None else ()
         sent = 0
         try:
             for meta, image in frames:
@@ -409,9 +484,7 @@ class ImageServicer(pb_grpc.ImageServicer):
                 yield convert.video_frame(name, meta, image.tobytes())
                 sent += 1
         finally:
-            close = getattr(frames, "close", None)
-            if close:
-                close()
+            decoder.close()  # stops decode_range (and its ring reads) when the caller goes away
         log.info("VideoBufferedImage %s [%d, %d]: %d frames", name, start, end, sent)
 
     @unary
@@ -449,7 +522,8 @@ class ImageServicer(pb_grpc.ImageServicer):
         entry, _status = self._camera(name)
         if on and not (entry or {}).get("has_rtmp"):
             raise Abort(grpc.StatusCode.FAILED_PRECONDITION,
-                        f"camera {name!r} has no RTMP endpoint: set rtmp_endpoint on the camera before turning {what} on")
+                        f"camera {name!r} has no RTMP endpoint: set rtmp_endpoint on the camera "
+                        f"before turning {what} on")
         self.redis.set(key, "1" if on else "0")
         log.info("camera %s: %s %s", name, what, "on" if on else "off")
 

@@ -121,6 +121,6 @@ class Runtime(abc.ABC):
         """Local images (repository, tag, id, size, created); empty for runtimes without images."""
         return []
 
-
-def pull_not_supported(runtime_name: str):
-    raise RuntimeError_(f"the {runtime_name} runtime has no images to pull")
+    def pull(self, repository: str, tag: str, progress) -> tuple[dict, str]:
+        """Pull ``repository:tag``, calling ``progress(dict)`` as it goes; returns (final progress, log)."""
+        raise RuntimeError_(f"the {self.name} runtime has no images to pull")

@@ -84,6 +84,10 @@ def _reason(exc: Exception) -> str:
         if not text and exc.response is not None:
             text = exc.response.reason or ""
     text = " ".join(str(text).split())
+    # "failed to create shim task: OCI runtime create failed: ... container process: exec: ...: unknown"
+    marker = "unable to start container process: "
+    if marker in text:
+        text = text.rsplit(marker, 1)[1].removesuffix(": unknown")
     if len(text) > 200:
         text = text[:197] + "..."
     return redact(text) or type(exc).__name__
@@ -155,6 +159,7 @@ class DockerRuntime(Runtime):
         self._locks_guard = threading.Lock()
         # Containers whose RTSP password is registered for log redaction already.
         self._secrets_known: set[str] = set()
+        self._image_users: dict[str, str] = {}
 
     # --- discovery ------------------------------------------------------------------------------
 
@@ -243,7 +248,10 @@ class DockerRuntime(Runtime):
     def _image_id(self, image: str) -> str:
         try:
             with _daemon(f"look up image {image}"):
-                return self.client.images.get(image).id
+                found = self.client.images.get(image)
+                # Remembered for _create, which needs the image's user: one inspect, not two.
+                self._image_users[found.id] = found.attrs.get("Config", {}).get("User") or ""
+                return found.id
         except RuntimeError_ as exc:
             if isinstance(exc.__cause__, docker.errors.ImageNotFound):
                 raise RuntimeError_(f"image {image} is not on this host") from None
@@ -335,6 +343,8 @@ class DockerRuntime(Runtime):
             environment=env,
             volumes=list(self.volumes),
             restart_policy={"Name": "unless-stopped"},
+            # docker-init as PID 1 forwards SIGTERM even before the camera program installs its handler.
+            init=True,
             log_config=LogConfig(
                 type=LogConfig.types.JSON,
                 config={"max-size": self.log_max_size, "max-file": str(self.log_max_files)},
@@ -355,9 +365,7 @@ class DockerRuntime(Runtime):
                 raise RuntimeError_(f"Docker network {self.network} does not exist on this host") from None
             raise
         try:
-            image_user = ""
-            with contextlib.suppress(Exception):
-                image_user = self.client.images.get(image_id).attrs.get("Config", {}).get("User") or ""
+            image_user = self._image_users.get(image_id, "")
             self._put_url(container, spec.rtsp_url, image_user)
         except BaseException:
             with contextlib.suppress(Exception):
@@ -440,7 +448,7 @@ class DockerRuntime(Runtime):
                     container.unpause()
             elif container.status in ("created", "exited"):
                 self._start(container, spec.name)
-        observed = self.observe(spec.name)
+        observed = self.observe(spec.name, with_logs=False)  # a container just started has no logs yet
         if observed is None:
             raise RuntimeError_(f"the container of camera {spec.name} disappeared while starting")
         return observed
@@ -556,6 +564,12 @@ class DockerRuntime(Runtime):
             "kernel": info.get("KernelVersion") or version.get("KernelVersion") or "",
             "architecture": info.get("Architecture") or version.get("Arch") or "",
         }
+
+    def pull(self, repository: str, tag: str, progress) -> tuple[dict, str]:
+        """Pull ``repository:tag`` on explicit request (``ensure_running`` never pulls); see pull.py."""
+        from .pull import pull
+
+        return pull(self.client, repository, tag, progress)
 
     def images(self) -> list[dict]:
         """Tagged local images (dangling ``<none>`` images are left out)."""

@@ -69,6 +69,40 @@ def rtmp_port() -> int:
     return free_port()
 
 
+@pytest.fixture(scope="module")
+def rtmp_receiver(workdir, rtmp_port):
+    """An RTMP server (ffmpeg listening, copying what it gets to a file), up before the camera
+    starts so the camera's RTMP output connects at once. None when ffmpeg is not installed."""
+    ffmpeg = shutil.which("ffmpeg")
+    if not ffmpeg:
+        yield None
+        return
+    output = workdir / "rtmp-received.flv"
+    output.unlink(missing_ok=True)
+    process = Process([ffmpeg, "-hide_banner", "-loglevel", "warning", "-analyzeduration", "500000",
+                       "-probesize", "32768", "-listen", "1", "-f", "flv", "-i", f"rtmp://127.0.0.1:{rtmp_port}/live/x",
+                       "-c", "copy", "-flush_packets", "1", "-f", "flv", str(output)],
+                      workdir / "rtmp-receiver.log")
+    # Not wait_port: ffmpeg -listen 1 serves exactly one connection, a probe would use it up.
+    wait_until(lambda: listening(rtmp_port), 10, message="RTMP receiver listening")
+    yield output
+    process.stop()
+
+
+def listening(port: int) -> bool:
+    """Is a TCP socket listening on ``port`` (from /proc/net/tcp, without connecting to it)?"""
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                return True
+    return False
+
+
 def camera_env(name: str, rtsp_url: str, redis_url: str, rtmp_url: str | None = None) -> dict:
     env = dict(os.environ, EDGEPROXY_CAMERA_NAME=name, EDGEPROXY_CAMERA_ID=name, EDGEPROXY_RTSP_URL=rtsp_url,
                EDGEPROXY_REDIS_URL=redis_url, EDGEPROXY_BUFFER_SECONDS=str(BUFFER_SECONDS), PYTHONUNBUFFERED="1")
@@ -83,7 +117,7 @@ def status_of(client, name: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def cameras(workdir, frames_redis, source, rtmp_port):
+def cameras(workdir, frames_redis, source, rtmp_port, rtmp_receiver):
     """The real camera processes, plus their host table entries (the edge worker's job)."""
     client = frames_redis.client()
     table = keys.host_cameras(HOST)
@@ -134,14 +168,6 @@ def stub(frame_server):
     channel = grpc.insecure_channel(frame_server, options=[("grpc.max_receive_message_length", MAX_MESSAGE)])
     yield pb_grpc.ImageStub(channel)
     channel.close()
-
-
-@pytest.fixture
-def ffmpeg():
-    path = shutil.which("ffmpeg")
-    if not path:
-        pytest.skip("ffmpeg not installed")
-    return path
 
 
 __all__ = ["pb", "HOST", "CAMERA", "DOWN_CAMERA", "NO_PROCESS_CAMERA"]

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from edgeproxy.client import CameraNotFound, CameraUnavailable, FrameClient, InvalidRequest, latest_jpeg
-from tests.support.services import Process, wait_until
+from tests.support.services import wait_until
 from tests.worker.frames.conftest import (
     CAMERA, DOWN_CAMERA, FPS, HEIGHT, HOST, NO_PROCESS_CAMERA, WIDTH, status_of,
 )
@@ -151,12 +151,16 @@ def test_buffered_validation_and_deadline(stub):
     code, details = code_of(stub.VideoBufferedImage, pb.VideoFrameBufferedRequest(
         device_id=CAMERA, timestamp_from=now, timestamp_to=now - 1000), timeout=5)
     assert code == grpc.StatusCode.INVALID_ARGUMENT and "before" in details
-    # A deadline far shorter than decoding the whole buffer takes ends the call on time.
+    # A caller reading slowly: its deadline ends the stream on time, whatever is left to decode.
     started = time.monotonic()
-    code, _ = code_of(stub.VideoBufferedImage, pb.VideoFrameBufferedRequest(
-        device_id=CAMERA, timestamp_from=1, timestamp_to=now), timeout=0.3)
-    assert code == grpc.StatusCode.DEADLINE_EXCEEDED
-    assert time.monotonic() - started < 2
+    received = 0
+    with pytest.raises(grpc.RpcError) as info:
+        for _frame in stub.VideoBufferedImage(pb.VideoFrameBufferedRequest(
+                device_id=CAMERA, timestamp_from=1, timestamp_to=now), timeout=0.5):
+            received += 1
+            time.sleep(0.1)
+    assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert 0 < received < 10 and time.monotonic() - started < 2
     # and the server is still fine
     assert stub.SystemTime(pb.SystemTimeRequest(), timeout=5).current_time > 0
 
@@ -204,28 +208,25 @@ def test_proxy_validation(stub):
     assert stub.Proxy(pb.ProxyRequest(device_id=DOWN_CAMERA, passthrough=False), timeout=5).passthrough is False
 
 
-def test_proxy_switches_rtmp_passthrough(stub, frames_redis, rtmp_port, workdir, ffmpeg):
+def test_proxy_switches_rtmp_passthrough(stub, frames_redis, rtmp_receiver):
     client = frames_redis.client()
-    output = workdir / "rtmp-received.flv"
-    output.unlink(missing_ok=True)
-    receiver = Process([ffmpeg, "-hide_banner", "-loglevel", "warning", "-listen", "1", "-f", "flv", "-i",
-                        f"rtmp://127.0.0.1:{rtmp_port}/live/x", "-c", "copy", "-f", "flv", str(output)],
-                       workdir / "rtmp-receiver.log")
+    reply = stub.Proxy(pb.ProxyRequest(device_id=CAMERA, passthrough=True), timeout=5)
     try:
-        time.sleep(0.5)
-        reply = stub.Proxy(pb.ProxyRequest(device_id=CAMERA, passthrough=True), timeout=5)
         assert (reply.device_id, reply.passthrough) == (CAMERA, True)
         assert client.get(keys.rtmp_switch(CAMERA)) == b"1"
+        if rtmp_receiver is None:
+            pytest.skip("ffmpeg (the RTMP receiver) is not installed")
         if "rtmp_streaming" not in status_of(client, CAMERA):
             pytest.skip("the camera process does not report rtmp_streaming")
         wait_until(lambda: status_of(client, CAMERA).get("rtmp_streaming"), 20, message="rtmp_streaming")
-        wait_until(lambda: output.exists() and output.stat().st_size > 20_000, 20, message="RTMP data received")
+        size = rtmp_receiver.stat().st_size if rtmp_receiver.exists() else 0
+        wait_until(lambda: rtmp_receiver.exists() and rtmp_receiver.stat().st_size > size, 20,
+                   message="RTMP data arriving")
         reply = stub.Proxy(pb.ProxyRequest(device_id=CAMERA, passthrough=False), timeout=5)
         assert reply.passthrough is False and client.get(keys.rtmp_switch(CAMERA)) == b"0"
         wait_until(lambda: not status_of(client, CAMERA).get("rtmp_streaming"), 20, message="rtmp stopped")
     finally:
         client.set(keys.rtmp_switch(CAMERA), "0")
-        receiver.stop()
 
 
 def test_storage_flag(stub, frames_redis):

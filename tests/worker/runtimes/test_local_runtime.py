@@ -112,7 +112,7 @@ def test_second_runtime_on_the_same_state_is_refused(runtime, make_runtime):
     assert other.observe_all() == []
 
 
-def test_close_and_restore_like_a_daemon_restart(make_runtime, local_state_root):
+def test_close_and_restore_like_a_daemon_restart(make_runtime):
     first = make_runtime("local")
     running, stopped = make_spec(first), make_spec(first)
     before = first.ensure_running(running)

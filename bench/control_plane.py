@@ -1,0 +1,133 @@
+"""Control-plane benchmark: run with ``bin/bench control_plane``.
+
+Prints, in one run on this machine:
+1. the overhead of ``POST /process?wait=`` until running over a raw Docker create+start of the
+   same container (same image, mounts, environment), median of N;
+2. ``GET /processlist`` median latency with 2,000 cameras on 100 hosts in the database.
+"""
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import docker
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests.support.services import RedisServer  # noqa: E402
+from tests.support.system import System, test_database_url  # noqa: E402
+
+
+def ms(seconds: float) -> float:
+    return round(seconds * 1000, 1)
+
+
+def raw_docker_start(client, image: str, volumes: str, n: int) -> list[float]:
+    binds = [v for v in volumes.split(",") if v]
+    times = []
+    for i in range(n):
+        name = f"bench-raw-{uuid.uuid4().hex[:8]}"
+        t0 = time.perf_counter()
+        container = client.containers.create(
+            image, name=name, network_mode="host", volumes=binds, detach=True,
+            environment={"EDGEPROXY_CAMERA_NAME": name, "EDGEPROXY_RTSP_URL": "rtsp://127.0.0.1:9/none",
+                         "EDGEPROXY_REDIS_URL": "redis://127.0.0.1:9/0"},
+            labels={"bench": "raw"}, restart_policy={"Name": "unless-stopped"},
+        )
+        container.start()
+        times.append(time.perf_counter() - t0)
+        container.remove(force=True)
+    return times
+
+
+def api_connects(system: System, n: int) -> list[float]:
+    times = []
+    for i in range(n):
+        name = f"bench-{i:03d}-{uuid.uuid4().hex[:4]}"
+        t0 = time.perf_counter()
+        response = system.post("/api/v1/process?wait=30", {"name": name, "rtsp_endpoint": "rtsp://127.0.0.1:9/none",
+                                                            "host": "bench-edge"})
+        elapsed = time.perf_counter() - t0
+        assert response.status_code == 200 and response.json()["status"] == "running", response.text
+        times.append(elapsed)
+        system.delete(f"/api/v1/process/{name}?wait=30")
+    return times
+
+
+def seed_fleet(env: dict, hosts: int, cameras: int) -> None:
+    code = f"""
+import django, uuid
+django.setup()
+from django.utils import timezone
+from processes.models import Camera, EdgeHost
+from edgeproxy import crypto
+from worker.runtimes.base import ZERO_TIME
+now = timezone.now()
+hosts = EdgeHost.objects.bulk_create([EdgeHost(name=f"sim-{{i:03d}}", queue=f"host.sim-{{i:03d}}", runtime="docker",
+    last_heartbeat=now, images=[{{"repository": "edgeproxy/camera", "tag": v}} for v in ("0.0.9", "0.0.10")])
+    for i in range({hosts})])
+secret = crypto.encrypt("rtsp://user:pass@10.0.0.1/stream")
+state = {{"Status": "running", "Running": True, "Paused": False, "Restarting": False, "OOMKilled": False,
+         "Dead": False, "Pid": 1234, "ExitCode": 0, "Error": "", "StartedAt": "2026-01-01T00:00:00Z", "FinishedAt": ZERO_TIME}}
+logs = {{"stdout": "c3RyZWFtaW5nCg==" * 20, "stderr": None}}
+stream = {{"state": "streaming", "fps": 25.0, "width": 640, "height": 480, "codec": "h264"}}
+Camera.objects.bulk_create([Camera(name=f"sim-cam-{{i:05d}}", rtsp_endpoint_encrypted=secret,
+    rtsp_endpoint_masked="rtsp://user:***@10.0.0.1/stream", image_tag="edgeproxy/camera:0.0.9",
+    host=hosts[i % {hosts}], status="running", container_id=uuid.uuid4().hex * 2, state=state, logs=logs,
+    stream=stream, observed_at=now) for i in range({cameras})], batch_size=500)
+"""
+    subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO, check=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("-n", type=int, default=20, help="connects to time")
+    parser.add_argument("--hosts", type=int, default=100)
+    parser.add_argument("--cameras", type=int, default=2000)
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="bench-control-"))
+    redis_server = RedisServer(work / "redis")
+    client = docker.from_env()
+    image = "edgeproxy/camera:bench"
+    volumes = subprocess.run([str(REPO / "compose/camera-dev/build.sh"), image], capture_output=True, text=True,
+                             check=True).stdout.strip().splitlines()[-1]
+    system = System(work / "system", redis_server.url, test_database_url("edgeproxy_bench"), camera_image=image,
+                    camera_volumes=volumes, heartbeat=2.0)
+    try:
+        system.start_edge("bench-edge")
+        api_connects(system, 2)  # warm up: imports, connections
+        raw = raw_docker_start(client, image, volumes, args.n)
+        api = api_connects(system, args.n)
+        overhead = statistics.median(api) - statistics.median(raw)
+        print(f"connect: POST /process?wait= until running  median {ms(statistics.median(api))} ms "
+              f"(p90 {ms(sorted(api)[int(0.9 * len(api)) - 1])} ms), n={args.n}")
+        print(f"connect: raw Docker create+start             median {ms(statistics.median(raw))} ms")
+        print(f"connect: overhead of the control plane        median {ms(overhead)} ms  (target < 50 ms)")
+
+        seed_fleet(system.env, args.hosts, args.cameras)
+        listing = []
+        for _ in range(21):
+            t0 = time.perf_counter()
+            response = system.get("/api/v1/processlist")
+            listing.append(time.perf_counter() - t0)
+            assert response.status_code == 200
+        count = len(response.json())
+        print(f"list: GET /processlist with {count} cameras on {args.hosts + 1} hosts  "
+              f"median {ms(statistics.median(listing))} ms, p90 {ms(sorted(listing)[18])} ms  (target < 50 ms)")
+    finally:
+        system.stop()
+        redis_server.stop()
+        for container in client.containers.list(all=True, filters={"label": "io.edgeproxy.host=bench-edge"}):
+            container.remove(force=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,478 @@
+"""RTSP ingest: one thread that owns the camera connection and everything done per packet.
+
+Per packet (the hot path): fix missing timestamps, count it, queue it on the ring (a Redis pipeline
+sent every ``demand_poll_s``), keep it in the current GOP, hand it to the RTMP forwarder if that is
+on, and decode it only if a consumer wants frames. The demand keys ride on the same pipeline, so
+no Redis round trip happens per packet unless a frame is published.
+
+Decoding on demand:
+* ``demand:all``  -> every packet is decoded and the newest frame published to ``frame:latest``
+  (keyframes also to ``frame:keyframe``). When decoding starts mid-GOP the decoder is fed the
+  kept GOP first (from its keyframe), so the first published frame is already correct.
+* only ``demand:key`` -> only keyframes are decoded (decoder flushed each time) and published to
+  both frame keys.
+* neither -> nothing is decoded.
+
+Reconnects: any failure or end of stream ends the session; the loop waits (capped exponential
+back-off with jitter, cut short when the camera's port comes back after being closed) and opens
+again, forever, in this same thread. Only ``stop`` ends it.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import threading
+import time
+
+import av
+import av.error
+import redis
+
+from worker.camera import keys
+from worker.camera.backoff import Backoff, tcp_reachable
+from worker.camera.errors import Disconnected, StreamError, describe, needs_fix
+from worker.camera.ring import RingWriter, frame_type
+from worker.camera.state import DEMAND_ALL, DEMAND_KEY, DEMAND_NAMES, DEMAND_NONE, CameraState, now_ms
+from worker.redaction import mask_url
+
+log = logging.getLogger("camera.ingest")
+
+# A session that streamed this long resets the back-off.
+HEALTHY_SESSION_S = 5.0
+# Packets kept from the last keyframe for a mid-GOP decode start (beyond that: wait for a keyframe).
+GOP_CAP = 1500
+# Re-write the codec key this often (heals a restarted Redis).
+CODEC_REFRESH_S = 5.0
+# After a frame-bus failure, skip Redis writes for this long before trying again.
+BUS_RETRY_S = 1.0
+PROBE_INTERVAL_S = 0.4
+
+_REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
+
+
+def codec_info(stream) -> dict:
+    ctx = stream.codec_context
+    time_base = stream.time_base
+    extradata = ctx.extradata or b""
+    rate = stream.average_rate or stream.guessed_rate
+    return {
+        "name": ctx.name,
+        "long_name": ctx.codec.long_name,
+        "width": ctx.width,
+        "height": ctx.height,
+        "pix_fmt": ctx.pix_fmt,
+        "extradata": base64.b64encode(extradata).decode("ascii"),
+        "extradata_size": len(extradata),
+        "time_base": float(time_base) if time_base else 1 / 90000,
+        "time_base_num": time_base.numerator if time_base else 1,
+        "time_base_den": time_base.denominator if time_base else 90000,
+        "fps": float(rate) if rate else None,
+        "profile": ctx.profile,
+    }
+
+
+def _same_codec(a: dict | None, b: dict | None) -> bool:
+    if not a or not b:
+        return False
+    fields = ("name", "width", "height", "pix_fmt", "extradata", "time_base_num", "time_base_den")
+    return all(a.get(f) == b.get(f) for f in fields)
+
+
+class Ingest:
+    def __init__(self, cfg, state: CameraState, client: redis.Redis, stop: threading.Event, rtmp=None):
+        self.cfg = cfg
+        self.state = state
+        self.client = client
+        self.stop = stop
+        self.rtmp = rtmp
+        self.name = cfg.name
+        self.masked_url = mask_url(cfg.rtsp_url)
+        self.host, self.port = cfg.rtsp_host_port
+        self.backoff = Backoff(cfg.backoff_initial, cfg.backoff_max)
+        self.ring = RingWriter(cfg.name, cfg.buffer_seconds)
+        self.k_latest = keys.frame_latest(cfg.name)
+        self.k_keyframe = keys.frame_keyframe(cfg.name)
+        self.k_codec = keys.codec(cfg.name)
+        self.k_demand = (keys.demand_all(cfg.name), keys.demand_keyframes(cfg.name))
+        self.frame_ttl_ms = keys.FRAME_TTL_S * 1000
+        self.poll_s = cfg.demand_poll_s
+        self.pipe = client.pipeline(transaction=False)
+        self.bus_down_until = 0.0
+        self.seq = 0  # published frames of this process
+        self.codec: dict | None = None
+        self.codec_json: str | None = None
+        self.last_codec_write = 0.0
+        self._decode_error_logged = 0.0
+        self._reset_session()
+
+    # ------------------------------------------------------------------ session bookkeeping
+    def _reset_session(self) -> None:
+        self.cc = None
+        self.have_key = False
+        self.gop: list = []
+        self.gop_broken = True
+        self.synced = False
+        self.pts_ts: dict = {}
+        self.next_pts = None
+        self.last_dts = None
+        self.default_duration = 0
+        self.last_flush = 0.0
+        self.last_poll = 0.0
+        self.session_packets = 0
+
+    # ------------------------------------------------------------------ thread body
+    def run(self) -> None:
+        """Connect, stream, reconnect; forever until ``stop``. Never raises."""
+        first = True
+        log.info("connecting to %s over %s", self.masked_url, self.cfg.transport)
+        while not self.stop.is_set():
+            started = time.monotonic()
+            problem: BaseException | None = None
+            try:
+                self._session()
+            except Exception as exc:  # noqa: BLE001 - whatever happens, ingest goes on
+                problem = exc
+                if not isinstance(exc, (Disconnected, StreamError, av.error.FFmpegError, OSError)) \
+                        and not isinstance(exc, _REDIS_ERRORS):
+                    log.exception("unexpected error in the ingest loop (will reconnect)")
+            finally:
+                self._end_session()
+            if self.stop.is_set():
+                break
+            lasted = time.monotonic() - started
+            streamed = self.session_packets > 0
+            if streamed and lasted >= HEALTHY_SESSION_S:
+                self.backoff.reset()
+            delay = self.backoff.next_delay()
+            message = describe(problem) if problem is not None else "stream ended"
+            fatalish = problem is not None and needs_fix(problem)
+            self.state.set_state("error" if fatalish else "reconnecting", error=message)
+            if streamed:
+                log.warning("disconnected after %.1fs (%s); reconnecting in %.1fs", lasted, message, delay)
+            elif first:
+                log.warning("cannot open %s (%s); retrying in %.1fs", self.masked_url, message, delay)
+            else:
+                log.warning("reconnect failed (%s); retrying in %.1fs", message, delay)
+            first = False
+            self._wait(delay, probe=not fatalish)
+            if self.stop.is_set():
+                break
+            self.state.reconnects += 1
+
+    def _wait(self, delay: float, probe: bool) -> None:
+        """Sleep ``delay`` (interruptible by stop); return early once a closed camera port opens."""
+        deadline = time.monotonic() + delay
+        was_down = False
+        while not self.stop.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            if probe and remaining > 0.05:
+                up = tcp_reachable(self.host, self.port, timeout=min(0.5, remaining))
+                if up and was_down:
+                    log.info("camera port %s:%d is open again; reconnecting now", self.host, self.port)
+                    return
+                was_down = was_down or not up
+                remaining = deadline - time.monotonic()
+            self.stop.wait(max(0.0, min(PROBE_INTERVAL_S, remaining)))
+
+    def _open(self):
+        cfg = self.cfg
+        options = {
+            "rtsp_transport": cfg.transport,
+            # Fast open: probe little (test-rig: 0.24 s to the first frame instead of 1.2 s).
+            "analyzeduration": "100000",
+            "probesize": "32768",
+            # Socket I/O timeout (microseconds).
+            "timeout": str(int(cfg.read_timeout * 1_000_000)),
+        }
+        return av.open(cfg.rtsp_url, options=options, timeout=(cfg.open_timeout, cfg.read_timeout))
+
+    def _session(self) -> None:
+        self._reset_session()
+        opened_at = time.monotonic()
+        container = self._open()
+        self.container = container
+        try:
+            if not container.streams.video:
+                raise StreamError("the stream has no video track")
+            stream = container.streams.video[0]
+            cc = stream.codec_context
+            if cc.name not in ("h264", "hevc"):
+                log.warning("video codec %s is not H.264/H.265; trying anyway", cc.name)
+            threads = self.cfg.decode_threads
+            cc.thread_count = threads
+            if threads != 1:
+                cc.thread_type = "AUTO"
+            self.cc = cc
+            self.time_base = stream.time_base
+            self.time_base_f = float(stream.time_base) if stream.time_base else 1 / 90000
+            rate = stream.average_rate or stream.guessed_rate
+            if rate and stream.time_base:
+                self.default_duration = max(1, int(round(1 / (float(rate) * self.time_base_f))))
+            info = codec_info(stream)
+            self._set_codec(info)
+            st = self.state
+            st.codec = info["name"]
+            st.width = info["width"] or st.width
+            st.height = info["height"] or st.height
+            st.reset_rate()
+            log.info("connected: %s %sx%s over %s, opened in %.2fs", info["name"], info["width"],
+                     info["height"], self.cfg.transport, time.monotonic() - opened_at)
+            if self.rtmp is not None:
+                self.rtmp.new_session(stream)
+            on_packet = self._on_packet
+            stop = self.stop
+            for packet in container.demux(stream):
+                if stop.is_set():
+                    return
+                if packet.size == 0:  # the demuxer's end-of-stream flush packets
+                    continue
+                on_packet(packet)
+            raise Disconnected("the camera ended the stream")
+        finally:
+            try:
+                container.close()
+            except Exception:  # noqa: BLE001
+                pass
+            self.container = None
+
+    def _end_session(self) -> None:
+        if self.rtmp is not None:
+            self.rtmp.end_session()
+        self.ring.interrupted()
+        self.state.reset_rate()
+        self.pts_ts.clear()
+        self.gop = []
+        self.cc = None
+        try:  # the last ring entries of the session
+            self._flush(time.monotonic())
+        except Exception:  # noqa: BLE001
+            pass
+
+    # ------------------------------------------------------------------ the hot path
+    def _on_packet(self, packet) -> None:
+        mono = time.monotonic()
+        wall = time.time_ns() // 1_000_000
+        is_key = packet.is_keyframe
+        pts = packet.pts
+        dts = packet.dts
+        # RTSP gives the first packets without pts/dts: continue the timeline.
+        if pts is None:
+            pts = self.next_pts if self.next_pts is not None else (dts if dts is not None else 0)
+            packet.pts = pts
+        if dts is None:
+            last = self.last_dts
+            dts = pts if (last is None or pts > last) else last + 1
+            packet.dts = dts
+        self.last_dts = dts
+        duration = packet.duration or self.default_duration
+        self.next_pts = pts + duration
+
+        st = self.state
+        st.on_packet(mono, wall, is_key)
+        self.session_packets += 1
+        if self.session_packets == 1:
+            st.connected_at = wall
+            st.set_state("streaming")
+
+        if not self.have_key:
+            if not is_key:
+                return  # cannot be decoded: not buffered, not forwarded
+            self.have_key = True
+
+        data = None
+        if self.ring.enabled and mono >= self.bus_down_until:
+            data = bytes(packet)
+            self.ring.append(self.pipe, wall, data, pts, dts, is_key)
+
+        if is_key:
+            self.gop = [packet]
+            self.gop_broken = False
+        elif len(self.gop) < GOP_CAP:
+            self.gop.append(packet)
+        else:
+            self.gop_broken = True
+
+        rtmp = self.rtmp
+        if rtmp is not None and rtmp.feeding:
+            rtmp.feed(data if data is not None else bytes(packet), pts, dts, is_key, duration)
+
+        if st.demand:
+            self._decode(packet, is_key, wall, mono)
+        if mono - self.last_flush >= self.poll_s:
+            self._flush(mono)
+
+    def _decode(self, packet, is_key: bool, wall: int, mono: float) -> None:
+        cc = self.cc
+        st = self.state
+        try:
+            if st.demand == DEMAND_ALL:
+                if not self.synced:
+                    if self.gop_broken:
+                        return  # wait for the next keyframe
+                    cc.flush_buffers()
+                    self.pts_ts.clear()
+                    for earlier in self.gop[:-1]:  # catch up from the GOP's keyframe
+                        st.decoded_frames += len(cc.decode(earlier))
+                    self.synced = True
+                self.pts_ts[packet.pts] = (wall, packet.dts)
+                frames = cc.decode(packet)
+            else:  # keyframes only
+                self.synced = False
+                if not is_key:
+                    return
+                cc.flush_buffers()
+                self.pts_ts.clear()
+                self.pts_ts[packet.pts] = (wall, packet.dts)
+                frames = cc.decode(packet)
+                if not frames:
+                    frames = cc.decode(None)  # drain the reorder delay; flushed again next time
+        except av.error.FFmpegError as exc:
+            st.decode_errors += 1
+            if mono - self._decode_error_logged > 10.0:
+                self._decode_error_logged = mono
+                log.warning("decode error (%s); %d so far", describe(exc), st.decode_errors)
+            if isinstance(exc, av.error.EOFError):
+                self.synced = False
+            return
+        if not frames:
+            return
+        st.decoded_frames += len(frames)
+        if len(self.pts_ts) > 64:  # frames that never came out (decoder dropped them)
+            newest = sorted(self.pts_ts)[-16:]
+            self.pts_ts = {p: self.pts_ts[p] for p in newest}
+        self._publish(frames[-1], wall, mono)
+
+    def _publish(self, frame, wall: int, mono: float) -> None:
+        if mono < self.bus_down_until:
+            return
+        st = self.state
+        info = self.pts_ts.pop(frame.pts, None)
+        ts, dts = info if info is not None else (wall, frame.dts)
+        image = frame.to_ndarray(format="bgr24", threads=1)
+        if not image.flags.c_contiguous:
+            image = image.copy()
+        is_key = bool(frame.key_frame)
+        self.seq += 1
+        meta = json.dumps({
+            "seq": self.seq,
+            "ts": ts,
+            "width": frame.width,
+            "height": frame.height,
+            "pts": frame.pts,
+            "dts": dts,
+            "time_base": self.time_base_f,
+            "frame_type": frame_type(frame),
+            "is_keyframe": is_key,
+            "is_corrupt": bool(frame.is_corrupt),
+            "codec_name": self.state.codec,
+            "pix_fmt": frame.format.name,
+        }, separators=(",", ":"))
+        data = memoryview(image).cast("B")
+        pipe = self.pipe
+        pipe.execute_command("HSET", self.k_latest, "meta", meta, "data", data)
+        pipe.execute_command("PEXPIRE", self.k_latest, self.frame_ttl_ms)
+        if is_key:
+            st.decoded_keyframes += 1
+            pipe.execute_command("HSET", self.k_keyframe, "meta", meta, "data", data)
+            pipe.execute_command("PEXPIRE", self.k_keyframe, self.frame_ttl_ms)
+        if st.width != frame.width or st.height != frame.height:
+            st.width, st.height = frame.width, frame.height
+        self._flush(mono)
+        st.published_frames += 1
+
+    # ------------------------------------------------------------------ Redis
+    def _set_codec(self, info: dict) -> None:
+        """Write the codec key; empty the ring first if the stream's parameters changed."""
+        changed = self.codec is not None and not _same_codec(self.codec, info)
+        if not changed and self.codec is None:
+            try:
+                previous = self.client.get(self.k_codec)
+                changed = previous is not None and not _same_codec(json.loads(previous), info)
+            except (ValueError, *_REDIS_ERRORS):
+                changed = False
+        self.codec = info
+        self.codec_json = json.dumps(info, separators=(",", ":"))
+        if changed:
+            log.info("stream parameters changed: emptying the packet ring")
+            self.pipe.execute_command("DEL", self.ring.key)
+            self.ring.restart()
+        self.pipe.execute_command("SET", self.k_codec, self.codec_json)
+        self.last_codec_write = time.monotonic()
+        self._flush(time.monotonic(), force=True)
+
+    def _flush(self, mono: float, force: bool = False) -> None:
+        """Send what is queued (ring entries, frames) plus the demand poll when it is due."""
+        if mono < self.bus_down_until and not force:
+            return
+        pipe = self.pipe
+        poll_at = None
+        if mono - self.last_poll >= self.poll_s:
+            poll_at = len(pipe.command_stack)
+            pipe.execute_command("MGET", *self.k_demand)
+            self.last_poll = mono
+            if self.codec_json is not None and mono - self.last_codec_write >= CODEC_REFRESH_S:
+                pipe.execute_command("SET", self.k_codec, self.codec_json)
+                self.last_codec_write = mono
+        self.last_flush = mono
+        if not pipe.command_stack:
+            return
+        try:
+            results = pipe.execute(raise_on_error=False)
+        except _REDIS_ERRORS as exc:
+            pipe.reset()
+            self.ring.interrupted()
+            self.bus_down_until = mono + BUS_RETRY_S
+            self._set_demand(DEMAND_NONE)
+            if self.state.bus_ok:
+                self.state.bus_ok = False
+                log.warning("frame bus unreachable (%s); ingest goes on, retrying every %.0fs",
+                            describe(exc), BUS_RETRY_S)
+            return
+        st = self.state
+        st.ring_entries = self.ring.entries
+        st.ring_span_ms = self.ring.span_ms
+        if not st.bus_ok:
+            st.bus_ok = True
+            log.info("frame bus reachable again")
+            if self.codec_json is not None:  # it may have lost everything
+                self.last_codec_write = 0.0
+        for result in results:
+            if isinstance(result, Exception):
+                self._command_failed(result)
+                break
+        if poll_at is not None:
+            values = results[poll_at]
+            if isinstance(values, list):
+                if values[0] is not None:
+                    self._set_demand(DEMAND_ALL)
+                elif values[1] is not None:
+                    self._set_demand(DEMAND_KEY)
+                else:
+                    self._set_demand(DEMAND_NONE)
+
+    def _command_failed(self, exc: Exception) -> None:
+        # Most likely the ring: an entry id not above the stream's last one (another writer, or a
+        # clock far behind). Start the ring over rather than lose it for good.
+        log.warning("frame bus command failed (%s); restarting the packet ring", describe(exc))
+        try:
+            self.client.delete(self.ring.key)
+        except _REDIS_ERRORS:
+            pass
+        self.ring.restart()
+
+    def _set_demand(self, demand: int) -> None:
+        st = self.state
+        if demand != st.demand:
+            log.info("demand: %s", {DEMAND_NONE: "none (demux only)", DEMAND_KEY: "keyframes only",
+                                    DEMAND_ALL: "every frame"}[demand])
+            st.demand = demand
+            if demand == DEMAND_NONE:
+                self.synced = False
+            st.changed.set()
+
+
+__all__ = ["Ingest", "codec_info", "DEMAND_NAMES", "now_ms"]
