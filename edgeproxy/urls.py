@@ -24,6 +24,7 @@ urlpatterns = [
     path(v1 + "processupgrades/findrtspupgrades", processes.ProcessUpgrades.as_view(http_method_names=["get"])),
     path(v1 + "processupgrades/upgradecontainer", processes.ProcessUpgrades.as_view(http_method_names=["post"])),
     path(v1 + "processupgrades", processes.ProcessUpgrades.as_view()),
+    path(v1 + "annotations", processes.AnnotationList.as_view()),
     # Hosts and operations
     path(v1 + "hosts", processes.HostCollection.as_view()),
     path(v1 + "hosts/<str:name>", processes.HostDetail.as_view()),

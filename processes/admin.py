@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from processes.models import Camera, EdgeHost, Operation
+from processes.models import Annotation, Camera, EdgeHost, Operation
 
 
 @admin.register(EdgeHost)
@@ -27,3 +27,10 @@ class OperationAdmin(admin.ModelAdmin):
     list_filter = ("kind", "state", "host")
     search_fields = ("camera_name", "id")
     readonly_fields = [f.name for f in Operation._meta.fields]
+
+
+@admin.register(Annotation)
+class AnnotationAdmin(admin.ModelAdmin):
+    list_display = ("camera_name", "type", "start_timestamp", "object_type", "confidence", "host")
+    list_filter = ("type", "host")
+    search_fields = ("camera_name", "type", "object_type")

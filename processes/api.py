@@ -205,3 +205,30 @@ class TaskDetail(APIView):
         if op is None:
             raise NotFound(f"No task {task_id}.")
         return Response(selectors.operation_detail(op))
+
+
+def _int_param(request, name: str, minimum: int | None = None, maximum: int | None = None) -> int | None:
+    raw = request.query_params.get(name)
+    if raw in (None, ""):
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise Invalid(f"{name}: must be an integer.", {name: ["must be an integer"]}) from None
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        raise Invalid(f"{name}: must be between {minimum} and {maximum}.", {name: ["out of range"]})
+    return value
+
+
+class AnnotationList(APIView):
+    @extend_schema(summary="Annotation events (filters: camera, type, from, to in ms; limit)")
+    def get(self, request):
+        return Response(
+            selectors.annotations(
+                camera=request.query_params.get("camera"),
+                type=request.query_params.get("type"),
+                start=_int_param(request, "from", 0),
+                end=_int_param(request, "to", 0),
+                limit=_int_param(request, "limit", 1, 10000) or 1000,
+            )
+        )

@@ -133,3 +133,24 @@ class Operation(models.Model):
     @property
     def is_active(self) -> bool:
         return self.state in ACTIVE_STATES
+
+
+class Annotation(models.Model):
+    """An event an AI program reported through the frame API's ``Annotate`` (original fields in ``data``)."""
+
+    camera_name = models.CharField(max_length=63, db_index=True)
+    host = models.CharField(max_length=63, blank=True)
+    type = models.CharField(max_length=255)
+    start_timestamp = models.BigIntegerField(help_text="ms since epoch")
+    end_timestamp = models.BigIntegerField(null=True, blank=True)
+    object_type = models.CharField(max_length=255, blank=True)
+    confidence = models.FloatField(null=True, blank=True)
+    data = models.JSONField(default=dict, blank=True, help_text="every field of the AnnotateRequest")
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-start_timestamp"]
+        indexes = [models.Index(fields=["camera_name", "start_timestamp"]), models.Index(fields=["type", "start_timestamp"])]
+
+    def __str__(self) -> str:
+        return f"{self.type} on {self.camera_name} at {self.start_timestamp}"

@@ -218,3 +218,34 @@ def host_by_name(name: str) -> EdgeHost | None:
 
 def operation_by_id(operation_id) -> Operation | None:
     return Operation.objects.select_related("host").filter(id=operation_id).first()
+
+
+def annotation_payload(annotation) -> dict:
+    return {
+        "id": annotation.id,
+        "device_name": annotation.camera_name,
+        "host": annotation.host or None,
+        "type": annotation.type,
+        "start_timestamp": annotation.start_timestamp,
+        "end_timestamp": annotation.end_timestamp,
+        "object_type": annotation.object_type or None,
+        "confidence": annotation.confidence,
+        "data": annotation.data,
+        "created": ms(annotation.created),
+    }
+
+
+def annotations(camera: str | None = None, type: str | None = None, start: int | None = None,
+                end: int | None = None, limit: int = 1000) -> list[dict]:
+    from processes.models import Annotation
+
+    qs = Annotation.objects.all()
+    if camera:
+        qs = qs.filter(camera_name=camera)
+    if type:
+        qs = qs.filter(type=type)
+    if start is not None:
+        qs = qs.filter(start_timestamp__gte=start)
+    if end is not None:
+        qs = qs.filter(start_timestamp__lte=end)
+    return [annotation_payload(a) for a in qs.order_by("-start_timestamp", "-id")[:limit]]

@@ -313,3 +313,31 @@ def pull_image(repository: str, version: str, host_name: str | None = None) -> l
 
 def record_operation_progress(operation_id: str, progress: dict) -> None:
     Operation.objects.filter(id=operation_id, state__in=ACTIVE_STATES).update(progress=progress)
+
+
+# --- annotations -------------------------------------------------------------------------------
+
+
+def record_annotation(fields: dict, host: str = ""):
+    """Store an event from the frame API (validated there like the original; checked again here).
+    An event without its required fields is dropped with a warning: there is nobody to answer."""
+    from processes.models import Annotation
+
+    camera_name = str(fields.get("device_name") or "")[:63]
+    event_type = str(fields.get("type") or "")[:255]
+    start = fields.get("start_timestamp")
+    if not camera_name or not event_type or not isinstance(start, int):
+        logger.warning("annotation from host %s dropped: device_name, type and start_timestamp are required", host)
+        return None
+    end = fields.get("end_timestamp")
+    confidence = fields.get("confidence")
+    return Annotation.objects.create(
+        camera_name=camera_name,
+        host=host,
+        type=event_type,
+        start_timestamp=start,
+        end_timestamp=end if isinstance(end, int) and end > 0 else None,
+        object_type=str(fields.get("object_type") or "")[:255],
+        confidence=float(confidence) if isinstance(confidence, int | float) else None,
+        data=fields,
+    )

@@ -34,3 +34,8 @@ def host_started(host: str, report: dict) -> None:
 @shared_task(name="processes.operation_progress", acks_late=True, ignore_result=True)
 def operation_progress(operation_id: str, progress: dict) -> None:
     services.record_operation_progress(operation_id, progress)
+
+
+@shared_task(name="processes.record_annotation", acks_late=True, ignore_result=True)
+def record_annotation(host: str = "", **fields) -> None:
+    services.record_annotation(fields, host)

@@ -9,9 +9,9 @@ Writer side (``RingWriter``, used by the camera process) and reader side (``deco
 * fields ``data`` (the packet, Annex B as FFmpeg's RTSP demuxer gives it), ``pts``, ``dts`` (in the
   codec's ``time_base``, see ``keys.codec``), ``key`` (``1`` keyframe / ``0``), ``ts`` (receive ms,
   same as the id's first part);
-* it always starts at a keyframe and covers at least the configured seconds: after each keyframe
-  the writer trims (``XTRIM MINID``, exact) to the newest keyframe received at or before
-  ``now - buffer``, so its length is between ``buffer`` and ``buffer + one GOP``;
+* it always starts at a keyframe and covers at least the configured seconds: the writer trims
+  (``XTRIM MINID``, exact) to the newest keyframe received at or before ``now - buffer``, so its
+  length is between ``buffer`` and ``buffer + one GOP``;
 * after a reconnect or a frame-bus outage the writer resumes at a keyframe, so every packet in the
   ring can be decoded from the keyframe before it. If the codec parameters change on reconnect the
   ring is emptied (``keys.codec`` always describes every packet in the ring).
@@ -42,6 +42,7 @@ class RingWriter:
         self.key = keys.ring(camera)
         self.buffer_ms = int(buffer_seconds * 1000)
         self.enabled = self.buffer_ms > 0
+        self.hard_cap_ms = max(self.buffer_ms * _HARD_CAP_FACTOR, self.buffer_ms + _HARD_CAP_EXTRA_MS)
         self.last_ms = 0
         self.counter = 0
         self.keyframes: collections.deque[tuple[int, str]] = collections.deque()
@@ -86,28 +87,27 @@ class RingWriter:
         if self.first_ms is None:
             self.first_ms = ms
             self.first_counter = self.counter
+        keyframes = self.keyframes
         if is_key:
-            self.keyframes.append((ms, entry_id))
-            cutoff = ms - self.buffer_ms
-            trim_to = None
-            while len(self.keyframes) >= 2 and self.keyframes[1][0] <= cutoff:
-                self.keyframes.popleft()
-                trim_to = self.keyframes[0]
-            if trim_to is not None:
-                pipe.execute_command("XTRIM", self.key, "MINID", trim_to[1])
-                self.first_ms = trim_to[0]
-                self.first_counter = int(trim_to[1].split("-", 1)[1])
-        elif self.first_ms is not None and ms - self.first_ms > max(
-            self.buffer_ms * _HARD_CAP_FACTOR, self.buffer_ms + _HARD_CAP_EXTRA_MS
-        ):
+            keyframes.append((ms, entry_id))
+        # Trim (checked on every packet, so the ring never holds more than buffer + one GOP) to
+        # the newest keyframe at or before now - buffer: the whole window stays decodable.
+        cutoff = ms - self.buffer_ms
+        if len(keyframes) >= 2 and keyframes[1][0] <= cutoff:
+            while len(keyframes) >= 2 and keyframes[1][0] <= cutoff:
+                keyframes.popleft()
+            trim_ms, trim_id = keyframes[0]
+            pipe.execute_command("XTRIM", self.key, "MINID", trim_id)
+            self.first_ms = trim_ms
+            self.first_counter = int(trim_id.split("-", 1)[1])
+        elif not is_key and ms - self.first_ms > self.hard_cap_ms:
             # No keyframe for far too long: bound the memory anyway (the ring then starts
             # mid-GOP; readers skip to the first keyframe).
-            cutoff = ms - self.buffer_ms
             pipe.execute_command("XTRIM", self.key, "MINID", str(cutoff))
             self.first_ms = cutoff
             self.first_counter = self.counter  # unknown exactly; an underestimate
-            while self.keyframes and self.keyframes[0][0] < cutoff:
-                self.keyframes.popleft()
+            while keyframes and keyframes[0][0] < cutoff:
+                keyframes.popleft()
         return True
 
 

@@ -12,7 +12,8 @@ from worker.frames.proto import regenerate
 from worker.frames.proto import video_streaming_pb2 as pb
 
 # The original's messages (reference/original-system.md 5.1): name -> {field: (number, type)}.
-S, I64, I32, B, BY, D, M = F.TYPE_STRING, F.TYPE_INT64, F.TYPE_INT32, F.TYPE_BOOL, F.TYPE_BYTES, F.TYPE_DOUBLE, F.TYPE_MESSAGE
+S, I64, I32, B = F.TYPE_STRING, F.TYPE_INT64, F.TYPE_INT32, F.TYPE_BOOL
+BY, D, M = F.TYPE_BYTES, F.TYPE_DOUBLE, F.TYPE_MESSAGE
 ORIGINAL = {
     "VideoFrameRequest": {"key_frame_only": (1, B), "device_id": (2, S)},
     "VideoFrameBufferedRequest": {"device_id": (1, S), "timestamp_from": (2, I64), "timestamp_to": (3, I64)},
