@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from tests.support.services import RedisServer  # noqa: E402
-from tests.support.system import System, test_database_url  # noqa: E402
+from tests.support.system import System, fresh_database_url  # noqa: E402
 
 
 def ms(seconds: float) -> float:
@@ -114,7 +114,7 @@ def main() -> None:
     image = "edgeproxy/camera:bench"
     volumes = subprocess.run([str(REPO / "compose/camera-dev/build.sh"), image], capture_output=True, text=True,
                              check=True).stdout.strip().splitlines()[-1]
-    system = System(work / "system", redis_server.url, test_database_url("edgeproxy_bench"), camera_image=image,
+    system = System(work / "system", redis_server.url, fresh_database_url("edgeproxy_bench"), camera_image=image,
                     camera_volumes=volumes, heartbeat=2.0)
     try:
         system.start_edge("bench-edge")

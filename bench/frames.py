@@ -9,6 +9,7 @@ client count, runs N client processes (``edgeproxy.client.FrameClient``) in two 
 
 * ``newest``: back-to-back plain ``VideoLatestImage`` calls (what an original client does); a fast
   client gets the same frame more than once;
+* ``paced``: plain calls at ``--paced-hz`` per client (an AI program that works between frames);
 * ``next``: each call waits for a frame newer than the last one the client got
   (``FrameClient.frames``, request metadata ``x-edgeproxy-after``); every frame once.
 
@@ -47,7 +48,7 @@ def pct(values, q) -> float:
     return float(np.percentile(values, q)) if len(values) else float("nan")
 
 
-def client_run(address: str, camera: str, mode: str, seconds: float, start_at: float, queue) -> None:
+def client_run(address: str, camera: str, mode: str, seconds: float, start_at: float, queue, hz: float) -> None:
     from edgeproxy.client import CameraUnavailable, FrameClient
 
     latencies, ages, seqs = [], [], set()
@@ -58,7 +59,13 @@ def client_run(address: str, camera: str, mode: str, seconds: float, start_at: f
             time.sleep(0.001)
         end = time.monotonic() + seconds
         last = None
+        next_call = time.monotonic()
         while time.monotonic() < end:
+            if mode == "paced":
+                next_call += 1.0 / hz
+                delay = next_call - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
             t0 = time.perf_counter()
             try:
                 image, meta = frames.latest(camera, after=last if mode == "next" else None)
@@ -134,12 +141,13 @@ def run_size(args, workdir: Path, redis_server: RedisServer, address: str, width
             wait_until(warm, 30, message=f"first frame of {camera}")
             time.sleep(1.0)
         rows = []
-        for mode in ("newest", "next"):
+        for mode in ("newest", "paced", "next"):
             for n in args.clients:
                 queue = mp.get_context("spawn").Queue()
                 start_at = time.time() + 2.0
                 procs = [mp.get_context("spawn").Process(target=client_run,
-                                                         args=(address, camera, mode, args.seconds, start_at, queue))
+                                                         args=(address, camera, mode, args.seconds, start_at, queue,
+                                                               args.paced_hz))
                          for _ in range(n)]
                 for p in procs:
                     p.start()
@@ -178,6 +186,7 @@ def main() -> int:
     parser.add_argument("--sizes", default="640x480,1920x1080")
     parser.add_argument("--clients", default="1,4")
     parser.add_argument("--fps", type=int, default=25)
+    parser.add_argument("--paced-hz", type=float, default=10.0, help="calls/s per client in the paced mode")
     parser.add_argument("--source", choices=("rtsp", "synthetic"), default="rtsp")
     args = parser.parse_args()
     args.clients = [int(c) for c in args.clients.split(",")]

@@ -184,3 +184,5 @@ LOGGING = {
 
 # Where the control plane reaches this host's frame server (advertised in heartbeats).
 EDGEPROXY_FRAMES_ADVERTISE = envstr("EDGEPROXY_FRAMES_ADVERTISE", f"127.0.0.1:{EDGEPROXY_GRPC_PORT}")
+# Token the control plane presents to edge frame servers when they require one (EDGEPROXY_GRPC_TOKENS).
+EDGEPROXY_FRAMES_TOKEN = envstr("EDGEPROXY_FRAMES_TOKEN", "")

@@ -177,10 +177,13 @@ class ProcessUpgrades(APIView):
 
 
 class ProcessFrame(APIView):
-    @extend_schema(summary="The newest frame of a camera as JPEG (not available yet)")
+    @extend_schema(summary="The newest frame of a camera as JPEG (?keyframe=true for the newest keyframe)")
     def get(self, request, name):
-        services.get_camera(name)
-        raise NotImplementedYet("JPEG snapshots are not available yet in this version of edgeproxy.")
+        keyframe = request.query_params.get("keyframe", "false").lower() in ("1", "true", "yes")
+        jpeg = services.camera_snapshot(services.get_camera(name), keyframe_only=keyframe)
+        response = HttpResponse(jpeg, content_type="image/jpeg")
+        response["Cache-Control"] = "no-store"
+        return response
 
 
 class HostCollection(APIView):

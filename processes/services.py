@@ -13,7 +13,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from edgeproxy import crypto
-from edgeproxy.api.errors import Conflict, Invalid, NotFound, Unavailable
+from edgeproxy.api.errors import ApiError, Conflict, Invalid, NotFound, Unavailable
 from edgeproxy.celery import app as celery_app
 from processes import selectors
 from processes.models import ACTIVE_STATES, Camera, DesiredState, EdgeHost, Operation, OperationKind, OperationState
@@ -151,6 +151,28 @@ def delete_camera(camera: Camera) -> Camera:
         _send("edge.remove", camera.host, op, camera_name=camera.name)
     logger.info("camera %s: delete queued (operation %s)", camera.name, op.id)
     return camera
+
+
+def camera_snapshot(camera: Camera, keyframe_only: bool = False) -> bytes:
+    """The camera's newest frame as JPEG, from the frame server of its edge host."""
+    from edgeproxy import client as frames
+
+    address = camera.host.frames_address
+    if not address or not camera.host.is_online:
+        raise Unavailable(f"Edge host {camera.host.name} is offline; no frame can be fetched.")
+    try:
+        return frames.latest_jpeg(address, camera.name, keyframe_only=keyframe_only, timeout=5.0,
+                                  token=settings.EDGEPROXY_FRAMES_TOKEN or None)
+    except frames.CameraNotFound:
+        raise NotFound(f"Camera {camera.name} is not running on edge host {camera.host.name}.") from None
+    except frames.ServerUnavailable:
+        raise Unavailable(f"The frame server of edge host {camera.host.name} does not answer.") from None
+    except frames.CameraUnavailable:
+        raise Unavailable(f"Camera {camera.name} is not streaming; no frame is available.") from None
+    except frames.FrameTimeout:
+        raise ApiError(f"No frame of camera {camera.name} arrived in time.", status_code=504) from None
+    except frames.FrameError as exc:
+        raise Unavailable(f"No frame of camera {camera.name}: {exc}") from None
 
 
 def get_camera(name: str) -> Camera:

@@ -23,7 +23,7 @@ from tests.support.services import REPO, Process, free_port, wait_until
 NO_DATABASE_URL = "postgres://nobody:nothing@127.0.0.1:9/none"
 
 
-def test_database_url(name: str) -> str:
+def fresh_database_url(name: str) -> str:
     """A fresh PostgreSQL database ``name`` on the server of EDGEPROXY_TEST_DATABASE_URL."""
     base = os.environ.get("EDGEPROXY_TEST_DATABASE_URL")
     if not base:
@@ -46,6 +46,8 @@ class System:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.edges: dict[str, Process] = {}
+        self.frame_ports: dict[str, int] = {}
+        self.frame_servers: dict[str, Process] = {}
         self.processes: list[Process] = []
         self.env = {
             **{k: v for k, v in os.environ.items() if not k.startswith(("EDGEPROXY_", "DJANGO_"))},
@@ -54,6 +56,7 @@ class System:
             "PYTHONUNBUFFERED": "1",
             "DATABASE_URL": database_url,
             "REDIS_URL": redis_url,
+            "EDGEPROXY_FRAMES_REDIS_URL": redis_url,
             "SECRET_KEY": "test-secret-key-not-for-production",
             "EDGEPROXY_STATE_DIR": str(self.workdir / "state"),
             "EDGEPROXY_HEARTBEAT_SECONDS": str(heartbeat),
@@ -98,13 +101,20 @@ class System:
         return requests.get(self.base_url + "/healthz", timeout=2).status_code in (200, 503)
 
     def start_edge(self, host: str, wait_online: bool = True, **env) -> Process:
+        """An edge worker for ``host`` and, on first start, its frame server (gRPC, own port)."""
+        if host not in self.frame_ports:
+            self.frame_ports[host] = free_port()
         edge_env = {
             **self.env,
             "DATABASE_URL": NO_DATABASE_URL,
             "EDGEPROXY_HOST_NAME": host,
             "EDGEPROXY_STATE_DIR": str(self.workdir / f"state-{host}"),
+            "EDGEPROXY_GRPC_PORT": str(self.frame_ports[host]),
+            "EDGEPROXY_FRAMES_ADVERTISE": f"127.0.0.1:{self.frame_ports[host]}",
             **{k: str(v) for k, v in env.items()},
         }
+        if host not in self.frame_servers:
+            self.frame_servers[host] = self._start(f"frames-{host}", [sys.executable, "-m", "worker.frames"], env=edge_env)
         process = self._start(f"edge-{host}", [sys.executable, "-m", "worker"], env=edge_env)
         self.edges[host] = process
         if wait_online:

@@ -18,10 +18,11 @@ the server down, and a frame bus (Redis) outage is ``UNAVAILABLE``.
 from __future__ import annotations
 
 import functools
-import itertools
 import hmac
+import itertools
 import json
 import logging
+import re
 import threading
 import time
 
@@ -46,6 +47,8 @@ ANNOTATION_QUEUE = "control"
 ANNOTATION_WINDOW_MS = 7 * 24 * 3600 * 1000
 BUFFER_FOLLOW_S = 1.0  # how long a range ending now waits for its last packets to reach the ring
 POLL_INTERVAL_S = 0.001  # while callers wait for a frame: one tiny HGET (< 1 KiB) per poll
+# What a camera name can be (the camera program's rule): anything else is NOT_FOUND at once.
+CAMERA_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
 
@@ -100,6 +103,9 @@ def _required_device(value: str, field: str = "device_id") -> str:
     name = (value or "").strip()
     if not name:
         raise Abort(grpc.StatusCode.INVALID_ARGUMENT, f"{field} required")
+    if not CAMERA_NAME.fullmatch(name):  # cannot exist; and keeps odd names out of Redis keys
+        raise Abort(grpc.StatusCode.NOT_FOUND,
+                    f"camera {name!r} not found (camera names are letters, digits, '.', '_' and '-')")
     return name
 
 
@@ -110,7 +116,8 @@ def _parse_after(context) -> tuple[int, int] | None:
             try:
                 return int(ts), int(seq or -1)
             except ValueError:
-                raise Abort(grpc.StatusCode.INVALID_ARGUMENT, f"{AFTER_METADATA} must be '<ts>:<seq>', got {value!r}")
+                raise Abort(grpc.StatusCode.INVALID_ARGUMENT,
+                            f"{AFTER_METADATA} must be '<ts>:<seq>', got {value!r}") from None
     return None
 
 
@@ -151,9 +158,10 @@ class _Watcher:
         """The newest meta once ``predicate`` accepts it, else the newest meta seen at timeout."""
         with self.cond:
             self.waiters += 1
-            if not self.running:
+            if not self.running:  # (re)start polling; what was seen before may be old
                 self.running = True
                 self.error = None
+                self.raw = self.meta = None
                 threading.Thread(target=self._poll, name=f"watch {self.frame_key}", daemon=True).start()
             try:
                 self.cond.wait_for(lambda: self.error is not None or predicate(self.meta), timeout)
@@ -281,7 +289,8 @@ class ImageServicer(pb_grpc.ImageServicer):
         entry_raw, status_raw = pipe.execute()
         if entry_raw is None and status_raw is None:
             raise Abort(grpc.StatusCode.NOT_FOUND, f"camera {name!r} not found on host {self.config.host!r}")
-        return convert.parse_json(entry_raw) or ({} if entry_raw is not None else None), convert.parse_json(status_raw)
+        entry = convert.parse_json(entry_raw) or ({} if entry_raw is not None else None)
+        return entry, convert.parse_json(status_raw)
 
     def _time_left(self, context) -> float:
         remaining = context.time_remaining()
@@ -648,7 +657,8 @@ def build_server(config: FrameServerConfig) -> tuple[grpc.Server, ImageServicer,
     """Create and bind (not start) the server; returns (server, servicer, bound port)."""
     from concurrent import futures
 
-    client = redis_client(config.redis_url, config.workers + 4)
+    # Handlers and frame watchers (at most one per waiting handler) each hold a connection at a time.
+    client = redis_client(config.redis_url, config.workers * 2 + 4)
     servicer = ImageServicer(config, client, AnnotationSender(config.broker_url))
     interceptors = [TokenAuthInterceptor(config.tokens)] if config.tokens else []
     options = [

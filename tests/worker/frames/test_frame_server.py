@@ -79,7 +79,7 @@ def test_two_clients_each_get_a_stream_of_ever_newer_frames(stub):
         assert all(b >= a for a, b in zip(seen, seen[1:])), f"client {slot} went back in time"
         distinct = sorted(set(seen))
         # both clients see (nearly) every frame: nothing is split between them
-        assert len(distinct) >= FPS * duration * 0.6, f"client {slot}: {len(distinct)} frames in {duration}s"
+        assert len(distinct) >= FPS * duration * 0.5, f"client {slot}: {len(distinct)} frames in {duration}s"
         assert len({ts for ts, _ in distinct}) == len(distinct)  # strictly increasing timestamps
     common = set(results[0]) & set(results[1])
     assert len(common) >= FPS * duration * 0.3  # the same frames went to both
@@ -105,6 +105,8 @@ def test_unknown_camera_is_not_found(stub):
     assert code == grpc.StatusCode.NOT_FOUND and "no-such-camera" in details
     code, _ = code_of(stub.VideoLatestImage, pb.VideoFrameRequest(device_id=""), timeout=5)
     assert code == grpc.StatusCode.INVALID_ARGUMENT
+    code, details = code_of(stub.VideoLatestImage, pb.VideoFrameRequest(device_id=f"{CAMERA}:ring"), timeout=5)
+    assert code == grpc.StatusCode.NOT_FOUND and "camera names are" in details
 
 
 @pytest.mark.parametrize("name", [DOWN_CAMERA, NO_PROCESS_CAMERA])
@@ -324,3 +326,9 @@ def test_frame_client(frame_server):
         with pytest.raises(InvalidRequest):
             frames.proxy(DOWN_CAMERA, True)
         assert frames.storage(CAMERA, False) is False
+        start = now_ms()
+        box = {"top": 1, "left": 2, "width": 3, "height": 4}
+        reply = frames.annotate(CAMERA, "exit", start, object_bouding_box=box)
+        assert reply == {"device_name": CAMERA, "remote_stream_id": "", "type": "exit", "start_timestamp": start}
+        with pytest.raises(InvalidRequest, match="within 7 days"):
+            frames.annotate(CAMERA, "exit", 1000)

@@ -212,3 +212,23 @@ def test_frame_bus_down_is_unavailable_and_errors_never_kill_the_server(frames_r
         channel.close()
         server.stop(0).wait(5)
         servicer.stop()
+
+
+def test_keyframes_of_a_long_gop(frames_redis, plain_server):
+    """A keyframe older than the max age is still the newest keyframe when the GOP is long."""
+    client = frames_redis.client()
+    name = "cam-synthetic-long-gop"
+    image = np.zeros((48, 64, 3), np.uint8)
+    meta = publish_frame(client, name, image, seq=1)
+    client.hset(keys.frame_keyframe(name), "meta", json.dumps(dict(meta, ts=meta["ts"] - 5000)))
+    with FrameClient(plain_server) as frames:
+        # First call of a run of demand: waits for a newer keyframe, then settles for this one.
+        started = time.monotonic()
+        _, got = frames.latest(name, keyframe_only=True, timeout=1.0)
+        assert got["seq"] == 1 and got["is_keyframe"] and 0.8 < time.monotonic() - started < 1.5
+        assert client.pttl(keys.demand_keyframes(name)) > 0
+        # Demand continues: a keyframe decoded since (another seq) is served at once, however old.
+        client.hset(keys.frame_keyframe(name), "meta", json.dumps(dict(meta, seq=2, ts=meta["ts"] - 4000)))
+        started = time.monotonic()
+        _, got = frames.latest(name, keyframe_only=True, timeout=1.0)
+        assert got["seq"] == 2 and time.monotonic() - started < 0.5

@@ -1,0 +1,157 @@
+"""CPU cost of the camera process, against plain ffmpeg decoding the same stream.
+
+    .venv/bin/python bench/ingest.py [--seconds 20] [--sizes 640x480,1920x1080] [--fps 25] [--gop 25]
+
+For each size: a GStreamer RTSP camera (tests/support), a throw-away Redis, and the real camera
+program (``python -m worker.camera``, default configuration: 10 s packet ring). CPU seconds
+(utime + stime of the process, /proc/<pid>/stat) per minute of stream, measured over one window
+each for:
+
+  (a) no consumer            - demux, ring, status only
+  (b) every frame            - a consumer keeps ``demand:all`` alive: decode + BGR24 + publish
+  (c) keyframes only         - ``demand:key`` only
+  (d) ffmpeg baseline        - ``ffmpeg -rtsp_transport tcp -i URL -pix_fmt bgr24 -f null -``
+
+and prints b/d (target <= 1.10), a/b (target <= 0.05), c/b (about the keyframe share), and how
+many full-rate streams of the first size the machine's cores sustain (60 CPU-s/min per core / b).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests.support.services import Process, RedisServer, RtspCamera, python, wait_until  # noqa: E402
+from worker.camera import keys  # noqa: E402
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as handle:
+        fields = handle.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def measure(pid: int, seconds: float) -> float:
+    """CPU seconds per minute of wall time over the next ``seconds``."""
+    start_cpu, start = cpu_seconds(pid), time.monotonic()
+    time.sleep(seconds)
+    return (cpu_seconds(pid) - start_cpu) / (time.monotonic() - start) * 60.0
+
+
+class Consumer(threading.Thread):
+    """Keeps a demand key alive (and reads the frame now and then, like a client would)."""
+
+    def __init__(self, client, name: str, which: str):
+        super().__init__(daemon=True)
+        self.client, self.name, self.which = client, name, which
+        self.stop = threading.Event()
+
+    def run(self):
+        key = keys.demand_all(self.name) if self.which == "all" else keys.demand_keyframes(self.name)
+        while not self.stop.is_set():
+            self.client.set(key, "1", px=keys.DEMAND_TTL_MS)
+            self.stop.wait(1.0)
+        self.client.delete(key)
+
+
+def status(client, name: str) -> dict:
+    raw = client.get(keys.status(name))
+    return json.loads(raw) if raw else {}
+
+
+def bench_size(workdir: Path, redis_server: RedisServer, width: int, height: int, fps: int, gop: int,
+               seconds: float) -> dict:
+    camera = RtspCamera(workdir, width=width, height=height, fps=fps, gop=gop)
+    client = redis_server.client()
+    name = f"bench-{width}x{height}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EDGEPROXY_")}
+    env.update(EDGEPROXY_CAMERA_NAME=name, EDGEPROXY_RTSP_URL=camera.url(), EDGEPROXY_REDIS_URL=redis_server.url)
+    result = {"size": f"{width}x{height}"}
+    program = Process([python(), "-m", "worker.camera"], workdir / f"{name}.log", env=env)
+    try:
+        wait_until(lambda: status(client, name).get("state") == "streaming", 15, message="streaming")
+        time.sleep(3.0)
+        before = status(client, name)
+        result["a"] = measure(program.pid, seconds)
+        after = status(client, name)
+        result["fps"] = (after["packets"] - before["packets"]) / ((after["updated_at"] - before["updated_at"]) / 1000)
+        assert after["decoded_frames"] == before["decoded_frames"], "decoded without a consumer"
+
+        for label, which in (("b", "all"), ("c", "key")):
+            consumer = Consumer(client, name, which)
+            consumer.start()
+            time.sleep(2.0)
+            before = status(client, name)
+            result[label] = measure(program.pid, seconds)
+            after = status(client, name)
+            consumer.stop.set()
+            consumer.join()
+            span = (after["updated_at"] - before["updated_at"]) / 1000
+            result[f"{label}_rate"] = (after["published_frames"] - before["published_frames"]) / span
+            time.sleep(0.5 + keys.DEMAND_TTL_MS / 1000 if which == "all" else 0.5)
+    finally:
+        program.stop()
+    baseline = Process(["ffmpeg", "-nostdin", "-loglevel", "error", "-rtsp_transport", "tcp", "-i", camera.url(),
+                        "-pix_fmt", "bgr24", "-f", "null", "-"], workdir / f"ffmpeg-{name}.log")
+    try:
+        time.sleep(3.0)
+        result["d"] = measure(baseline.pid, seconds)
+    finally:
+        baseline.stop()
+        camera.stop()
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=20.0, help="measurement window per case")
+    parser.add_argument("--sizes", default="640x480,1920x1080")
+    parser.add_argument("--fps", type=int, default=25)
+    parser.add_argument("--gop", type=int, default=25)
+    args = parser.parse_args()
+    cores = os.cpu_count() or 1
+    results = []
+    with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
+        workdir = Path(tmp)
+        redis_server = RedisServer(workdir / "redis")
+        try:
+            for size in args.sizes.split(","):
+                width, height = (int(v) for v in size.lower().split("x"))
+                print(f"measuring {width}x{height} ({args.seconds:g} s per case)...", flush=True)
+                results.append(bench_size(workdir, redis_server, width, height, args.fps, args.gop, args.seconds))
+        finally:
+            redis_server.stop()
+
+    print()
+    print(f"CPU seconds per minute of stream ({args.fps} fps, GOP {args.gop}, keyframe share "
+          f"{1 / args.gop:.3f}; {args.seconds:g} s windows)")
+    header = (f"{'size':>10} | {'fps':>5} | {'(a) none':>8} | {'(b) all':>8} | {'(c) key':>8} | {'(d) ffmpeg':>10} | "
+              f"{'b/d':>5} | {'a/b':>5} | {'c/b':>5} | {'b frames/s':>10} | {'c frames/s':>10}")
+    print(header)
+    print("-" * len(header))
+    for r in results:
+        print(f"{r['size']:>10} | {r['fps']:5.1f} | {r['a']:8.2f} | {r['b']:8.2f} | {r['c']:8.2f} | {r['d']:10.2f} | "
+              f"{r['b'] / r['d']:5.2f} | {r['a'] / r['b']:5.3f} | {r['c'] / r['b']:5.3f} | "
+              f"{r['b_rate']:10.1f} | {r['c_rate']:10.2f}")
+    first = results[0]
+    print()
+    print(f"{first['size']} streams at full rate on this machine ({cores} cores): "
+          f"~{60.0 * cores / first['b']:.0f} (decode every frame), ~{60.0 * cores / first['a']:.0f} (no consumer)")
+    print("targets: b/d <= 1.10, a/b <= 0.05, c/b near the keyframe share")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
