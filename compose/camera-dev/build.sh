@@ -29,5 +29,6 @@ LABEL io.edgeproxy.image=camera
 WORKDIR $repo
 ENTRYPOINT ["python", "-m", "worker.camera"]
 DOCKERFILE
-docker build -q -t "$tag" "$ctx" >/dev/null
+# (The legacy builder's deprecation note goes to stderr: shown only when the build fails.)
+docker build -q -t "$tag" "$ctx" >/dev/null 2>"$ctx/build.err" || { cat "$ctx/build.err" >&2; exit 1; }
 echo "/usr:/usr:ro,$venv:$venv:ro,$repo:$repo:ro"
