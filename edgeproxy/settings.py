@@ -186,3 +186,20 @@ LOGGING = {
 EDGEPROXY_FRAMES_ADVERTISE = envstr("EDGEPROXY_FRAMES_ADVERTISE", f"127.0.0.1:{EDGEPROXY_GRPC_PORT}")
 # Token the control plane presents to edge frame servers when they require one (EDGEPROXY_GRPC_TOKENS).
 EDGEPROXY_FRAMES_TOKEN = envstr("EDGEPROXY_FRAMES_TOKEN", "")
+
+# Reconciliation (Celery beat): how often every online host is driven towards the database, and
+# after how long an operation on a host that went offline is given up.
+EDGEPROXY_RECONCILE_SECONDS = envfloat("EDGEPROXY_RECONCILE_SECONDS", 10.0, minimum=1.0)
+EDGEPROXY_OPERATION_TIMEOUT_SECONDS = envint("EDGEPROXY_OPERATION_TIMEOUT_SECONDS", 600, minimum=10)
+CELERY_BEAT_SCHEDULE = {
+    "reconcile-fleet": {
+        "task": "processes.reconcile_fleet",
+        "schedule": EDGEPROXY_RECONCILE_SECONDS,
+        "options": {"queue": "control", "expires": EDGEPROXY_RECONCILE_SECONDS},
+    },
+    "expire-operations": {
+        "task": "processes.expire_operations",
+        "schedule": 30.0,
+        "options": {"queue": "control", "expires": 30.0},
+    },
+}

@@ -19,6 +19,7 @@ urlpatterns = [
     path(v1 + "process/<str:name>/start", processes.ProcessStart.as_view()),
     path(v1 + "process/<str:name>/stop", processes.ProcessStop.as_view(http_method_names=["post"])),
     path(v1 + "process/<str:name>/frame.jpg", processes.ProcessFrame.as_view()),
+    path(v1 + "process/<str:name>/move", processes.ProcessMove.as_view()),
     path(v1 + "process/<str:name>", processes.ProcessDetail.as_view()),
     path(v1 + "processlist", processes.ProcessList.as_view()),
     path(v1 + "processupgrades/findrtspupgrades", processes.ProcessUpgrades.as_view(http_method_names=["get"])),

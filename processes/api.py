@@ -63,6 +63,10 @@ class ConnectSerializer(serializers.Serializer):
         return value
 
 
+class MoveSerializer(serializers.Serializer):
+    host = StrictCharField(max_length=63)
+
+
 class NameSerializer(serializers.Serializer):
     name = StrictCharField(max_length=63)
 
@@ -117,10 +121,24 @@ class ProcessDetail(OperationView):
     def get(self, request, name):
         return Response(selectors.camera_payload(services.get_camera(name)))
 
+    @extend_schema(request=MoveSerializer, summary="Move a camera to another edge host: {\"host\"}")
+    def patch(self, request, name):
+        data = MoveSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        camera = services.move_camera(services.get_camera(name), data.validated_data["host"])
+        return operation_response(request, camera.name, camera.last_operation_id)
+
     @extend_schema(summary="Delete a camera: its process, record and frame keys")
     def delete(self, request, name):
         camera = services.delete_camera(services.get_camera(name))
         return operation_response(request, camera.name, camera.last_operation_id)
+
+
+class ProcessMove(ProcessDetail):
+    """``POST /process/{name}/move`` with ``{"host"}``: the same as ``PATCH /process/{name}``."""
+
+    http_method_names = ["post"]
+    post = ProcessDetail.patch
 
 
 class ProcessStart(OperationView):

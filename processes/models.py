@@ -20,6 +20,7 @@ class EdgeHost(models.Model):
     images = models.JSONField(default=list, blank=True, help_text="local image inventory")
     frames_address = models.CharField(max_length=255, blank=True, help_text="host:port of its frame server")
     public_key = models.CharField(max_length=64, blank=True, help_text="key camera specs are sealed to")
+    strays = models.JSONField(default=list, blank=True, help_text="our camera processes it runs that no camera owns")
     created = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -87,6 +88,7 @@ class OperationKind(models.TextChoices):
     RECONCILE = "reconcile"
     PULL = "pull"
     UPGRADE = "upgrade"
+    MOVE = "move"
 
 
 class OperationState(models.TextChoices):

@@ -7,6 +7,7 @@ queue, sent inside the same transaction: if the broker refuses, nothing is store
 
 import logging
 import time
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -239,6 +240,9 @@ def record_operation_result(operation_id: str, ok: bool, error: str = "", observ
         op = Operation.objects.select_for_update().filter(id=operation_id).first()
         if op is None or not op.is_active:
             return  # redelivered result of an operation already recorded
+        if op.kind == OperationKind.MOVE and op.progress.get("phase") == "removing" and ok:
+            _continue_move(op, now)
+            return
         op.state = OperationState.SUCCEEDED if ok else OperationState.FAILED
         op.error = "" if ok else (error or "failed")
         op.finished = now
@@ -249,7 +253,7 @@ def record_operation_result(operation_id: str, ok: bool, error: str = "", observ
         camera = Camera.objects.select_for_update().filter(id=op.camera_id).first() if op.camera_id else None
         if camera is None:
             return
-        if removed and ok:
+        if removed and ok and op.kind == OperationKind.DELETE:
             logger.info("camera %s: deleted (operation %s)", camera.name, op.id)
             camera.delete()
             return
@@ -275,8 +279,10 @@ def record_heartbeat(host_name: str, report: dict) -> EdgeHost:
     }
     if "images" in report:
         defaults["images"] = report["images"]
-    host, _ = EdgeHost.objects.update_or_create(name=host_name, defaults=defaults)
     observed = {item["name"]: item for item in report.get("cameras", [])}
+    placed_here = set(Camera.objects.filter(host__name=host_name).values_list("name", flat=True))
+    defaults["strays"] = sorted(set(observed) - placed_here)
+    host, _ = EdgeHost.objects.update_or_create(name=host_name, defaults=defaults)
     streams = report.get("streams") or {}
     observed_at_ms = report.get("observed_at") or 0
     with transaction.atomic():
@@ -296,23 +302,156 @@ def record_heartbeat(host_name: str, report: dict) -> EdgeHost:
     return host
 
 
-def resend_desired_state(host: EdgeHost) -> int:
-    """After an edge worker (re)starts: ask it to run every camera that should run there."""
-    count = 0
-    for camera in Camera.objects.select_related("host", "last_operation").filter(
-        host=host, desired_state=DesiredState.RUNNING
-    ):
-        if camera.last_operation and camera.last_operation.is_active:
+def host_restarted(host: EdgeHost) -> None:
+    """An edge worker (re)started: what it was doing may be lost with it, so send its unfinished
+    operations again (every edge task is idempotent), then reconcile the rest."""
+    for op in Operation.objects.select_related("camera", "camera__host").filter(host=host, state__in=ACTIVE_STATES):
+        try:
+            _redispatch(op)
+        except Exception as exc:  # noqa: BLE001 - one bad operation must not stop the others
+            logger.warning("operation %s not sent again: %s", op.id, exc)
+    reconcile_host(host)
+
+
+def _redispatch(op: Operation) -> None:
+    camera = op.camera
+    kind = op.kind
+    if kind == OperationKind.PULL:
+        repository, _, tag = op.progress.get("image", "").rpartition(":")
+        _send("edge.pull_image", op.host, op, repository=repository, tag=tag)
+    elif kind == OperationKind.MOVE and camera is not None:
+        if op.progress.get("phase") == "removing":
+            _send("edge.remove", EdgeHost.objects.get(name=op.progress["from"]), op, camera_name=camera.name)
+        else:
+            _dispatch_ensure_running(camera, op)
+    elif camera is None or kind == OperationKind.DELETE:
+        _send("edge.remove", op.host, op, camera_name=op.camera_name)
+    elif kind == OperationKind.STOP or (kind == OperationKind.RECONCILE and camera.desired_state == DesiredState.STOPPED):
+        _send("edge.stop", op.host, op, camera_name=camera.name)
+    elif kind in (OperationKind.CONNECT, OperationKind.START, OperationKind.RECONCILE):
+        _dispatch_ensure_running(camera, op)
+    # Other kinds (upgrade) own their recovery.
+
+
+# --- reconciliation ----------------------------------------------------------------------------
+
+# A correction that failed is not retried at every pass: it would flood the host with operations.
+RECONCILE_RETRY_SECONDS = 30
+
+
+def _needs_correction(camera: Camera) -> str | None:
+    """``start``, ``stop`` or None, from the camera's newest observation (taken after its last operation)."""
+    last = camera.last_operation
+    if last and last.is_active:
+        return None
+    if camera.observed_at is None or (last and last.finished and camera.observed_at <= last.finished):
+        return None  # nothing observed since the last operation ended
+    if (last and last.kind == OperationKind.RECONCILE and last.state == OperationState.FAILED
+            and last.finished and (timezone.now() - last.finished).total_seconds() < RECONCILE_RETRY_SECONDS):
+        return None
+    running = camera.container_id and camera.state.get("Status") in ("running", "restarting", "paused")
+    if camera.desired_state == DesiredState.RUNNING and not running:
+        return "start"
+    if camera.desired_state == DesiredState.STOPPED and running:
+        return "stop"
+    return None
+
+
+def reconcile_host(host: EdgeHost) -> list[Operation]:
+    """Drive one host towards the database: start what should run and does not, stop what should
+    not run, remove containers with our labels that no camera of the database owns (strays).
+    Every correction is an operation. Unlabelled containers are never seen, so never touched."""
+    corrections = []
+    cameras = Camera.objects.select_related("host", "last_operation").filter(host=host)
+    for camera in cameras:
+        action = _needs_correction(camera)
+        if action is None:
             continue
         try:
             with transaction.atomic():
                 op = _new_operation(camera, OperationKind.RECONCILE)
+                op.progress = {"action": action}
+                op.save(update_fields=["progress"])
                 camera.save(update_fields=["last_operation"])
-                _dispatch_ensure_running(camera, op)
-            count += 1
+                if action == "start":
+                    _dispatch_ensure_running(camera, op)
+                else:
+                    _send("edge.stop", host, op, camera_name=camera.name)
         except Conflict:
-            continue
-    return count
+            continue  # a user's operation got there first
+        logger.info("reconcile: %s camera %s on %s (operation %s)", action, camera.name, host.name, op.id)
+        corrections.append(op)
+    busy = set(Operation.objects.filter(host=host, camera__isnull=True, kind=OperationKind.RECONCILE,
+                                        state__in=ACTIVE_STATES).values_list("camera_name", flat=True))
+    owned = set(Camera.objects.filter(name__in=host.strays).values_list("name", flat=True).filter(host=host))
+    for stray in set(host.strays or []) - busy - owned:
+        with transaction.atomic():
+            op = Operation.objects.create(kind=OperationKind.RECONCILE, host=host, camera_name=stray,
+                                          progress={"action": "remove stray"})
+            _send("edge.remove", host, op, camera_name=stray)
+        logger.info("reconcile: removing stray camera process %s on %s (operation %s)", stray, host.name, op.id)
+        corrections.append(op)
+    return corrections
+
+
+def reconcile_fleet() -> int:
+    """One reconcile pass over every online host (Celery beat runs it)."""
+    return sum(len(reconcile_host(host)) for host in selectors.online_hosts())
+
+
+def expire_operations(max_age_seconds: int) -> int:
+    """Fail operations whose host has been offline longer than ``max_age_seconds``: nobody will
+    finish them, and the camera must not stay busy for ever. (They are sent again if it returns.)"""
+    cutoff = timezone.now() - timedelta(seconds=max_age_seconds)
+    stale = Operation.objects.filter(state__in=ACTIVE_STATES, created__lt=cutoff).select_related("host")
+    expired = 0
+    for op in stale:
+        if op.host is None or not op.host.is_online:
+            record_operation_result(str(op.id), False, f"edge host {op.host.name if op.host else '?'} did not "
+                                    f"answer within {max_age_seconds} s")
+            expired += 1
+    return expired
+
+
+# --- moving a camera between hosts -------------------------------------------------------------
+
+
+def move_camera(camera: Camera, host_name: str) -> Camera:
+    """Stop and remove the camera on its host, then run it on ``host_name`` (operation ``move``)."""
+    target = selectors.host_by_name(host_name)
+    if target is None:
+        raise Invalid(f"host: no edge host named {host_name!r} has registered.", {"host": ["unknown host"]})
+    if target.id == camera.host_id:
+        raise Invalid(f"host: camera {camera.name} already runs on {host_name}.", {"host": ["same host"]})
+    if not target.public_key:
+        raise Unavailable(f"Edge host {host_name} has not reported its key yet; try again shortly.")
+    source = camera.host
+    with transaction.atomic():
+        op = _new_operation(camera, OperationKind.MOVE)
+        op.host = target
+        op.progress = {"phase": "removing", "from": source.name, "to": target.name}
+        op.save(update_fields=["host", "progress"])
+        camera.status = "pending"
+        camera.save(update_fields=["last_operation", "status", "modified"])
+        _send("edge.remove", source, op, camera_name=camera.name)
+    logger.info("camera %s: move from %s to %s queued (operation %s)", camera.name, source.name, target.name, op.id)
+    return camera
+
+
+def _continue_move(op: Operation, now) -> None:
+    """The old host removed the camera: place it on the new host and start it there."""
+    camera = Camera.objects.select_for_update().select_related("host").get(id=op.camera_id)
+    camera.host = op.host
+    camera.container_id = ""
+    camera.state = {}
+    camera.stream = None
+    camera.status = "pending"
+    camera.observed_at = None
+    camera.save(update_fields=["host", "container_id", "state", "stream", "status", "observed_at", "modified"])
+    op.progress = {**op.progress, "phase": "starting"}
+    op.started = op.started or now
+    op.save(update_fields=["progress", "started"])
+    _dispatch_ensure_running(camera, op)
 
 
 # --- images ------------------------------------------------------------------------------------

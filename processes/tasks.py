@@ -5,6 +5,7 @@ result of a finished operation changes nothing.
 """
 
 from celery import shared_task
+from django.conf import settings
 
 from processes import services
 
@@ -28,7 +29,7 @@ def host_heartbeat(host: str, report: dict) -> None:
 @shared_task(name="processes.host_started", acks_late=True, ignore_result=True)
 def host_started(host: str, report: dict) -> None:
     edge_host = services.record_heartbeat(host, report)
-    services.resend_desired_state(edge_host)
+    services.host_restarted(edge_host)
 
 
 @shared_task(name="processes.operation_progress", acks_late=True, ignore_result=True)
@@ -39,3 +40,13 @@ def operation_progress(operation_id: str, progress: dict) -> None:
 @shared_task(name="processes.record_annotation", acks_late=True, ignore_result=True)
 def record_annotation(host: str = "", **fields) -> None:
     services.record_annotation(fields, host)
+
+
+@shared_task(name="processes.reconcile_fleet", ignore_result=True)
+def reconcile_fleet() -> None:
+    services.reconcile_fleet()
+
+
+@shared_task(name="processes.expire_operations", ignore_result=True)
+def expire_operations() -> None:
+    services.expire_operations(settings.EDGEPROXY_OPERATION_TIMEOUT_SECONDS)

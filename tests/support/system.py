@@ -60,6 +60,7 @@ class System:
             "SECRET_KEY": "test-secret-key-not-for-production",
             "EDGEPROXY_STATE_DIR": str(self.workdir / "state"),
             "EDGEPROXY_HEARTBEAT_SECONDS": str(heartbeat),
+            "EDGEPROXY_RECONCILE_SECONDS": str(max(1.0, 2 * heartbeat)),
             "EDGEPROXY_RUNTIME": runtime,
             "EDGEPROXY_CAMERA_IMAGE": camera_image,
             "EDGEPROXY_CAMERA_VOLUMES": camera_volumes,
@@ -80,6 +81,11 @@ class System:
             [sys.executable, "-m", "celery", "-A", "edgeproxy.celery", "worker", "--queues", "control",
              "--pool", "threads", "--concurrency", "4", "--hostname", "control@%h", "--without-mingle",
              "--without-gossip", "--loglevel", "INFO"],
+        )
+        self.beat = self._start(
+            "beat",
+            [sys.executable, "-m", "celery", "-A", "edgeproxy.celery", "beat", "--loglevel", "INFO",
+             "--schedule", str(self.workdir / "beat-schedule")],
         )
         wait_until(self._api_ready, 30, message="API")
 

@@ -34,6 +34,7 @@ from worker.camera import keys
 from worker.camera.backoff import Backoff, tcp_reachable
 from worker.camera.errors import Disconnected, StreamError, describe, needs_fix
 from worker.camera.ring import RingWriter, frame_type
+from worker.camera.wire import FastPipe
 from worker.camera.state import DEMAND_ALL, DEMAND_KEY, DEMAND_NAMES, DEMAND_NONE, CameraState, now_ms
 from worker.redaction import mask_url
 
@@ -98,7 +99,7 @@ class Ingest:
         self.k_demand = (keys.demand_all(cfg.name), keys.demand_keyframes(cfg.name))
         self.frame_ttl_ms = keys.FRAME_TTL_S * 1000
         self.poll_s = cfg.demand_poll_s
-        self.pipe = client.pipeline(transaction=False)
+        self.pipe = FastPipe(cfg.redis_url, on_error=self._command_failed)
         self.bus_down_until = 0.0
         self.seq = 0  # published frames of this process
         self.codec: dict | None = None
@@ -373,12 +374,12 @@ class Ingest:
         }, separators=(",", ":"))
         data = memoryview(image).cast("B")
         pipe = self.pipe
-        pipe.execute_command("HSET", self.k_latest, "meta", meta, "data", data)
-        pipe.execute_command("PEXPIRE", self.k_latest, self.frame_ttl_ms)
+        pipe.command("HSET", self.k_latest, "meta", meta, "data", data)
+        pipe.command("PEXPIRE", self.k_latest, self.frame_ttl_ms)
         if is_key:
             st.decoded_keyframes += 1
-            pipe.execute_command("HSET", self.k_keyframe, "meta", meta, "data", data)
-            pipe.execute_command("PEXPIRE", self.k_keyframe, self.frame_ttl_ms)
+            pipe.command("HSET", self.k_keyframe, "meta", meta, "data", data)
+            pipe.command("PEXPIRE", self.k_keyframe, self.frame_ttl_ms)
         if st.width != frame.width or st.height != frame.height:
             st.width, st.height = frame.width, frame.height
         self._flush(mono)
@@ -398,32 +399,30 @@ class Ingest:
         self.codec_json = json.dumps(info, separators=(",", ":"))
         if changed:
             log.info("stream parameters changed: emptying the packet ring")
-            self.pipe.execute_command("DEL", self.ring.key)
+            self.pipe.command("DEL", self.ring.key)
             self.ring.restart()
-        self.pipe.execute_command("SET", self.k_codec, self.codec_json)
+        self.pipe.command("SET", self.k_codec, self.codec_json)
         self.last_codec_write = time.monotonic()
         self._flush(time.monotonic(), force=True)
 
     def _flush(self, mono: float, force: bool = False) -> None:
-        """Send what is queued (ring entries, frames) plus the demand poll when it is due."""
+        """Send what is queued (ring entries, frames) plus the demand poll when it is due.
+
+        Never waits for Redis: replies of earlier sends are collected as they arrive (the demand
+        poll's answer is applied at the next flush, one poll interval later)."""
         if mono < self.bus_down_until and not force:
             return
         pipe = self.pipe
-        poll_at = None
         if mono - self.last_poll >= self.poll_s:
-            poll_at = len(pipe.command_stack)
-            pipe.execute_command("MGET", *self.k_demand)
+            pipe.command("MGET", *self.k_demand, callback=self._on_demand)
             self.last_poll = mono
             if self.codec_json is not None and mono - self.last_codec_write >= CODEC_REFRESH_S:
-                pipe.execute_command("SET", self.k_codec, self.codec_json)
+                pipe.command("SET", self.k_codec, self.codec_json)
                 self.last_codec_write = mono
         self.last_flush = mono
-        if not pipe.command_stack:
-            return
         try:
-            results = pipe.execute(raise_on_error=False)
+            pipe.send()
         except _REDIS_ERRORS as exc:
-            pipe.reset()
             self.ring.interrupted()
             self.bus_down_until = mono + BUS_RETRY_S
             self._set_demand(DEMAND_NONE)
@@ -440,19 +439,16 @@ class Ingest:
             log.info("frame bus reachable again")
             if self.codec_json is not None:  # it may have lost everything
                 self.last_codec_write = 0.0
-        for result in results:
-            if isinstance(result, Exception):
-                self._command_failed(result)
-                break
-        if poll_at is not None:
-            values = results[poll_at]
-            if isinstance(values, list):
-                if values[0] is not None:
-                    self._set_demand(DEMAND_ALL)
-                elif values[1] is not None:
-                    self._set_demand(DEMAND_KEY)
-                else:
-                    self._set_demand(DEMAND_NONE)
+
+    def _on_demand(self, values) -> None:
+        if not isinstance(values, list) or len(values) != 2:
+            return
+        if values[0] is not None:
+            self._set_demand(DEMAND_ALL)
+        elif values[1] is not None:
+            self._set_demand(DEMAND_KEY)
+        else:
+            self._set_demand(DEMAND_NONE)
 
     def _command_failed(self, exc: Exception) -> None:
         # Most likely the ring: an entry id not above the stream's last one (another writer, or a

@@ -1,0 +1,19 @@
+"""Dashboard routes, mounted at ``/`` by ``edgeproxy/urls.py``."""
+
+from django.urls import path
+
+from processes.dashboard import views
+
+app_name = "dashboard"
+
+urlpatterns = [
+    path("", views.overview, name="overview"),
+    path("login/", views.LoginView.as_view(), name="login"),
+    path("logout/", views.LogoutView.as_view(), name="logout"),
+    path("connect/", views.connect, name="connect"),
+    path("cameras/<str:name>/", views.camera_detail, name="camera"),
+    path("cameras/<str:name>/snapshot.jpg", views.snapshot, name="snapshot"),
+    path("cameras/<str:name>/<str:action>", views.camera_action, name="camera-action"),
+    path("operations/", views.operations, name="operations"),
+    path("settings/", views.settings_page, name="settings"),
+]

@@ -1,0 +1,217 @@
+"""The dashboard: server-rendered pages behind the Django session login (thin views).
+
+Reads go through ``processes.dashboard.selectors``, writes through ``processes.services``. A
+service's ``ApiError`` becomes a message on the page, never an error page. Pages that change
+while one looks at them (hosts, cameras, operations) are re-rendered as fragments
+(``?partial=<name>``) that ``dashboard.js`` swaps in every couple of seconds.
+"""
+
+import inspect
+import logging
+
+from django.contrib import messages
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_required
+from django.db import DatabaseError
+from django.http import Http404, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_POST
+from kombu.exceptions import OperationalError as BrokerError
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from edgeproxy.api.errors import ApiError
+from edgeproxy.api.permissions import READ_ONLY_GROUP
+from processes import selectors as process_selectors
+from processes import services
+from processes.api import ConnectSerializer
+from processes.dashboard import selectors
+
+logger = logging.getLogger("edgeproxy.dashboard")
+
+
+class LoginView(auth_views.LoginView):
+    template_name = "dashboard/login.html"
+    redirect_authenticated_user = True
+
+
+class LogoutView(auth_views.LogoutView):
+    next_page = "dashboard:login"
+
+
+def _page(request, template: str, context: dict, partials: dict[str, str] | None = None) -> HttpResponse:
+    """The whole page, or with ``?partial=<name>`` only that fragment (for the live refresh)."""
+    partial = request.GET.get("partial")
+    if partial:
+        if not partials or partial not in partials:
+            raise Http404("no such fragment")
+        response = render(request, partials[partial], context)
+    else:
+        response = render(request, template, context)
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+def _may_change(request) -> bool:
+    user = request.user
+    return user.is_authenticated and not user.groups.filter(name=READ_ONLY_GROUP).exists()
+
+
+def _run(request, what: str, action) -> bool:
+    """Call a service; its refusal (or a broker or database outage) becomes an error message."""
+    if not _may_change(request):
+        messages.error(request, "Your account may only look, not change anything.")
+        return False
+    try:
+        action()
+    except ApiError as exc:
+        messages.error(request, exc.message)
+        return False
+    except (BrokerError, RedisConnectionError) as exc:
+        logger.warning("dashboard %s: broker unreachable: %s", what, exc)
+        messages.error(request, "The message broker (Redis) is unreachable; nothing was changed. Try again.")
+        return False
+    except DatabaseError as exc:
+        logger.warning("dashboard %s: database error: %s", what, exc)
+        messages.error(request, "The database is unreachable or busy; try again.")
+        return False
+    return True
+
+
+# --- pages -------------------------------------------------------------------------------------
+
+
+@never_cache
+@login_required
+@require_GET
+def overview(request):
+    return _page(request, "dashboard/overview.html", {"fleet": selectors.fleet(), "nav": "fleet"},
+                 {"fleet": "dashboard/_fleet.html"})
+
+
+@never_cache
+@login_required
+def camera_detail(request, name):
+    camera = process_selectors.camera_by_name(name)
+    if camera is None:
+        messages.error(request, f"No camera named {name!r}: it may have been deleted.")
+        return redirect("dashboard:overview")
+    context = {"camera": selectors.camera_detail(camera), "nav": "fleet",
+               "can_upgrade": _upgrade_service() is not None}
+    return _page(request, "dashboard/camera.html", context,
+                 {"status": "dashboard/_camera_status.html", "history": "dashboard/_camera_history.html",
+                  "logs": "dashboard/_camera_logs.html"})
+
+
+@never_cache
+@login_required
+def connect(request):
+    hosts = selectors.host_names()
+    values = {"name": "", "rtsp_endpoint": "", "rtmp_endpoint": "", "host": "", "image_tag": "",
+              "rtsp_transport": "tcp"}
+    errors: dict[str, list[str]] = {}
+    if request.method == "POST":
+        values.update({k: request.POST.get(k, "") for k in values})
+        data = {k: v for k, v in values.items() if v != "" or k in ("name", "rtsp_endpoint")}
+        serializer = ConnectSerializer(data=data)
+        if serializer.is_valid():
+            created = {}
+
+            def connect_it():
+                created["camera"] = services.connect_camera(**serializer.validated_data)
+
+            if _run(request, "connect", connect_it):
+                name = created["camera"].name
+                messages.success(request, f"Camera {name} is being connected on host {created['camera'].host.name}.")
+                return redirect("dashboard:camera", name=name)
+        else:
+            errors = {field: [str(m) for m in msgs] for field, msgs in serializer.errors.items()}
+            field, msgs = next(iter(errors.items()))
+            messages.error(request, msgs[0] if field == "non_field_errors" else f"{field}: {msgs[0]}")
+    elif request.method != "GET":
+        return HttpResponse(status=405)
+    return render(request, "dashboard/connect.html",
+                  {"values": values, "errors": errors, "hosts": hosts, "nav": "connect"},
+                  status=400 if errors else 200)
+
+
+@never_cache
+@login_required
+@require_GET
+def operations(request):
+    return _page(request, "dashboard/operations.html", {"ops": selectors.operations(), "nav": "operations"},
+                 {"operations": "dashboard/_operations.html"})
+
+
+@never_cache
+@login_required
+@require_GET
+def settings_page(request):
+    context = {"overview": selectors.settings_overview(request.get_host(), request.is_secure()), "nav": "settings"}
+    return render(request, "dashboard/settings.html", context)
+
+
+@never_cache
+@login_required
+@require_GET
+def snapshot(request, name):
+    """The camera's newest frame (JPEG) for the session; a plain-text reason when there is none."""
+    camera = process_selectors.camera_by_name(name)
+    if camera is None:
+        return HttpResponse(f"No camera named {name!r}.", status=404, content_type="text/plain; charset=utf-8")
+    try:
+        jpeg = services.camera_snapshot(camera)
+    except ApiError as exc:
+        return HttpResponse(exc.message, status=exc.status_code, content_type="text/plain; charset=utf-8")
+    response = HttpResponse(jpeg, content_type="image/jpeg")
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+# --- camera actions (POST forms) ----------------------------------------------------------------
+
+
+def _upgrade_service():
+    return getattr(services, "upgrade_camera", None)
+
+
+def _call_upgrade(upgrade, camera, version: str):
+    """Call the upgrade service with the chosen version, whatever its keyword is called."""
+    params = inspect.signature(upgrade).parameters
+    for keyword in ("newer_version", "version", "target_version", "tag"):
+        if keyword in params:
+            return upgrade(camera, **{keyword: version or None})
+    return upgrade(camera, version or None) if len(params) > 1 else upgrade(camera)
+
+
+ACTIONS = {
+    "stop": ("Stopping", services.stop_camera),
+    "start": ("Starting", services.start_camera),
+    "delete": ("Deleting", services.delete_camera),
+}
+
+
+@login_required
+@require_POST
+def camera_action(request, name, action):
+    camera = process_selectors.camera_by_name(name)
+    if camera is None:
+        messages.error(request, f"No camera named {name!r}: it may have been deleted.")
+        return redirect("dashboard:overview")
+    if action == "upgrade":
+        upgrade = _upgrade_service()
+        version = request.POST.get("version", "").strip()
+        if upgrade is None:
+            messages.error(request, "Container upgrades are not available yet in this version of edgeproxy.")
+        elif _run(request, "upgrade", lambda: _call_upgrade(upgrade, camera, version)):
+            messages.success(request, f"Upgrading camera {name}" + (f" to {version}." if version else "."))
+        return redirect("dashboard:camera", name=name)
+    if action not in ACTIONS:
+        raise Http404("no such action")
+    verb, service = ACTIONS[action]
+    if _run(request, action, lambda: service(camera)):
+        messages.success(request, f"{verb} camera {name}.")
+        if action == "delete":
+            return redirect(reverse("dashboard:overview"))
+    return redirect("dashboard:camera", name=name)
