@@ -15,6 +15,9 @@ app = Celery("edgeproxy")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks(["processes", "settings_app", "worker"])
 
+# Control-worker liveness for /healthz and /metrics; redaction of Celery's own log handlers.
+import edgeproxy.liveness  # noqa: E402,F401
+
 CONTROL_QUEUE = "control"
 
 

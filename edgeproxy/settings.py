@@ -38,18 +38,24 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI assets served locally: /api/docs/ works offline
+    "corsheaders",
     "processes",
     "settings_app",
 ]
 
 MIDDLEWARE = [
+    "edgeproxy.api.metrics.RequestMetricsMiddleware",  # outermost: counts and times every answer
+    "corsheaders.middleware.CorsMiddleware",  # adds nothing unless EDGEPROXY_CORS_ORIGINS is set
     "edgeproxy.api.errors.BodySizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",  # admin and Swagger UI assets under gunicorn
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
 ROOT_URLCONF = "edgeproxy.urls"
@@ -90,6 +96,13 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = STATE_DIR / "static"
 
+# Dashboard (processes/dashboard, at /): the session login, and where its Flower link points
+# (empty: port FLOWER_PORT, default 5555, on the host the dashboard was reached at).
+LOGIN_URL = "dashboard:login"
+LOGIN_REDIRECT_URL = "dashboard:overview"
+EDGEPROXY_FLOWER_URL = envstr("EDGEPROXY_FLOWER_URL", "")
+EDGEPROXY_FLOWER_PORT = envint("FLOWER_PORT", 5555, minimum=1, maximum=65535)
+
 # Bodies over 64 KiB are refused with 413 (see edgeproxy.api.errors).
 DATA_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024
 
@@ -102,7 +115,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["edgeproxy.api.permissions.ApiAccess"],
     "EXCEPTION_HANDLER": "edgeproxy.api.errors.exception_handler",
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "edgeproxy.api.schema.AutoSchema",
     "UNAUTHENTICATED_USER": None,
 }
 SPECTACULAR_SETTINGS = {
@@ -110,10 +123,46 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Control plane for video edge-AI fleets (compatible with video-edge-ai-proxy).",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The schema and the docs need a token (or an admin session) like every other route.
+    "SERVE_PERMISSIONS": ["edgeproxy.api.permissions.ApiAccess"],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "SWAGGER_UI_SETTINGS": {"persistAuthorization": True, "displayOperationId": False},
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "OperationKindEnum": "processes.models.OperationKind",
+        "OperationStateEnum": "processes.models.OperationState",
+    },
 }
 
 # API authentication. On by default; EDGEPROXY_AUTH=false opens the API (trusted networks only).
 EDGEPROXY_AUTH = envbool("EDGEPROXY_AUTH", True)
+
+# CORS: off (no Access-Control-* header at all) unless origins are listed, comma separated,
+# e.g. EDGEPROXY_CORS_ORIGINS=https://ops.example.com. Tokens travel in headers, not cookies.
+CORS_ALLOWED_ORIGINS = envlist("EDGEPROXY_CORS_ORIGINS")
+CORS_URLS_REGEX = r"^/(api/|metrics$)"
+CORS_ALLOW_CREDENTIALS = False
+CORS_PREFLIGHT_MAX_AGE = 600
+
+# Static files (admin, Swagger UI) straight from the installed apps: no collectstatic step.
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = False
+
+# Browser-facing hardening (admin, docs). Behind TLS set EDGEPROXY_SECURE_COOKIES=true.
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = envbool("EDGEPROXY_SECURE_COOKIES", False)
+CSRF_TRUSTED_ORIGINS = envlist("EDGEPROXY_CSRF_TRUSTED_ORIGINS")
+
+# Prometheus /metrics. It needs an API token (any, read-only is enough) or, when set, the bearer
+# token EDGEPROXY_METRICS_TOKEN (_FILE accepted); EDGEPROXY_METRICS_PUBLIC=true opens it (for a
+# scraper on a private network).
+EDGEPROXY_METRICS_TOKEN = envstr("EDGEPROXY_METRICS_TOKEN", "")
+EDGEPROXY_METRICS_PUBLIC = envbool("EDGEPROXY_METRICS_PUBLIC", False)
 
 # --- Redis, Celery -----------------------------------------------------------------------------
 REDIS_URL = envstr("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -153,6 +202,15 @@ EDGEPROXY_CAMERA_BUFFER_SECONDS = envint("EDGEPROXY_CAMERA_BUFFER_SECONDS", 10, 
 # Command of a camera under the local runtime (defaults to this Python running worker.camera).
 EDGEPROXY_LOCAL_CAMERA_COMMAND = envstr("EDGEPROXY_LOCAL_CAMERA_COMMAND", "")
 EDGEPROXY_GRPC_PORT = envint("EDGEPROXY_GRPC_PORT", 50001, minimum=1, maximum=65535)
+
+# Images and upgrades. The registry asked for remote versions (Docker Registry HTTP API v2, e.g.
+# http://127.0.0.1:5000); the fleet settings may override it. Empty: remote versions are null.
+EDGEPROXY_REGISTRY_URL = envstr("EDGEPROXY_REGISTRY_URL", "")
+EDGEPROXY_REGISTRY_TIMEOUT = envfloat("EDGEPROXY_REGISTRY_TIMEOUT", 2.0, minimum=0.1)
+# An upgraded camera must stream again; one whose source was not streaming must instead run
+# steadily (not restarting or exited) this long. Past the timeout the old container is restored.
+EDGEPROXY_UPGRADE_STEADY_SECONDS = envfloat("EDGEPROXY_UPGRADE_STEADY_SECONDS", 10.0, minimum=0.0)
+EDGEPROXY_UPGRADE_TIMEOUT_SECONDS = envfloat("EDGEPROXY_UPGRADE_TIMEOUT_SECONDS", 120.0, minimum=1.0)
 
 # Encryption of secrets at rest (RTSP URLs, edge secret): a Fernet key, or derived in embedded mode.
 EDGEPROXY_ENCRYPTION_KEY = envstr("EDGEPROXY_ENCRYPTION_KEY")

@@ -1,10 +1,11 @@
 """Routes: both the documented and the original video-edge-ai-proxy paths lead to the same views."""
 
 from django.contrib import admin
-from django.urls import path, re_path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from django.urls import include, path, re_path
+from drf_spectacular.views import SpectacularAPIView
 
-from edgeproxy.api import health
+from edgeproxy.api import health, metrics
+from edgeproxy.api.schema import SwaggerView
 from processes import api as processes
 from settings_app import api as settings_api
 
@@ -41,10 +42,13 @@ urlpatterns = [
     path(v1 + "alldockerimages", settings_api.AllImages.as_view()),
     # Schema, docs, health, admin
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema")),
-    path("swagger/", SpectacularSwaggerView.as_view(url_name="schema")),
+    path("api/docs/", SwaggerView.as_view(url_name="schema")),
+    path("swagger/", SwaggerView.as_view(url_name="schema")),
     path("healthz", health.healthz),
+    path("metrics", metrics.metrics),
     path("admin/", admin.site.urls),
+    # The dashboard (server-rendered pages, session login): last, it owns the rest of the paths.
+    path("", include("processes.dashboard.urls")),
 ]
 
 handler404 = "edgeproxy.api.errors.json_404"

@@ -21,6 +21,8 @@ _KEY_VALUE = re.compile(
     r"(?P<value>[^\s\"'&,;}]+)"
 )
 _AUTH_HEADER = re.compile(r"(?i)\b(?P<scheme>Token|Bearer|Basic)\s+(?P<value>[A-Za-z0-9+/=._-]{8,})")
+# The documented settings route carries the edge secret in its path: /settings/overwrite/<key>:<secret>
+_SECRET_PATH = re.compile(r"(?P<route>/settings/overwrite/)[^\s?\"'#]+")
 
 # Secrets registered at run time (for example the current RTSP password of a camera) are masked
 # even where they appear without a recognisable key in front of them.
@@ -47,6 +49,7 @@ def redact(text: str) -> str:
     text = _URL_USERINFO.sub(_mask_userinfo, text)
     text = _KEY_VALUE.sub(lambda m: f"{m.group('key')}{MASK}", text)
     text = _AUTH_HEADER.sub(lambda m: f"{m.group('scheme')} {MASK}", text)
+    text = _SECRET_PATH.sub(lambda m: f"{m.group('route')}{MASK}", text)
     for secret in _known_secrets:
         if secret in text:
             text = text.replace(secret, MASK)
@@ -118,3 +121,21 @@ class JsonFormatter(logging.Formatter):
         if record.exc_text:
             entry["exception"] = record.exc_text
         return json.dumps(entry)
+
+
+def install_redaction(json_format: bool = False) -> None:
+    """Put a ``RedactingFilter`` on every handler of every logger that exists now (idempotent).
+
+    For processes where libraries add their own handlers (Celery's task logger, gunicorn):
+    whatever path a record takes to an output, it is redacted first. With ``json_format`` those
+    handlers also write one JSON object a line.
+    """
+    loggers = [logging.getLogger()] + [
+        logger for logger in logging.Logger.manager.loggerDict.values() if isinstance(logger, logging.Logger)
+    ]
+    for logger in loggers:
+        for handler in logger.handlers:
+            if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+                handler.addFilter(RedactingFilter())
+            if json_format and not isinstance(handler.formatter, JsonFormatter):
+                handler.setFormatter(JsonFormatter())

@@ -1,9 +1,20 @@
-"""``/healthz``: the database, the broker and recently seen edge workers. No authentication."""
+"""``/healthz``: can this control plane do its job? No authentication (probes and load balancers).
+
+Answers ``503`` when the database or the broker does not answer (nothing can be changed), else
+``200`` with ``status`` ``ok`` or ``degraded``: degraded when no control worker was seen recently
+(operations would stay pending) or no edge host is online (nothing to run cameras on). The body
+says which, and never anything secret::
+
+    {"status": "ok", "checks": {"database": "ok", "broker": "ok", "control_workers": 1,
+                                "edge_hosts": 2, "edge_hosts_online": 2}}
+"""
 
 import redis
 from django.conf import settings
 from django.db import connection
 from django.http import JsonResponse
+
+from edgeproxy import liveness
 
 
 def healthz(request):
@@ -19,11 +30,24 @@ def healthz(request):
         checks["broker"] = "ok"
     except redis.RedisError:
         checks["broker"] = "down"
-    online = 0
+    workers = liveness.control_workers_seen() if checks["broker"] == "ok" else None
+    checks["control_workers"] = len(workers or [])
+    hosts = online = 0
     if checks["database"] == "ok":
-        from processes.selectors import online_hosts
+        from processes.models import EdgeHost
 
-        online = online_hosts().count()
+        try:
+            cutoff = EdgeHost.online_cutoff()
+            hosts = EdgeHost.objects.count()
+            online = EdgeHost.objects.filter(last_heartbeat__gte=cutoff).count()
+        except Exception:  # noqa: BLE001 - e.g. tables missing before the first migrate
+            checks["database"] = "down"
+    checks["edge_hosts"] = hosts
     checks["edge_hosts_online"] = online
-    healthy = checks["database"] == "ok" and checks["broker"] == "ok"
-    return JsonResponse({"status": "ok" if healthy else "fail", "checks": checks}, status=200 if healthy else 503)
+    if checks["database"] != "ok" or checks["broker"] != "ok":
+        status, code = "fail", 503
+    elif not checks["control_workers"] or not online:
+        status, code = "degraded", 200
+    else:
+        status, code = "ok", 200
+    return JsonResponse({"status": status, "checks": checks}, status=code)

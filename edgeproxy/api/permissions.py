@@ -7,12 +7,18 @@ READ_ONLY_GROUP = "read-only"
 
 
 class ApiAccess(BasePermission):
+    """Any token may read; only tokens outside the read-only group may change anything.
+
+    A view whose GET changes something (``GET /settings/dockerpullimage`` pulls images, as the
+    original API had it) says so with ``changes_state = True``: read-only tokens get a 403 there.
+    """
+
     def has_permission(self, request, view) -> bool:
         if not settings.EDGEPROXY_AUTH:
             return True
         user = request.user
         if user is None or not user.is_authenticated:
             return False
-        if request.method in SAFE_METHODS:
+        if request.method in SAFE_METHODS and not getattr(view, "changes_state", False):
             return True
         return not user.groups.filter(name=READ_ONLY_GROUP).exists()

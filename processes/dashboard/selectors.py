@@ -167,7 +167,12 @@ def fleet() -> dict:
                 detail += f": {card['operation']['error']}"
             problems.append({"kind": "camera", "subject": card["name"], "text": detail})
     since = timezone.now() - FAILED_OPERATION_WINDOW
-    for op in Operation.objects.select_related("host").filter(state=OperationState.FAILED, finished__gte=since)[:10]:
+    last_ops = {c["operation"]["id"] for c in cards if c["operation"]}
+    listed = {p["subject"] for p in problems if p["kind"] == "camera"}
+    failed = Operation.objects.select_related("host").filter(state=OperationState.FAILED, finished__gte=since)
+    for op in failed.order_by("-finished")[:20]:
+        if op.camera_id is not None and (str(op.id) not in last_ops or op.camera_name in listed):
+            continue  # the camera has moved on (a later operation), or it is listed already
         row = operation_row(op)
         subject = row["camera"] or row["image"] or row["host"] or row["id"]
         problems.append({"kind": "operation", "subject": subject, "text": f"{row['kind']} failed: {row['error']}",

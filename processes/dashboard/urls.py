@@ -16,4 +16,5 @@ urlpatterns = [
     path("cameras/<str:name>/<str:action>", views.camera_action, name="camera-action"),
     path("operations/", views.operations, name="operations"),
     path("settings/", views.settings_page, name="settings"),
+    path("settings/pull", views.pull, name="pull"),
 ]

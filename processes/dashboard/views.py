@@ -156,14 +156,19 @@ def settings_page(request):
 @login_required
 @require_GET
 def snapshot(request, name):
-    """The camera's newest frame (JPEG) for the session; a plain-text reason when there is none."""
+    """The camera's newest frame (JPEG) for the session. When there is none, the reason as plain
+    text with status 200 (and its HTTP status in ``X-Snapshot-Status``): pages poll this every
+    second, and a camera that is down must not write an error line to the log each time."""
     camera = process_selectors.camera_by_name(name)
     if camera is None:
         return HttpResponse(f"No camera named {name!r}.", status=404, content_type="text/plain; charset=utf-8")
     try:
         jpeg = services.camera_snapshot(camera)
     except ApiError as exc:
-        return HttpResponse(exc.message, status=exc.status_code, content_type="text/plain; charset=utf-8")
+        response = HttpResponse(exc.message, content_type="text/plain; charset=utf-8")
+        response["X-Snapshot-Status"] = str(exc.status_code)
+        response["Cache-Control"] = "no-store"
+        return response
     response = HttpResponse(jpeg, content_type="image/jpeg")
     response["Cache-Control"] = "no-store"
     return response
@@ -215,3 +220,31 @@ def camera_action(request, name, action):
         if action == "delete":
             return redirect(reverse("dashboard:overview"))
     return redirect("dashboard:camera", name=name)
+
+
+@login_required
+@require_POST
+def pull(request):
+    """Pull an image on one host or every online host (one ``pull`` operation per host)."""
+    from processes.api import IMAGE_RULE
+    from settings_app.versions import split_image
+
+    image = request.POST.get("image", "").strip()
+    host = request.POST.get("host", "").strip() or None
+    if not IMAGE_RULE.fullmatch(image):
+        messages.error(request, "image: must be an image reference repository:version.")
+        return redirect("dashboard:settings")
+    if host and process_selectors.host_by_name(host) is None:
+        messages.error(request, f"No edge host named {host!r}.")
+        return redirect("dashboard:settings")
+    repository, version = split_image(image)
+    started = {}
+
+    def pull_it():
+        started["ops"] = services.pull_image(repository, version, host)
+
+    if _run(request, "pull", pull_it):
+        count = len(started["ops"])
+        messages.success(request, f"Pulling {image} on {count} host{'s' if count != 1 else ''}.")
+        return redirect("dashboard:operations")
+    return redirect("dashboard:settings")

@@ -67,6 +67,7 @@ class System:
             **(extra_env or {}),
         }
         self._manage("migrate", "--noinput")
+        self._manage("collectstatic", "--noinput")  # admin and dashboard assets, served by WhiteNoise
         self.token = self._manage("create_api_token", "admin", "--superuser").strip()
         self.readonly_token = self._manage("create_api_token", "viewer", "--read-only").strip()
         self.session = requests.Session()

@@ -70,6 +70,7 @@ class Observed:
     state: dict  # Docker ContainerState keys (STATE_KEYS)
     image: str = ""
     logs: dict | None = None  # {"stdout": base64 or None, "stderr": base64 or None}, redacted
+    restarts: int = 0  # restarts of this container/process by its restart policy
 
     def as_dict(self) -> dict:
         return {
@@ -124,3 +125,20 @@ class Runtime(abc.ABC):
     def pull(self, repository: str, tag: str, progress) -> tuple[dict, str]:
         """Pull ``repository:tag``, calling ``progress(dict)`` as it goes; returns (final progress, log)."""
         raise RuntimeError_(f"the {self.name} runtime has no images to pull")
+
+    # --- side-by-side replacement (image upgrades) ----------------------------------------------
+    # begin_replace sets the camera's current process aside (stopped, kept) and starts one from the
+    # new spec under the camera's own name; then exactly one of commit_replace (drop the old one)
+    # or rollback_replace (drop the new one, restore the old one as it was) ends it. While it lasts,
+    # observe()/observe_all() report only the new process. All are idempotent.
+
+    def begin_replace(self, spec: CameraSpec) -> dict:
+        """Returns {"old": Observed | None, "new": Observed, "started_ms": int}; "old" is None when
+        the camera already runs ``spec`` (a repeated request after success)."""
+        raise RuntimeError_(f"the {self.name} runtime runs cameras without images: upgrades need the Docker runtime")
+
+    def commit_replace(self, name: str) -> None:
+        raise RuntimeError_(f"the {self.name} runtime runs cameras without images: upgrades need the Docker runtime")
+
+    def rollback_replace(self, name: str) -> Observed | None:
+        raise RuntimeError_(f"the {self.name} runtime runs cameras without images: upgrades need the Docker runtime")

@@ -65,6 +65,16 @@ def container_name(camera_name: str) -> str:
     return f"{CONTAINER_PREFIX}{camera_name}"
 
 
+# During an upgrade the camera's old container waits under this name (a "." never appears in a
+# camera name of the API, so it cannot collide with another camera's container). It keeps its
+# labels; observe_all() reports only containers under their camera's own name.
+REPLACED_SUFFIX = ".old"
+
+
+def replaced_name(camera_name: str) -> str:
+    return f"{container_name(camera_name)}{REPLACED_SUFFIX}"
+
+
 def _check_name(name: str) -> None:
     if not isinstance(name, str) or not _NAME_RE.match(name):
         raise RuntimeError_(f"invalid camera name {name!r}: use letters, digits, '_', '-' or '.'")
@@ -419,6 +429,7 @@ class DockerRuntime(Runtime):
             image_id = self._image_id(spec.image)
             env = self._environment(spec)
             spec_hash = self._spec_hash(spec, env)
+            self._restore_replaced(spec.name)  # an upgrade that was interrupted: its old container back
             container = self._get(spec.name)
             if container is not None:
                 self._check_owner(container, spec.name)
@@ -485,9 +496,12 @@ class DockerRuntime(Runtime):
     def remove(self, name: str, timeout: float = 5.0) -> bool:
         _check_name(name)
         with self._lock(name):
+            replaced = self._get_replaced(name)  # left by an interrupted upgrade
+            if replaced is not None:
+                self._remove_container(replaced, None, name)
             container = self._get_ours(name)
             if container is None:
-                return False
+                return replaced is not None
             self._remove_container(container, timeout, name)
             return True
 
@@ -512,6 +526,7 @@ class DockerRuntime(Runtime):
             state=state,
             image=(attrs.get("Config") or {}).get("Image") or "",
             logs=logs,
+            restarts=int(attrs.get("RestartCount") or 0),
         )
 
     def observe(self, name: str, with_logs: bool = True) -> Observed | None:
@@ -537,6 +552,8 @@ class DockerRuntime(Runtime):
                     container = self.client.containers.get(item.id)
                 if not self._is_ours(container.labels):
                     return None
+                if container.name != container_name(container.labels.get(LABEL_CAMERA, "")):
+                    return None  # an old container set aside by an upgrade in progress
                 return self._observed(container, with_logs)
             except RuntimeError_ as exc:
                 if isinstance(exc.__cause__, docker.errors.NotFound):
@@ -591,3 +608,106 @@ class DockerRuntime(Runtime):
                     "created": _rfc3339_from_unix(image.get("Created")),
                 })
         return sorted(result, key=lambda i: (i["repository"], i["tag"]))
+
+    # --- side-by-side replacement (image upgrades) ---------------------------------------------------
+
+    def _get_replaced(self, name: str):
+        """The camera's container set aside by an upgrade (ours only), or None."""
+        try:
+            with _daemon(f"inspect the old container of camera {name}"):
+                container = self.client.containers.get(replaced_name(name))
+        except RuntimeError_ as exc:
+            if isinstance(exc.__cause__, docker.errors.NotFound):
+                return None
+            raise
+        return container if self._is_ours(container.labels, name) else None
+
+    def _restore_replaced(self, name: str) -> bool:
+        """Put a set-aside container back under the camera's name and start it (removing the new
+        one that took its place). False when there is none. Caller holds the camera's lock."""
+        old = self._get_replaced(name)
+        if old is None:
+            return False
+        current = self._get(name)
+        if current is not None:
+            self._check_owner(current, name)  # a foreign container took the name: touch nothing
+            self._remove_container(current, 2.0, name)
+        with _daemon(f"restore the old container of camera {name}"):
+            old.rename(container_name(name))
+            old.reload()
+            if old.status in ("created", "exited"):
+                old.start()
+            elif old.status == "paused":
+                old.unpause()
+        log.info("camera %s: old container %s restored", name, old.short_id, extra={"camera": name, "host": self.host})
+        return True
+
+    def begin_replace(self, spec: CameraSpec) -> dict:
+        """Stop the camera's container and set it aside (renamed ``<name>.old``, kept as it is), then
+        create and start one from ``spec`` under the camera's name. On any failure the old one is
+        back and running. Idempotent: a camera already running ``spec`` is left as it is."""
+        _check_name(spec.name)
+        if spec.host and spec.host != self.host:
+            raise RuntimeError_(f"camera {spec.name} belongs to host {spec.host}, not {self.host}")
+        self._register_url_secret(spec.rtsp_url)
+        with self._lock(spec.name):
+            image_id = self._image_id(spec.image)
+            env = self._environment(spec)
+            spec_hash = self._spec_hash(spec, env)
+            self._restore_replaced(spec.name)  # an earlier attempt was interrupted: start from the old one
+            current = self._get(spec.name)
+            if current is None:
+                raise RuntimeError_(f"camera {spec.name} has no container on this host to upgrade")
+            self._check_owner(current, spec.name)
+            if current.status not in ("removing", "dead") and self._matches(current, spec, image_id, spec_hash):
+                if current.status in ("created", "exited"):
+                    self._start(current, spec.name)
+                new = self.observe(spec.name, with_logs=False)
+                if new is None:
+                    raise RuntimeError_(f"the container of camera {spec.name} disappeared")
+                return {"old": None, "new": new, "started_ms": 0}
+            old = self._observed(current, with_logs=False)
+            set_aside = False
+            try:
+                with _daemon(f"stop the container of camera {spec.name}"):
+                    if current.status in ("running", "restarting", "paused"):
+                        current.stop(timeout=max(0, math.ceil(self.stop_timeout)))
+                    current.rename(replaced_name(spec.name))
+                set_aside = True
+                container = self._create(spec, image_id, env, spec_hash)
+                started_ms = int(time.time() * 1000)
+                self._start(container, spec.name)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    if set_aside:
+                        self._restore_replaced(spec.name)
+                    else:
+                        current.reload()
+                        if old.status in ("running", "restarting") and current.status in ("created", "exited"):
+                            current.start()
+                raise
+            log.info("camera %s: container %s set aside, %s started on %s", spec.name, current.short_id,
+                     container.short_id, spec.image, extra={"camera": spec.name, "host": self.host})
+        new = self.observe(spec.name, with_logs=False)
+        if new is None:
+            self.rollback_replace(spec.name)
+            raise RuntimeError_(f"the new container of camera {spec.name} disappeared while starting")
+        return {"old": old, "new": new, "started_ms": started_ms}
+
+    def commit_replace(self, name: str) -> None:
+        """The new container stays: remove the old one set aside (idempotent)."""
+        _check_name(name)
+        with self._lock(name):
+            old = self._get_replaced(name)
+            if old is not None:
+                self._remove_container(old, None, name)
+                log.info("camera %s: old container %s removed", name, old.short_id,
+                         extra={"camera": name, "host": self.host})
+
+    def rollback_replace(self, name: str) -> Observed | None:
+        """Remove the new container and restore the old one, running, as it was (idempotent)."""
+        _check_name(name)
+        with self._lock(name):
+            self._restore_replaced(name)
+        return self.observe(name, with_logs=False)
+

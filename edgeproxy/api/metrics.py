@@ -1,0 +1,219 @@
+"""Prometheus ``/metrics``: request metrics of the API, and the fleet as the database knows it.
+
+* Request metrics (``edgeproxy_http_requests_total``, ``edgeproxy_http_request_duration_seconds``)
+  are counted by ``RequestMetricsMiddleware`` per method, route template (``api/v1/process/<str:name>``,
+  never the raw path) and status. Under gunicorn every worker process counts its own requests;
+  ``edgeproxy.gunicorn_conf`` turns on prometheus_client's multiprocess mode
+  (``PROMETHEUS_MULTIPROC_DIR``) so that a scrape, whichever worker answers it, sums them all.
+* Fleet metrics (cameras, hosts, operations, control workers) are read from the database and the
+  broker at scrape time by ``FleetCollector``: the same answer from every process, nothing kept.
+
+Access: an API token (``Authorization: Token <key>``, read-only is enough), an admin session, or
+``Authorization: Bearer <EDGEPROXY_METRICS_TOKEN>`` when that is set; ``EDGEPROXY_METRICS_PUBLIC=true``
+opens it to anyone who can reach the port.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import time
+
+from django.conf import settings
+from django.http import HttpResponse, JsonResponse
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from edgeproxy.api.errors import error_body
+
+logger = logging.getLogger("edgeproxy.metrics")
+
+MULTIPROCESS = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+_METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"}
+
+REQUESTS = Counter(
+    "edgeproxy_http_requests", "HTTP requests answered by the API", ["method", "route", "status"]
+)
+LATENCY = Histogram(
+    "edgeproxy_http_request_duration_seconds", "Time to answer an HTTP request", ["method", "route"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+
+
+def _route(request) -> str:
+    match = getattr(request, "resolver_match", None)
+    if match is None:
+        return "<unmatched>"  # 404s and requests refused before routing (413): one series, not one per path
+    return match.route or match.view_name or "<unnamed>"
+
+
+class RequestMetricsMiddleware:
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        started = time.perf_counter()
+        response = self.get_response(request)
+        method = request.method if request.method in _METHODS else "OTHER"
+        route = _route(request)
+        LATENCY.labels(method, route).observe(time.perf_counter() - started)
+        REQUESTS.labels(method, route, str(response.status_code)).inc()
+        return response
+
+
+# --- fleet metrics, computed at scrape time --------------------------------------------------
+
+
+class FleetCollector:
+    """Cameras, hosts and operations from the database; control workers from the broker."""
+
+    def collect(self):
+        from django.db import DatabaseError
+
+        try:
+            yield from self._fleet()
+            database_up = 1
+        except DatabaseError as exc:
+            logger.warning("metrics: database unreachable: %s", exc)
+            database_up = 0
+        yield GaugeMetricFamily("edgeproxy_database_up", "1 when the database answered this scrape",
+                                value=database_up)
+        from edgeproxy import liveness
+
+        workers = liveness.control_workers_seen()
+        yield GaugeMetricFamily("edgeproxy_broker_up", "1 when the broker answered this scrape",
+                                value=0 if workers is None else 1)
+        yield GaugeMetricFamily("edgeproxy_control_workers", "control workers seen in the last heartbeats",
+                                value=len(workers or []))
+
+    def _fleet(self):
+        from django.db.models import Count
+
+        from processes.models import Camera, EdgeHost, Operation
+
+        now = time.time()
+        cutoff = EdgeHost.online_cutoff()
+        hosts = list(EdgeHost.objects.values_list("id", "name", "last_heartbeat"))
+        online = {hid: bool(beat and beat >= cutoff) for hid, _, beat in hosts}
+        names = {hid: name for hid, name, _ in hosts}
+
+        host_online = GaugeMetricFamily("edgeproxy_host_online", "1 when the edge host beat recently", labels=["host"])
+        host_age = GaugeMetricFamily("edgeproxy_host_last_heartbeat_age_seconds",
+                                     "seconds since the edge host's last heartbeat", labels=["host"])
+        host_cameras = GaugeMetricFamily("edgeproxy_host_cameras", "cameras placed on the edge host", labels=["host"])
+        per_host = dict.fromkeys(names, 0)
+
+        status = GaugeMetricFamily("edgeproxy_camera_status", "1 for the camera's current status (as the API shows it)",
+                                   labels=["camera", "host", "status"])
+        desired = GaugeMetricFamily("edgeproxy_camera_desired_running", "1 when the camera should run",
+                                    labels=["camera", "host"])
+        streaming = GaugeMetricFamily("edgeproxy_camera_streaming", "1 when the camera process receives frames",
+                                      labels=["camera", "host"])
+        fps = GaugeMetricFamily("edgeproxy_camera_fps", "frames received per second (3 s window)",
+                                labels=["camera", "host"])
+        frame_age = GaugeMetricFamily("edgeproxy_camera_last_frame_age_seconds",
+                                      "seconds since the camera's newest frame (as of its host's last report)",
+                                      labels=["camera", "host"])
+        observed_age = GaugeMetricFamily("edgeproxy_camera_observed_age_seconds",
+                                         "seconds since the edge host last reported on the camera",
+                                         labels=["camera", "host"])
+        counters = {
+            "reconnects": CounterMetricFamily("edgeproxy_camera_reconnects", "reconnects of the camera process",
+                                              labels=["camera", "host"]),
+            "packets": CounterMetricFamily("edgeproxy_camera_packets", "video packets received",
+                                           labels=["camera", "host"]),
+            "decoded_frames": CounterMetricFamily("edgeproxy_camera_decoded_frames", "frames decoded for consumers",
+                                                  labels=["camera", "host"]),
+            "published_frames": CounterMetricFamily("edgeproxy_camera_frames_served",
+                                                    "decoded frames published to the frame bus for AI programs",
+                                                    labels=["camera", "host"]),
+            "decode_errors": CounterMetricFamily("edgeproxy_camera_decode_errors", "packets that failed to decode",
+                                                 labels=["camera", "host"]),
+        }
+        rows = Camera.objects.values_list("name", "host_id", "status", "desired_state", "stream", "observed_at")
+        for name, host_id, stored_status, desired_state, stream, observed_at in rows.iterator(chunk_size=2000):
+            host = names.get(host_id, "")
+            labels = [name, host]
+            per_host[host_id] = per_host.get(host_id, 0) + 1
+            shown = stored_status if online.get(host_id) or stored_status == "pending" else "offline"
+            status.add_metric([name, host, shown], 1)
+            desired.add_metric(labels, 1 if desired_state == "running" else 0)
+            if observed_at is not None:
+                observed_age.add_metric(labels, max(0.0, now - observed_at.timestamp()))
+            stream = stream if isinstance(stream, dict) else {}
+            live = shown not in ("offline", "stopped", "exited", "dead", "removing") and stream.get("state") == "streaming"
+            streaming.add_metric(labels, 1 if live else 0)
+            if stream:
+                fps.add_metric(labels, float(stream.get("fps") or 0) if live else 0.0)
+                if isinstance(stream.get("last_frame_at"), int | float):
+                    frame_age.add_metric(labels, max(0.0, now - stream["last_frame_at"] / 1000))
+                for key, family in counters.items():
+                    if isinstance(stream.get(key), int | float):
+                        family.add_metric(labels, stream[key])
+        for hid, name, beat in hosts:
+            host_online.add_metric([name], 1 if online[hid] else 0)
+            if beat is not None:
+                host_age.add_metric([name], max(0.0, now - beat.timestamp()))
+            host_cameras.add_metric([name], per_host.get(hid, 0))
+
+        operations = GaugeMetricFamily("edgeproxy_operations", "operations in the database by host, kind and state",
+                                       labels=["host", "kind", "state"])
+        for host, kind, state, count in (
+            Operation.objects.values_list("host__name", "kind", "state").annotate(n=Count("id")).order_by()
+        ):
+            operations.add_metric([host or "", kind, state], count)
+
+        yield from (host_online, host_age, host_cameras, status, desired, streaming, fps, frame_age, observed_age,
+                    *counters.values(), operations)
+
+
+class _DefaultRegistry:
+    """This process's own metrics (requests, process, GC) when not in multiprocess mode."""
+
+    def collect(self):
+        yield from REGISTRY.collect()
+
+
+def _registry() -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    if MULTIPROCESS:
+        from prometheus_client import multiprocess
+
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        registry.register(_DefaultRegistry())
+    registry.register(FleetCollector())
+    return registry
+
+
+def _allowed(request) -> bool:
+    if settings.EDGEPROXY_METRICS_PUBLIC or not settings.EDGEPROXY_AUTH:
+        return True
+    scheme, _, credentials = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
+    scheme, credentials = scheme.lower(), credentials.strip()
+    expected = settings.EDGEPROXY_METRICS_TOKEN
+    if scheme == "bearer" and expected and credentials:
+        return hmac.compare_digest(credentials.encode(), expected.encode())
+    if scheme == "token" and credentials:
+        from rest_framework.authentication import TokenAuthentication
+        from rest_framework.exceptions import AuthenticationFailed
+
+        try:
+            return TokenAuthentication().authenticate(request) is not None
+        except AuthenticationFailed:
+            return False
+    user = getattr(request, "user", None)
+    return bool(user is not None and user.is_authenticated and user.is_staff)
+
+
+def metrics(request):
+    if request.method not in ("GET", "HEAD"):
+        return JsonResponse(error_body(405, f"Method {request.method} is not allowed here."), status=405)
+    if not _allowed(request):
+        response = JsonResponse(
+            error_body(401, "Authentication required: send 'Authorization: Token <key>' "
+                            "(or 'Bearer <EDGEPROXY_METRICS_TOKEN>')."), status=401)
+        response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return response
+    return HttpResponse(generate_latest(_registry()), content_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,375 @@
+"""OpenAPI 3 description of the API (drf-spectacular): the shapes the routes answer, and the errors.
+
+The serializers here only *describe* JSON for the schema (``/api/schema/``, ``/api/docs/``); the
+views build their bodies in ``processes.selectors`` and ``settings_app.selectors``. Views declare
+their success responses with ``extend_schema``; ``AutoSchema`` adds to every operation the errors
+it can answer (``{"code", "message", "errors"}``), so a new route cannot forget them:
+
+* 401 on every route (no or bad token), 503 on every route (database or broker unreachable);
+* 403 on every route that changes something (read-only tokens);
+* 404 on routes with a path parameter (unknown camera, host, task);
+* 400, 413 (body over 64 KiB) and 415 on routes that take a body; 400 on routes with query parameters;
+* routes that queue an operation (``processes.api.OperationView``) answer the camera record:
+  ``202`` queued, ``200`` ended within ``?wait=N``, ``504`` still running after it; and ``409``.
+"""
+
+from __future__ import annotations
+
+from django.contrib.auth.views import redirect_to_login
+from drf_spectacular import openapi
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, PolymorphicProxySerializer
+from drf_spectacular.views import SpectacularSwaggerView
+from rest_framework import exceptions, serializers
+
+from processes.models import DesiredState, OperationKind, OperationState
+from worker.camera.keys import STATES as STREAM_STATES
+
+# --- errors ----------------------------------------------------------------------------------
+
+
+class ErrorSerializer(serializers.Serializer):
+    code = serializers.IntegerField(help_text="the HTTP status")
+    message = serializers.CharField(help_text="one clear sentence; names the field for a 400")
+    errors = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()), required=False,
+        help_text="validation errors: field -> messages (400 only)",
+    )
+
+    class Meta:
+        ref_name = "Error"
+
+
+ERROR_TEXT = {
+    400: "Invalid input: the message names the field and the rule; nothing was changed.",
+    401: "No token, or an unknown one: send 'Authorization: Token <key>'.",
+    403: "The token is read-only: it may list and read, not change anything.",
+    404: "No such camera, host, task or image.",
+    405: "Method not allowed on this route.",
+    409: "Conflict: the name exists already, or the camera is busy with another operation.",
+    413: "The request body is larger than 64 KiB.",
+    415: "The body is not JSON (send Content-Type: application/json).",
+    501: "Not available in this version.",
+    503: "No edge host online, an edge frame server unreachable, or the database or broker down; nothing was changed.",
+    504: "The operation had not ended within ?wait=N seconds (the body is the record as it is).",
+}
+
+
+def error(code: int, description: str | None = None) -> OpenApiResponse:
+    return OpenApiResponse(ErrorSerializer, description=description or ERROR_TEXT[code])
+
+
+def errors(*codes: int) -> dict:
+    return {code: error(code) for code in codes}
+
+
+# --- the camera record (StreamProcess) -------------------------------------------------------
+
+
+class ContainerStateSerializer(serializers.Serializer):
+    Status = serializers.CharField(required=False)
+    Running = serializers.BooleanField(required=False)
+    Paused = serializers.BooleanField(required=False)
+    Restarting = serializers.BooleanField(required=False)
+    OOMKilled = serializers.BooleanField(required=False)
+    Dead = serializers.BooleanField(required=False)
+    Pid = serializers.IntegerField(required=False)
+    ExitCode = serializers.IntegerField(required=False)
+    Error = serializers.CharField(required=False, allow_null=True)
+    StartedAt = serializers.CharField(required=False, help_text="RFC 3339")
+    FinishedAt = serializers.CharField(required=False, help_text="RFC 3339")
+
+    class Meta:
+        ref_name = "ContainerState"
+
+
+class ProcessLogsSerializer(serializers.Serializer):
+    stdout = serializers.CharField(allow_null=True, help_text="base64, last 100 lines, passwords redacted")
+    stderr = serializers.CharField(allow_null=True, help_text="base64, last 100 lines, passwords redacted")
+
+    class Meta:
+        ref_name = "ProcessLogs"
+
+
+class RtmpStreamStatusSerializer(serializers.Serializer):
+    streaming = serializers.BooleanField()
+    storing = serializers.BooleanField()
+
+    class Meta:
+        ref_name = "RtmpStreamStatus"
+
+
+class StreamStatusSerializer(serializers.Serializer):
+    state = serializers.ChoiceField(choices=list(STREAM_STATES), required=False)
+    fps = serializers.FloatField(required=False, help_text="frames received per second (3 s window)")
+    width = serializers.IntegerField(required=False, allow_null=True)
+    height = serializers.IntegerField(required=False, allow_null=True)
+    codec = serializers.CharField(required=False, allow_null=True)
+    last_frame_at = serializers.IntegerField(required=False, allow_null=True, help_text="ms since epoch")
+    reconnects = serializers.IntegerField(required=False)
+    last_error = serializers.CharField(required=False, allow_null=True)
+
+    class Meta:
+        ref_name = "StreamStatus"
+
+
+class OperationSerializer(serializers.Serializer):
+    id = serializers.UUIDField(help_text="also the Celery task id: GET /api/v1/tasks/{id}")
+    kind = serializers.ChoiceField(choices=OperationKind.choices)
+    state = serializers.ChoiceField(choices=OperationState.choices)
+    error = serializers.CharField(allow_null=True)
+    created = serializers.IntegerField(help_text="ms since epoch")
+    finished = serializers.IntegerField(allow_null=True, help_text="ms since epoch")
+
+    class Meta:
+        ref_name = "Operation"
+
+
+PROCESS_STATUSES = ("created", "running", "restarting", "paused", "exited", "dead", "removing",
+                    "pending", "stopped", "error", "offline")
+
+
+class StreamProcessSerializer(serializers.Serializer):
+    name = serializers.CharField(help_text="unique in the fleet; also the gRPC device_id")
+    rtsp_endpoint = serializers.CharField(help_text="password masked: rtsp://user:***@host/...")
+    rtmp_endpoint = serializers.CharField(required=False)
+    container_id = serializers.CharField(allow_blank=True)
+    image_tag = serializers.CharField()
+    created = serializers.IntegerField(help_text="ms since epoch")
+    modified = serializers.IntegerField(help_text="ms since epoch")
+    status = serializers.ChoiceField(choices=PROCESS_STATUSES)
+    state = ContainerStateSerializer()
+    logs = ProcessLogsSerializer()
+    rtmp_stream_status = RtmpStreamStatusSerializer()
+    upgrade_available = serializers.BooleanField()
+    newer_version = serializers.CharField(required=False)
+    host = serializers.CharField(help_text="the edge host that runs it")
+    desired_state = serializers.ChoiceField(choices=DesiredState.choices)
+    operation = OperationSerializer(allow_null=True, help_text="the last operation")
+    stream = StreamStatusSerializer(allow_null=True, help_text="live facts from the camera process")
+
+    class Meta:
+        ref_name = "StreamProcess"
+
+
+class DeletedProcessSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    status = serializers.ChoiceField(choices=["deleted"])
+    operation = OperationSerializer(allow_null=True)
+
+    class Meta:
+        ref_name = "DeletedProcess"
+
+
+StreamProcessOrDeleted = PolymorphicProxySerializer(
+    component_name="StreamProcessOrDeleted",
+    serializers=[StreamProcessSerializer, DeletedProcessSerializer],
+    resource_type_field_name=None,
+)
+
+
+def operation_responses(body=StreamProcessSerializer) -> dict:
+    """What a route that queues an operation answers."""
+    return {
+        202: OpenApiResponse(body, description="Queued: the record with status pending and the operation."),
+        200: OpenApiResponse(body, description="With ?wait=N: the operation ended (succeeded or failed) in time."),
+        504: OpenApiResponse(body, description="With ?wait=N: still running after N seconds; the record as it is."),
+        **errors(409),
+    }
+
+
+WAIT_PARAMETER = OpenApiParameter(
+    "wait", OpenApiTypes.NUMBER, OpenApiParameter.QUERY, required=False,
+    description="seconds (0 to 60) to wait for the operation to end: 200 when it did, 504 when not",
+)
+
+# --- hosts, tasks, settings, images, annotations ----------------------------------------------
+
+
+class HostImageSerializer(serializers.Serializer):
+    repository = serializers.CharField()
+    tag = serializers.CharField(allow_blank=True)
+    id = serializers.CharField(allow_blank=True)
+    size = serializers.IntegerField(allow_null=True, required=False)
+    created = serializers.CharField(allow_null=True, required=False)
+
+    class Meta:
+        ref_name = "HostImage"
+
+
+class EdgeHostSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    queue = serializers.CharField()
+    online = serializers.BooleanField(help_text="heard from within EDGEPROXY_OFFLINE_AFTER_BEATS heartbeats")
+    last_heartbeat = serializers.IntegerField(allow_null=True, help_text="ms since epoch")
+    runtime = serializers.CharField(allow_blank=True)
+    facts = serializers.DictField()
+    frames_address = serializers.CharField(allow_null=True)
+    cameras = serializers.IntegerField()
+    images = HostImageSerializer(many=True)
+    created = serializers.IntegerField(help_text="ms since epoch")
+
+    class Meta:
+        ref_name = "EdgeHost"
+
+
+class TaskSerializer(OperationSerializer):
+    camera = serializers.CharField(allow_null=True)
+    host = serializers.CharField(allow_null=True)
+    started = serializers.IntegerField(allow_null=True, help_text="ms since epoch")
+    progress = serializers.DictField(help_text="pulls: bytes and layers done")
+    response = serializers.CharField(required=False, help_text="pulls: the pull log, at the end")
+
+    class Meta:
+        ref_name = "Task"
+
+
+class PullResponseSerializer(serializers.Serializer):
+    operations = TaskSerializer(many=True)
+
+    class Meta:
+        ref_name = "PullOperations"
+
+
+class SettingsResponseSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    edge_key = serializers.CharField(allow_null=True)
+    edge_secret = serializers.CharField(allow_null=True, help_text='"***" when set; never the secret')
+    project_id = serializers.CharField(allow_null=True)
+    region = serializers.CharField(allow_null=True)
+    registry_id = serializers.CharField(allow_null=True)
+    gateway_id = serializers.CharField(allow_null=True)
+    camera_image = serializers.CharField(help_text="image new cameras run")
+    created = serializers.IntegerField(allow_null=True)
+    modified = serializers.IntegerField(allow_null=True)
+
+    class Meta:
+        ref_name = "Settings"
+
+
+class HostImageUpgradeSerializer(serializers.Serializer):
+    host = serializers.CharField()
+    name = serializers.CharField()
+    has_image = serializers.BooleanField()
+    current_version = serializers.CharField(allow_null=True)
+    highest_remote_version = serializers.CharField(allow_null=True)
+    has_upgrade = serializers.BooleanField()
+    camera_type = serializers.CharField()
+    local_versions = serializers.ListField(child=serializers.CharField())
+
+    class Meta:
+        ref_name = "HostImageUpgrade"
+
+
+class ImageUpgradeSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    has_image = serializers.BooleanField()
+    current_version = serializers.CharField(allow_null=True)
+    highest_remote_version = serializers.CharField(allow_null=True, help_text="null: no registry asked")
+    has_upgrade = serializers.BooleanField()
+    camera_type = serializers.CharField()
+    hosts = HostImageUpgradeSerializer(many=True)
+
+    class Meta:
+        ref_name = "ImageUpgrade"
+
+
+class LocalImageSerializer(serializers.Serializer):
+    Host = serializers.CharField()
+    Id = serializers.CharField(allow_null=True)
+    RepoTags = serializers.ListField(child=serializers.CharField())
+    Size = serializers.IntegerField(allow_null=True)
+    Created = serializers.CharField(allow_null=True)
+
+    class Meta:
+        ref_name = "LocalImage"
+
+
+class AnnotationSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    device_name = serializers.CharField()
+    host = serializers.CharField(allow_null=True)
+    type = serializers.CharField()
+    start_timestamp = serializers.IntegerField(help_text="ms since epoch")
+    end_timestamp = serializers.IntegerField(allow_null=True)
+    object_type = serializers.CharField(allow_null=True)
+    confidence = serializers.FloatField(allow_null=True)
+    data = serializers.DictField(help_text="every field of the AnnotateRequest")
+    created = serializers.IntegerField()
+
+    class Meta:
+        ref_name = "Annotation"
+
+
+class UpgradeRequestSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    newer_version = serializers.CharField(required=False)
+
+    class Meta:
+        ref_name = "UpgradeRequest"
+
+
+def query(name: str, type_=OpenApiTypes.STR, description: str = "", **kwargs) -> OpenApiParameter:
+    return OpenApiParameter(name, type_, OpenApiParameter.QUERY, required=False, description=description, **kwargs)
+
+
+JPEG_RESPONSES = {
+    (200, "image/jpeg"): OpenApiResponse(OpenApiTypes.BINARY, description="the newest frame, JPEG"),
+    **errors(503, 504),
+}
+
+# --- the schema class ------------------------------------------------------------------------
+
+_BODY_METHODS = ("POST", "PUT", "PATCH")
+
+
+def _changes_state(view, method: str) -> bool:
+    return method not in ("GET", "HEAD", "OPTIONS") or bool(getattr(view, "changes_state", False))
+
+
+class AutoSchema(openapi.AutoSchema):
+    """drf-spectacular's AutoSchema plus the errors every route can answer (see the module doc)."""
+
+    def _is_operation_view(self) -> bool:
+        from processes.api import OperationView
+
+        return isinstance(self.view, OperationView)
+
+    def get_override_parameters(self):
+        parameters = list(super().get_override_parameters())
+        if self._is_operation_view() and self.method in ("POST", "DELETE", "PATCH", "PUT"):
+            parameters.append(WAIT_PARAMETER)
+        return parameters
+
+    def get_response_serializers(self):
+        # Only reached when a view did not declare responses with extend_schema.
+        if self._is_operation_view() and self.method != "GET":
+            return operation_responses(StreamProcessOrDeleted if self.method == "DELETE" else StreamProcessSerializer)
+        return super().get_response_serializers()
+
+    def _get_response_bodies(self, direction="response"):
+        responses = super()._get_response_bodies(direction)
+        wanted = {401, 503}
+        if _changes_state(self.view, self.method):
+            wanted.add(403)
+        if "{" in self.path:
+            wanted.add(404)
+        if self.method in _BODY_METHODS:
+            wanted.update((400, 413, 415))
+        if any(p.get("in") == "query" for p in self._get_parameters()):
+            wanted.add(400)
+        if self._is_operation_view() and self.method != "GET":
+            wanted.add(409)
+        for code in sorted(wanted):
+            if str(code) not in responses:
+                responses[str(code)] = self._get_response_for_code(error(code), str(code), direction=direction)
+        return dict(sorted(responses.items()))
+
+
+class SwaggerView(SpectacularSwaggerView):
+    """Swagger UI (assets served locally). A browser without a session goes to the admin login."""
+
+    def handle_exception(self, exc):
+        if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
+            return redirect_to_login(self.request.get_full_path(), "/admin/login/")
+        return super().handle_exception(exc)
