@@ -1,17 +1,42 @@
 """gunicorn settings shared by bin/run, the compose stack and the tests:
-``gunicorn -c python:edgeproxy.gunicorn_conf edgeproxy.wsgi``."""
+``gunicorn -c python:edgeproxy.gunicorn_conf edgeproxy.wsgi``.
 
+* Logs: gunicorn's own error and access logs go through the same redaction as every other log
+  line (the access log never shows the edge secret in a path or a password in a query), and are
+  JSON when ``LOG_FORMAT=json``.
+* Metrics: every worker process counts its requests; prometheus_client's multiprocess mode
+  (``PROMETHEUS_MULTIPROC_DIR``, a fresh temporary directory unless set) lets ``/metrics`` add them
+  up whichever worker answers the scrape.
+"""
+
+import glob
+import os
 import re
+import shutil
+import tempfile
 
 from gunicorn.glogging import Logger
 
-from worker.redaction import redact
+from worker.redaction import JsonFormatter, RedactingFilter, redact
 
 _SECRET_PATH = re.compile(r"(/settings/overwrite/)[^\s?\"]+")
+
+_OWN_METRICS_DIR = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+if _OWN_METRICS_DIR:
+    # Set before any worker imports prometheus_client (workers import the app after the fork).
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="edgeproxy-metrics-")
 
 
 class RedactingAccessLogger(Logger):
     """Access log lines never show the edge secret in a path or a password in a query."""
+
+    def setup(self, cfg):
+        super().setup(cfg)
+        json_format = os.environ.get("LOG_FORMAT", "text").strip().lower() == "json"
+        for handler in self.error_log.handlers + self.access_log.handlers:
+            handler.addFilter(RedactingFilter())
+            if json_format:
+                handler.setFormatter(JsonFormatter())
 
     def atoms(self, resp, req, environ, request_time):
         atoms = super().atoms(resp, req, environ, request_time)
@@ -19,6 +44,24 @@ class RedactingAccessLogger(Logger):
             if isinstance(atoms.get(key), str):
                 atoms[key] = redact(_SECRET_PATH.sub(r"\1***", atoms[key]))
         return atoms
+
+
+def on_starting(server):
+    directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    os.makedirs(directory, exist_ok=True)
+    for stale in glob.glob(os.path.join(directory, "*.db")):  # counts of an earlier run
+        os.remove(stale)
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    if _OWN_METRICS_DIR:
+        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
 
 
 logger_class = RedactingAccessLogger

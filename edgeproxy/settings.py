@@ -130,6 +130,7 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "SWAGGER_UI_SETTINGS": {"persistAuthorization": True, "displayOperationId": False},
     "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "edgeproxy.api.schema.document_rules"],
     "ENUM_NAME_OVERRIDES": {
         "OperationKindEnum": "processes.models.OperationKind",
         "OperationStateEnum": "processes.models.OperationState",
@@ -179,7 +180,8 @@ CELERY_TASK_IGNORE_RESULT = True
 # upgrade (minutes), so an hour is safe and still recovers from a worker killed mid-task.
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": envint("EDGEPROXY_VISIBILITY_TIMEOUT", 3600, minimum=10),
-    "socket_timeout": 5,
+    # No socket_timeout: a consumer whose blocking read times out under load reconnects, and a
+    # message Redis had already handed to the old connection would be lost.
     "socket_connect_timeout": 5,
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
@@ -257,7 +259,7 @@ CELERY_BEAT_SCHEDULE = {
     },
     "expire-operations": {
         "task": "processes.expire_operations",
-        "schedule": 30.0,
-        "options": {"queue": "control", "expires": 30.0},
+        "schedule": 10.0,
+        "options": {"queue": "control", "expires": 10.0},
     },
 }

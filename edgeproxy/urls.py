@@ -2,10 +2,9 @@
 
 from django.contrib import admin
 from django.urls import include, path, re_path
-from drf_spectacular.views import SpectacularAPIView
 
 from edgeproxy.api import health, metrics
-from edgeproxy.api.schema import SwaggerView
+from edgeproxy.api.docs import SchemaView, SwaggerView
 from processes import api as processes
 from settings_app import api as settings_api
 
@@ -41,7 +40,7 @@ urlpatterns = [
     path(v1 + "devicedockerimages", settings_api.LocalImages.as_view()),
     path(v1 + "alldockerimages", settings_api.AllImages.as_view()),
     # Schema, docs, health, admin
-    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/schema/", SchemaView.as_view(), name="schema"),
     path("api/docs/", SwaggerView.as_view(url_name="schema")),
     path("swagger/", SwaggerView.as_view(url_name="schema")),
     path("healthz", health.healthz),

@@ -9,7 +9,8 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from edgeproxy.api.errors import Invalid, NotFound, NotImplementedYet
+from edgeproxy.api import schema as oas
+from edgeproxy.api.errors import Invalid, NotFound
 from edgeproxy.api.fields import StrictCharField, has_space_or_control
 from processes import selectors, services
 from processes.models import OperationState
@@ -117,7 +118,7 @@ class ProcessCollection(OperationView):
 
 
 class ProcessDetail(OperationView):
-    @extend_schema(summary="A camera: stored and observed state")
+    @extend_schema(summary="A camera: stored and observed state", responses={200: oas.StreamProcessSerializer})
     def get(self, request, name):
         return Response(selectors.camera_payload(services.get_camera(name)))
 
@@ -151,7 +152,8 @@ class ProcessStart(OperationView):
 class ProcessStartRtsp(OperationView):
     """Documented route: ``{"name"}`` starts a known camera; a full connect body connects a new one."""
 
-    @extend_schema(request=NameSerializer, summary="Start a camera (documented route)")
+    @extend_schema(request=NameSerializer, summary="Start a camera (documented route)",
+                   responses={**oas.operation_responses(), **oas.errors(404)})
     def post(self, request):
         data = NameSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -177,25 +179,55 @@ class ProcessStop(OperationView):
 
 
 class ProcessList(APIView):
-    @extend_schema(summary="Every camera (filters: host, status)")
+    @extend_schema(summary="Every camera (filters: host, status)", responses={200: oas.StreamProcessSerializer(many=True)},
+                   parameters=[oas.query("host", description="only the cameras of this edge host"),
+                               oas.query("status", description="only the cameras with this status")])
     def get(self, request):
         body = selectors.camera_list_json(host=request.query_params.get("host"),
                                           status=request.query_params.get("status"))
         return HttpResponse(body, content_type="application/json")
 
 
-class ProcessUpgrades(APIView):
-    @extend_schema(summary="Every camera with upgrade_available and newer_version from its host's images")
+class UpgradeSerializer(serializers.Serializer):
+    """``{"name", "newer_version"}``, or a whole StreamProcess (its ``image_tag`` names the repository)."""
+
+    name = StrictCharField(max_length=63)
+    newer_version = StrictCharField(required=False, allow_blank=True, allow_null=True, max_length=128)
+    image_tag = StrictCharField(required=False, allow_blank=True, allow_null=True, max_length=255)
+
+    def validate_newer_version(self, value):
+        from settings_app.versions import TAG_RULE
+
+        if value and not TAG_RULE.fullmatch(value):
+            raise serializers.ValidationError("must be an image tag such as 0.0.10.")
+        return value or None
+
+    def validate_image_tag(self, value):
+        if value and not IMAGE_RULE.fullmatch(value):
+            raise serializers.ValidationError("must be an image reference repository:version.")
+        return value or None
+
+
+class ProcessUpgrades(OperationView):
+    @extend_schema(summary="Every camera with upgrade_available and newer_version from its host's images",
+                   responses={200: oas.StreamProcessSerializer(many=True)})
     def get(self, request):
         return HttpResponse(selectors.camera_list_json(), content_type="application/json")
 
-    @extend_schema(summary="Upgrade one camera's container (not available yet)")
+    @extend_schema(summary="Upgrade one camera's container to another local image of its host "
+                           "(without newer_version: the newest)", request=UpgradeSerializer)
     def post(self, request):
-        raise NotImplementedYet("Container upgrades are not available yet in this version of edgeproxy.")
+        data = UpgradeSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        camera = services.upgrade_camera(services.get_camera(data.validated_data["name"]),
+                                         newer_version=data.validated_data.get("newer_version"),
+                                         image_tag=data.validated_data.get("image_tag"))
+        return operation_response(request, camera.name, camera.last_operation_id)
 
 
 class ProcessFrame(APIView):
-    @extend_schema(summary="The newest frame of a camera as JPEG (?keyframe=true for the newest keyframe)")
+    @extend_schema(summary="The newest frame of a camera as JPEG (?keyframe=true for the newest keyframe)",
+                   responses=oas.JPEG_RESPONSES, parameters=[oas.query("keyframe", description="true: the newest keyframe")])
     def get(self, request, name):
         keyframe = request.query_params.get("keyframe", "false").lower() in ("1", "true", "yes")
         jpeg = services.camera_snapshot(services.get_camera(name), keyframe_only=keyframe)
@@ -205,13 +237,13 @@ class ProcessFrame(APIView):
 
 
 class HostCollection(APIView):
-    @extend_schema(summary="Edge hosts")
+    @extend_schema(summary="Edge hosts", responses={200: oas.EdgeHostSerializer(many=True)})
     def get(self, request):
         return Response([selectors.host_payload(h, h.camera_count) for h in selectors.hosts()])
 
 
 class HostDetail(APIView):
-    @extend_schema(summary="One edge host")
+    @extend_schema(summary="One edge host", responses={200: oas.EdgeHostSerializer})
     def get(self, request, name):
         host = selectors.host_by_name(name)
         if host is None:
@@ -220,7 +252,7 @@ class HostDetail(APIView):
 
 
 class TaskDetail(APIView):
-    @extend_schema(summary="An asynchronous operation")
+    @extend_schema(summary="An asynchronous operation", responses={200: oas.TaskSerializer})
     def get(self, request, task_id):
         op = selectors.operation_by_id(task_id)
         if op is None:
@@ -242,7 +274,8 @@ def _int_param(request, name: str, minimum: int | None = None, maximum: int | No
 
 
 class AnnotationList(APIView):
-    @extend_schema(summary="Annotation events (filters: camera, type, from, to in ms; limit)")
+    @extend_schema(summary="Annotation events (filters: camera, type, from, to in ms; limit)",
+                   responses={200: oas.AnnotationSerializer(many=True)}, parameters=oas.ANNOTATION_PARAMETERS)
     def get(self, request):
         return Response(
             selectors.annotations(

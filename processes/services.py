@@ -11,6 +11,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from edgeproxy import crypto
@@ -117,7 +118,8 @@ def connect_camera(*, name: str, rtsp_endpoint: str, rtmp_endpoint: str = "", ho
         op = _new_operation(camera, OperationKind.CONNECT)
         camera.save(update_fields=["last_operation"])
         _dispatch_ensure_running(camera, op)
-    logger.info("camera %s: connect queued on host %s (operation %s)", name, placed_on.name, op.id)
+    logger.info("camera %s: connect queued on host %s (operation %s)", name, placed_on.name, op.id,
+                extra={"camera": name, "host": placed_on.name, "operation": op.id})
     return camera
 
 
@@ -128,7 +130,8 @@ def start_camera(camera: Camera) -> Camera:
         camera.status = "pending"
         camera.save(update_fields=["desired_state", "status", "last_operation", "modified"])
         _dispatch_ensure_running(camera, op)
-    logger.info("camera %s: start queued (operation %s)", camera.name, op.id)
+    logger.info("camera %s: start queued (operation %s)", camera.name, op.id,
+                extra={"camera": camera.name, "operation": op.id})
     return camera
 
 
@@ -138,7 +141,8 @@ def stop_camera(camera: Camera) -> Camera:
         camera.desired_state = DesiredState.STOPPED
         camera.save(update_fields=["desired_state", "last_operation", "modified"])
         _send("edge.stop", camera.host, op, camera_name=camera.name)
-    logger.info("camera %s: stop queued (operation %s)", camera.name, op.id)
+    logger.info("camera %s: stop queued (operation %s)", camera.name, op.id,
+                extra={"camera": camera.name, "operation": op.id})
     return camera
 
 
@@ -150,7 +154,8 @@ def delete_camera(camera: Camera) -> Camera:
         camera.status = "removing"
         camera.save(update_fields=["desired_state", "status", "last_operation", "modified"])
         _send("edge.remove", camera.host, op, camera_name=camera.name)
-    logger.info("camera %s: delete queued (operation %s)", camera.name, op.id)
+    logger.info("camera %s: delete queued (operation %s)", camera.name, op.id,
+                extra={"camera": camera.name, "operation": op.id})
     return camera
 
 
@@ -254,7 +259,8 @@ def record_operation_result(operation_id: str, ok: bool, error: str = "", observ
         if camera is None:
             return
         if removed and ok and op.kind == OperationKind.DELETE:
-            logger.info("camera %s: deleted (operation %s)", camera.name, op.id)
+            logger.info("camera %s: deleted (operation %s)", camera.name, op.id,
+                        extra={"camera": camera.name, "operation": op.id})
             camera.delete()
             return
         camera.last_operation = op
@@ -263,7 +269,8 @@ def record_operation_result(operation_id: str, ok: bool, error: str = "", observ
             camera.status = "error"
         camera.save(update_fields=fields + ["last_operation"])
     if not ok:
-        logger.warning("operation %s (%s %s) failed: %s", op.id, op.kind, op.camera_name, op.error)
+        logger.warning("operation %s (%s %s) failed: %s", op.id, op.kind, op.camera_name, op.error,
+                       extra={"camera": op.camera_name or None, "operation": op.id})
 
 
 def record_heartbeat(host_name: str, report: dict) -> EdgeHost:
@@ -330,7 +337,8 @@ def _redispatch(op: Operation) -> None:
         _send("edge.stop", op.host, op, camera_name=camera.name)
     elif kind in (OperationKind.CONNECT, OperationKind.START, OperationKind.RECONCILE):
         _dispatch_ensure_running(camera, op)
-    # Other kinds (upgrade) own their recovery.
+    elif kind == OperationKind.UPGRADE and camera is not None:
+        _dispatch_upgrade(camera, op, op.progress.get("image") or camera.image_tag)  # idempotent on the edge
 
 
 # --- reconciliation ----------------------------------------------------------------------------
@@ -357,12 +365,13 @@ def _needs_correction(camera: Camera) -> str | None:
     return None
 
 
-def reconcile_host(host: EdgeHost) -> list[Operation]:
+def reconcile_host(host: EdgeHost, cameras=None) -> list[Operation]:
     """Drive one host towards the database: start what should run and does not, stop what should
     not run, remove containers with our labels that no camera of the database owns (strays).
     Every correction is an operation. Unlabelled containers are never seen, so never touched."""
     corrections = []
-    cameras = Camera.objects.select_related("host", "last_operation").filter(host=host)
+    if cameras is None:
+        cameras = Camera.objects.select_related("host", "last_operation").filter(host=host)
     for camera in cameras:
         action = _needs_correction(camera)
         if action is None:
@@ -379,38 +388,61 @@ def reconcile_host(host: EdgeHost) -> list[Operation]:
                     _send("edge.stop", host, op, camera_name=camera.name)
         except Conflict:
             continue  # a user's operation got there first
-        logger.info("reconcile: %s camera %s on %s (operation %s)", action, camera.name, host.name, op.id)
+        logger.info("reconcile: %s camera %s on %s (operation %s)", action, camera.name, host.name, op.id,
+                    extra={"camera": camera.name, "host": host.name, "operation": op.id})
         corrections.append(op)
+    if not host.strays:
+        return corrections
     busy = set(Operation.objects.filter(host=host, camera__isnull=True, kind=OperationKind.RECONCILE,
                                         state__in=ACTIVE_STATES).values_list("camera_name", flat=True))
-    owned = set(Camera.objects.filter(name__in=host.strays).values_list("name", flat=True).filter(host=host))
-    for stray in set(host.strays or []) - busy - owned:
+    owned = set(Camera.objects.filter(name__in=host.strays, host=host).values_list("name", flat=True))
+    for stray in set(host.strays) - busy - owned:
         with transaction.atomic():
             op = Operation.objects.create(kind=OperationKind.RECONCILE, host=host, camera_name=stray,
                                           progress={"action": "remove stray"})
             _send("edge.remove", host, op, camera_name=stray)
-        logger.info("reconcile: removing stray camera process %s on %s (operation %s)", stray, host.name, op.id)
+        logger.info("reconcile: removing stray camera process %s on %s (operation %s)", stray, host.name, op.id,
+                    extra={"camera": stray, "host": host.name, "operation": op.id})
         corrections.append(op)
     return corrections
 
 
 def reconcile_fleet() -> int:
     """One reconcile pass over every online host (Celery beat runs it)."""
-    return sum(len(reconcile_host(host)) for host in selectors.online_hosts())
+    hosts = {host.id: host for host in selectors.online_hosts()}
+    by_host: dict[int, list[Camera]] = {host_id: [] for host_id in hosts}
+    for camera in Camera.objects.select_related("last_operation").filter(host_id__in=hosts):
+        camera.host = hosts[camera.host_id]
+        by_host[camera.host_id].append(camera)
+    return sum(len(reconcile_host(hosts[host_id], cameras)) for host_id, cameras in by_host.items())
 
 
-def expire_operations(max_age_seconds: int) -> int:
-    """Fail operations whose host has been offline longer than ``max_age_seconds``: nobody will
-    finish them, and the camera must not stay busy for ever. (They are sent again if it returns.)"""
-    cutoff = timezone.now() - timedelta(seconds=max_age_seconds)
-    stale = Operation.objects.filter(state__in=ACTIVE_STATES, created__lt=cutoff).select_related("host")
-    expired = 0
-    for op in stale:
-        if op.host is None or not op.host.is_online:
-            record_operation_result(str(op.id), False, f"edge host {op.host.name if op.host else '?'} did not "
-                                    f"answer within {max_age_seconds} s")
-            expired += 1
-    return expired
+def expire_operations(max_age_seconds: int, resend_after_seconds: int = 30) -> int:
+    """Look after operations nobody seems to work on.
+
+    Pending for ``resend_after_seconds`` on an online host: the task message may be lost (a worker
+    killed while holding it), so it is sent again (edge tasks are idempotent). Older than
+    ``max_age_seconds`` on a host that is offline: failed, so the camera is not busy for ever
+    (it is reconciled when the host returns)."""
+    now = timezone.now()
+    handled = 0
+    stale = Operation.objects.filter(state__in=ACTIVE_STATES, created__lt=now - timedelta(seconds=resend_after_seconds))
+    for op in stale.select_related("host", "camera", "camera__host"):
+        online = op.host is not None and op.host.is_online
+        if not online and op.created < now - timedelta(seconds=max_age_seconds):
+            name = op.host.name if op.host else "?"
+            record_operation_result(str(op.id), False, f"edge host {name} did not answer within {max_age_seconds} s")
+            handled += 1
+        elif online and op.state == OperationState.PENDING:
+            last_sent = op.progress.get("sent_again_at", 0)
+            if time.time() - last_sent >= resend_after_seconds:
+                op.progress = {**op.progress, "sent_again_at": int(time.time())}
+                op.save(update_fields=["progress"])
+                logger.warning("operation %s (%s %s) still pending on %s: sent again", op.id, op.kind,
+                               op.camera_name, op.host.name)
+                _redispatch(op)
+                handled += 1
+    return handled
 
 
 # --- moving a camera between hosts -------------------------------------------------------------
@@ -434,7 +466,8 @@ def move_camera(camera: Camera, host_name: str) -> Camera:
         camera.status = "pending"
         camera.save(update_fields=["last_operation", "status", "modified"])
         _send("edge.remove", source, op, camera_name=camera.name)
-    logger.info("camera %s: move from %s to %s queued (operation %s)", camera.name, source.name, target.name, op.id)
+    logger.info("camera %s: move from %s to %s queued (operation %s)", camera.name, source.name, target.name, op.id,
+                extra={"camera": camera.name, "host": target.name, "operation": op.id})
     return camera
 
 
@@ -473,7 +506,13 @@ def pull_image(repository: str, version: str, host_name: str | None = None) -> l
 
 
 def record_operation_progress(operation_id: str, progress: dict) -> None:
-    Operation.objects.filter(id=operation_id, state__in=ACTIVE_STATES).update(progress=progress)
+    """Store an operation's progress. Reports carrying a ``seq`` may arrive out of order (several
+    control threads): an older one never overwrites a newer one, so progress never goes back."""
+    operations = Operation.objects.filter(id=operation_id, state__in=ACTIVE_STATES)
+    seq = progress.get("seq") if isinstance(progress, dict) else None
+    if isinstance(seq, int):
+        operations = operations.filter(Q(progress__seq__isnull=True) | Q(progress__seq__lt=seq))
+    operations.update(progress=progress)
 
 
 # --- annotations -------------------------------------------------------------------------------
@@ -502,3 +541,100 @@ def record_annotation(fields: dict, host: str = ""):
         confidence=float(confidence) if isinstance(confidence, int | float) else None,
         data=fields,
     )
+
+
+# --- upgrades ----------------------------------------------------------------------------------
+# Pull results and camera image upgrades (operation kinds ``pull`` and ``upgrade``). The edge side
+# is worker/upgrade.py; the image inventories come from heartbeats (EdgeHost.images).
+
+
+def record_pull_result(operation_id: str, ok: bool, error: str = "", result: dict | None = None,
+                       progress: dict | None = None, images: list | None = None) -> None:
+    """The end of a pull: final progress, the host's new image inventory and the result, together."""
+    with transaction.atomic():
+        op = Operation.objects.select_for_update().filter(id=operation_id).first()
+        if op is None or not op.is_active:
+            return  # redelivered
+        if progress:
+            op.progress = {**op.progress, **progress}
+            op.save(update_fields=["progress"])
+        if ok and images is not None and op.host_id:
+            EdgeHost.objects.filter(id=op.host_id).update(images=images)
+        record_operation_result(operation_id, ok, error, result=result)
+
+
+def record_upgrade_result(operation_id: str, ok: bool, error: str = "", observed: dict | None = None,
+                          stream: dict | None = None, result: dict | None = None,
+                          progress: dict | None = None) -> None:
+    """The end of an upgrade. Only a success changes the camera's ``image_tag`` (to ``result.image``).
+
+    A success reported after its operation was closed (a repeated delivery that ran after all)
+    still moves the record to the image the camera now runs: the edge only says so once it does."""
+    image = (result or {}).get("image")
+    with transaction.atomic():
+        op = Operation.objects.select_for_update().filter(id=operation_id).first()
+        if op is None:
+            return
+        if not op.is_active:
+            if ok and image and op.camera_id:
+                if Camera.objects.filter(id=op.camera_id).exclude(image_tag=image).update(
+                        image_tag=image, modified=timezone.now()):
+                    logger.info("camera %s: now on image %s (late result of operation %s)", op.camera_name, image, op.id)
+            return
+        if progress:
+            op.progress = {**op.progress, **progress}
+            op.save(update_fields=["progress"])
+        record_operation_result(operation_id, ok, error, observed, stream, result=result)
+        if ok and image and op.camera_id:
+            Camera.objects.filter(id=op.camera_id).update(image_tag=image, modified=timezone.now())
+            logger.info("camera %s: now on image %s (operation %s)", op.camera_name, image, op.id)
+
+
+def _dispatch_upgrade(camera: Camera, op: Operation, image: str) -> None:
+    if not camera.host.public_key:
+        raise Unavailable(f"Edge host {camera.host.name} has not reported its key yet; try again shortly.")
+    spec = {**_camera_spec(camera), "image": image}
+    _send("edge.upgrade", camera.host, op, camera_name=camera.name, spec=sealing.seal(camera.host.public_key, spec))
+
+
+def upgrade_camera(camera: Camera, newer_version: str | None = None, image_tag: str | None = None) -> Camera:
+    """Run the camera on another local image of its host (operation ``upgrade``).
+
+    ``newer_version``: a tag of the camera's repository (of ``image_tag``'s, when given) present on
+    the camera's host; without it, the highest local version, which must be newer than the current
+    one. The record's ``image_tag`` changes only when the edge reports success."""
+    from settings_app.versions import highest_version, is_newer, local_tags, sort_tags, split_image
+
+    host = camera.host
+    if host.runtime == "local":
+        raise Conflict(f"Camera {camera.name} runs on edge host {host.name} as a local process, which has no "
+                       "images: upgrades need the Docker runtime.")
+    if camera.desired_state != DesiredState.RUNNING:
+        raise Conflict(f"Camera {camera.name} is stopped; start it before upgrading it.")
+    repository, current = split_image(image_tag or camera.image_tag)
+    versions = [t for t in sort_tags(local_tags(host.images or [], repository)) if t != "latest"]
+    listed = ", ".join(versions) if versions else "none"
+    if newer_version:
+        if newer_version not in local_tags(host.images or [], repository):
+            raise Conflict(f"Image {repository}:{newer_version} is not on edge host {host.name}; versions there: "
+                           f"{listed}. Pull it first (GET /api/v1/dockerpull?tag={repository}&version={newer_version}).",
+                           extra={"versions": versions, "host": host.name})
+        version = newer_version
+    else:
+        version = highest_version(versions)
+        if version is None or not is_newer(version, current):
+            raise Conflict(f"Edge host {host.name} has no version of {repository} newer than {current or 'the current'}"
+                           f" one; versions there: {listed}.", extra={"versions": versions, "host": host.name})
+    target = f"{repository}:{version}"
+    if target == camera.image_tag:
+        raise Conflict(f"Camera {camera.name} already runs {target}.", extra={"versions": versions, "host": host.name})
+    with transaction.atomic():
+        op = _new_operation(camera, OperationKind.UPGRADE)
+        op.progress = {"phase": "queued", "image": target, "from": camera.image_tag}
+        op.save(update_fields=["progress"])
+        camera.save(update_fields=["last_operation", "modified"])
+        _dispatch_upgrade(camera, op, target)
+    logger.info("camera %s: upgrade from %s to %s queued (operation %s)", camera.name, camera.image_tag, target, op.id,
+                extra={"camera": camera.name, "operation": op.id})
+    return camera
+

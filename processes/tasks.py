@@ -50,3 +50,15 @@ def reconcile_fleet() -> None:
 @shared_task(name="processes.expire_operations", ignore_result=True)
 def expire_operations() -> None:
     services.expire_operations(settings.EDGEPROXY_OPERATION_TIMEOUT_SECONDS)
+
+
+@shared_task(name="processes.pull_finished", acks_late=True, ignore_result=True)
+def pull_finished(operation_id: str, ok: bool, error: str = "", result: dict | None = None,
+                  progress: dict | None = None, images: list | None = None) -> None:
+    services.record_pull_result(operation_id, ok, error, result, progress, images)
+
+
+@shared_task(name="processes.upgrade_finished", acks_late=True, ignore_result=True)
+def upgrade_finished(operation_id: str, ok: bool, error: str = "", observed: dict | None = None,
+                     stream: dict | None = None, result: dict | None = None, progress: dict | None = None) -> None:
+    services.record_upgrade_result(operation_id, ok, error, observed, stream, result, progress)

@@ -13,13 +13,31 @@ class EdgeSettingsForm(forms.ModelForm):
 
     class Meta:
         model = EdgeSettings
-        fields = ("name", "edge_key", "project_id", "region", "registry_id", "gateway_id", "camera_image")
+        fields = ("name", "edge_key", "project_id", "region", "registry_id", "gateway_id", "camera_image",
+                  "registry_url")
+
+    def clean_camera_image(self):
+        from processes.api import IMAGE_RULE
+
+        value = self.cleaned_data.get("camera_image", "")
+        if value and not IMAGE_RULE.fullmatch(value):
+            raise forms.ValidationError("Must be an image reference repository:version.")
+        return value
+
+    def clean_registry_url(self):
+        from settings_app.registry import check_registry_url
+
+        value = self.cleaned_data.get("registry_url", "").strip()
+        problem = check_registry_url(value) if value else None
+        if problem:
+            raise forms.ValidationError(f"Registry URL {problem}")
+        return value
 
 
 @admin.register(EdgeSettings)
 class EdgeSettingsAdmin(admin.ModelAdmin):
     form = EdgeSettingsForm
-    list_display = ("name", "edge_key", "has_edge_secret", "camera_image", "modified")
+    list_display = ("name", "edge_key", "has_edge_secret", "camera_image", "registry_url", "modified")
 
     @admin.display(boolean=True, description="edge secret set")
     def has_edge_secret(self, obj):

@@ -5,11 +5,12 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from edgeproxy.api import schema as oas
 from edgeproxy.api.errors import Invalid, NotFound
 from edgeproxy.api.fields import StrictCharField
 from processes import selectors as process_selectors
 from settings_app import selectors, services
-from settings_app.versions import split_image
+from settings_app.versions import REPOSITORY_RULE, TAG_RULE, split_image
 
 
 class SettingsSerializer(serializers.Serializer):
@@ -21,6 +22,16 @@ class SettingsSerializer(serializers.Serializer):
     registry_id = StrictCharField(required=False, allow_blank=True, max_length=255)
     gateway_id = StrictCharField(required=False, allow_blank=True, max_length=255)
     camera_image = StrictCharField(required=False, allow_blank=True, max_length=255)
+    registry_url = StrictCharField(required=False, allow_blank=True, max_length=255)
+
+    def validate_registry_url(self, value: str) -> str:
+        from settings_app.registry import check_registry_url
+
+        value = value.strip()
+        problem = check_registry_url(value) if value else None
+        if problem:
+            raise serializers.ValidationError(problem)
+        return value
 
     def validate_camera_image(self, value: str) -> str:
         from processes.api import IMAGE_RULE
@@ -38,11 +49,13 @@ def _overwrite(data: dict) -> Response:
 
 
 class SettingsView(APIView):
-    @extend_schema(summary="Fleet settings (the edge secret is never returned)")
+    @extend_schema(summary="Fleet settings (the edge secret is never returned)",
+                   responses={200: oas.SettingsResponseSerializer})
     def get(self, request):
         return Response(selectors.settings_payload())
 
-    @extend_schema(request=SettingsSerializer, summary="Overwrite settings (original route)")
+    @extend_schema(request=SettingsSerializer, summary="Overwrite settings (original route)",
+                   responses={200: oas.SettingsResponseSerializer})
     def post(self, request):
         data = SettingsSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -52,7 +65,10 @@ class SettingsView(APIView):
 class SettingsOverwrite(APIView):
     """``POST /settings/overwrite/<edge_key>:<edge_secret>``, or the same values as a JSON body."""
 
-    @extend_schema(request=SettingsSerializer, summary="Overwrite the edge key and secret (documented route)")
+    @extend_schema(request=SettingsSerializer, summary="Overwrite the edge key and secret (documented route)",
+                   responses={200: oas.SettingsResponseSerializer},
+                   parameters=[oas.OpenApiParameter("edge_params", str, "path",
+                                                    description="<edge_key>:<edge_secret>, or - to use the body")])
     def post(self, request, edge_params: str):
         body = request.data if isinstance(request.data, dict) else {}
         if edge_params and edge_params != "-":
@@ -69,32 +85,59 @@ def _repository_param(request, value: str | None) -> str:
     repository = (value or request.query_params.get("tag") or "").strip()
     if not repository:
         raise Invalid("tag: the image repository is required (e.g. ?tag=edgeproxy/camera).", {"tag": ["required"]})
-    return split_image(repository)[0]
+    repository = split_image(repository)[0]
+    if len(repository) > 255 or not REPOSITORY_RULE.fullmatch(repository):
+        raise Invalid("tag: must be an image repository such as edgeproxy/camera or registry:5000/edgeproxy/camera.",
+                      {"tag": ["not an image repository"]})
+    return repository
+
+
+def _pull_params(request) -> tuple[str, str]:
+    """``?tag=<repo>&version=<ver>`` (or ``?tag=<repo>:<ver>``); both default to the camera image."""
+    repository = (request.query_params.get("tag") or "").strip()
+    version = (request.query_params.get("version") or "").strip()
+    if repository and not version:
+        repository, version = split_image(repository)
+    default_repo, default_version = split_image(selectors.default_camera_image())
+    if not repository:
+        repository = default_repo
+    if not version:
+        if repository != default_repo:
+            raise Invalid("version: the version (tag) to pull is required for an image other than the camera image.",
+                          {"version": ["required"]})
+        version = default_version
+    if len(repository) > 255 or not REPOSITORY_RULE.fullmatch(repository):
+        raise Invalid("tag: must be an image repository such as edgeproxy/camera or registry:5000/edgeproxy/camera.",
+                      {"tag": ["not an image repository"]})
+    if not TAG_RULE.fullmatch(version):
+        raise Invalid("version: must be an image tag (letters, digits, '_', '.', '-'; at most 128).",
+                      {"version": ["not an image tag"]})
+    return repository, version
 
 
 class LocalImages(APIView):
-    @extend_schema(summary="Local versions of an image repository, per host (ImageUpgrade)")
+    @extend_schema(summary="Local versions of an image repository, per host (ImageUpgrade)",
+                   responses={200: oas.ImageUpgradeSerializer}, parameters=oas.LOCAL_IMAGES_PARAMETERS)
     def get(self, request, image_name: str | None = None):
         repository = _repository_param(request, image_name)
         return Response(selectors.image_upgrades(repository, process_selectors.hosts()))
 
 
 class AllImages(APIView):
-    @extend_schema(summary="Every local image of every host")
+    @extend_schema(summary="Every local image of every host", responses={200: oas.LocalImageSerializer(many=True)})
     def get(self, request):
         return Response(selectors.all_images(process_selectors.hosts()))
 
 
 class PullImage(APIView):
-    @extend_schema(summary="Pull an image on edge hosts (one operation per host)")
+    changes_state = True  # a GET that pulls: read-only tokens get a 403
+
+    @extend_schema(summary="Pull an image on edge hosts (one operation per host)",
+                   responses={202: oas.PullResponseSerializer, **oas.errors(404)}, parameters=oas.PULL_PARAMETERS)
     def get(self, request):
         from processes import services as process_services
 
-        repository = request.query_params.get("tag") or ""
-        version = request.query_params.get("version") or ""
-        default_repo, default_version = split_image(selectors.default_camera_image())
-        repository = repository or default_repo
-        version = version or default_version
+        repository, version = _pull_params(request)
         host_name = request.query_params.get("host") or None
         if host_name and process_selectors.host_by_name(host_name) is None:
             raise NotFound(f"No edge host named {host_name!r}.")

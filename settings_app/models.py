@@ -14,6 +14,10 @@ class EdgeSettings(models.Model):
     camera_image = models.CharField(
         max_length=255, blank=True, help_text="image (repo:version) new cameras use; empty = EDGEPROXY_CAMERA_IMAGE"
     )
+    registry_url = models.CharField(
+        max_length=255, blank=True,
+        help_text="Docker registry asked for remote versions (http(s)://host[:port]); empty = EDGEPROXY_REGISTRY_URL",
+    )
     created = models.DateTimeField(auto_now_add=True)
     modified = models.DateTimeField(auto_now=True)
 

@@ -1,10 +1,12 @@
 """Reads of fleet settings and image inventories."""
 
+from datetime import datetime
+
 from django.conf import settings
 
 from processes.models import EdgeHost
 from settings_app.models import EdgeSettings
-from settings_app.versions import highest_version, is_newer, local_tags, split_image
+from settings_app.versions import highest_version, is_newer, local_tags, sort_tags, split_image
 
 
 def edge_settings() -> EdgeSettings:
@@ -28,6 +30,7 @@ def settings_payload(current: EdgeSettings | None = None) -> dict:
         "registry_id": current.registry_id or None,
         "gateway_id": current.gateway_id or None,
         "camera_image": default_camera_image(),
+        "registry_url": current.registry_url or settings.EDGEPROXY_REGISTRY_URL or None,
         "created": ms(current.created) if current.pk else None,
         "modified": ms(current.modified) if current.pk else None,
     }
@@ -42,49 +45,88 @@ def camera_type(repository: str) -> str:
     return "rtsp" if repository == camera_repo else "unknown"
 
 
-def image_upgrade(host: EdgeHost, repository: str) -> dict:
-    """The original ``ImageUpgrade`` object for one host. No registry is asked here."""
-    tags = [t for t in local_tags(host.images or [], repository) if t != "latest"]
+def _has_upgrade(current: str | None, remote_best: str | None, remote: list[str] | None) -> bool | None:
+    if remote is None:
+        return None  # no registry answered: unknown, not an error
+    return remote_best is not None and (current is None or is_newer(remote_best, current))
+
+
+def image_upgrade(host: EdgeHost, repository: str, remote: list[str] | None = None) -> dict:
+    """The original ``ImageUpgrade`` object for one host, plus its local images with sizes and dates.
+
+    ``remote``: the registry's tags of the repository, None when no registry answered."""
+    entries = [img for img in host.images or [] if img.get("repository") == repository and img.get("tag")]
+    tags = [t for t in sort_tags(img["tag"] for img in entries) if t != "latest"]
     current = highest_version(tags)
+    remote_best = highest_version(remote) if remote is not None else None
+    order = {tag: i for i, tag in enumerate(sort_tags(img["tag"] for img in entries))}
     return {
         "host": host.name,
         "name": repository,
         "has_image": bool(tags),
         "current_version": current,
-        "highest_remote_version": None,
-        "has_upgrade": False,
+        "highest_remote_version": remote_best,
+        "has_upgrade": _has_upgrade(current, remote_best, remote),
         "camera_type": camera_type(repository),
-        "local_versions": sorted(tags),
+        "local_versions": tags,
+        "images": [
+            {"tag": img["tag"], "id": img.get("id"), "size": img.get("size"), "created": img.get("created")}
+            for img in sorted(entries, key=lambda i: order[i["tag"]])
+        ],
     }
 
 
 def image_upgrades(repository: str, hosts) -> dict:
-    per_host = [image_upgrade(h, repository) for h in hosts]
+    """ImageUpgrade for the fleet (the highest local version anywhere) with one entry per host.
+    The registry is asked once, briefly; when it does not answer the remote side is null."""
+    from settings_app.registry import configured_registry, remote_tags
+
+    remote = remote_tags(repository)
+    per_host = [image_upgrade(h, repository, remote) for h in hosts]
     best = highest_version(v["current_version"] for v in per_host if v["current_version"])
+    remote_best = highest_version(remote) if remote is not None else None
+    has_upgrade = None if remote is None else any(v["has_upgrade"] for v in per_host) or (
+        not per_host and remote_best is not None)
     return {
         "name": repository,
         "has_image": any(v["has_image"] for v in per_host),
         "current_version": best,
-        "highest_remote_version": None,
-        "has_upgrade": False,
+        "highest_remote_version": remote_best,
+        "has_upgrade": has_upgrade,
         "camera_type": camera_type(repository),
+        "registry": configured_registry() or None,
+        "remote_versions": sort_tags(remote) if remote is not None else None,
         "hosts": per_host,
     }
 
 
+def _unix_seconds(rfc3339: str | None) -> int | None:
+    if not rfc3339:
+        return None
+    try:
+        return int(datetime.fromisoformat(rfc3339.replace("Z", "+00:00")).timestamp())
+    except ValueError:
+        return None
+
+
 def all_images(hosts) -> list[dict]:
+    """Every local image of every host, one row per host and image id (Docker's image list shape)."""
     rows = []
     for host in hosts:
+        by_id: dict[str, dict] = {}
         for img in host.images or []:
-            rows.append(
-                {
-                    "Host": host.name,
-                    "Id": img.get("id"),
-                    "RepoTags": [f"{img['repository']}:{img['tag']}"] if img.get("repository") else [],
-                    "Size": img.get("size"),
-                    "Created": img.get("created"),
-                }
-            )
+            key = img.get("id") or f"{img.get('repository')}:{img.get('tag')}"
+            row = by_id.setdefault(key, {
+                "Host": host.name,
+                "Id": img.get("id"),
+                "RepoTags": [],
+                "Size": img.get("size"),
+                "Created": _unix_seconds(img.get("created")),
+                "CreatedAt": img.get("created") or None,
+            })
+            if img.get("repository"):
+                row["RepoTags"].append(f"{img['repository']}:{img['tag']}" if img.get("tag") else img["repository"])
+        rows.extend(by_id.values())
     return rows
 
 

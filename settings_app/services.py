@@ -5,7 +5,7 @@ from django.db import transaction
 from edgeproxy import crypto
 from settings_app.models import EdgeSettings
 
-EDITABLE = ("edge_key", "project_id", "region", "registry_id", "gateway_id", "camera_image")
+EDITABLE = ("edge_key", "project_id", "region", "registry_id", "gateway_id", "camera_image", "registry_url")
 
 
 @transaction.atomic

@@ -1,6 +1,14 @@
 """Image tags and versions: ``0.0.10`` is newer than ``0.0.9``; ``latest`` is never newer."""
 
+import re
+
 from packaging.version import InvalidVersion, Version
+
+# An image repository as Docker accepts it, optionally with its registry host[:port]
+# (``127.0.0.1:5000/edgeproxy/camera``), and a tag.
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+REPOSITORY_RULE = re.compile(rf"(?:[A-Za-z0-9.-]+(?::[0-9]{{1,5}})?/)?{_COMPONENT}(?:/{_COMPONENT})*")
+TAG_RULE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 
 
 def split_image(image: str) -> tuple[str, str]:
@@ -36,3 +44,10 @@ def is_newer(candidate: str | None, current: str | None) -> bool:
 def local_tags(images: list[dict], repository: str) -> list[str]:
     """Tags of ``repository`` in a host's image inventory (entries: {"repository", "tag", ...})."""
     return [img["tag"] for img in images if img.get("repository") == repository and img.get("tag")]
+
+
+def sort_tags(tags) -> list[str]:
+    """Distinct tags, versions first in version order (0.0.9 before 0.0.10), then the others by name."""
+    unique = set(tags)
+    versions = sorted((t for t in unique if parse_version(t) is not None), key=parse_version)
+    return versions + sorted(t for t in unique if parse_version(t) is None)

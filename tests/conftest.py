@@ -85,3 +85,36 @@ def system(artifacts, redis_server, camera_image):
                if "Traceback" in line or "Internal Server Error" in line
                or (" ERROR " in line and "django.request" not in line)]
     assert not crashes, "the system logged errors:\n" + "\n".join(crashes[:20])
+
+
+# --- images and upgrades: a real registry with camera images of three versions ------------------
+
+CAMERA_VERSIONS = ("0.0.9", "0.0.10", "0.0.11")
+BROKEN_CAMERA_VERSIONS = ("0.0.11",)  # its camera process exits at once with code 3
+
+
+@pytest.fixture(scope="session")
+def registry(artifacts):
+    """Debian's docker-registry on 127.0.0.1:<free port> (plain HTTP), storage in a temporary directory."""
+    from tests.support.registry import Registry
+
+    server = Registry(artifacts / "registry")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def camera_versions(docker_client, camera_image, registry):
+    """``<registry>/edgeproxy/camera`` 0.0.9, 0.0.10 and a broken 0.0.11, built from the dev camera
+    image (each with its own 1 MiB layer), pushed to the registry and kept local."""
+    from tests.support.registry import BROKEN_ENTRYPOINT, CameraVersions, build_variant, push, untag
+
+    base, _ = camera_image
+    versions = CameraVersions(f"{registry.host}/edgeproxy/camera", CAMERA_VERSIONS, BROKEN_CAMERA_VERSIONS)
+    for version in CAMERA_VERSIONS:
+        build_variant(docker_client, base, versions.image(version), version,
+                      BROKEN_ENTRYPOINT if version in BROKEN_CAMERA_VERSIONS else None)
+        push(docker_client, versions.repository, version)
+    yield versions
+    for version in CAMERA_VERSIONS:
+        untag(docker_client, versions.image(version))

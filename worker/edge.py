@@ -38,7 +38,8 @@ def reports_failures(method):
         try:
             return method(self, operation_id, *args, **kwargs)
         except Exception:
-            logger.exception("operation %s failed unexpectedly", operation_id)
+            logger.exception("operation %s failed unexpectedly", operation_id,
+                             extra={"operation": operation_id, "host": self.host})
             self._tell_control("processes.operation_finished", operation_id=operation_id, ok=False,
                                error=f"internal error on edge host {self.host}; its log has the details")
 
@@ -46,10 +47,10 @@ def reports_failures(method):
 
 
 class EdgeAgent:
-    def __init__(self, host: str | None = None):
+    def __init__(self, host: str | None = None, runtime=None):
         self.host = host or settings.EDGEPROXY_HOST_NAME
         self.queue = host_queue(self.host)
-        self.runtime = get_runtime(
+        self.runtime = runtime or get_runtime(
             self.host,
             kind=settings.EDGEPROXY_RUNTIME,
             network=settings.EDGEPROXY_CAMERA_NETWORK,
@@ -112,10 +113,12 @@ class EdgeAgent:
         try:
             observed = self.runtime.ensure_running(spec)
         except RuntimeError_ as exc:
-            logger.warning("camera %s: could not start: %s", camera_name, exc)
+            logger.warning("camera %s: could not start: %s", camera_name, exc,
+                           extra={"camera": camera_name, "host": self.host, "operation": operation_id})
             self._finished(operation_id, False, str(exc), self._observe(camera_name))
             return
-        logger.info("camera %s: running (%s)", camera_name, observed.container_id[:12])
+        logger.info("camera %s: running (%s)", camera_name, observed.container_id[:12],
+                    extra={"camera": camera_name, "host": self.host, "operation": operation_id})
         self._finished(operation_id, True, observed=observed)
         self._publish_host_table()
 
@@ -127,7 +130,8 @@ class EdgeAgent:
         except RuntimeError_ as exc:
             self._finished(operation_id, False, str(exc), self._observe(camera_name))
             return
-        logger.info("camera %s: stopped", camera_name)
+        logger.info("camera %s: stopped", camera_name,
+                    extra={"camera": camera_name, "host": self.host, "operation": operation_id})
         self._finished(operation_id, True, observed=observed)
         self._publish_host_table()
 
@@ -143,34 +147,43 @@ class EdgeAgent:
             keys.delete_camera_keys(self.frames, camera_name)
             self.frames.hdel(keys.host_cameras(self.host), camera_name)
         except redis.RedisError as exc:
-            logger.warning("camera %s: frame keys not removed: %s", camera_name, exc)
+            logger.warning("camera %s: frame keys not removed: %s", camera_name, exc,
+                           extra={"camera": camera_name, "host": self.host, "operation": operation_id})
         self._rtmp.pop(camera_name, None)
         self._log_digests.pop(camera_name, None)
-        logger.info("camera %s: removed", camera_name)
+        logger.info("camera %s: removed", camera_name,
+                    extra={"camera": camera_name, "host": self.host, "operation": operation_id})
         self._finished(operation_id, True, removed=True)
 
     @reports_failures
     def pull_image(self, operation_id: str, repository: str, tag: str) -> None:
         self._started(operation_id)
         last_sent = 0.0
+        last_layers = -1
 
         def progress(state: dict) -> None:
-            nonlocal last_sent
+            nonlocal last_sent, last_layers
             now = time.monotonic()
-            if now - last_sent >= 0.5:  # at most two progress messages a second
-                last_sent = now
+            # At most four progress messages a second, and one whenever a layer completes.
+            if now - last_sent >= 0.25 or state["layers_done"] != last_layers:
+                last_sent, last_layers = now, state["layers_done"]
                 self._tell_control("processes.operation_progress", operation_id=operation_id, progress=state)
 
         try:
             final, log = self.runtime.pull(repository, tag, progress)
         except RuntimeError_ as exc:
-            logger.warning("pull %s:%s failed: %s", repository, tag, exc)
-            self._tell_control("processes.operation_finished", operation_id=operation_id, ok=False, error=str(exc))
+            logger.warning("pull %s:%s failed: %s", repository, tag, exc,
+                           extra={"host": self.host, "operation": operation_id})
+            self._tell_control("processes.pull_finished", operation_id=operation_id, ok=False, error=str(exc))
             return
-        self._tell_control("processes.operation_progress", operation_id=operation_id, progress=final)
-        self._tell_control("processes.operation_finished", operation_id=operation_id, ok=True,
-                           result={"response": log})
-        self.heartbeat()  # the new image shows in the inventory at once
+        # The final progress and the new inventory travel with the result: once the operation
+        # shows "succeeded", both are there.
+        try:
+            images = self.runtime.images()
+        except RuntimeError_:
+            images = None  # the next heartbeat brings it
+        self._tell_control("processes.pull_finished", operation_id=operation_id, ok=True, result={"response": log},
+                           progress=final, images=images)
 
     def _observe(self, camera_name: str) -> Observed | None:
         try:

@@ -27,3 +27,10 @@ def remove(operation_id: str, camera_name: str) -> None:
 @shared_task(name="edge.pull_image", acks_late=True, ignore_result=True)
 def pull_image(operation_id: str, repository: str, tag: str) -> None:
     edge.current().pull_image(operation_id, repository, tag)
+
+
+@shared_task(name="edge.upgrade", acks_late=True, ignore_result=True)
+def upgrade(operation_id: str, camera_name: str, spec: str) -> None:
+    from worker import upgrade as upgrades
+
+    upgrades.upgrade(edge.current(), operation_id, camera_name, spec)

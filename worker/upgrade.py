@@ -123,7 +123,7 @@ def _crash_reason(runtime, name: str, observed: Observed) -> str:
             break
     reason = "its camera process exited" + (f" with code {code}" if code else "")
     if observed.restarts:
-        reason += f" (restarted {observed.restarts} times)"
+        reason += " (restarted once)" if observed.restarts == 1 else f" (restarted {observed.restarts} times)"
     last = _last_line(runtime.observe(name, with_logs=True))
     if last:
         reason += f"; last output: {last}"
@@ -151,15 +151,20 @@ class _Report:
         self.seq = 0
         self.base: dict = {}
 
+    def _next(self) -> int:
+        # Rises within an upgrade and across repeated deliveries of it (microseconds of wall clock).
+        self.seq = max(self.seq + 1, time.time_ns() // 1000)
+        return self.seq
+
     def progress(self, phase: str, **extra) -> dict:
-        self.seq += 1
+        self._next()
         body = {"seq": self.seq, "phase": phase, **self.base, **extra}
         self.agent._tell_control("processes.operation_progress", operation_id=self.operation_id, progress=body)
         return body
 
     def finished(self, ok: bool, phase: str, error: str = "", observed: Observed | None = None,
                  result: dict | None = None) -> None:
-        self.seq += 1
+        self._next()
         stream = self.agent._stream_status([self.camera_name]).get(self.camera_name) if observed else None
         self.agent._tell_control(
             "processes.upgrade_finished", operation_id=self.operation_id, ok=ok, error=error,
@@ -238,5 +243,6 @@ def _upgrade(agent, report: _Report, camera_name: str, sealed_spec: str) -> None
                  "in its old container.")
         logger.warning("%s", error)
         report.finished(False, "rolled back", error, observed,
-                        result={"image": back_on, "rejected_image": spec.image})
+                        result={"rejected_image": spec.image, "restored_image": back_on,
+                                "container_id": observed.container_id if observed else None})
     agent._publish_host_table()

@@ -113,7 +113,11 @@ def json_500(request):
 
 
 class BodySizeLimitMiddleware:
-    """Refuse bodies over DATA_UPLOAD_MAX_MEMORY_SIZE with 413 before anything reads them."""
+    """Refuse bodies over DATA_UPLOAD_MAX_MEMORY_SIZE with 413 before anything reads them.
+
+    A chunked body (no Content-Length) is read here up to the limit: over it, 413; under it, the
+    request goes on with the body it had, now with its length known.
+    """
 
     def __init__(self, get_response):
         from django.conf import settings
@@ -127,7 +131,18 @@ class BodySizeLimitMiddleware:
         except ValueError:
             length = 0
         if length > self.limit:
-            return JsonResponse(
-                error_body(413, f"The request body is larger than {self.limit // 1024} KiB."), status=413
-            )
+            return self._too_large()
+        if "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower():
+            import io
+
+            from django.core.handlers.wsgi import LimitedStream
+
+            data = request.META["wsgi.input"].read(self.limit + 1)
+            if len(data) > self.limit:
+                return self._too_large()
+            request.META["CONTENT_LENGTH"] = str(len(data))
+            request._stream = LimitedStream(io.BytesIO(data), len(data))
         return self.get_response(request)
+
+    def _too_large(self):
+        return JsonResponse(error_body(413, f"The request body is larger than {self.limit // 1024} KiB."), status=413)

@@ -43,6 +43,8 @@ LATENCY = Histogram(
 
 def _route(request) -> str:
     match = getattr(request, "resolver_match", None)
+    if match is None and request.path.startswith("/" + settings.STATIC_URL.lstrip("/")):
+        return "static"
     if match is None:
         return "<unmatched>"  # 404s and requests refused before routing (413): one series, not one per path
     return match.route or match.view_name or "<unnamed>"

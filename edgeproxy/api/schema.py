@@ -10,17 +10,19 @@ it can answer (``{"code", "message", "errors"}``), so a new route cannot forget 
 * 404 on routes with a path parameter (unknown camera, host, task);
 * 400, 413 (body over 64 KiB) and 415 on routes that take a body; 400 on routes with query parameters;
 * routes that queue an operation (``processes.api.OperationView``) answer the camera record:
-  ``202`` queued, ``200`` ended within ``?wait=N``, ``504`` still running after it; and ``409``.
+  ``202`` queued, ``200`` ended within ``?wait=N``, ``504`` still running after it; ``404`` for an
+  unknown camera and ``409`` for a busy one.
 """
 
 from __future__ import annotations
 
-from django.contrib.auth.views import redirect_to_login
+import re
+
 from drf_spectacular import openapi
+from drf_spectacular.drainage import warn
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, PolymorphicProxySerializer
-from drf_spectacular.views import SpectacularSwaggerView
-from rest_framework import exceptions, serializers
+from rest_framework import serializers
 
 from processes.models import DesiredState, OperationKind, OperationState
 from worker.camera.keys import STATES as STREAM_STATES
@@ -179,7 +181,7 @@ def operation_responses(body=StreamProcessSerializer) -> dict:
 
 
 WAIT_PARAMETER = OpenApiParameter(
-    "wait", OpenApiTypes.NUMBER, OpenApiParameter.QUERY, required=False,
+    "wait", {"type": "number", "minimum": 0, "maximum": 60}, OpenApiParameter.QUERY, required=False,
     description="seconds (0 to 60) to wait for the operation to end: 200 when it did, 504 when not",
 )
 
@@ -240,11 +242,22 @@ class SettingsResponseSerializer(serializers.Serializer):
     registry_id = serializers.CharField(allow_null=True)
     gateway_id = serializers.CharField(allow_null=True)
     camera_image = serializers.CharField(help_text="image new cameras run")
+    registry_url = serializers.CharField(allow_null=True, required=False, help_text="registry asked for newer versions")
     created = serializers.IntegerField(allow_null=True)
     modified = serializers.IntegerField(allow_null=True)
 
     class Meta:
         ref_name = "Settings"
+
+
+class HostImageVersionSerializer(serializers.Serializer):
+    tag = serializers.CharField()
+    id = serializers.CharField(allow_null=True)
+    size = serializers.IntegerField(allow_null=True)
+    created = serializers.CharField(allow_null=True, help_text="RFC 3339")
+
+    class Meta:
+        ref_name = "HostImageVersion"
 
 
 class HostImageUpgradeSerializer(serializers.Serializer):
@@ -253,9 +266,10 @@ class HostImageUpgradeSerializer(serializers.Serializer):
     has_image = serializers.BooleanField()
     current_version = serializers.CharField(allow_null=True)
     highest_remote_version = serializers.CharField(allow_null=True)
-    has_upgrade = serializers.BooleanField()
+    has_upgrade = serializers.BooleanField(allow_null=True, help_text="null: no registry answered")
     camera_type = serializers.CharField()
     local_versions = serializers.ListField(child=serializers.CharField())
+    images = HostImageVersionSerializer(many=True, required=False)
 
     class Meta:
         ref_name = "HostImageUpgrade"
@@ -265,9 +279,11 @@ class ImageUpgradeSerializer(serializers.Serializer):
     name = serializers.CharField()
     has_image = serializers.BooleanField()
     current_version = serializers.CharField(allow_null=True)
-    highest_remote_version = serializers.CharField(allow_null=True, help_text="null: no registry asked")
-    has_upgrade = serializers.BooleanField()
+    highest_remote_version = serializers.CharField(allow_null=True, help_text="null: no registry answered")
+    has_upgrade = serializers.BooleanField(allow_null=True, help_text="null: no registry answered")
     camera_type = serializers.CharField()
+    registry = serializers.CharField(allow_null=True, required=False, help_text="the registry asked, if any")
+    remote_versions = serializers.ListField(child=serializers.CharField(), allow_null=True, required=False)
     hosts = HostImageUpgradeSerializer(many=True)
 
     class Meta:
@@ -279,7 +295,8 @@ class LocalImageSerializer(serializers.Serializer):
     Id = serializers.CharField(allow_null=True)
     RepoTags = serializers.ListField(child=serializers.CharField())
     Size = serializers.IntegerField(allow_null=True)
-    Created = serializers.CharField(allow_null=True)
+    Created = serializers.IntegerField(allow_null=True, help_text="unix seconds")
+    CreatedAt = serializers.CharField(allow_null=True, required=False, help_text="RFC 3339")
 
     class Meta:
         ref_name = "LocalImage"
@@ -301,16 +318,11 @@ class AnnotationSerializer(serializers.Serializer):
         ref_name = "Annotation"
 
 
-class UpgradeRequestSerializer(serializers.Serializer):
-    name = serializers.CharField()
-    newer_version = serializers.CharField(required=False)
-
-    class Meta:
-        ref_name = "UpgradeRequest"
-
-
-def query(name: str, type_=OpenApiTypes.STR, description: str = "", **kwargs) -> OpenApiParameter:
-    return OpenApiParameter(name, type_, OpenApiParameter.QUERY, required=False, description=description, **kwargs)
+def query(name: str, type_=OpenApiTypes.STR, description: str = "", minimum=None, maximum=None) -> OpenApiParameter:
+    if minimum is not None or maximum is not None:
+        type_ = {"type": "integer" if type_ == OpenApiTypes.INT else "number"}
+        type_.update({k: v for k, v in (("minimum", minimum), ("maximum", maximum)) if v is not None})
+    return OpenApiParameter(name, type_, OpenApiParameter.QUERY, required=False, description=description)
 
 
 JPEG_RESPONSES = {
@@ -341,10 +353,27 @@ class AutoSchema(openapi.AutoSchema):
             parameters.append(WAIT_PARAMETER)
         return parameters
 
+    def _has_serializer(self) -> bool:
+        return hasattr(self.view, "get_serializer") or getattr(self.view, "serializer_class", None) is not None
+
+    def get_operation_id(self):
+        """Unique per route and method, also for the original routes that alias documented ones."""
+        path = self.path[len("/api/v1/"):] if self.path.startswith("/api/v1/") else self.path
+        slug = re.sub(r"[^A-Za-z0-9]+", "_", path.replace("{", "by_")).strip("_")
+        return f"{self.method.lower()}_{slug}" + ("_slash" if path.endswith("/") and path != "/" else "")
+
+    def get_request_serializer(self):
+        # Only reached when a view did not declare its body: plain APIViews then take none.
+        return super().get_request_serializer() if self._has_serializer() else None
+
     def get_response_serializers(self):
         # Only reached when a view did not declare responses with extend_schema.
         if self._is_operation_view() and self.method != "GET":
             return operation_responses(StreamProcessOrDeleted if self.method == "DELETE" else StreamProcessSerializer)
+        if not self._has_serializer():
+            warn(f"{self.view.__class__.__name__}.{self.method.lower()} ({self.path}): declare its responses "
+                 "with extend_schema(responses=...) (see edgeproxy/api/schema.py)")
+            return {200: OpenApiResponse(OpenApiTypes.OBJECT, description="undocumented")}
         return super().get_response_serializers()
 
     def _get_response_bodies(self, direction="response"):
@@ -359,17 +388,41 @@ class AutoSchema(openapi.AutoSchema):
         if any(p.get("in") == "query" for p in self._get_parameters()):
             wanted.add(400)
         if self._is_operation_view() and self.method != "GET":
-            wanted.add(409)
+            wanted.update((404, 409))  # the camera (in the path or the body) is unknown, or busy
         for code in sorted(wanted):
             if str(code) not in responses:
                 responses[str(code)] = self._get_response_for_code(error(code), str(code), direction=direction)
         return dict(sorted(responses.items()))
 
 
-class SwaggerView(SpectacularSwaggerView):
-    """Swagger UI (assets served locally). A browser without a session goes to the admin login."""
+ANNOTATION_PARAMETERS = [
+    query("camera", description="only this camera's events"),
+    query("type", description="only events of this type"),
+    query("from", OpenApiTypes.INT, "start_timestamp at or after (ms since epoch)", minimum=0),
+    query("to", OpenApiTypes.INT, "start_timestamp at or before (ms since epoch)", minimum=0),
+    query("limit", OpenApiTypes.INT, "at most this many, newest first (default 1000)", minimum=1, maximum=10000),
+]
+LOCAL_IMAGES_PARAMETERS = [
+    query("tag", description="the image repository (the /devicedockerimages route; required there)"),
+]
+PULL_PARAMETERS = [
+    query("tag", description="image repository (default: the configured camera image's)"),
+    query("version", description="image version (default: the configured camera image's)"),
+    query("host", description="only this edge host (default: every online host)"),
+]
 
-    def handle_exception(self, exc):
-        if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
-            return redirect_to_login(self.request.get_full_path(), "/admin/login/")
-        return super().handle_exception(exc)
+
+def document_rules(result, generator, request, public):
+    """Postprocessing hook: the validation rules of request fields that serializers cannot express
+    (camera names, RTSP URLs), so clients and fuzzers see them."""
+    from processes.api import NAME_RULE
+
+    schemas = result.get("components", {}).get("schemas", {})
+    for component in schemas.values():
+        properties = component.get("properties") or {}
+        if component is schemas.get("ConnectRequest") or component is schemas.get("NameRequest"):
+            if "name" in properties:
+                properties["name"].setdefault("pattern", f"^{NAME_RULE.pattern}$")
+        if "rtsp_endpoint" in properties and component is schemas.get("ConnectRequest"):
+            properties["rtsp_endpoint"].update({"pattern": r"^rtsps?://[^\s/?#@]+", "maxLength": 2048})
+    return result

@@ -6,7 +6,7 @@ on an edge host. Every function returns plain dicts and lists that templates onl
 
 import base64
 import binascii
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.utils import timezone
@@ -14,7 +14,7 @@ from django.utils import timezone
 from processes import selectors
 from processes.models import ACTIVE_STATES, Camera, EdgeHost, Operation, OperationState
 from settings_app import selectors as settings_selectors
-from settings_app.versions import is_newer, local_tags, parse_version, split_image
+from settings_app.versions import is_newer, local_tags, parse_version, sort_tags, split_image
 
 # How a status looks: ok (green), warn (amber), bad (red), idle (grey).
 STREAM_PROBLEMS = ("reconnecting", "error")
@@ -37,9 +37,9 @@ def camera_tone(status: str, desired_state: str, stream: dict | None) -> str:
     if status == "running":
         if stream_state == "streaming":
             return "ok"
-        if stream_state == "error":
-            return "bad"
-        return "warn"  # connecting, reconnecting or no stream report yet
+        if stream_state in STREAM_PROBLEMS:
+            return "bad"  # the camera does not deliver: that stands out, even while it retries
+        return "warn"  # connecting, or no stream report yet
     return "warn"
 
 
@@ -50,8 +50,6 @@ def operation_tone(state: str) -> str:
 def _ms_to_datetime(value):
     if not isinstance(value, int | float) or value <= 0:
         return None
-    from datetime import UTC, datetime
-
     return datetime.fromtimestamp(value / 1000, tz=UTC)
 
 
@@ -205,10 +203,30 @@ def decode_log(value) -> list[str]:
 def versions_for(camera: Camera) -> list[dict]:
     """Versions of the camera's image repository in its host's inventory, newest first."""
     repository, current = split_image(camera.image_tag)
-    tags = sorted(set(local_tags(camera.host.images or [], repository)),
-                  key=lambda t: (parse_version(t) is not None, parse_version(t) or t, t), reverse=True)
+    ordered = sort_tags(local_tags(camera.host.images or [], repository))
+    tags = [t for t in reversed(ordered) if parse_version(t) is not None]
+    tags += [t for t in ordered if parse_version(t) is None and t != "latest"]
     return [{"tag": t, "image": f"{repository}:{t}", "current": t == current, "newer": is_newer(t, current)}
             for t in tags]
+
+
+def snapshot_unavailable(camera: Camera) -> str | None:
+    """Why the camera can have no frame now, as far as the database knows (then the frame server
+    is not asked: pages ask every second, for every camera on screen); None: ask it."""
+    status = selectors.camera_status(camera, camera.host.is_online)
+    if status == "offline":
+        return f"Edge host {camera.host.name} is offline."
+    if status == "stopped" or (status == "exited" and camera.desired_state == "stopped"):
+        return f"Camera {camera.name} is stopped."
+    if status in ("pending", "removing"):
+        return f"Camera {camera.name} is {status}…"
+    stream = camera.stream or {}
+    if status == "running" and stream.get("state") in STREAM_PROBLEMS:
+        reason = f"The camera's stream is {stream['state']}"
+        return reason + (f": {stream['last_error']}" if stream.get("last_error") else ".")
+    if status != "running":
+        return f"Camera {camera.name} is {status}; no frame is available."
+    return None
 
 
 def camera_detail(camera: Camera) -> dict:

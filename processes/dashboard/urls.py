@@ -1,6 +1,8 @@
 """Dashboard routes, mounted at ``/`` by ``edgeproxy/urls.py``."""
 
+from django.templatetags.static import static
 from django.urls import path
+from django.views.generic import RedirectView
 
 from processes.dashboard import views
 
@@ -17,4 +19,5 @@ urlpatterns = [
     path("operations/", views.operations, name="operations"),
     path("settings/", views.settings_page, name="settings"),
     path("settings/pull", views.pull, name="pull"),
+    path("favicon.ico", RedirectView.as_view(url=static("dashboard/favicon.svg"), permanent=True)),
 ]

@@ -6,7 +6,6 @@ while one looks at them (hosts, cameras, operations) are re-rendered as fragment
 (``?partial=<name>``) that ``dashboard.js`` swaps in every couple of seconds.
 """
 
-import inspect
 import logging
 
 from django.contrib import messages
@@ -15,7 +14,6 @@ from django.contrib.auth.decorators import login_required
 from django.db import DatabaseError
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
-from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 from kombu.exceptions import OperationalError as BrokerError
@@ -25,8 +23,9 @@ from edgeproxy.api.errors import ApiError
 from edgeproxy.api.permissions import READ_ONLY_GROUP
 from processes import selectors as process_selectors
 from processes import services
-from processes.api import ConnectSerializer
+from processes.api import IMAGE_RULE, ConnectSerializer
 from processes.dashboard import selectors
+from settings_app.versions import split_image
 
 logger = logging.getLogger("edgeproxy.dashboard")
 
@@ -58,8 +57,9 @@ def _may_change(request) -> bool:
     return user.is_authenticated and not user.groups.filter(name=READ_ONLY_GROUP).exists()
 
 
-def _run(request, what: str, action) -> bool:
-    """Call a service; its refusal (or a broker or database outage) becomes an error message."""
+def _run(request, what: str, action, errors: dict | None = None) -> bool:
+    """Call a service; its refusal (or a broker or database outage) becomes an error message,
+    and its field errors, if any, go into ``errors``."""
     if not _may_change(request):
         messages.error(request, "Your account may only look, not change anything.")
         return False
@@ -67,6 +67,8 @@ def _run(request, what: str, action) -> bool:
         action()
     except ApiError as exc:
         messages.error(request, exc.message)
+        if errors is not None and exc.errors:
+            errors.update({field: [str(m) for m in msgs] for field, msgs in exc.errors.items()})
         return False
     except (BrokerError, RedisConnectionError) as exc:
         logger.warning("dashboard %s: broker unreachable: %s", what, exc)
@@ -97,8 +99,7 @@ def camera_detail(request, name):
     if camera is None:
         messages.error(request, f"No camera named {name!r}: it may have been deleted.")
         return redirect("dashboard:overview")
-    context = {"camera": selectors.camera_detail(camera), "nav": "fleet",
-               "can_upgrade": _upgrade_service() is not None}
+    context = {"camera": selectors.camera_detail(camera), "nav": "fleet"}
     return _page(request, "dashboard/camera.html", context,
                  {"status": "dashboard/_camera_status.html", "history": "dashboard/_camera_history.html",
                   "logs": "dashboard/_camera_logs.html"})
@@ -121,7 +122,7 @@ def connect(request):
             def connect_it():
                 created["camera"] = services.connect_camera(**serializer.validated_data)
 
-            if _run(request, "connect", connect_it):
+            if _run(request, "connect", connect_it, errors):
                 name = created["camera"].name
                 messages.success(request, f"Camera {name} is being connected on host {created['camera'].host.name}.")
                 return redirect("dashboard:camera", name=name)
@@ -162,11 +163,17 @@ def snapshot(request, name):
     camera = process_selectors.camera_by_name(name)
     if camera is None:
         return HttpResponse(f"No camera named {name!r}.", status=404, content_type="text/plain; charset=utf-8")
-    try:
-        jpeg = services.camera_snapshot(camera)
-    except ApiError as exc:
-        response = HttpResponse(exc.message, content_type="text/plain; charset=utf-8")
-        response["X-Snapshot-Status"] = str(exc.status_code)
+    reason = selectors.snapshot_unavailable(camera)
+    if reason is None:
+        try:
+            jpeg = services.camera_snapshot(camera)
+        except ApiError as exc:
+            reason, status = exc.message, exc.status_code
+    else:
+        status = 503
+    if reason is not None:
+        response = HttpResponse(reason, content_type="text/plain; charset=utf-8")
+        response["X-Snapshot-Status"] = str(status)
         response["Cache-Control"] = "no-store"
         return response
     response = HttpResponse(jpeg, content_type="image/jpeg")
@@ -175,19 +182,6 @@ def snapshot(request, name):
 
 
 # --- camera actions (POST forms) ----------------------------------------------------------------
-
-
-def _upgrade_service():
-    return getattr(services, "upgrade_camera", None)
-
-
-def _call_upgrade(upgrade, camera, version: str):
-    """Call the upgrade service with the chosen version, whatever its keyword is called."""
-    params = inspect.signature(upgrade).parameters
-    for keyword in ("newer_version", "version", "target_version", "tag"):
-        if keyword in params:
-            return upgrade(camera, **{keyword: version or None})
-    return upgrade(camera, version or None) if len(params) > 1 else upgrade(camera)
 
 
 ACTIONS = {
@@ -205,11 +199,8 @@ def camera_action(request, name, action):
         messages.error(request, f"No camera named {name!r}: it may have been deleted.")
         return redirect("dashboard:overview")
     if action == "upgrade":
-        upgrade = _upgrade_service()
-        version = request.POST.get("version", "").strip()
-        if upgrade is None:
-            messages.error(request, "Container upgrades are not available yet in this version of edgeproxy.")
-        elif _run(request, "upgrade", lambda: _call_upgrade(upgrade, camera, version)):
+        version = request.POST.get("version", "").strip() or None  # none: the newest local version
+        if _run(request, "upgrade", lambda: services.upgrade_camera(camera, newer_version=version)):
             messages.success(request, f"Upgrading camera {name}" + (f" to {version}." if version else "."))
         return redirect("dashboard:camera", name=name)
     if action not in ACTIONS:
@@ -218,7 +209,7 @@ def camera_action(request, name, action):
     if _run(request, action, lambda: service(camera)):
         messages.success(request, f"{verb} camera {name}.")
         if action == "delete":
-            return redirect(reverse("dashboard:overview"))
+            return redirect("dashboard:overview")
     return redirect("dashboard:camera", name=name)
 
 
@@ -226,9 +217,6 @@ def camera_action(request, name, action):
 @require_POST
 def pull(request):
     """Pull an image on one host or every online host (one ``pull`` operation per host)."""
-    from processes.api import IMAGE_RULE
-    from settings_app.versions import split_image
-
     image = request.POST.get("image", "").strip()
     host = request.POST.get("host", "").strip() or None
     if not IMAGE_RULE.fullmatch(image):

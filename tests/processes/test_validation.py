@@ -115,12 +115,12 @@ def test_no_token_is_401_and_read_only_token_cannot_write(system):
     assert requests.get(system.base_url + "/healthz", timeout=10).status_code == 200
 
 
-def test_not_yet_available_routes_answer_501_not_500(system, rtsp_camera):
+def test_upgrade_routes_without_an_image_to_upgrade_to_answer_409_not_500(system, rtsp_camera):
     system.post("/api/v1/process", {"name": "snap-cam", "rtsp_endpoint": rtsp_camera.url()})
     for method, path, body in [
         ("POST", "/api/v1/processupgrades", {"name": "snap-cam", "newer_version": "9.9.9"}),
         ("POST", "/api/v1/processupgrades/upgradecontainer", {"name": "snap-cam"}),
     ]:
         response = system.request(method, path, json=body)
-        assert response.status_code == 501, (path, response.text)
-        assert response.json()["message"]
+        assert response.status_code == 409, (path, response.text)
+        assert response.json()["message"] and "versions" in response.json()

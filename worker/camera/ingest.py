@@ -1,9 +1,9 @@
 """RTSP ingest: one thread that owns the camera connection and everything done per packet.
 
-Per packet (the hot path): fix missing timestamps, count it, queue it on the ring (a Redis pipeline
+Per packet (the hot path): fix missing timestamps, count it, queue it on the ring (``FastPipe``,
 sent every ``demand_poll_s``), keep it in the current GOP, hand it to the RTMP forwarder if that is
-on, and decode it only if a consumer wants frames. The demand keys ride on the same pipeline, so
-no Redis round trip happens per packet unless a frame is published.
+on, and decode it only if a consumer wants frames. The demand keys ride on the same pipeline and
+replies are collected as they arrive, so the hot path never waits for a Redis round trip.
 
 Decoding on demand:
 * ``demand:all``  -> every packet is decoded and the newest frame published to ``frame:latest``
@@ -34,8 +34,8 @@ from worker.camera import keys
 from worker.camera.backoff import Backoff, tcp_reachable
 from worker.camera.errors import Disconnected, StreamError, describe, needs_fix
 from worker.camera.ring import RingWriter, frame_type
+from worker.camera.state import DEMAND_ALL, DEMAND_KEY, DEMAND_NONE, CameraState
 from worker.camera.wire import FastPipe
-from worker.camera.state import DEMAND_ALL, DEMAND_KEY, DEMAND_NAMES, DEMAND_NONE, CameraState, now_ms
 from worker.redaction import mask_url
 
 log = logging.getLogger("camera.ingest")
@@ -106,6 +106,7 @@ class Ingest:
         self.codec_json: str | None = None
         self.last_codec_write = 0.0
         self._decode_error_logged = 0.0
+        self._command_error_logged = 0.0
         self._reset_session()
 
     # ------------------------------------------------------------------ session bookkeeping
@@ -127,39 +128,44 @@ class Ingest:
     def run(self) -> None:
         """Connect, stream, reconnect; forever until ``stop``. Never raises."""
         first = True
-        log.info("connecting to %s over %s", self.masked_url, self.cfg.transport)
         while not self.stop.is_set():
-            started = time.monotonic()
-            problem: BaseException | None = None
             try:
-                self._session()
-            except Exception as exc:  # noqa: BLE001 - whatever happens, ingest goes on
-                problem = exc
-                if not isinstance(exc, (Disconnected, StreamError, av.error.FFmpegError, OSError)) \
-                        and not isinstance(exc, _REDIS_ERRORS):
-                    log.exception("unexpected error in the ingest loop (will reconnect)")
-            finally:
-                self._end_session()
-            if self.stop.is_set():
-                break
-            lasted = time.monotonic() - started
-            streamed = self.session_packets > 0
-            if streamed and lasted >= HEALTHY_SESSION_S:
-                self.backoff.reset()
-            delay = self.backoff.next_delay()
-            message = describe(problem) if problem is not None else "stream ended"
-            fatalish = problem is not None and needs_fix(problem)
-            self.state.set_state("error" if fatalish else "reconnecting", error=message)
-            if streamed:
-                log.warning("disconnected after %.1fs (%s); reconnecting in %.1fs", lasted, message, delay)
-            elif first:
-                log.warning("cannot open %s (%s); retrying in %.1fs", self.masked_url, message, delay)
-            else:
-                log.warning("reconnect failed (%s); retrying in %.1fs", message, delay)
+                self._attempt(first)
+            except Exception:  # noqa: BLE001 - a bug in the bookkeeping must not end ingest either
+                log.exception("unexpected error between connection attempts")
+                self.stop.wait(1.0)
             first = False
-            self._wait(delay, probe=not fatalish)
-            if self.stop.is_set():
-                break
+
+    def _attempt(self, first: bool) -> None:
+        """One session (open, stream until it fails or ends), then the wait before the next."""
+        started = time.monotonic()
+        problem: BaseException | None = None
+        try:
+            self._session()
+        except Exception as exc:  # noqa: BLE001 - whatever happens, ingest goes on
+            problem = exc
+            if not isinstance(exc, (Disconnected, StreamError, av.error.FFmpegError, *_REDIS_ERRORS)):
+                log.exception("unexpected error in the ingest loop (will reconnect)")
+        finally:
+            self._end_session()
+        if self.stop.is_set():
+            return
+        lasted = time.monotonic() - started
+        streamed = self.session_packets > 0
+        if streamed and lasted >= HEALTHY_SESSION_S:
+            self.backoff.reset()
+        delay = self.backoff.next_delay()
+        message = describe(problem) if problem is not None else "stream ended"
+        fatalish = problem is not None and needs_fix(problem)
+        self.state.set_state("error" if fatalish else "reconnecting", error=message)
+        if streamed:
+            log.warning("disconnected after %.1fs (%s); reconnecting in %.1fs", lasted, message, delay)
+        elif first:
+            log.warning("cannot open %s (%s); retrying in %.1fs", self.masked_url, message, delay)
+        else:
+            log.warning("reconnect failed (%s); retrying in %.1fs", message, delay)
+        self._wait(delay, probe=not fatalish)
+        if not self.stop.is_set():
             self.state.reconnects += 1
 
     def _wait(self, delay: float, probe: bool) -> None:
@@ -371,6 +377,8 @@ class Ingest:
             "is_corrupt": bool(frame.is_corrupt),
             "codec_name": self.state.codec,
             "pix_fmt": frame.format.name,
+            "packet": len(self.gop) - 1,  # index of the newest packet in its GOP
+            "keyframe": st.keyframes,  # keyframes received by this process
         }, separators=(",", ":"))
         data = memoryview(image).cast("B")
         pipe = self.pipe
@@ -451,14 +459,18 @@ class Ingest:
             self._set_demand(DEMAND_NONE)
 
     def _command_failed(self, exc: Exception) -> None:
-        # Most likely the ring: an entry id not above the stream's last one (another writer, or a
-        # clock far behind). Start the ring over rather than lose it for good.
-        log.warning("frame bus command failed (%s); restarting the packet ring", describe(exc))
-        try:
-            self.client.delete(self.ring.key)
-        except _REDIS_ERRORS:
-            pass
-        self.ring.restart()
+        """An error reply from the frame bus (called while replies are collected)."""
+        text = str(exc)
+        if "XADD" in text or "equal or smaller" in text:
+            # A ring entry id not above the stream's last one: another writer, or a clock far
+            # behind. Start the ring over (ordered after everything already sent) rather than
+            # lose it for good.
+            self.pipe.command("DEL", self.ring.key)
+            self.ring.restart()
+        now = time.monotonic()
+        if now - self._command_error_logged > 10.0:
+            self._command_error_logged = now
+            log.warning("frame bus refused a write (%s)", describe(exc))
 
     def _set_demand(self, demand: int) -> None:
         st = self.state
@@ -471,4 +483,4 @@ class Ingest:
             st.changed.set()
 
 
-__all__ = ["Ingest", "codec_info", "DEMAND_NAMES", "now_ms"]
+__all__ = ["Ingest", "codec_info"]

@@ -7,17 +7,32 @@ read them, except the demand and control keys, which consumers write.
 | key | type | written by | size bound | TTL |
 |---|---|---|---|---|
 | ``status`` | string, JSON (see ``STATUS_FIELDS``) | camera, at least 1/s | < 2 KiB | ``STATUS_TTL_S`` |
-| ``codec`` | string, JSON: name, long_name, width, height, pix_fmt, extradata (base64), time_base | camera, each (re)connect | < 64 KiB | none (deleted with the camera) |
+| ``codec`` | string, JSON: name, long_name, width, height, pix_fmt, extradata (base64), time_base (float); also extradata_size, time_base_num, time_base_den (exact), fps (nominal or null), profile | camera, each (re)connect and every 5 s | < 64 KiB | none (deleted with the camera) |
 | ``demand:all`` | string ``1`` | consumer wanting every frame | tiny | ``DEMAND_TTL_MS``, refreshed by each read |
 | ``demand:key`` | string ``1`` | consumer wanting keyframes only | tiny | ``DEMAND_TTL_MS`` |
 | ``frame:latest`` | hash: ``meta`` (JSON, see ``FRAME_META_FIELDS``), ``data`` (raw BGR24 bytes) | camera, every decoded frame | one frame | ``FRAME_TTL_S`` |
 | ``frame:keyframe`` | hash, same shape: the newest decoded keyframe | camera | one frame | ``FRAME_TTL_S`` |
-| ``ring`` | stream of compressed packets, entry id = receive time ms; fields ``data``, ``pts``, ``dts``, ``key`` (``1``/``0``), ``ts`` (receive ms) | camera, every packet | ``buffer seconds`` (starts at a keyframe) | trimmed by MINID |
+| ``ring`` | stream of compressed packets, entry id = ``<receive ms>-<packet counter>``; fields ``data``, ``pts``, ``dts`` (in the codec's time_base), ``key`` (``1``/``0``), ``ts`` (receive ms) | camera, every packet (batched every ``EDGEPROXY_DEMAND_POLL_MS``) | ``buffer seconds`` .. + one GOP (starts at a keyframe) | trimmed by MINID |
 | ``rtmp`` | string ``1``/``0``: RTMP pass-through wanted | control (Proxy RPC, connect) | tiny | none |
 | ``storage`` | string ``1``/``0``: storing flag (no cloud is called) | control | tiny | none |
 
 ``frame:*:meta.seq`` increases by one per published frame of that camera process, so a reader
 can tell a newer frame from one it has seen (``ts`` breaks ties across process restarts).
+
+Details (camera process, see docs/camera.md):
+
+* ``frame:*``: ``data`` is always BGR24, ``height x width x 3`` bytes, row after row, no padding
+  (``numpy.frombuffer(data, numpy.uint8).reshape(height, width, 3)``); ``meta.pix_fmt`` is the
+  decoder's pixel format (before conversion). A keyframe is published to both keys with the same
+  ``seq``; with only ``demand:key`` alive, only keyframes are decoded and published (to both keys).
+  The camera deletes both keys (and the ring) when it starts, since ``seq`` restarts at 1.
+* ``ring``: decode a time range with ``worker.camera.ring.decode_range(redis, camera, start_ms,
+  end_ms)``; ``ring_info`` gives its span. The ring always covers at least the last ``buffer
+  seconds`` and is emptied when the stream's codec parameters change on reconnect.
+* ``status``: written every 0.5 s and at once on a state change; deleted on a clean stop (SIGTERM).
+  ``state`` is ``error`` when the last attempt failed in a way a retry will not cure by itself
+  (401/403/404 and other RTSP client errors, no video track); the camera keeps retrying anyway.
+* ``rtmp``: absent means on when the camera has an RTMP URL.
 """
 
 PREFIX = "edgeproxy:cam:"
@@ -40,6 +55,23 @@ STATUS_FIELDS = (
     "storing",  # bool
     "updated_at",  # ms
     "pid",
+    # additions by the camera process
+    "camera_id",
+    "transport",  # tcp / udp
+    "started_at",  # ms, process start
+    "connected_at",  # ms, start of the current (or last) RTSP session
+    "demand",  # none / keyframes / all: what the camera is decoding for
+    "rtmp_enabled",  # bool: pass-through wanted (the rtmp key, or its default)
+    "rtmp_error",  # last RTMP failure (redacted), null once it streams again
+    "buffer_seconds",
+    "packets",  # video packets received since start
+    "keyframes",
+    "decoded_frames",  # frames decoded since start (0 while nobody asked for frames)
+    "decoded_keyframes",
+    "published_frames",  # frames written to frame:latest
+    "decode_errors",
+    "ring_entries",  # packets in the ring (as the writer counts them)
+    "ring_span_ms",  # receive-time span of the ring
 )
 FRAME_META_FIELDS = (
     "seq",
@@ -54,6 +86,9 @@ FRAME_META_FIELDS = (
     "is_corrupt",
     "codec_name",
     "pix_fmt",
+    # additions by the camera process (the original's VideoFrame.packet / .keyframe)
+    "packet",  # index of the frame's packet within its GOP (0 = the keyframe)
+    "keyframe",  # running keyframe counter (live: since process start; buffered: within the range)
 )
 
 

@@ -93,10 +93,12 @@ class StatusWriter:
     """Writes the status key every ``interval`` (and at once on a state change), reads the
     ``rtmp`` and ``storage`` control keys."""
 
-    def __init__(self, cfg: Config, state, client, stop: threading.Event, rtmp):
+    def __init__(self, cfg: Config, state, stop: threading.Event, rtmp):
+        from worker.camera.wire import FastPipe
+
         self.cfg = cfg
         self.state = state
-        self.client = client
+        self.pipe = FastPipe(cfg.redis_url, socket_timeout=2.0, connect_timeout=1.0)
         self.stop = stop
         self.rtmp = rtmp
         self.k_status = keys.status(cfg.name)
@@ -110,10 +112,12 @@ class StatusWriter:
         st = self.state
         status = st.status()
         status["rtmp_streaming"] = self.rtmp.streaming() if self.rtmp is not None else False
-        pipe = self.client.pipeline(transaction=False)
-        pipe.set(self.k_status, json.dumps(status, separators=(",", ":")), px=self.ttl_ms)
-        pipe.mget(self.k_rtmp, self.k_storage)
-        _, (rtmp, storage) = pipe.execute()
+        replies = []
+        pipe = self.pipe
+        pipe.command("SET", self.k_status, json.dumps(status, separators=(",", ":")), "PX", self.ttl_ms)
+        pipe.command("MGET", self.k_rtmp, self.k_storage, callback=replies.append)
+        pipe.wait()
+        rtmp, storage = replies[0] if replies else (None, None)
         if self.rtmp is not None:
             self.rtmp.set_wanted(rtmp == b"1" if rtmp is not None else bool(self.cfg.rtmp_url))
         storing = storage == b"1"
@@ -151,12 +155,11 @@ class CameraProcess:
         self.state = CameraState(cfg.name, cfg.camera_id, cfg.buffer_seconds, cfg.transport)
         kwargs = dict(socket_timeout=3.0, socket_connect_timeout=1.0, health_check_interval=0)
         self.client = redis.Redis.from_url(cfg.redis_url, **kwargs)
-        self.status_client = redis.Redis.from_url(cfg.redis_url, **kwargs)
         self.rtmp = RtmpForwarder(cfg.rtmp_url, self.state, self.stop, open_timeout=cfg.open_timeout) \
             if cfg.rtmp_url else None
         self.state.rtmp_wanted = bool(cfg.rtmp_url)
         self.ingest = Ingest(cfg, self.state, self.client, self.stop, self.rtmp)
-        self.status = StatusWriter(cfg, self.state, self.status_client, self.stop, self.rtmp)
+        self.status = StatusWriter(cfg, self.state, self.stop, self.rtmp)
         self.ingest_thread: threading.Thread | None = None
         self.signal_name: str | None = None
 

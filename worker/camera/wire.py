@@ -65,6 +65,15 @@ class FastPipe:
                 buf += b"$%d\r\n%b\r\n" % (len(data), data)
         self._callbacks.append(callback)
 
+    def raw(self, encoded: bytes, big=None, tail: bytes = b"", callback=None) -> None:
+        """Queue one command already encoded in RESP (``big``, if given, is sent by reference
+        between ``encoded`` and ``tail``). For the per-packet path."""
+        self._buf += encoded
+        if big is not None:
+            self._big(big)
+            self._buf += tail
+        self._callbacks.append(callback)
+
     # RingWriter and others speak redis-py's pipeline dialect.
     def execute_command(self, *args) -> None:
         self.command(*args)

@@ -1,6 +1,7 @@
 """Run the frame server: ``python -m worker.frames`` (configuration: see worker/frames/config.py)."""
 
 import logging
+import os
 import signal
 import sys
 import threading
@@ -20,6 +21,10 @@ def main() -> int:
 
         for handler in logging.getLogger().handlers:
             handler.addFilter(RedactingFilter())
+            if os.environ.get("LOG_FORMAT", "").strip().lower() == "json":
+                from worker.redaction import JsonFormatter
+
+                handler.setFormatter(JsonFormatter())
     except ImportError:  # pragma: no cover - redaction is part of the worker package
         pass
     log = logging.getLogger("edgeproxy.frames")

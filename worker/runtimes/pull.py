@@ -9,6 +9,7 @@ never go down, so a consumer may apply the newest report and drop late ones.
 from __future__ import annotations
 
 import json
+import time
 
 import docker.errors
 import requests.exceptions
@@ -50,7 +51,8 @@ class PullProgress:
             entry["current"] = min(entry["current"], entry["total"])
 
     def as_dict(self) -> dict:
-        self.seq += 1
+        # Rises within a pull and across repeated deliveries of it (microseconds of wall clock).
+        self.seq = max(self.seq + 1, time.time_ns() // 1000)
         total = sum(layer["total"] for layer in self.layers.values())
         done = sum(layer["current"] for layer in self.layers.values())
         finished = self.status.startswith("Status:")

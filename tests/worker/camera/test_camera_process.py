@@ -68,6 +68,7 @@ def test_streaming_status_reports_measured_fps_size_and_codec(tmp_path, servers,
     assert abs(status["fps"] - FPS) <= FPS * 0.10, status
     assert (status["width"], status["height"], status["codec"]) == (width, height, expected_codec)
     assert status["pid"] == program.pid
+    assert set(status) == set(keys.STATUS_FIELDS)
     assert status["reconnects"] == 0 and status["last_error"] is None
     assert status["rtmp_streaming"] is False and status["storing"] is False
     # refreshed at least once a second, with a TTL so a dead process goes stale
@@ -243,10 +244,11 @@ def test_keyframes_only_demand_decodes_only_keyframes(tmp_path, servers, cameras
 # --------------------------------------------------------------------------- packet ring
 
 
-def test_ring_holds_the_configured_seconds_and_decode_range_returns_every_frame(tmp_path, servers, cameras):
+@pytest.mark.parametrize("codec", ["h264", "h265"])
+def test_ring_holds_the_configured_seconds_and_decode_range_returns_every_frame(tmp_path, servers, cameras, codec):
     buffer_s = 3
-    camera = servers(RtspCamera(tmp_path, fps=FPS, gop=FPS))
-    program = cameras("ring", camera.url(), EDGEPROXY_BUFFER_SECONDS=str(buffer_s))
+    camera = servers(RtspCamera(tmp_path, fps=FPS, gop=FPS, codec=codec))
+    program = cameras(f"ring-{codec}", camera.url(), EDGEPROXY_BUFFER_SECONDS=str(buffer_s))
     program.wait_state("streaming", 10)
     time.sleep(buffer_s + 2.5)
     r = program.redis
@@ -389,3 +391,43 @@ def test_sigterm_while_blocked_opening_a_silent_camera(tmp_path, cameras):
         assert code == 0
     finally:
         silent.close()
+
+
+# --------------------------------------------------------------------------- frame bus outage
+
+
+def test_frame_bus_outage_does_not_stop_the_camera(tmp_path, servers):
+    from tests.support.services import RedisServer
+    from tests.worker.camera.conftest import CameraProgram
+
+    bus = servers(RedisServer(tmp_path / "bus"))
+    camera = servers(RtspCamera(tmp_path, fps=FPS))
+    program = servers(CameraProgram(tmp_path, bus, "bus-outage", camera.url(), EDGEPROXY_BUFFER_SECONDS="2"))
+    program.wait_state("streaming", 10)
+    pid = program.pid
+
+    bus.stop()
+    time.sleep(2.5)
+    assert program.process.alive()
+    bus.start()  # same port, empty
+    program.redis = bus.client()
+    status = program.wait_status(lambda s: s["state"] == "streaming", 5, "status back")
+    assert status["pid"] == pid and status["reconnects"] == 0  # the camera side never dropped
+    wait_until(lambda: program.redis.exists(keys.codec(program.name)), 7, message="codec info rewritten")
+    first = wait_until(lambda: program.redis.xrange(keys.ring(program.name), count=1), 3, message="ring again")
+    assert first[0][1][b"key"] == b"1"  # the ring resumes at a keyframe
+    reads = consume(program, "all", 1.5)
+    assert reads and reads[-1][2] == 640 * 480 * 3
+    output = program.output()
+    assert "frame bus unreachable" in output and "frame bus reachable again" in output
+
+
+def test_udp_transport_per_camera(tmp_path, servers, cameras):
+    camera = servers(RtspCamera(tmp_path, fps=FPS))
+    program = cameras("udp", camera.url(), EDGEPROXY_RTSP_TRANSPORT="udp")
+    program.wait_state("streaming", 10)
+    time.sleep(3.2)
+    status = program.status()
+    assert status["transport"] == "udp" and status["state"] == "streaming"
+    assert abs(status["fps"] - FPS) <= FPS * 0.10, status
+    assert "over udp" in program.output()
