@@ -41,7 +41,7 @@ def test_metrics_show_a_streaming_cameras_fps(system, rtsp_camera):
 
     families = wait_until(fps_scraped, 20, interval=0.5, message="fps in /metrics")
     fps = value(families, "edgeproxy_camera_fps", camera="metrics-cam", host="edge-a")
-    assert 22 <= fps <= 28, fps
+    assert abs(fps - 25) <= 5, fps  # measured by the camera process over 3 s
     assert value(families, "edgeproxy_camera_streaming", camera="metrics-cam", host="edge-a") == 1
     assert value(families, "edgeproxy_camera_status", camera="metrics-cam", host="edge-a", status="running") == 1
     assert value(families, "edgeproxy_camera_desired_running", camera="metrics-cam", host="edge-a") == 1

@@ -37,8 +37,7 @@ class Registry:
             f"storage:\n  filesystem:\n    rootdirectory: {self.workdir / 'data'}\n  delete:\n    enabled: true\n"
             f"http:\n  addr: {self.host}\n  secret: edgeproxy-tests-only\n"
         )
-        env = {**os.environ, "OTEL_TRACES_EXPORTER": "none"}
-        self.process = Process([REGISTRY_BINARY, "serve", str(config)], self.workdir / "registry.log", env=env)
+        self.process = Process([REGISTRY_BINARY, "serve", str(config)], self.workdir / "registry.log")
         wait_until(lambda: requests.get(self.url + "/v2/", timeout=1).status_code == 200, 20, message="registry")
 
     def tags(self, repository: str) -> list[str]:

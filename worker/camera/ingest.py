@@ -28,12 +28,13 @@ import time
 
 import av
 import av.error
+from av.video.reformatter import VideoReformatter
 import redis
 
 from worker.camera import keys
 from worker.camera.backoff import Backoff, tcp_reachable
 from worker.camera.errors import Disconnected, StreamError, describe, needs_fix
-from worker.camera.ring import RingWriter, frame_type
+from worker.camera.ring import RingWriter, frame_type, to_bgr24
 from worker.camera.state import DEMAND_ALL, DEMAND_KEY, DEMAND_NONE, CameraState
 from worker.camera.wire import FastPipe
 from worker.redaction import mask_url
@@ -102,6 +103,7 @@ class Ingest:
         self.pipe = FastPipe(cfg.redis_url, on_error=self._command_failed)
         self.bus_down_until = 0.0
         self.seq = 0  # published frames of this process
+        self.reformatter = VideoReformatter()  # one swscale context for all frames (see ring.to_bgr24)
         self.codec: dict | None = None
         self.codec_json: str | None = None
         self.last_codec_write = 0.0
@@ -359,7 +361,7 @@ class Ingest:
         st = self.state
         info = self.pts_ts.pop(frame.pts, None)
         ts, dts = info if info is not None else (wall, frame.dts)
-        image = frame.to_ndarray(format="bgr24", threads=1)
+        image = to_bgr24(self.reformatter, frame)
         if not image.flags.c_contiguous:
             image = image.copy()
         is_key = bool(frame.key_frame)

@@ -259,6 +259,9 @@ def decode_range(redis_client, camera: str, start_ms: int, end_ms: int, *, follo
         # Trimmed between the two reads; look again.
     time_base = _time_base(codec)
     decoder = _make_decoder(codec, threads)
+    from av.video.reformatter import VideoReformatter
+
+    reformatter = VideoReformatter()
     codec_name = codec.get("name")
     pending: dict[int, tuple] = {}
     seq = 0
@@ -300,7 +303,7 @@ def decode_range(redis_client, camera: str, start_ms: int, end_ms: int, *, follo
             if ts < start_ms or ts > end_ms:
                 continue
             seq += 1
-            image = frame.to_ndarray(format="bgr24", threads=1)
+            image = to_bgr24(reformatter, frame)
             meta = {
                 "seq": seq,
                 "ts": ts,
@@ -350,6 +353,16 @@ def decode_range(redis_client, camera: str, start_ms: int, end_ms: int, *, follo
     except av.error.FFmpegError:
         tail = []
     yield from emit(tail)
+
+
+def to_bgr24(reformatter, frame):
+    """``frame.to_ndarray(format="bgr24")`` with a reused swscale context.
+
+    ``VideoFrame.to_ndarray(format=...)`` builds a new ``VideoReformatter`` (a new SwsContext with its
+    buffers) for every frame object, which costs more than the conversion itself: 0.31 vs 0.09 ms
+    per 640x480 frame here. Same conversion, single-threaded (``threads=1``: swscale's automatic
+    threading burns several times the CPU for a frame this size)."""
+    return reformatter.reformat(frame, format="bgr24", threads=1).to_ndarray()
 
 
 # AVPictureType values (av.video.frame.PictureType) -> the letters the original API used.

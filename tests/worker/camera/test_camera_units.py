@@ -1,0 +1,51 @@
+"""Small pieces of the camera program that can be checked without a camera."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from worker.camera import keys
+from worker.camera.backoff import Backoff
+from worker.camera.config import ConfigError, load_config
+from worker.camera.errors import mask_rtmp
+from worker.camera.ring import decode_range, ring_info
+
+
+def test_backoff_doubles_from_half_a_second_to_a_30_second_cap_with_jitter():
+    backoff = Backoff(0.5, 30.0, jitter=0.2, rng=random.Random(7))
+    delays = [backoff.next_delay() for _ in range(12)]
+    bases = [0.5, 1, 2, 4, 8, 16, 30, 30, 30, 30, 30, 30]
+    for delay, base in zip(delays, bases):
+        assert base * 0.8 <= delay <= min(30.0, base * 1.2)
+    assert len({round(d, 6) for d in delays[6:]}) > 1, "no jitter at the cap"
+    backoff.reset()
+    assert backoff.next_delay() <= 0.6
+
+
+def test_config_defaults_and_url_file(tmp_path):
+    url_file = tmp_path / "url"
+    url_file.write_text("rtsp://admin:pw@cam.local/stream1\n")
+    cfg = load_config({"EDGEPROXY_CAMERA_NAME": "cam-1", "EDGEPROXY_RTSP_URL_FILE": str(url_file),
+                       "EDGEPROXY_RTSP_URL": "rtsp://ignored/"})
+    assert cfg.rtsp_url == "rtsp://admin:pw@cam.local/stream1"
+    assert (cfg.transport, cfg.buffer_seconds, cfg.rtmp_url) == ("tcp", 10.0, None)
+    assert cfg.rtsp_host_port == ("cam.local", 554)
+    assert "pw" not in repr(cfg)
+    with pytest.raises(ConfigError, match="EDGEPROXY_BUFFER_SECONDS must be between 0 and 3600"):
+        load_config({"EDGEPROXY_CAMERA_NAME": "c", "EDGEPROXY_RTSP_URL": "rtsp://h/", "EDGEPROXY_BUFFER_SECONDS": "-1"})
+
+
+def test_rtmp_stream_key_is_masked():
+    assert mask_rtmp("rtmp://u:p@live.example/app/abcdef123456") == "rtmp://u:***@live.example/app/***"
+
+
+def test_decode_range_needs_codec_info_and_an_empty_ring_yields_nothing(redis_server):
+    client = redis_server.client()
+    with pytest.raises(LookupError):
+        next(decode_range(client, "never-connected", 0, 10**13))
+    client.set(keys.codec("no-packets"), json.dumps({"name": "h264", "width": 640, "height": 480}))
+    assert list(decode_range(client, "no-packets", 0, 10**13)) == []
+    assert ring_info(client, "no-packets")["frames"] == 0
