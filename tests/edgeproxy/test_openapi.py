@@ -135,7 +135,7 @@ def test_fuzzing_every_operation_finds_no_500_and_no_schema_violation(fuzz_syste
         "--output-truncate", "false",
     ]
     with open(report, "w") as out:
-        result = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, timeout=420, cwd=REPO,
+        result = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, timeout=420, cwd=artifacts,
                                 env={**os.environ, "NO_COLOR": "1"})
     text = report.read_text()
     assert result.returncode == 0, text[-6000:]

@@ -22,7 +22,7 @@ from worker.redaction import JsonFormatter, RedactingFilter, redact, register_se
 
 log = logging.getLogger("camera")
 
-STOP_BUDGET_S = 1.5  # SIGTERM to exit must stay under 2 s
+STOP_BUDGET_S = 1.0  # SIGTERM to exit must stay under 2 s, with room for a loaded machine
 
 
 class _Context(logging.Filter):
@@ -207,7 +207,7 @@ class CameraProcess:
         try:  # a stopped camera has no status (it would only go stale)
             import redis
 
-            quick = redis.Redis.from_url(self.cfg.redis_url, socket_timeout=0.2, socket_connect_timeout=0.2)
+            quick = redis.Redis.from_url(self.cfg.redis_url, socket_timeout=0.15, socket_connect_timeout=0.15)
             quick.delete(keys.status(self.cfg.name))
         except Exception:  # noqa: BLE001
             pass
