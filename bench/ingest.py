@@ -1,6 +1,6 @@
 """CPU cost of the camera process, against plain ffmpeg decoding the same stream.
 
-    .venv/bin/python bench/ingest.py [--seconds 20] [--sizes 640x480,1920x1080] [--fps 25] [--gop 25]
+    .venv/bin/python bench/ingest.py [--seconds 20] [--repeat 1] [--sizes 640x480,1920x1080] [--fps 25] [--gop 25]
 
 For each size: a GStreamer RTSP camera (tests/support), a throw-away Redis, and the real camera
 program (``python -m worker.camera``, default configuration: 10 s packet ring). CPU seconds
@@ -71,45 +71,54 @@ def status(client, name: str) -> dict:
 
 
 def bench_size(workdir: Path, redis_server: RedisServer, width: int, height: int, fps: int, gop: int,
-               seconds: float) -> dict:
+               seconds: float, repeat: int) -> dict:
+    """Each case measured ``repeat`` times (cases interleaved); the lowest value is kept, since other
+    load on the machine only ever adds CPU time."""
     camera = RtspCamera(workdir, width=width, height=height, fps=fps, gop=gop)
     client = redis_server.client()
     name = f"bench-{width}x{height}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("EDGEPROXY_")}
     env.update(EDGEPROXY_CAMERA_NAME=name, EDGEPROXY_RTSP_URL=camera.url(), EDGEPROXY_REDIS_URL=redis_server.url)
-    result = {"size": f"{width}x{height}"}
+    runs: dict[str, list[float]] = {"a": [], "b": [], "c": [], "d": [], "fps": [], "b_rate": [], "c_rate": []}
     program = Process([python(), "-m", "worker.camera"], workdir / f"{name}.log", env=env)
     try:
         wait_until(lambda: status(client, name).get("state") == "streaming", 15, message="streaming")
         time.sleep(3.0)
-        before = status(client, name)
-        result["a"] = measure(program.pid, seconds)
-        after = status(client, name)
-        result["fps"] = (after["packets"] - before["packets"]) / ((after["updated_at"] - before["updated_at"]) / 1000)
-        assert after["decoded_frames"] == before["decoded_frames"], "decoded without a consumer"
-
-        for label, which in (("b", "all"), ("c", "key")):
-            consumer = Consumer(client, name, which)
-            consumer.start()
-            time.sleep(2.0)
+        for _ in range(repeat):
             before = status(client, name)
-            result[label] = measure(program.pid, seconds)
+            runs["a"].append(measure(program.pid, seconds))
             after = status(client, name)
-            consumer.stop.set()
-            consumer.join()
             span = (after["updated_at"] - before["updated_at"]) / 1000
-            result[f"{label}_rate"] = (after["published_frames"] - before["published_frames"]) / span
-            time.sleep(0.5 + keys.DEMAND_TTL_MS / 1000 if which == "all" else 0.5)
+            runs["fps"].append((after["packets"] - before["packets"]) / span)
+            assert after["decoded_frames"] == before["decoded_frames"], "decoded without a consumer"
+            for label, which in (("b", "all"), ("c", "key")):
+                consumer = Consumer(client, name, which)
+                consumer.start()
+                time.sleep(2.0)
+                before = status(client, name)
+                runs[label].append(measure(program.pid, seconds))
+                after = status(client, name)
+                consumer.stop.set()
+                consumer.join()
+                span = (after["updated_at"] - before["updated_at"]) / 1000
+                runs[f"{label}_rate"].append((after["published_frames"] - before["published_frames"]) / span)
+            time.sleep(1.0)  # the consumer deleted its demand key: back to demux only
     finally:
         program.stop()
     baseline = Process(["ffmpeg", "-nostdin", "-loglevel", "error", "-rtsp_transport", "tcp", "-i", camera.url(),
                         "-pix_fmt", "bgr24", "-f", "null", "-"], workdir / f"ffmpeg-{name}.log")
     try:
         time.sleep(3.0)
-        result["d"] = measure(baseline.pid, seconds)
+        for _ in range(repeat):
+            runs["d"].append(measure(baseline.pid, seconds))
     finally:
         baseline.stop()
         camera.stop()
+    result = {"size": f"{width}x{height}"}
+    for key in ("a", "b", "c", "d"):
+        result[key] = min(runs[key])
+    for key in ("fps", "b_rate", "c_rate"):
+        result[key] = sorted(runs[key])[len(runs[key]) // 2]
     return result
 
 
@@ -119,6 +128,8 @@ def main() -> int:
     parser.add_argument("--sizes", default="640x480,1920x1080")
     parser.add_argument("--fps", type=int, default=25)
     parser.add_argument("--gop", type=int, default=25)
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="measure each case this many times and keep the lowest (a busy machine only adds)")
     args = parser.parse_args()
     cores = os.cpu_count() or 1
     results = []
@@ -128,14 +139,15 @@ def main() -> int:
         try:
             for size in args.sizes.split(","):
                 width, height = (int(v) for v in size.lower().split("x"))
-                print(f"measuring {width}x{height} ({args.seconds:g} s per case)...", flush=True)
-                results.append(bench_size(workdir, redis_server, width, height, args.fps, args.gop, args.seconds))
+                print(f"measuring {width}x{height} ({args.seconds:g} s per case, x{args.repeat})...", flush=True)
+                results.append(bench_size(workdir, redis_server, width, height, args.fps, args.gop, args.seconds,
+                                          args.repeat))
         finally:
             redis_server.stop()
 
     print()
     print(f"CPU seconds per minute of stream ({args.fps} fps, GOP {args.gop}, keyframe share "
-          f"{1 / args.gop:.3f}; {args.seconds:g} s windows)")
+          f"{1 / args.gop:.3f}; {args.seconds:g} s windows, best of {args.repeat})")
     header = (f"{'size':>10} | {'fps':>5} | {'(a) none':>8} | {'(b) all':>8} | {'(c) key':>8} | {'(d) ffmpeg':>10} | "
               f"{'b/d':>5} | {'a/b':>5} | {'c/b':>5} | {'b frames/s':>10} | {'c frames/s':>10}")
     print(header)

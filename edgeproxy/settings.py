@@ -216,6 +216,19 @@ EDGEPROXY_UPGRADE_TIMEOUT_SECONDS = envfloat("EDGEPROXY_UPGRADE_TIMEOUT_SECONDS"
 
 # Encryption of secrets at rest (RTSP URLs, edge secret): a Fernet key, or derived in embedded mode.
 EDGEPROXY_ENCRYPTION_KEY = envstr("EDGEPROXY_ENCRYPTION_KEY")
+if envbool("EDGEPROXY_REQUIRE_SECRETS", False):
+    # Production (compose): no secret may be missing or left as the example's placeholder.
+    for _name, _value in (("SECRET_KEY", SECRET_KEY), ("EDGEPROXY_ENCRYPTION_KEY", EDGEPROXY_ENCRYPTION_KEY)):
+        if not _value or "change-me" in _value:
+            raise ImproperlyConfigured(f"{_name} (or {_name}_FILE) must be set to a secret of your own")
+    from cryptography.fernet import Fernet
+
+    try:
+        Fernet(EDGEPROXY_ENCRYPTION_KEY.encode())
+    except ValueError:
+        raise ImproperlyConfigured(
+            "EDGEPROXY_ENCRYPTION_KEY must be a Fernet key: python3 -c 'from cryptography.fernet import Fernet; "
+            "print(Fernet.generate_key().decode())'") from None
 
 # --- Logging -----------------------------------------------------------------------------------
 LOG_LEVEL = envchoice("LOG_LEVEL", "info", ("debug", "info", "warning", "error")).upper()
@@ -246,6 +259,16 @@ LOGGING = {
 EDGEPROXY_FRAMES_ADVERTISE = envstr("EDGEPROXY_FRAMES_ADVERTISE", f"127.0.0.1:{EDGEPROXY_GRPC_PORT}")
 # Token the control plane presents to edge frame servers when they require one (EDGEPROXY_GRPC_TOKENS).
 EDGEPROXY_FRAMES_TOKEN = envstr("EDGEPROXY_FRAMES_TOKEN", "")
+# TLS to edge frame servers that serve it (EDGEPROXY_GRPC_TLS_CERT): a PEM bundle of the CA(s) to
+# trust (a path), or EDGEPROXY_FRAMES_TLS=true to trust the system's roots.
+_FRAMES_TLS_CA = os.environ.get("EDGEPROXY_FRAMES_TLS_CA", "").strip()
+EDGEPROXY_FRAMES_TLS_CA_PEM = None
+if _FRAMES_TLS_CA:
+    try:
+        EDGEPROXY_FRAMES_TLS_CA_PEM = Path(_FRAMES_TLS_CA).read_bytes()
+    except OSError as _exc:
+        raise ImproperlyConfigured(f"EDGEPROXY_FRAMES_TLS_CA: cannot read {_FRAMES_TLS_CA!r}: {_exc.strerror}") from None
+EDGEPROXY_FRAMES_TLS = envbool("EDGEPROXY_FRAMES_TLS", False) or EDGEPROXY_FRAMES_TLS_CA_PEM is not None
 
 # Reconciliation (Celery beat): how often every online host is driven towards the database, and
 # after how long an operation on a host that went offline is given up.

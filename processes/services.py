@@ -75,6 +75,10 @@ def _sealed_spec(camera: Camera) -> str:
 
 
 def _new_operation(camera: Camera, kind: str) -> Operation:
+    """Start an operation on a camera (inside the caller's transaction). The camera row is locked
+    first: a camera deleted meanwhile is a 404, a busy one a 409 (the database's constraint)."""
+    if not Camera.objects.select_for_update().filter(pk=camera.pk).exists():
+        raise NotFound(f"No camera named {camera.name!r}.")
     try:
         with transaction.atomic():
             op = Operation.objects.create(kind=kind, camera=camera, camera_name=camera.name, host=camera.host)
@@ -168,7 +172,8 @@ def camera_snapshot(camera: Camera, keyframe_only: bool = False) -> bytes:
         raise Unavailable(f"Edge host {camera.host.name} is offline; no frame can be fetched.")
     try:
         return frames.latest_jpeg(address, camera.name, keyframe_only=keyframe_only, timeout=5.0,
-                                  token=settings.EDGEPROXY_FRAMES_TOKEN or None)
+                                  token=settings.EDGEPROXY_FRAMES_TOKEN or None, tls=settings.EDGEPROXY_FRAMES_TLS,
+                                  root_certificates=settings.EDGEPROXY_FRAMES_TLS_CA_PEM)
     except frames.CameraNotFound:
         raise NotFound(f"Camera {camera.name} is not running on edge host {camera.host.name}.") from None
     except frames.ServerUnavailable:

@@ -6,8 +6,11 @@ and /healthz answering 503 while the broker is down and recovering when it is ba
 
 from __future__ import annotations
 
+import datetime
+import ipaddress
 import json
 import re
+from pathlib import Path
 
 import pytest
 import requests
@@ -25,12 +28,45 @@ TEXT_LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d[,.]\d+ (DEBUG|I
                            r"|\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d{4}\] \[\d+\] \[(INFO|WARNING|ERROR)\])")
 
 
+FRAMES_KEY = "frames-key-Zr81"
+
+
+def self_signed(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and localhost (the frame server's TLS)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "edgeproxy frames test")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=2))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
+                                                        x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .sign(key, hashes.SHA256()))
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "frames.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (directory / "frames.key").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                             serialization.NoEncryption()))
+    return directory / "frames.pem", directory / "frames.key"
+
+
 @pytest.fixture(scope="module")
 def hardened(artifacts):
     server = RedisServer(artifacts / "hardened-redis")
+    cert, key = self_signed(artifacts / "hardened-tls")
     system = System(artifacts / "hardened", server.url, fresh_database_url("edgeproxy_hardened"), runtime="local",
                     extra_env={"LOG_FORMAT": "json", "EDGEPROXY_CORS_ORIGINS": ORIGIN,
-                               "EDGEPROXY_METRICS_TOKEN": METRICS_TOKEN})
+                               "EDGEPROXY_METRICS_TOKEN": METRICS_TOKEN,
+                               # The edge frame server with an API key and TLS; the API trusts its CA.
+                               "EDGEPROXY_GRPC_TOKENS": FRAMES_KEY, "EDGEPROXY_GRPC_TLS_CERT": str(cert),
+                               "EDGEPROXY_GRPC_TLS_KEY": str(key), "EDGEPROXY_FRAMES_TOKEN": FRAMES_KEY,
+                               "EDGEPROXY_FRAMES_TLS_CA": str(cert)})
+    system.tls_cert = cert
     system.redis_server = server
     try:
         system.start_edge("test-hardened")
@@ -111,6 +147,30 @@ def test_json_logs_carry_camera_host_and_operation_ids(hardened, rtsp_camera):
         assert records, name
         assert all({"ts", "level", "logger", "message"} <= r.keys() for r in records), name
         assert not [line for line in text.splitlines() if TEXT_LOG_LINE.match(line)], name
+
+
+def test_frames_over_tls_with_an_api_key(hardened, rtsp_camera):
+    """The edge frame server requires a key and speaks TLS; the API fetches snapshots through it."""
+    from edgeproxy.client import FrameClient, NotAuthorized, ServerUnavailable
+
+    assert hardened.post("/api/v1/process?wait=30", {"name": "tls-cam", "rtsp_endpoint": rtsp_camera.url()}
+                         ).status_code == 200
+    hardened.wait_camera("tls-cam", lambda c: (c["stream"] or {}).get("state") == "streaming", 30)
+    frame = wait_until(lambda: (r := hardened.get("/api/v1/process/tls-cam/frame.jpg")).status_code == 200 and r,
+                       20, interval=0.5, message="a JPEG through the TLS frame server")
+    assert frame.headers["Content-Type"] == "image/jpeg" and frame.content[:2] == b"\xff\xd8"
+    address = f"127.0.0.1:{hardened.frame_ports['test-hardened']}"
+    ca = hardened.tls_cert.read_bytes()
+    with FrameClient(address, tls=True, root_certificates=ca, timeout=5) as anonymous:
+        with pytest.raises(NotAuthorized):
+            anonymous.list()
+    with FrameClient(address, token=FRAMES_KEY, timeout=3) as plaintext:
+        with pytest.raises(ServerUnavailable):
+            plaintext.list()
+    with FrameClient(address, token=FRAMES_KEY, tls=True, root_certificates=ca, timeout=5) as client:
+        assert "tls-cam" in [camera["name"] for camera in client.list()]
+    assert hardened.delete("/api/v1/process/tls-cam?wait=30").status_code == 200
+    assert FRAMES_KEY not in hardened.logs()
 
 
 def test_task_failures_and_bad_requests_are_logged_redacted(hardened):

@@ -228,9 +228,11 @@ def decode_range(redis_client, camera: str, start_ms: int, end_ms: int, *, follo
     Yields ``(meta, image)`` in presentation order, every frame whose receive time ``ts`` lies in
     the range (none dropped): ``image`` is a ``numpy.uint8`` array ``(height, width, 3)`` in BGR24;
     ``meta`` has the ``keys.FRAME_META_FIELDS`` (``seq`` = 1, 2, ... within this range; ``packet`` =
-    index in its GOP, ``keyframe`` = keyframes fed so far in this range) plus ``id``, the ring entry id. Decoding starts at the keyframe at or before ``start_ms`` (frames before
-    ``start_ms`` are decoded but not converted or yielded). A range older than the ring starts at
-    the ring's first keyframe; an empty or missing ring yields nothing.
+    index in its GOP, ``keyframe`` = keyframes fed so far in this range) plus ``id``, the ring entry
+    id. Decoding starts at the keyframe at or before ``start_ms`` (frames before ``start_ms`` are
+    decoded but not converted or yielded). A range older than the ring starts at the ring's first
+    keyframe; an empty or missing ring yields nothing. The packets of the range are read from Redis
+    up front (so trimming cannot overtake a slow consumer); frames are decoded lazily.
 
     ``follow_s`` > 0: when ``end_ms`` is later than the newest buffered packet, keep reading new
     packets as the camera writes them, until one is past ``end_ms`` or the wall clock passes
