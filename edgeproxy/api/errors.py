@@ -131,6 +131,8 @@ class BodySizeLimitMiddleware:
         except ValueError:
             length = 0
         if length > self.limit:
+            if length <= self.DRAIN_LIMIT:
+                self._drain(request, length)  # so the client reads our answer instead of a reset
             return self._too_large()
         if "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower():
             import io
@@ -143,6 +145,18 @@ class BodySizeLimitMiddleware:
             request.META["CONTENT_LENGTH"] = str(len(data))
             request._stream = LimitedStream(io.BytesIO(data), len(data))
         return self.get_response(request)
+
+    # Bodies up to this size are read and dropped before answering 413; bigger ones are not read.
+    DRAIN_LIMIT = 8 * 1024 * 1024
+
+    @staticmethod
+    def _drain(request, length: int) -> None:
+        stream = request.META["wsgi.input"]
+        while length > 0:
+            chunk = stream.read(min(length, 64 * 1024))
+            if not chunk:
+                break
+            length -= len(chunk)
 
     def _too_large(self):
         return JsonResponse(error_body(413, f"The request body is larger than {self.limit // 1024} KiB."), status=413)

@@ -133,7 +133,7 @@ def test_camera_restart_is_noticed_and_recovered_in_the_same_process(tmp_path, s
     status = program.wait_state("streaming", 2.0)
     assert time.monotonic() - back <= 2.0
     assert status["pid"] == pid and program.process.alive()
-    assert status["fps"] >= 0  # and it keeps streaming:
+    assert status["reconnects"] >= 2 and status["last_error"]
     program.wait_status(lambda s: s["packets"] > 0 and s["last_frame_at"] > time.time() * 1000 - 500, 3,
                         "fresh packets")
     output = program.output()
