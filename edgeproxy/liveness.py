@@ -50,6 +50,7 @@ def _beat(hostname: str) -> None:
 
     client = _client(5.0)
     log = logging.getLogger("edgeproxy.liveness")
+    failing = False
     while not _stop.is_set():
         try:
             now = time.time()
@@ -57,8 +58,13 @@ def _beat(hostname: str) -> None:
             pipe.zadd(SEEN_KEY, {hostname: now})
             pipe.zremrangebyscore(SEEN_KEY, "-inf", now - 3600)
             pipe.execute()
+            if failing:
+                log.info("control worker liveness recorded again")
+            failing = False
         except redis.RedisError as exc:
-            log.warning("control worker liveness not recorded: %s", exc)
+            if not failing:  # once per outage, not once a beat
+                log.warning("control worker liveness not recorded (until the broker answers): %s", exc)
+            failing = True
         _stop.wait(_interval())
     try:
         client.zrem(SEEN_KEY, hostname)

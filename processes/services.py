@@ -243,10 +243,20 @@ def record_operation_started(operation_id: str) -> None:
     )
 
 
+def _lock_camera_of(operation_id) -> None:
+    """Lock the operation's camera row before the operation's, in the order _new_operation does: the
+    other order deadlocks with a new operation queued on the same camera meanwhile (it waits on the
+    one-active-operation index while holding the camera). Found by the API fuzz run."""
+    camera_id = Operation.objects.filter(id=operation_id).values_list("camera_id", flat=True).first()
+    if camera_id is not None:
+        list(Camera.objects.select_for_update().filter(id=camera_id).values_list("id", flat=True))
+
+
 def record_operation_result(operation_id: str, ok: bool, error: str = "", observed: dict | None = None,
                             stream: dict | None = None, removed: bool = False, result: dict | None = None) -> None:
     now = timezone.now()
     with transaction.atomic():
+        _lock_camera_of(operation_id)
         op = Operation.objects.select_for_update().filter(id=operation_id).first()
         if op is None or not op.is_active:
             return  # redelivered result of an operation already recorded
@@ -577,6 +587,7 @@ def record_upgrade_result(operation_id: str, ok: bool, error: str = "", observed
     still moves the record to the image the camera now runs: the edge only says so once it does."""
     image = (result or {}).get("image")
     with transaction.atomic():
+        _lock_camera_of(operation_id)
         op = Operation.objects.select_for_update().filter(id=operation_id).first()
         if op is None:
             return
