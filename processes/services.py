@@ -237,10 +237,18 @@ def _apply_observation(camera: Camera, observed: dict | None, stream: dict | Non
     return ["container_id", "state", "logs", "stream", "status", "observed_at", "modified"]
 
 
+class OperationNotFound(Exception):
+    """A report names an operation the database does not show (yet): the task was sent inside
+    the transaction that creates the operation, and a fast edge host can answer before it commits.
+    The control task retries shortly."""
+
+
 def record_operation_started(operation_id: str) -> None:
-    Operation.objects.filter(id=operation_id, state=OperationState.PENDING).update(
+    updated = Operation.objects.filter(id=operation_id, state=OperationState.PENDING).update(
         state=OperationState.RUNNING, started=timezone.now()
     )
+    if not updated and not Operation.objects.filter(id=operation_id).exists():
+        raise OperationNotFound(operation_id)
 
 
 def _lock_camera_of(operation_id) -> None:
@@ -258,7 +266,9 @@ def record_operation_result(operation_id: str, ok: bool, error: str = "", observ
     with transaction.atomic():
         _lock_camera_of(operation_id)
         op = Operation.objects.select_for_update().filter(id=operation_id).first()
-        if op is None or not op.is_active:
+        if op is None:
+            raise OperationNotFound(operation_id)
+        if not op.is_active:
             return  # redelivered result of an operation already recorded
         if op.kind == OperationKind.MOVE and op.progress.get("phase") == "removing" and ok:
             _continue_move(op, now)
@@ -568,7 +578,9 @@ def record_pull_result(operation_id: str, ok: bool, error: str = "", result: dic
     """The end of a pull: final progress, the host's new image inventory and the result, together."""
     with transaction.atomic():
         op = Operation.objects.select_for_update().filter(id=operation_id).first()
-        if op is None or not op.is_active:
+        if op is None:
+            raise OperationNotFound(operation_id)
+        if not op.is_active:
             return  # redelivered
         if progress:
             op.progress = {**op.progress, **progress}
@@ -590,7 +602,7 @@ def record_upgrade_result(operation_id: str, ok: bool, error: str = "", observed
         _lock_camera_of(operation_id)
         op = Operation.objects.select_for_update().filter(id=operation_id).first()
         if op is None:
-            return
+            raise OperationNotFound(operation_id)
         if not op.is_active:
             if ok and image and op.camera_id:
                 if Camera.objects.filter(id=op.camera_id).exclude(image_tag=image).update(

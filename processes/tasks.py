@@ -9,13 +9,17 @@ from django.conf import settings
 
 from processes import services
 
+# Reports about an operation not committed yet are retried: 0.1 s apart, for up to 10 s.
+REPORT = {"acks_late": True, "ignore_result": True, "autoretry_for": (services.OperationNotFound,),
+          "retry_kwargs": {"max_retries": 100, "countdown": 0.1}}
 
-@shared_task(name="processes.operation_started", acks_late=True, ignore_result=True)
+
+@shared_task(name="processes.operation_started", **REPORT)
 def operation_started(operation_id: str) -> None:
     services.record_operation_started(operation_id)
 
 
-@shared_task(name="processes.operation_finished", acks_late=True, ignore_result=True)
+@shared_task(name="processes.operation_finished", **REPORT)
 def operation_finished(operation_id: str, ok: bool, error: str = "", observed: dict | None = None,
                        stream: dict | None = None, removed: bool = False, result: dict | None = None) -> None:
     services.record_operation_result(operation_id, ok, error, observed, stream, removed, result)
@@ -52,13 +56,13 @@ def expire_operations() -> None:
     services.expire_operations(settings.EDGEPROXY_OPERATION_TIMEOUT_SECONDS)
 
 
-@shared_task(name="processes.pull_finished", acks_late=True, ignore_result=True)
+@shared_task(name="processes.pull_finished", **REPORT)
 def pull_finished(operation_id: str, ok: bool, error: str = "", result: dict | None = None,
                   progress: dict | None = None, images: list | None = None) -> None:
     services.record_pull_result(operation_id, ok, error, result, progress, images)
 
 
-@shared_task(name="processes.upgrade_finished", acks_late=True, ignore_result=True)
+@shared_task(name="processes.upgrade_finished", **REPORT)
 def upgrade_finished(operation_id: str, ok: bool, error: str = "", observed: dict | None = None,
                      stream: dict | None = None, result: dict | None = None, progress: dict | None = None) -> None:
     services.record_upgrade_result(operation_id, ok, error, observed, stream, result, progress)
