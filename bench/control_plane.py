@@ -7,7 +7,6 @@ Prints, in one run on this machine:
 """
 
 import argparse
-import os
 import statistics
 import subprocess
 import sys

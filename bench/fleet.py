@@ -13,7 +13,6 @@ and the time from a host's return (empty, like a rebooted machine) to all of its
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading

@@ -97,18 +97,7 @@ class EdgeAgent:
         except Exception:  # noqa: BLE001 - a spec sealed to another key (host key was replaced)
             self._finished(operation_id, False, f"camera {camera_name}: the spec could not be opened with this host's key")
             return
-        register_secret(url_password(raw["rtsp_url"]))
-        spec = CameraSpec(
-            camera_id=raw["camera_id"],
-            name=raw["name"],
-            host=self.host,
-            image=raw["image"],
-            rtsp_url=raw["rtsp_url"],
-            rtmp_url=raw.get("rtmp_url") or "",
-            transport=raw.get("transport") or "tcp",
-            buffer_seconds=int(raw.get("buffer_seconds", settings.EDGEPROXY_CAMERA_BUFFER_SECONDS)),
-            frames_redis_url=settings.FRAMES_REDIS_URL,
-        )
+        spec = self.spec_from(raw)
         self._rtmp[spec.name] = bool(spec.rtmp_url)
         try:
             observed = self.runtime.ensure_running(spec)
@@ -184,6 +173,21 @@ class EdgeAgent:
             images = None  # the next heartbeat brings it
         self._tell_control("processes.pull_finished", operation_id=operation_id, ok=True, result={"response": log},
                            progress=final, images=images)
+
+    def spec_from(self, raw: dict) -> CameraSpec:
+        """The runtime's spec from an unsealed control-plane spec; its password is masked in logs."""
+        register_secret(url_password(raw["rtsp_url"]))
+        return CameraSpec(
+            camera_id=raw["camera_id"],
+            name=raw["name"],
+            host=self.host,
+            image=raw["image"],
+            rtsp_url=raw["rtsp_url"],
+            rtmp_url=raw.get("rtmp_url") or "",
+            transport=raw.get("transport") or "tcp",
+            buffer_seconds=int(raw.get("buffer_seconds", settings.EDGEPROXY_CAMERA_BUFFER_SECONDS)),
+            frames_redis_url=settings.FRAMES_REDIS_URL,
+        )
 
     def _observe(self, camera_name: str) -> Observed | None:
         try:

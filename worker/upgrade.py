@@ -29,8 +29,8 @@ from django.conf import settings
 
 from worker import sealing
 from worker.camera import keys
-from worker.redaction import redact, register_secret, url_password
-from worker.runtimes.base import CameraSpec, Observed, RuntimeError_
+from worker.redaction import redact
+from worker.runtimes.base import Observed, RuntimeError_
 
 logger = logging.getLogger("edgeproxy.edge")
 
@@ -130,21 +130,6 @@ def _crash_reason(runtime, name: str, observed: Observed) -> str:
     return reason
 
 
-def _spec(agent, raw: dict) -> CameraSpec:
-    register_secret(url_password(raw["rtsp_url"]))
-    return CameraSpec(
-        camera_id=raw["camera_id"],
-        name=raw["name"],
-        host=agent.host,
-        image=raw["image"],
-        rtsp_url=raw["rtsp_url"],
-        rtmp_url=raw.get("rtmp_url") or "",
-        transport=raw.get("transport") or "tcp",
-        buffer_seconds=int(raw.get("buffer_seconds", settings.EDGEPROXY_CAMERA_BUFFER_SECONDS)),
-        frames_redis_url=settings.FRAMES_REDIS_URL,
-    )
-
-
 class _Report:
     def __init__(self, agent, operation_id: str, camera_name: str):
         self.agent, self.operation_id, self.camera_name = agent, operation_id, camera_name
@@ -207,7 +192,7 @@ def _upgrade(agent, report: _Report, camera_name: str, sealed_spec: str) -> None
         report.finished(False, "failed", f"camera {camera_name}: the spec could not be opened with this host's key",
                         agent._observe(camera_name))
         return
-    spec = _spec(agent, raw)
+    spec = agent.spec_from(raw)
     before = agent._observe(camera_name)
     report.base = {"image": spec.image, "from": before.image if before else ""}
     was_streaming = (_stream(agent.frames, camera_name) or {}).get("state") == "streaming"

@@ -2,7 +2,6 @@
 
 import pytest
 
-from tests.support.services import wait_until
 
 pytestmark = pytest.mark.docker
 

@@ -5,7 +5,6 @@ import json
 
 import pytest
 
-from tests.support.services import wait_until
 
 pytestmark = pytest.mark.docker
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import functools
 import hmac
 import itertools
-import json
 import logging
 import re
 import threading
