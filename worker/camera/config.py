@@ -20,6 +20,7 @@ non-zero (``python -m worker.camera``). Nothing else makes it exit non-zero.
 | ``EDGEPROXY_DEMAND_POLL_MS`` | ``150`` | how often the demand keys are read while streaming |
 | ``EDGEPROXY_STATUS_INTERVAL_MS`` | ``500`` | how often the status key is written |
 | ``EDGEPROXY_DECODE_THREADS`` | ``1`` | decoder threads for live frames (``0`` = FFmpeg's choice) |
+| ``EDGEPROXY_PUBLISH_FORMAT`` | ``i420`` | published frame data: ``i420`` (the decoder's YUV 4:2:0 as is, when it is that; else BGR24) or ``bgr24`` (always converted) |
 | ``EDGEPROXY_LOG_LEVEL`` | ``INFO`` | Python log level |
 | ``EDGEPROXY_LOG_FORMAT`` | ``text`` | ``text`` or ``json`` (one JSON object a line) |
 | ``EDGEPROXY_FFMPEG_LOG_LEVEL`` | ``quiet`` | FFmpeg's own messages: ``quiet``, ``error``, ``warning``, ``info`` (redacted) |
@@ -61,6 +62,7 @@ class Config:
     demand_poll_s: float = 0.15
     status_interval_s: float = 0.5
     decode_threads: int = 1
+    publish_format: str = "i420"
     log_level: str = "INFO"
     log_format: str = "text"
     ffmpeg_log_level: str = "quiet"
@@ -200,6 +202,7 @@ def load_config(env=None) -> Config:
         demand_poll_s=_number(env, "EDGEPROXY_DEMAND_POLL_MS", 150, 20, 5000) / 1000.0,
         status_interval_s=_number(env, "EDGEPROXY_STATUS_INTERVAL_MS", 500, 100, 1000) / 1000.0,
         decode_threads=int(_number(env, "EDGEPROXY_DECODE_THREADS", 1, 0, 64, integer=True)),
+        publish_format=_choice(env, "EDGEPROXY_PUBLISH_FORMAT", "i420", ("i420", "bgr24")),
         log_level=level,
         log_format=_choice(env, "EDGEPROXY_LOG_FORMAT", "text", ("text", "json")),
         ffmpeg_log_level=_choice(env, "EDGEPROXY_FFMPEG_LOG_LEVEL", "quiet", FFMPEG_LOG_LEVELS),

@@ -28,12 +28,14 @@ import time
 
 import av
 import av.error
+import numpy as np
 from av.video.reformatter import VideoReformatter
 import redis
 
 from worker.camera import keys
 from worker.camera.backoff import Backoff, tcp_reachable
 from worker.camera.errors import Disconnected, StreamError, describe, needs_fix
+from worker.camera.frame_format import BGR24, I420, I420_SOURCES
 from worker.camera.ring import RingWriter, frame_type, to_bgr24
 from worker.camera.state import DEMAND_ALL, DEMAND_KEY, DEMAND_NONE, CameraState
 from worker.camera.wire import FastPipe
@@ -104,6 +106,8 @@ class Ingest:
         self.bus_down_until = 0.0
         self.seq = 0  # published frames of this process
         self.reformatter = VideoReformatter()  # one swscale context for all frames (see ring.to_bgr24)
+        self.publish_i420 = getattr(cfg, "publish_format", "i420") == I420
+        self._i420_buf = None  # reused for decoders whose planes have padded rows
         self.codec: dict | None = None
         self.codec_json: str | None = None
         self.last_codec_write = 0.0
@@ -361,9 +365,16 @@ class Ingest:
         st = self.state
         info = self.pts_ts.pop(frame.pts, None)
         ts, dts = info if info is not None else (wall, frame.dts)
-        image = to_bgr24(self.reformatter, frame)
-        if not image.flags.c_contiguous:
-            image = image.copy()
+        width, height = frame.width, frame.height
+        if self.publish_i420 and frame.format.name in I420_SOURCES and not (width | height) & 1:
+            data = self._i420(frame, width, height)
+            data_format = I420
+        else:
+            image = to_bgr24(self.reformatter, frame)
+            if not image.flags.c_contiguous:
+                image = image.copy()
+            data = memoryview(image).cast("B")
+            data_format = BGR24
         is_key = bool(frame.key_frame)
         self.seq += 1
         meta = json.dumps({
@@ -381,8 +392,8 @@ class Ingest:
             "pix_fmt": frame.format.name,
             "packet": len(self.gop) - 1,  # index of the newest packet in its GOP
             "keyframe": st.keyframes,  # keyframes received by this process
+            "data_format": data_format,
         }, separators=(",", ":"))
-        data = memoryview(image).cast("B")
         pipe = self.pipe
         pipe.command("HSET", self.k_latest, "meta", meta, "data", data)
         pipe.command("PEXPIRE", self.k_latest, self.frame_ttl_ms)
@@ -394,6 +405,29 @@ class Ingest:
             st.width, st.height = frame.width, frame.height
         self._flush(mono)
         st.published_frames += 1
+
+    def _i420(self, frame, width: int, height: int):
+        """The frame's Y, U and V planes as one I420 value (``frame_format``), without conversion.
+
+        Planes without row padding are sent as they are (a tuple of memoryviews, written to the
+        socket by reference before ``_publish`` returns); padded rows are copied once, by numpy, into
+        a buffer reused for every frame (also fully sent before it is reused)."""
+        y, u, v = frame.planes
+        half_w, half_h = width >> 1, height >> 1
+        if y.line_size == width and u.line_size == half_w and v.line_size == half_w:
+            chroma = half_w * half_h
+            return (memoryview(y)[:width * height], memoryview(u)[:chroma], memoryview(v)[:chroma])
+        size = width * height * 3 // 2
+        buf = self._i420_buf
+        if buf is None or buf.size != size:
+            buf = self._i420_buf = np.empty(size, np.uint8)
+        offset = 0
+        for plane, w, h in ((y, width, height), (u, half_w, half_h), (v, half_w, half_h)):
+            rows = np.frombuffer(plane, np.uint8, count=plane.line_size * (h - 1) + w)
+            src = np.lib.stride_tricks.as_strided(rows, (h, w), (plane.line_size, 1))
+            buf[offset:offset + w * h].reshape(h, w)[...] = src
+            offset += w * h
+        return memoryview(buf)
 
     # ------------------------------------------------------------------ Redis
     def _set_codec(self, info: dict) -> None:

@@ -10,7 +10,7 @@ read them, except the demand and control keys, which consumers write.
 | ``codec`` | string, JSON: name, long_name, width, height, pix_fmt, extradata (base64), time_base (float); also extradata_size, time_base_num, time_base_den (exact), fps (nominal or null), profile | camera, each (re)connect and every 5 s | < 64 KiB | none (deleted with the camera) |
 | ``demand:all`` | string ``1`` | consumer wanting every frame | tiny | ``DEMAND_TTL_MS``, refreshed by each read |
 | ``demand:key`` | string ``1`` | consumer wanting keyframes only | tiny | ``DEMAND_TTL_MS`` |
-| ``frame:latest`` | hash: ``meta`` (JSON, see ``FRAME_META_FIELDS``), ``data`` (raw BGR24 bytes) | camera, every decoded frame | one frame | ``FRAME_TTL_S`` |
+| ``frame:latest`` | hash: ``meta`` (JSON, see ``FRAME_META_FIELDS``), ``data`` (raw I420 or BGR24 bytes, as ``meta.data_format`` says) | camera, every decoded frame | one frame | ``FRAME_TTL_S`` |
 | ``frame:keyframe`` | hash, same shape: the newest decoded keyframe | camera | one frame | ``FRAME_TTL_S`` |
 | ``ring`` | stream of compressed packets, entry id = ``<receive ms>-<packet counter>``; fields ``data``, ``pts``, ``dts`` (in the codec's time_base), ``key`` (``1``/``0``), ``ts`` (receive ms) | camera, every packet (batched every ``EDGEPROXY_DEMAND_POLL_MS``) | ``buffer seconds`` .. + one GOP (starts at a keyframe) | trimmed by MINID |
 | ``rtmp`` | string ``1``/``0``: RTMP pass-through wanted | control (Proxy RPC, connect) | tiny | none |
@@ -21,9 +21,13 @@ can tell a newer frame from one it has seen (``ts`` breaks ties across process r
 
 Details (camera process, see docs/camera.md):
 
-* ``frame:*``: ``data`` is always BGR24, ``height x width x 3`` bytes, row after row, no padding
-  (``numpy.frombuffer(data, numpy.uint8).reshape(height, width, 3)``); ``meta.pix_fmt`` is the
-  decoder's pixel format (before conversion). A keyframe is published to both keys with the same
+* ``frame:*``: ``data`` is in ``meta.data_format`` (``worker/camera/frame_format.py``, whose
+  ``to_bgr(meta, data)`` reads either): ``i420``, planar YUV 4:2:0 (Y, U, V planes, no padding,
+  ``width * height * 3 / 2`` bytes), the decoder's output as is, for ``yuv420p``/``yuvj420p``
+  frames of even size; ``bgr24`` (also when the field is absent), ``height x width x 3`` bytes, row
+  after row, no padding (``numpy.frombuffer(data, numpy.uint8).reshape(height, width, 3)``), for
+  other pixel formats or ``EDGEPROXY_PUBLISH_FORMAT=bgr24``. ``meta.pix_fmt`` is the decoder's
+  pixel format (before any conversion). A keyframe is published to both keys with the same
   ``seq``; with only ``demand:key`` alive, only keyframes are decoded and published (to both keys).
   The camera deletes both keys (and the ring) when it starts, since ``seq`` restarts at 1.
 * ``ring``: decode a time range with ``worker.camera.ring.decode_range(redis, camera, start_ms,
@@ -89,6 +93,7 @@ FRAME_META_FIELDS = (
     # additions by the camera process (the original's VideoFrame.packet / .keyframe)
     "packet",  # index of the frame's packet within its GOP (0 = the keyframe)
     "keyframe",  # running keyframe counter (live: since process start; buffered: within the range)
+    "data_format",  # layout of ``data``: "i420" or "bgr24" (absent: bgr24); see frame_format.py
 )
 
 

@@ -5,7 +5,8 @@ wrappers): at 25 packets a second plus a published frame each, that was the bigg
 camera process's own CPU. ``FastPipe`` writes RESP2 itself:
 
 * commands are encoded into one buffer; large values (frames) are passed by reference
-  (``memoryview``) to one ``sendmsg`` call, never copied in Python;
+  (``memoryview``, or a tuple of them for one value in pieces, e.g. the planes of an image) to one
+  ``sendmsg`` call, never copied in Python;
 * replies are not waited for: each ``send`` first collects whatever replies of earlier batches
   have arrived (non-blocking), so the hot path never sits through a Redis round trip. A reply can
   be given to a callback (the demand poll); error replies go to ``on_error``.
@@ -55,11 +56,17 @@ class FastPipe:
                 if len(arg) >= _BIG:
                     buf += b"$%d\r\n" % len(arg)
                     self._big(arg)
+                    buf = self._buf
                     continue
                 buf += b"$%d\r\n%b\r\n" % (len(arg), arg)
             elif isinstance(arg, memoryview):
                 buf += b"$%d\r\n" % arg.nbytes
                 self._big(arg)
+                buf = self._buf
+            elif isinstance(arg, tuple):  # one value in several pieces (e.g. image planes), by reference
+                buf += b"$%d\r\n" % sum(piece.nbytes for piece in arg)
+                self._big(*arg)
+                buf = self._buf
             else:
                 data = arg.encode() if isinstance(arg, str) else str(arg).encode()
                 buf += b"$%d\r\n%b\r\n" % (len(data), data)
@@ -78,9 +85,9 @@ class FastPipe:
     def execute_command(self, *args) -> None:
         self.command(*args)
 
-    def _big(self, value) -> None:
+    def _big(self, *values) -> None:
         self._pieces.append(bytes(self._buf))
-        self._pieces.append(value)
+        self._pieces.extend(values)
         self._buf = bytearray(b"\r\n")
 
     @property

@@ -7,6 +7,7 @@ import json
 
 from google.protobuf.descriptor import FieldDescriptor
 
+from worker.camera import frame_format
 from worker.frames.proto import video_streaming_pb2 as pb
 
 
@@ -64,13 +65,16 @@ def shape(height: int, width: int, channels: int = 3) -> pb.ShapeProto:
 
 
 def video_frame(device_id: str, meta: dict, data: bytes) -> pb.VideoFrame:
-    """A ``VideoFrame`` from a frame meta record (``keys.FRAME_META_FIELDS``) and BGR24 bytes."""
+    """A ``VideoFrame`` (``data`` always BGR24, as the original served) from a frame meta record
+    (``keys.FRAME_META_FIELDS``) and its data in ``meta.data_format`` (absent: BGR24; ``i420`` is
+    converted here, see ``worker.camera.frame_format``; raises ``FrameFormatError`` if it does not
+    fit the meta)."""
     width = _int(meta.get("width"))
     height = _int(meta.get("height"))
     return pb.VideoFrame(
         width=width,
         height=height,
-        data=data,
+        data=frame_format.bgr_bytes(meta, data),
         timestamp=_int(meta.get("ts")),
         is_keyframe=bool(meta.get("is_keyframe")),
         pts=_int(meta.get("pts")),

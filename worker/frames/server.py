@@ -30,7 +30,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from worker.camera import keys
+from worker.camera import frame_format, keys
 from worker.frames import convert
 from worker.frames.config import FrameServerConfig
 from worker.frames.proto import video_streaming_pb2 as pb
@@ -411,11 +411,13 @@ class ImageServicer(pb_grpc.ImageServicer):
             fetched = convert.parse_json(meta_raw)
             if not fetched or data is None or not acceptable(fetched):
                 return None  # gone (expired) between the two reads
-            expected = int(fetched.get("width", 0)) * int(fetched.get("height", 0)) * 3
-            if expected and len(data) != expected:
-                log.warning("camera %s: frame of %d bytes for %sx%s BGR24 (expected %d)", name, len(data),
-                            fetched.get("width"), fetched.get("height"), expected)
-            cached = _Frame(fetched, convert.video_frame(name, fetched, data).SerializeToString())
+            try:  # I420 from the camera is converted to BGR24 here, once per frame for every caller
+                message = convert.video_frame(name, fetched, data)
+            except frame_format.FrameFormatError as exc:
+                log.warning("camera %s: unusable frame record: %s", name, exc)
+                raise Abort(grpc.StatusCode.UNAVAILABLE,
+                            f"camera {name!r} published a malformed frame ({exc}); retry") from None
+            cached = _Frame(fetched, message.SerializeToString())
             self._frames[cache_key] = cached
             return cached
 
@@ -488,7 +490,7 @@ class ImageServicer(pb_grpc.ImageServicer):
                 if ts < start or ts > end:
                     continue
                 height, width = image.shape[:2]
-                meta = {**meta, "width": width, "height": height}
+                meta = {**meta, "width": width, "height": height, "data_format": frame_format.BGR24}
                 yield convert.video_frame(name, meta, image.tobytes())
                 sent += 1
         finally:

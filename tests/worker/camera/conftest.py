@@ -7,10 +7,12 @@ import os
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.support.services import Process, RedisServer, python, wait_until
 from worker.camera import keys
+from worker.camera.frame_format import to_bgr
 
 
 class CameraProgram:
@@ -60,6 +62,11 @@ class CameraProgram:
         if not entry:
             return None
         return json.loads(entry[b"meta"]), entry[b"data"]
+
+    def image(self, which: str = "latest") -> tuple[dict, np.ndarray] | None:
+        """The published frame as (meta, H x W x 3 BGR array), converted like the frame server does."""
+        frame = self.frame(which)
+        return None if frame is None else (frame[0], to_bgr(*frame))
 
     def want(self, demand: str) -> None:
         """Act as a consumer: refresh ``demand:all`` or ``demand:key``."""

@@ -15,6 +15,7 @@ import pytest
 from tests.support.services import Process, RtspCamera, free_port, python, wait_until
 from tests.worker.camera.conftest import consume
 from worker.camera import keys
+from worker.camera.frame_format import data_size, to_bgr
 from worker.camera.ring import decode_range, ring_info
 
 FPS = 25
@@ -40,6 +41,8 @@ FPS = 25
           "EDGEPROXY_RTMP_URL": "udp://127.0.0.1:9/x"}, "EDGEPROXY_RTMP_URL must start with rtmp://"),
         ({"EDGEPROXY_CAMERA_NAME": "bad name", "EDGEPROXY_RTSP_URL": "rtsp://127.0.0.1:1/x"},
          "not a valid camera name"),
+        ({"EDGEPROXY_CAMERA_NAME": "cfg-g", "EDGEPROXY_RTSP_URL": "rtsp://127.0.0.1:1/x",
+          "EDGEPROXY_PUBLISH_FORMAT": "rgb"}, "EDGEPROXY_PUBLISH_FORMAT must be one of i420, bgr24"),
     ],
 )
 def test_configuration_errors_exit_non_zero_with_what_to_fix(env, expected):
@@ -189,10 +192,13 @@ def test_frames_are_decoded_only_on_demand_newest_first_and_correct(tmp_path, se
     first = wait_until(lambda: program.frame("latest"), 1.0, interval=0.02, message="first frame")
     first_at = time.monotonic() - asked
     meta, data = first
-    image = np.frombuffer(data, np.uint8).reshape(meta["height"], meta["width"], 3)
+    # the decoder's planar YUV 4:2:0 as is (no conversion in the camera); readers convert
+    assert meta["data_format"] == "i420" and meta["pix_fmt"] == "yuv420p" and len(data) == 640 * 480 * 3 // 2
+    image = to_bgr(meta, data)
     assert first_at < 1.0
     assert abs(meta["ts"] - time.time() * 1000) < 1000  # the newest frame, not the GOP's old keyframe
-    assert meta["is_corrupt"] is False and image.mean() < 30  # the test pattern: a ball on black
+    assert meta["is_corrupt"] is False
+    assert_ball_on_black(image)
 
     reads = consume(program, "all", 2.5)
     assert len(reads) > 20
@@ -201,7 +207,7 @@ def test_frames_are_decoded_only_on_demand_newest_first_and_correct(tmp_path, se
     assert seqs == sorted(seqs) and stamps == sorted(stamps), "a read went back in time"
     assert len(set(seqs)) > 25
     for _, m, size in reads:
-        assert (m["width"], m["height"]) == (640, 480) and size == 640 * 480 * 3
+        assert (m["width"], m["height"]) == (640, 480) and size == 640 * 480 * 3 // 2 and m["data_format"] == "i420"
         assert m["codec_name"] == "h264"
     before = program.status()["published_frames"]
     time.sleep(2.0)
@@ -219,6 +225,31 @@ def test_frames_are_decoded_only_on_demand_newest_first_and_correct(tmp_path, se
     assert program.status()["demand"] == "none"
 
 
+def assert_ball_on_black(image: np.ndarray) -> None:
+    """The test camera's ``ball`` pattern: a white ball on black, as a BGR24 image."""
+    assert image.shape == (480, 640, 3) and image.dtype == np.uint8
+    assert image.mean() < 30  # mostly black
+    gray = image.min(axis=2)
+    white = gray > 200
+    assert 200 < white.sum() < 640 * 480 // 10  # a ball: some white pixels, not a white picture
+    ys, xs = np.nonzero(white)
+    assert np.ptp(ys) < 160 and np.ptp(xs) < 160  # in one place
+    # no colour cast (a wrong conversion tints it): the ball is white, the background black
+    ball = image[white].astype(int)
+    assert np.abs(ball - ball.mean(axis=1, keepdims=True)).max() < 40
+    assert np.percentile(image, 50) < 20
+
+
+def test_bgr24_publish_format_for_compatibility(tmp_path, servers, cameras):
+    camera = servers(RtspCamera(tmp_path, fps=FPS, gop=FPS))
+    program = cameras("bgr-publish", camera.url(), EDGEPROXY_PUBLISH_FORMAT="bgr24")
+    program.wait_state("streaming", 10)
+    program.want("all")
+    meta, data = wait_until(lambda: program.frame("latest"), 3.0, interval=0.02, message="first frame")
+    assert meta["data_format"] == "bgr24" and meta["pix_fmt"] == "yuv420p" and len(data) == 640 * 480 * 3
+    assert_ball_on_black(np.frombuffer(data, np.uint8).reshape(480, 640, 3))
+
+
 def test_keyframes_only_demand_decodes_only_keyframes(tmp_path, servers, cameras):
     gop = 12  # a keyframe every 0.48 s
     camera = servers(RtspCamera(tmp_path, fps=FPS, gop=gop))
@@ -231,7 +262,7 @@ def test_keyframes_only_demand_decodes_only_keyframes(tmp_path, servers, cameras
     assert reads, "no keyframe published"
     for _, meta, size in reads:
         assert meta["is_keyframe"] is True and meta["frame_type"] == "I"
-        assert size == 640 * 480 * 3
+        assert size == data_size(meta) == 640 * 480 * 3 // 2
     seconds = (after["updated_at"] - before["updated_at"]) / 1000
     decoded_rate = (after["decoded_frames"] - before["decoded_frames"]) / seconds
     assert abs(decoded_rate - FPS / gop) <= 0.3 * FPS / gop, decoded_rate  # ~1/GOP of the frames
@@ -417,7 +448,7 @@ def test_frame_bus_outage_does_not_stop_the_camera(tmp_path, servers):
     first = wait_until(lambda: program.redis.xrange(keys.ring(program.name), count=1), 3, message="ring again")
     assert first[0][1][b"key"] == b"1"  # the ring resumes at a keyframe
     reads = consume(program, "all", 1.5)
-    assert reads and reads[-1][2] == 640 * 480 * 3
+    assert reads and reads[-1][2] == data_size(reads[-1][1]) == 640 * 480 * 3 // 2
     output = program.output()
     assert "frame bus unreachable" in output and "frame bus reachable again" in output
 

@@ -8,6 +8,7 @@ import json
 import threading
 import time
 
+import av
 import cv2
 import grpc
 import numpy as np
@@ -50,6 +51,29 @@ def test_latest_frame_has_the_camera_shape(stub):
     assert frame.time_base > 0
     image = np.frombuffer(frame.data, np.uint8).reshape(HEIGHT, WIDTH, 3)
     assert image.std() > 1  # a picture, not a blank buffer
+
+
+def test_camera_publishes_i420_and_clients_get_the_same_picture_in_bgr24(frame_server, frames_redis):
+    """The camera writes the decoder's YUV 4:2:0 to the frame bus; the frame server converts it."""
+    client = frames_redis.client()
+    with FrameClient(frame_server) as frames:
+        for _attempt in range(20):  # the keyframe served and the one in the hash must be the same
+            image, meta = frames.latest(CAMERA, keyframe_only=True)
+            published_meta, data = client.hmget(keys.frame_keyframe(CAMERA), "meta", "data")
+            published = json.loads(published_meta)
+            if published["seq"] == meta["seq"]:
+                break
+        else:
+            pytest.fail("the keyframe changed under every attempt")
+    assert published["data_format"] == "i420" and len(data) == WIDTH * HEIGHT * 3 // 2
+    assert image.shape == (HEIGHT, WIDTH, 3) and image.dtype == np.uint8
+    # PyAV's (swscale's) own BGR conversion of the published planes, independent of the server's
+    planes = np.frombuffer(data, np.uint8).reshape(HEIGHT * 3 // 2, WIDTH)
+    expected = av.VideoFrame.from_ndarray(planes, format="yuv420p").to_ndarray(format="bgr24")
+    assert np.abs(image.astype(int) - expected.astype(int)).mean() < 3
+    # the test pattern: a white ball on black
+    white = image.min(axis=2) > 200
+    assert image.mean() < 30 and 200 < white.sum() < WIDTH * HEIGHT // 10
 
 
 def test_two_clients_each_get_a_stream_of_ever_newer_frames(stub):

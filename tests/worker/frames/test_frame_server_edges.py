@@ -8,6 +8,7 @@ import json
 import sys
 import time
 
+import av
 import grpc
 import numpy as np
 import pytest
@@ -28,12 +29,17 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def publish_frame(client, name: str, image: np.ndarray, seq: int, keyframe: bool = True) -> dict:
-    """Write a frame record the way the camera process does (meta JSON + raw BGR24)."""
-    height, width = image.shape[:2]
+def publish_frame(client, name: str, image: np.ndarray, seq: int, keyframe: bool = True,
+                  data_format: str | None = None, size: tuple[int, int] | None = None) -> dict:
+    """Write a frame record the way the camera process does (meta JSON + raw data: BGR24 without a
+    ``data_format``, as camera processes wrote before the field; ``i420``: ``image`` is the packed
+    (h * 3 / 2, w) planes and ``size`` the (height, width))."""
+    height, width = size or image.shape[:2]
     meta = {"seq": seq, "ts": now_ms(), "width": width, "height": height, "pts": seq * 3600, "dts": seq * 3600,
             "time_base": 1 / 90000, "frame_type": "I" if keyframe else "P", "is_keyframe": keyframe,
             "is_corrupt": False, "codec_name": "h264", "pix_fmt": "yuv420p"}
+    if data_format:
+        meta["data_format"] = data_format
     pipe = client.pipeline()
     for key in (keys.frame_latest(name),) + ((keys.frame_keyframe(name),) if keyframe else ()):
         pipe.hset(key, mapping={"meta": json.dumps(meta), "data": image.tobytes()})
@@ -67,6 +73,36 @@ def test_1080p_frame_passes_message_limits(frames_redis, plain_server):
     got[0, 0] = 0  # writable by default (AI programs draw on frames)
     # demand was requested on the frame bus
     assert 0 < client.pttl(keys.demand_all(BIG)) <= keys.DEMAND_TTL_MS
+
+
+def test_i420_frames_are_served_as_bgr24(frames_redis, plain_server):
+    """The camera publishes I420; clients get BGR24 as before, converted by the frame server."""
+    client = frames_redis.client()
+    # a picture with structure and colour: gradients in Y, flat but different U and V regions
+    height, width = 1080, 1920
+    y = np.add.outer(np.arange(height) // 5, np.arange(width) // 9).astype(np.uint8)
+    u = np.full((height // 2, width // 2), 90, np.uint8)
+    v = np.full((height // 2, width // 2), 170, np.uint8)
+    u[:, width // 4:] = 200
+    planes = np.concatenate([y.ravel(), u.ravel(), v.ravel()]).reshape(height * 3 // 2, width)
+    expected = av.VideoFrame.from_ndarray(planes, format="yuv420p").to_ndarray(format="bgr24")  # swscale's
+    name = "cam-synthetic-i420"
+    publish_frame(client, name, planes, seq=1, data_format="i420", size=(height, width))
+    with FrameClient(plain_server) as frames:
+        got, meta = frames.latest(name)
+        assert got.shape == (height, width, 3) and got.dtype == np.uint8
+        assert np.abs(got.astype(int) - expected.astype(int)).mean() < 3
+        raw, _seq = frames.latest_frame(name)
+        assert len(raw.data) == width * height * 3 and [d.size for d in raw.shape.dim] == [height, width, 3]
+        # explicitly bgr24 records are served unchanged
+        image = np.random.default_rng(2).integers(0, 255, (48, 64, 3), dtype=np.uint8)
+        publish_frame(client, name, image, seq=2, data_format="bgr24")
+        got, meta = frames.latest(name, after=dict(meta))
+        assert meta["seq"] == 2 and np.array_equal(got, image)
+        # a record whose data does not fit its meta is refused with a reason, not served garbled
+        publish_frame(client, name, planes[: height // 2], seq=3, data_format="i420", size=(height, width))
+        with pytest.raises(CameraUnavailable, match="malformed frame"):
+            frames.latest(name, after=dict(meta))
 
 
 def test_stale_frame_is_not_served_and_newer_frame_wait(frames_redis, plain_server):
