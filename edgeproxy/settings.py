@@ -180,9 +180,12 @@ CELERY_TASK_IGNORE_RESULT = True
 # upgrade (minutes), so an hour is safe and still recovers from a worker killed mid-task.
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": envint("EDGEPROXY_VISIBILITY_TIMEOUT", 3600, minimum=10),
-    # No socket_timeout: a consumer whose blocking read times out under load reconnects, and a
-    # message Redis had already handed to the old connection would be lost.
+    # A generous socket timeout: long enough that a loaded consumer's blocking read (1 s) never
+    # hits it (a reconnect there could lose a message Redis had already handed over), short enough
+    # that nothing waits for ever on a broker that went away. Idle connections are checked first.
+    "socket_timeout": 30,
     "socket_connect_timeout": 5,
+    "health_check_interval": 10,
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False

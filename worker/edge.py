@@ -68,8 +68,8 @@ class EdgeAgent:
 
     # --- talking to the control plane --------------------------------------------------------
 
-    def _tell_control(self, task: str, **kwargs) -> None:
-        celery_app.send_task(task, kwargs=kwargs, queue=CONTROL_QUEUE)
+    def _tell_control(self, task: str, retry: bool = True, **kwargs) -> None:
+        celery_app.send_task(task, kwargs=kwargs, queue=CONTROL_QUEUE, retry=retry)
 
     def _started(self, operation_id: str) -> None:
         self._tell_control("processes.operation_started", operation_id=operation_id)
@@ -260,7 +260,9 @@ class EdgeAgent:
         }
 
     def heartbeat(self, first: bool = False) -> None:
-        self._tell_control("processes.host_started" if first else "processes.host_heartbeat",
+        # No retry: a beat that cannot be sent is simply the next one's job, and the loop must
+        # never wait on a broker that is away.
+        self._tell_control("processes.host_started" if first else "processes.host_heartbeat", retry=False,
                            host=self.host, report=self.report())
 
     def _beat_forever(self) -> None:
