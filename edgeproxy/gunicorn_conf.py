@@ -67,3 +67,13 @@ def on_exit(server):
 logger_class = RedactingAccessLogger
 accesslog = "-"
 graceful_timeout = 5
+
+
+def when_ready(server):
+    """TCP_NODELAY on the listening sockets (accepted ones inherit it on Linux): without it a
+    response written in two parts waits for the client's delayed ACK, about 40 ms a request."""
+    import socket
+
+    for listener in server.LISTENERS:
+        if listener.sock.family in (socket.AF_INET, socket.AF_INET6):
+            listener.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
