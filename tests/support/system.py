@@ -8,7 +8,9 @@ what was printed (no password anywhere, for one).
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -141,6 +143,32 @@ class System:
     def stop(self) -> None:
         for process in reversed(self.processes):
             process.stop()
+        self._stop_local_cameras()
+
+    def _stop_local_cameras(self) -> None:
+        """Camera processes of the local runtime outlive their edge worker on purpose (a worker
+        restart must not cut the streams). At the end of a test they go: every camera program whose
+        environment points into this system's directory."""
+        marker = str(self.workdir).encode()
+        doomed = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                if b"worker.camera" in (entry / "cmdline").read_bytes() and marker in (entry / "environ").read_bytes():
+                    doomed.append(int(entry.name))
+            except OSError:
+                continue
+        for pid in doomed:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        while doomed and time.monotonic() < deadline:
+            doomed = [pid for pid in doomed if _running(pid)]
+            time.sleep(0.1)
+        for pid in doomed:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
     def logs(self) -> str:
         return "\n".join(p.output() for p in self.processes)
@@ -168,6 +196,14 @@ class System:
     def wait_camera(self, name: str, predicate, timeout: float = 30, message: str = "camera state") -> dict:
         return wait_until(lambda: (c := self.camera(name)) and predicate(c) and c, timeout, interval=0.2,
                           message=f"{name}: {message}")
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (PID 1 here reaps orphans slowly)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def wait_for(fn, timeout: float = 30, message: str = "condition"):
