@@ -19,6 +19,9 @@ DEMAND_KEY = 1
 DEMAND_ALL = 2
 DEMAND_NAMES = {DEMAND_NONE: "none", DEMAND_KEY: "keyframes", DEMAND_ALL: "all"}
 
+# Packets of the first second after a (re)connect are left out of the rate: servers send what they
+# had buffered in a burst.
+RATE_WARMUP_S = 1.0
 FPS_WINDOW_S = 3.0
 
 
@@ -61,6 +64,7 @@ class CameraState:
         self.ring_entries = 0
         self.ring_span_ms = 0
         self._arrivals: collections.deque[float] = collections.deque()
+        self._rate_from = 0.0
 
     # -- written by the ingest thread -------------------------------------------------------
     def set_state(self, state: str, error: str | None = None) -> None:
@@ -77,6 +81,8 @@ class CameraState:
         if is_key:
             self.keyframes += 1
         self.last_frame_at = wall_ms
+        if mono < self._rate_from:
+            return  # the burst of buffered packets right after connecting is not the camera's rate
         arrivals = self._arrivals
         arrivals.append(mono)
         limit = mono - FPS_WINDOW_S
@@ -85,6 +91,7 @@ class CameraState:
 
     def reset_rate(self) -> None:
         self._arrivals.clear()
+        self._rate_from = time.monotonic() + RATE_WARMUP_S
 
     # -- read by the status writer ----------------------------------------------------------
     def fps(self) -> float:
