@@ -120,7 +120,7 @@ _LIST_COLUMNS = (
 def camera_list_json(host: str | None = None, status: str | None = None) -> bytes:
     """The camera list as JSON bytes, built for 2,000+ cameras: no model objects, and the JSON
     columns (state, logs, stream) are spliced in as the database's text instead of parsed and
-    re-encoded. Equivalent to ``json.dumps(camera_list_payload(...))``."""
+    re-encoded."""
     hosts_by_id = {h.id: h for h in EdgeHost.objects.only("id", "name", "last_heartbeat", "images")}
     cutoff = EdgeHost.online_cutoff()
     online = {hid: h.last_heartbeat is not None and h.last_heartbeat >= cutoff for hid, h in hosts_by_id.items()}

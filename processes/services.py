@@ -127,40 +127,36 @@ def connect_camera(*, name: str, rtsp_endpoint: str, rtmp_endpoint: str = "", ho
     return camera
 
 
-def start_camera(camera: Camera) -> Camera:
+def _queue(camera: Camera, kind: str, desired: str, send, status: str | None = None) -> Camera:
+    """Record the camera's new desired state and an operation, and send the edge task, atomically."""
     with transaction.atomic():
-        op = _new_operation(camera, OperationKind.START)
-        camera.desired_state = DesiredState.RUNNING
-        camera.status = "pending"
-        camera.save(update_fields=["desired_state", "status", "last_operation", "modified"])
-        _dispatch_ensure_running(camera, op)
-    logger.info("camera %s: start queued (operation %s)", camera.name, op.id,
+        op = _new_operation(camera, kind)
+        camera.desired_state = desired
+        fields = ["desired_state", "last_operation", "modified"]
+        if status:
+            camera.status = status
+            fields.append("status")
+        camera.save(update_fields=fields)
+        send(op)
+    logger.info("camera %s: %s queued (operation %s)", camera.name, kind, op.id,
                 extra={"camera": camera.name, "operation": op.id})
     return camera
+
+
+def start_camera(camera: Camera) -> Camera:
+    return _queue(camera, OperationKind.START, DesiredState.RUNNING,
+                  lambda op: _dispatch_ensure_running(camera, op), status="pending")
 
 
 def stop_camera(camera: Camera) -> Camera:
-    with transaction.atomic():
-        op = _new_operation(camera, OperationKind.STOP)
-        camera.desired_state = DesiredState.STOPPED
-        camera.save(update_fields=["desired_state", "last_operation", "modified"])
-        _send("edge.stop", camera.host, op, camera_name=camera.name)
-    logger.info("camera %s: stop queued (operation %s)", camera.name, op.id,
-                extra={"camera": camera.name, "operation": op.id})
-    return camera
+    return _queue(camera, OperationKind.STOP, DesiredState.STOPPED,
+                  lambda op: _send("edge.stop", camera.host, op, camera_name=camera.name))
 
 
 def delete_camera(camera: Camera) -> Camera:
     """Ask the host to remove the camera's process and frame keys; the record goes when it confirms."""
-    with transaction.atomic():
-        op = _new_operation(camera, OperationKind.DELETE)
-        camera.desired_state = DesiredState.STOPPED
-        camera.status = "removing"
-        camera.save(update_fields=["desired_state", "status", "last_operation", "modified"])
-        _send("edge.remove", camera.host, op, camera_name=camera.name)
-    logger.info("camera %s: delete queued (operation %s)", camera.name, op.id,
-                extra={"camera": camera.name, "operation": op.id})
-    return camera
+    return _queue(camera, OperationKind.DELETE, DesiredState.STOPPED,
+                  lambda op: _send("edge.remove", camera.host, op, camera_name=camera.name), status="removing")
 
 
 def camera_snapshot(camera: Camera, keyframe_only: bool = False) -> bytes:

@@ -6,7 +6,7 @@ from django.conf import settings
 
 from processes.models import EdgeHost
 from settings_app.models import EdgeSettings
-from settings_app.versions import highest_version, is_newer, local_tags, sort_tags, split_image
+from settings_app.versions import highest_version, is_newer, sort_tags, split_image
 
 
 def edge_settings() -> EdgeSettings:
@@ -35,9 +35,6 @@ def settings_payload(current: EdgeSettings | None = None) -> dict:
         "modified": ms(current.modified) if current.pk else None,
     }
     return body
-
-
-CAMERA_TYPES = {"rtsp"}
 
 
 def camera_type(repository: str) -> str:
@@ -128,9 +125,3 @@ def all_images(hosts) -> list[dict]:
                 row["RepoTags"].append(f"{img['repository']}:{img['tag']}" if img.get("tag") else img["repository"])
         rows.extend(by_id.values())
     return rows
-
-
-def newer_exists(current_tag: str, host: EdgeHost) -> str | None:
-    repository, current = split_image(current_tag)
-    best = highest_version(local_tags(host.images or [], repository))
-    return best if is_newer(best, current) else None

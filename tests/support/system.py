@@ -204,11 +204,3 @@ def _running(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except (OSError, IndexError):
         return False
-
-
-def wait_for(fn, timeout: float = 30, message: str = "condition"):
-    return wait_until(fn, timeout, message=message)
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
