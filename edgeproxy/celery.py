@@ -9,6 +9,9 @@ import os
 
 from celery import Celery
 
+from edgeproxy import broker
+
+broker.install()
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "edgeproxy.settings")
 
 app = Celery("edgeproxy")
