@@ -36,7 +36,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
+    "rest_framework.authtoken",  # kept for its migrations: its plain tokens were moved to knox (processes 0005)
+    "knox",
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI assets served locally: /api/docs/ works offline
     "corsheaders",
@@ -110,7 +111,7 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "edgeproxy.api.auth.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["edgeproxy.api.permissions.ApiAccess"],
@@ -118,6 +119,8 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "edgeproxy.api.schema.AutoSchema",
     "UNAUTHENTICATED_USER": None,
 }
+# API tokens (knox): stored hashed, and valid until deleted (they are API keys, not login sessions).
+REST_KNOX = {"TOKEN_TTL": None, "AUTH_HEADER_PREFIX": "Token"}
 SPECTACULAR_SETTINGS = {
     "TITLE": "edgeproxy API",
     "DESCRIPTION": "Control plane for video edge-AI fleets (compatible with video-edge-ai-proxy).",
