@@ -215,6 +215,8 @@ EDGEPROXY_GRPC_PORT = envint("EDGEPROXY_GRPC_PORT", 50001, minimum=1, maximum=65
 # http://127.0.0.1:5000); the fleet settings may override it. Empty: remote versions are null.
 EDGEPROXY_REGISTRY_URL = envstr("EDGEPROXY_REGISTRY_URL", "")
 EDGEPROXY_REGISTRY_TIMEOUT = envfloat("EDGEPROXY_REGISTRY_TIMEOUT", 2.0, minimum=0.1)
+# Hosts (host or host:port) besides the registry's own whose token service a 401 may send us to.
+EDGEPROXY_REGISTRY_AUTH_HOSTS = [h.lower() for h in envlist("EDGEPROXY_REGISTRY_AUTH_HOSTS")]
 # An upgraded camera must stream again; one whose source was not streaming must instead run
 # steadily (not restarting or exited) this long. Past the timeout the old container is restored.
 EDGEPROXY_UPGRADE_STEADY_SECONDS = envfloat("EDGEPROXY_UPGRADE_STEADY_SECONDS", 10.0, minimum=0.0)
