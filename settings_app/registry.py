@@ -71,11 +71,13 @@ def _realm_allowed(realm: str, registry_netloc: str) -> bool:
         return False
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.username or parts.password:
         return False
-    netloc, host = parts.netloc.lower(), parts.hostname.lower()
+    host = parts.hostname.lower()
+    port = parts.port or (443 if parts.scheme == "https" else 80)
     allowed = {registry_netloc, *settings.EDGEPROXY_REGISTRY_AUTH_HOSTS}
     if registry_netloc in _HUB_HOSTS:
         allowed.add(_HUB_AUTH_HOST)
-    return netloc in allowed or host in allowed
+    # host alone (any port), or host:port; a realm without a port matches host:80 or host:443.
+    return host in allowed or f"{host}:{port}" in allowed or (parts.port is None and parts.netloc.lower() in allowed)
 
 
 def _anonymous_token(session: requests.Session, challenge: str, path: str, timeout: float,
