@@ -20,6 +20,7 @@ app.autodiscover_tasks(["processes", "settings_app", "worker"])
 
 # Control-worker liveness for /healthz and /metrics; redaction of Celery's own log handlers.
 import edgeproxy.liveness  # noqa: E402,F401
+import edgeproxy.celery_inspect  # noqa: E402,F401 - inspect conf/report answers without passwords
 
 CONTROL_QUEUE = "control"
 

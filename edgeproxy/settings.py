@@ -36,7 +36,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
+    "rest_framework.authtoken",  # kept for its migrations: its plain tokens were moved to knox (processes 0005)
+    "knox",
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI assets served locally: /api/docs/ works offline
     "corsheaders",
@@ -110,7 +111,7 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "edgeproxy.api.auth.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["edgeproxy.api.permissions.ApiAccess"],
@@ -118,6 +119,8 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "edgeproxy.api.schema.AutoSchema",
     "UNAUTHENTICATED_USER": None,
 }
+# API tokens (knox): stored hashed, and valid until deleted (they are API keys, not login sessions).
+REST_KNOX = {"TOKEN_TTL": None, "AUTH_HEADER_PREFIX": "Token"}
 SPECTACULAR_SETTINGS = {
     "TITLE": "edgeproxy API",
     "DESCRIPTION": "Control plane for video edge-AI fleets (compatible with video-edge-ai-proxy).",
@@ -212,6 +215,8 @@ EDGEPROXY_GRPC_PORT = envint("EDGEPROXY_GRPC_PORT", 50001, minimum=1, maximum=65
 # http://127.0.0.1:5000); the fleet settings may override it. Empty: remote versions are null.
 EDGEPROXY_REGISTRY_URL = envstr("EDGEPROXY_REGISTRY_URL", "")
 EDGEPROXY_REGISTRY_TIMEOUT = envfloat("EDGEPROXY_REGISTRY_TIMEOUT", 2.0, minimum=0.1)
+# Hosts (host or host:port) besides the registry's own whose token service a 401 may send us to.
+EDGEPROXY_REGISTRY_AUTH_HOSTS = [h.lower() for h in envlist("EDGEPROXY_REGISTRY_AUTH_HOSTS")]
 # An upgraded camera must stream again; one whose source was not streaming must instead run
 # steadily (not restarting or exited) this long. Past the timeout the old container is restored.
 EDGEPROXY_UPGRADE_STEADY_SECONDS = envfloat("EDGEPROXY_UPGRADE_STEADY_SECONDS", 10.0, minimum=0.0)

@@ -1,6 +1,11 @@
 from django.contrib import admin
+from rest_framework.authtoken.models import TokenProxy
 
 from processes.models import Annotation, Camera, EdgeHost, Operation
+
+
+# API tokens are knox's (stored hashed, listed under "Knox"); DRF's plain token table stays empty.
+admin.site.unregister(TokenProxy)
 
 
 @admin.register(EdgeHost)
@@ -12,12 +17,12 @@ class EdgeHostAdmin(admin.ModelAdmin):
 
 @admin.register(Camera)
 class CameraAdmin(admin.ModelAdmin):
-    # The encrypted URL is never shown or edited here: cameras change through the API.
+    # The encrypted URLs are never shown or edited here: cameras change through the API.
     list_display = ("name", "host", "status", "desired_state", "image_tag", "rtsp_endpoint_masked", "modified")
     list_filter = ("status", "desired_state", "host")
     search_fields = ("name",)
-    exclude = ("rtsp_endpoint_encrypted",)
-    readonly_fields = ("rtsp_endpoint_masked", "status", "container_id", "state", "logs", "stream", "observed_at",
+    exclude = ("rtsp_endpoint_encrypted", "rtmp_endpoint_encrypted")
+    readonly_fields = ("rtsp_endpoint_masked", "rtmp_endpoint_masked", "status", "container_id", "state", "logs", "stream", "observed_at",
                        "last_operation", "created", "modified")
 
 

@@ -14,12 +14,11 @@ from edgeproxy.api.errors import Invalid, NotFound
 from edgeproxy.api.fields import StrictCharField, has_space_or_control
 from processes import selectors, services
 from processes.models import OperationState
+from settings_app.versions import IMAGE_RULE
 
 NAME_RULE = re.compile(r"[a-z0-9][a-z0-9_-]{2,62}")
 NAME_HELP = "3 to 63 characters of a-z, 0-9, _ and -, starting with a letter or digit"
 MAX_WAIT_SECONDS = 60
-# repository[:registry-port/...]:tag, as Docker accepts it.
-IMAGE_RULE = re.compile(r"[a-z0-9][a-z0-9._/-]*(:\d+/[a-z0-9._/-]+)?:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 
 
 def _check_url(value: str, schemes: tuple[str, ...]) -> str:
@@ -36,7 +35,8 @@ def _check_url(value: str, schemes: tuple[str, ...]) -> str:
         raise serializers.ValidationError(f"must start with {' or '.join(s + '://' for s in schemes)}.")
     if not parts.hostname:
         raise serializers.ValidationError("must name a host.")
-    return value
+    # Schemes are case-insensitive (RFC 3986), FFmpeg's names are lower case: RTSP:// is stored as rtsp://.
+    return parts.scheme.lower() + value[len(parts.scheme):]
 
 
 class ConnectSerializer(serializers.Serializer):

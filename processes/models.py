@@ -51,7 +51,10 @@ class Camera(models.Model):
     name = models.CharField(max_length=63, unique=True)
     rtsp_endpoint_encrypted = models.TextField(help_text="the full URL, encrypted at rest")
     rtsp_endpoint_masked = models.CharField(max_length=2100, help_text="the URL with its password masked")
-    rtmp_endpoint = models.CharField(max_length=2048, blank=True)
+    # The RTMP target holds secrets too (password, stream key): kept like the RTSP URL.
+    rtmp_endpoint_encrypted = models.TextField(blank=True, help_text="the full URL, encrypted at rest")
+    rtmp_endpoint_masked = models.CharField(max_length=2100, blank=True,
+                                            help_text="the URL with its password and stream key masked")
     rtsp_transport = models.CharField(max_length=3, default="tcp", choices=[("tcp", "tcp"), ("udp", "udp")])
     image_tag = models.CharField(max_length=255)
     host = models.ForeignKey(EdgeHost, on_delete=models.PROTECT, related_name="cameras")

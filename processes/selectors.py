@@ -95,8 +95,8 @@ def camera_payload(camera: Camera, upgrades: UpgradeIndex | None = None, host_on
         "operation": operation_payload(camera.last_operation),
         "stream": stream,
     }
-    if camera.rtmp_endpoint:
-        body["rtmp_endpoint"] = camera.rtmp_endpoint
+    if camera.rtmp_endpoint_masked:
+        body["rtmp_endpoint"] = camera.rtmp_endpoint_masked
     if newer:
         body["newer_version"] = newer
     return body
@@ -110,7 +110,7 @@ def cameras(host: str | None = None, status: str | None = None) -> QuerySet[Came
 
 
 _LIST_COLUMNS = (
-    "name", "rtsp_endpoint_masked", "rtmp_endpoint", "container_id", "image_tag", "created", "modified", "status",
+    "name", "rtsp_endpoint_masked", "rtmp_endpoint_masked", "container_id", "image_tag", "created", "modified", "status",
     "desired_state", "storing", "host_id", "state_json", "logs_json", "stream_json",
     "last_operation__id", "last_operation__kind", "last_operation__state", "last_operation__error",
     "last_operation__created", "last_operation__finished",

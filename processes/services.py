@@ -21,7 +21,7 @@ from processes import selectors
 from processes.models import ACTIVE_STATES, Camera, DesiredState, EdgeHost, Operation, OperationKind, OperationState
 from settings_app.selectors import default_camera_image
 from worker import sealing
-from worker.redaction import mask_url
+from worker.redaction import mask_rtmp, mask_url
 
 logger = logging.getLogger("edgeproxy.processes")
 
@@ -62,7 +62,7 @@ def _camera_spec(camera: Camera) -> dict:
         "name": camera.name,
         "image": camera.image_tag,
         "rtsp_url": crypto.decrypt(camera.rtsp_endpoint_encrypted),
-        "rtmp_url": camera.rtmp_endpoint,
+        "rtmp_url": crypto.decrypt(camera.rtmp_endpoint_encrypted) if camera.rtmp_endpoint_encrypted else "",
         "transport": camera.rtsp_transport,
         "buffer_seconds": settings.EDGEPROXY_CAMERA_BUFFER_SECONDS,
     }
@@ -110,7 +110,8 @@ def connect_camera(*, name: str, rtsp_endpoint: str, rtmp_endpoint: str = "", ho
                     name=name,
                     rtsp_endpoint_encrypted=crypto.encrypt(rtsp_endpoint),
                     rtsp_endpoint_masked=mask_url(rtsp_endpoint),
-                    rtmp_endpoint=rtmp_endpoint or "",
+                    rtmp_endpoint_encrypted=crypto.encrypt(rtmp_endpoint) if rtmp_endpoint else "",
+                    rtmp_endpoint_masked=mask_rtmp(rtmp_endpoint),
                     rtsp_transport=rtsp_transport,
                     image_tag=image_tag or default_camera_image(),
                     host=placed_on,

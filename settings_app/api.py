@@ -8,6 +8,7 @@ from rest_framework.views import APIView
 from edgeproxy.api import schema as oas
 from edgeproxy.api.errors import Invalid, NotFound
 from edgeproxy.api.fields import StrictCharField
+from edgeproxy.api.permissions import may_change
 from processes import selectors as process_selectors
 from settings_app import selectors, services
 from settings_app.versions import REPOSITORY_RULE, TAG_RULE, split_image
@@ -120,7 +121,9 @@ class LocalImages(APIView):
                    responses={200: oas.ImageUpgradeSerializer}, parameters=oas.LOCAL_IMAGES_PARAMETERS)
     def get(self, request, image_name: str | None = None):
         repository = _repository_param(request, image_name)
-        return Response(selectors.image_upgrades(repository, process_selectors.hosts()))
+        # Only a token that may change things makes the control plane call out (to the registry).
+        return Response(selectors.image_upgrades(repository, process_selectors.hosts(),
+                                                 ask_registry=may_change(request)))
 
 
 class AllImages(APIView):

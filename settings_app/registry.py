@@ -7,6 +7,11 @@ with a short timeout (``EDGEPROXY_REGISTRY_TIMEOUT``). Whatever goes wrong means
 registry's; a repository without one (``edgeproxy/camera``) is looked up in the configured one.
 Anonymous bearer tokens (Docker Hub style) are fetched when the registry asks for one; no
 credentials are ever sent or stored.
+
+A registry must not steer the control plane to other servers: a token realm is followed only on
+the registry's own host (or one of ``EDGEPROXY_REGISTRY_AUTH_HOSTS``; Docker Hub's token service
+for Docker Hub), and no redirect is ever followed. Only callers that may change things cause these
+requests (see ``settings_app.api.LocalImages``).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ logger = logging.getLogger("edgeproxy.registry")
 
 _MAX_PAGES = 10
 _HUB_HOSTS = ("registry-1.docker.io", "index.docker.io", "registry.hub.docker.com")
+_HUB_AUTH_HOST = "auth.docker.io"
 _CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
 
 
@@ -56,18 +62,39 @@ def check_registry_url(value: str) -> str | None:
     return None
 
 
-def _anonymous_token(session: requests.Session, challenge: str, path: str, timeout: float) -> str | None:
+def _realm_allowed(realm: str, registry_netloc: str) -> bool:
+    """Is ``realm`` (a token service URL a registry named) on a host we may ask?"""
+    try:
+        parts = urlsplit(realm)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        return False
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.username or parts.password:
+        return False
+    host = parts.hostname.lower()
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    allowed = {registry_netloc, *settings.EDGEPROXY_REGISTRY_AUTH_HOSTS}
+    if registry_netloc in _HUB_HOSTS:
+        allowed.add(_HUB_AUTH_HOST)
+    # host alone (any port), or host:port; a realm without a port matches host:80 or host:443.
+    return host in allowed or f"{host}:{port}" in allowed or (parts.port is None and parts.netloc.lower() in allowed)
+
+
+def _anonymous_token(session: requests.Session, challenge: str, path: str, timeout: float,
+                     registry_netloc: str) -> str | None:
     scheme, _, params = challenge.partition(" ")
     if scheme.lower() != "bearer":
         return None
     fields = dict(_CHALLENGE_PARAM.findall(params))
     realm = fields.get("realm", "")
-    if not realm.startswith(("http://", "https://")):
+    if not _realm_allowed(realm, registry_netloc):
+        logger.warning("registry %s named a token service on another host; not asked (allow its host "
+                       "in EDGEPROXY_REGISTRY_AUTH_HOSTS if it is the registry's)", registry_netloc)
         return None
     query = {"scope": f"repository:{path}:pull"}
     if fields.get("service"):
         query["service"] = fields["service"]
-    response = session.get(realm, params=query, timeout=timeout)
+    response = session.get(realm, params=query, timeout=timeout, allow_redirects=False)
     if response.status_code != 200:
         return None
     body = response.json()
@@ -95,7 +122,8 @@ def remote_tags(repository: str, base_url: str | None = None, timeout: float | N
             for _ in range(_MAX_PAGES):
                 response = session.get(url, headers=headers, timeout=timeout, allow_redirects=False)
                 if response.status_code == 401 and "Authorization" not in headers:
-                    token = _anonymous_token(session, response.headers.get("WWW-Authenticate", ""), path, timeout)
+                    token = _anonymous_token(session, response.headers.get("WWW-Authenticate", ""), path, timeout,
+                                             netloc)
                     if token is None:
                         return None
                     headers["Authorization"] = f"Bearer {token}"

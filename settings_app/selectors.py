@@ -73,12 +73,13 @@ def image_upgrade(host: EdgeHost, repository: str, remote: list[str] | None = No
     }
 
 
-def image_upgrades(repository: str, hosts) -> dict:
+def image_upgrades(repository: str, hosts, ask_registry: bool = True) -> dict:
     """ImageUpgrade for the fleet (the highest local version anywhere) with one entry per host.
-    The registry is asked once, briefly; when it does not answer the remote side is null."""
+    The registry is asked once, briefly; when it does not answer (or is not asked: a read-only
+    caller) the remote side is null."""
     from settings_app.registry import configured_registry, remote_tags
 
-    remote = remote_tags(repository)
+    remote = remote_tags(repository) if ask_registry else None
     per_host = [image_upgrade(h, repository, remote) for h in hosts]
     best = highest_version(v["current_version"] for v in per_host if v["current_version"])
     remote_best = highest_version(remote) if remote is not None else None

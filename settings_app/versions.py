@@ -6,9 +6,14 @@ from packaging.version import InvalidVersion, Version
 
 # An image repository as Docker accepts it, optionally with its registry host[:port]
 # (``127.0.0.1:5000/edgeproxy/camera``), and a tag.
+# Docker's reference grammar: no part may be empty, "." or ".." (no path segments to climb out).
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-REPOSITORY_RULE = re.compile(rf"(?:[A-Za-z0-9.-]+(?::[0-9]{{1,5}})?/)?{_COMPONENT}(?:/{_COMPONENT})*")
+_DOMAIN_PART = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+_DOMAIN = rf"{_DOMAIN_PART}(?:\.{_DOMAIN_PART})*(?::[0-9]{{1,5}})?"
+REPOSITORY_RULE = re.compile(rf"(?:{_DOMAIN}/)?{_COMPONENT}(?:/{_COMPONENT})*")
 TAG_RULE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+# repository:tag (the tag is required: a camera runs a definite version).
+IMAGE_RULE = re.compile(rf"{REPOSITORY_RULE.pattern}:{TAG_RULE.pattern}")
 
 
 def split_image(image: str) -> tuple[str, str]:

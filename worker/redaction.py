@@ -78,6 +78,39 @@ def mask_url(url: str) -> str:
     return urlunsplit((parts.scheme, f"{userinfo}@{host}", parts.path, parts.query, parts.fragment))
 
 
+def mask_rtmp(url: str | None) -> str:
+    """``rtmp://user:pass@host/app/<stream key>`` -> ``rtmp://user:***@host/app/***``: the key is a
+    secret too (whoever has it can publish), and so is a query (some services put the key there)."""
+    if not url:
+        return ""
+    masked = mask_url(url)
+    try:
+        parts = urlsplit(masked)
+    except ValueError:
+        return redact(masked)
+    segments = parts.path.split("/")
+    if len(segments) > 2 and segments[-1]:
+        segments[-1] = MASK
+    return urlunsplit((parts.scheme, parts.netloc, "/".join(segments), MASK if parts.query else "", ""))
+
+
+def rtmp_secrets(url: str | None) -> list[str]:
+    """The parts of an RTMP URL to mask wherever they appear in logs: its password, and its stream
+    key when it looks like one (8+ characters: not "live" or "test", which would mask common words)."""
+    if not url:
+        return []
+    found = [url_password(url) or ""]
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return [s for s in found if s]
+    segments = parts.path.split("/")
+    if len(segments) > 2 and len(segments[-1]) >= 8:
+        found.append(segments[-1])
+    found.append(parts.query)
+    return [s for s in found if s]
+
+
 def url_password(url: str) -> str | None:
     try:
         return urlsplit(url).password

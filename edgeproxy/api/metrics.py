@@ -198,11 +198,12 @@ def _allowed(request) -> bool:
     if scheme == "bearer" and expected and credentials:
         return hmac.compare_digest(credentials.encode(), expected.encode())
     if scheme == "token" and credentials:
-        from rest_framework.authentication import TokenAuthentication
         from rest_framework.exceptions import AuthenticationFailed
 
+        from edgeproxy.api.auth import ApiTokenAuthentication
+
         try:
-            return TokenAuthentication().authenticate(request) is not None
+            return ApiTokenAuthentication().authenticate(request) is not None
         except AuthenticationFailed:
             return False
     user = getattr(request, "user", None)

@@ -424,5 +424,5 @@ def document_rules(result, generator, request, public):
             if "name" in properties:
                 properties["name"].setdefault("pattern", f"^{NAME_RULE.pattern}$")
         if "rtsp_endpoint" in properties and component is schemas.get("ConnectRequest"):
-            properties["rtsp_endpoint"].update({"pattern": r"^rtsps?://[^\s/?#@]+", "maxLength": 2048})
+            properties["rtsp_endpoint"].update({"pattern": r"^[Rr][Tt][Ss][Pp][Ss]?://[^\s/?#@]+", "maxLength": 2048})
     return result

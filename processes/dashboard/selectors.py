@@ -238,7 +238,7 @@ def camera_detail(camera: Camera) -> dict:
     return {
         **card,
         "rtsp_endpoint": camera.rtsp_endpoint_masked,
-        "rtmp_endpoint": camera.rtmp_endpoint or None,
+        "rtmp_endpoint": camera.rtmp_endpoint_masked or None,
         "transport": camera.rtsp_transport,
         "container_id": camera.container_id or None,
         "state": {

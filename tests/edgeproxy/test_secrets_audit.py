@@ -1,11 +1,13 @@
 """A full scenario with secrets, then everything it produced is searched for them.
 
 Connect a camera with a password in its URL, stop, start and delete it; connect one with a wrong
-password (it fails); set the edge secret through both settings routes (and once in a request that
-fails validation). Then grep: every API response (camera logs base64-decoded), the admin pages,
-every process log of the system, the camera containers' ``docker inspect`` and logs, every Redis
-key and value, every Redis command sent while it ran (Celery messages decoded), and the database
-rows: the RTSP passwords and the edge secret appear nowhere, and are encrypted at rest.
+password (it fails); connect one with an RTMP target holding a password and a stream key; set the
+edge secret through both settings routes (and once in a request that fails validation). Then grep:
+every API response (camera logs base64-decoded; admin and read-only tokens), the admin pages and
+change forms, the dashboard pages, every process log of the system, the camera containers'
+``docker inspect`` and logs, every Redis key and value, every Redis command sent while it ran
+(Celery messages decoded), and the database rows: the RTSP and RTMP passwords, the stream key, the
+edge secret and the API tokens appear nowhere, and are encrypted (tokens: hashed) at rest.
 """
 
 from __future__ import annotations
@@ -20,12 +22,16 @@ import pytest
 import redis
 import requests
 
+from tests.support.services import free_port
+
 pytestmark = pytest.mark.docker
 
 PASSWORD = "S3cretPass-9x"  # the password_camera fixture's
 WRONG_PASSWORD = "Wr0ngPass-4z"
 EDGE_SECRET = "EdgeS3cret-q7w"
-SECRETS = (PASSWORD, WRONG_PASSWORD, EDGE_SECRET)
+RTMP_PASSWORD = "Rtmp-Publ1sh-pw"
+STREAM_KEY = "live_8f3k2m9q7z"
+SECRETS = (PASSWORD, WRONG_PASSWORD, EDGE_SECRET, RTMP_PASSWORD, STREAM_KEY)
 _B64_BODY = re.compile(rb'body\\?"\s*:\s*\\?"([A-Za-z0-9+/=]{8,})')
 
 
@@ -129,6 +135,14 @@ def admin_pages(system) -> list[str]:
             pages.append(detail.text)
     assert any("audit-cam" in p for p in pages)
     assert any("rtsp://admin:***@" in p for p in pages)  # the masked URL is what the admin shows
+    assert any("rtmp://pub:***@" in p and "/app/***" in p for p in pages)  # the admin's change form of audit-rtmp
+    # The dashboard, with the same session: overview, every camera's page, operations, settings.
+    for path in ("/", "/cameras/audit-cam/", "/cameras/audit-rtmp/", "/cameras/audit-wrong/", "/operations/",
+                 "/settings/", "/connect/"):
+        page = session.get(system.base_url + path, timeout=10)
+        assert page.status_code == 200, path
+        pages.append(page.text)
+    assert any("rtmp://pub:***@" in p for p in pages[-6:]), "the dashboard shows the masked RTMP URL"
     return pages
 
 
@@ -157,6 +171,15 @@ def test_no_secret_in_any_output(system, password_camera, docker_client, redis_s
         # And one with a wrong password: it runs, the camera refuses it, the error is visible.
         call("POST", "/api/v1/process?wait=30", {"name": "audit-wrong",
                                                  "rtsp_endpoint": password_camera.url(password=WRONG_PASSWORD)})
+        # And one with an RTMP target (nobody listens: the camera logs its connection failures).
+        rtmp = call("POST", "/api/v1/process?wait=30", {
+            "name": "audit-rtmp", "rtsp_endpoint": password_camera.url(),
+            "rtmp_endpoint": f"rtmp://pub:{RTMP_PASSWORD}@127.0.0.1:{free_port()}/app/{STREAM_KEY}"})
+        assert rtmp.json()["rtmp_endpoint"].startswith("rtmp://pub:***@127.0.0.1:")
+        assert rtmp.json()["rtmp_endpoint"].endswith("/app/***")
+        system.wait_camera("audit-rtmp", lambda c: (c["stream"] or {}).get("rtmp_enabled")
+                           and (c["stream"] or {}).get("rtmp_error"), 40,
+                           message="the camera read its RTMP URL file and tried to connect")
         system.wait_camera("audit-wrong", lambda c: (c["stream"] or {}).get("state") in ("error", "reconnecting")
                                    and (c["stream"] or {}).get("last_error"), 40, message="auth failure reported")
 
@@ -164,9 +187,16 @@ def test_no_secret_in_any_output(system, password_camera, docker_client, redis_s
         for path in ("/api/v1/process/audit-cam", "/api/v1/process/info/audit-cam", "/api/v1/process/audit-wrong",
                      "/api/v1/processlist", "/api/v1/processupgrades", "/api/v1/processupgrades/findrtspupgrades",
                      "/api/v1/hosts", "/api/v1/hosts/edge-a", f"/api/v1/tasks/{op_id}", "/api/v1/settings",
-                     "/api/v1/settings/", "/api/v1/alldockerimages"):
+                     "/api/v1/settings/", "/api/v1/alldockerimages", "/api/v1/process/audit-rtmp",
+                     "/api/v1/process/info/audit-rtmp"):
             call("GET", path)
-        containers = [docker_client.containers.get(system.camera(n)["container_id"]) for n in ("audit-cam", "audit-wrong")]
+            # The same with a read-only token.
+            viewer = requests.get(system.base_url + path, headers={"Authorization": f"Token {system.readonly_token}"},
+                                  timeout=10)
+            assert viewer.status_code == 200, (path, viewer.text[:300])
+            responses.append(viewer)
+        containers = [docker_client.containers.get(system.camera(n)["container_id"])
+                      for n in ("audit-cam", "audit-wrong", "audit-rtmp")]
         inspected = [json.dumps(c.attrs) for c in containers]
         container_logs = [c.logs(stdout=True, stderr=True) for c in containers]
 
@@ -176,13 +206,15 @@ def test_no_secret_in_any_output(system, password_camera, docker_client, redis_s
         pages = admin_pages(system)
         call("DELETE", "/api/v1/process/audit-cam?wait=30")
         call("DELETE", "/api/v1/process/audit-wrong?wait=30")
+        call("DELETE", "/api/v1/process/audit-rtmp?wait=30")
     finally:
         commands = monitor.stop()
         system.post("/api/v1/settings", {"edge_key": "", "edge_secret": ""})
 
     with psycopg.connect(system.database_url) as conn:
         rows = [repr(row) for table in ("processes_camera", "processes_operation", "settings_app_edgesettings",
-                                        "processes_edgehost")
+                                        "processes_edgehost", "knox_authtoken", "authtoken_token", "auth_user",
+                                        "django_session")
                 for row in conn.execute(f"SELECT * FROM {table}").fetchall()]  # noqa: S608 - fixed names
     stored = redis_dump(redis_server.client())
     haystacks = {
@@ -201,3 +233,8 @@ def test_no_secret_in_any_output(system, password_camera, docker_client, redis_s
     assert b"edge.ensure_running" in commands + b"".join(decoded_bodies(commands))
     leaks = [(where, secret) for where, data in haystacks.items() for secret in SECRETS if secret.encode() in data]
     assert not leaks, leaks
+    # API tokens: in no row of the database (stored hashed), and both still work.
+    tokens = {"admin token": system.token, "read-only token": system.readonly_token}
+    assert not [name for name, token in tokens.items() if token.encode() in haystacks["database rows"]]
+    assert all(requests.get(system.base_url + "/api/v1/hosts", headers={"Authorization": f"Token {t}"},
+                            timeout=10).status_code == 200 for t in tokens.values())

@@ -26,6 +26,11 @@ BAD_CONNECTS = [
     ({"name": "valid-name", "rtsp_endpoint": "rtsp://127.0.0.1/x", "rtmp_endpoint": 5}, "rtmp_endpoint"),
     ({"name": "valid-name", "rtsp_endpoint": "rtsp://127.0.0.1/x", "host": "no-such-host"}, "host"),
     ({"name": "valid-name", "rtsp_endpoint": "rtsp://127.0.0.1/x", "image_tag": "no tag here"}, "image_tag"),
+    ({"name": "valid-name", "rtsp_endpoint": "rtsp://127.0.0.1/x", "image_tag": "edgeproxy/../camera:1"}, "image_tag"),
+    ({"name": "valid-name", "rtsp_endpoint": "rtsp://127.0.0.1/x", "image_tag": "127.0.0.1:5000/../../etc:1"},
+     "image_tag"),
+    ({"name": "valid-name", "rtsp_endpoint": "rtsp://127.0.0.1/x", "image_tag": "edgeproxy/camera/..:1"}, "image_tag"),
+    ({"name": "valid-name", "rtsp_endpoint": "rtsp://127.0.0.1/x", "image_tag": "edgeproxy/./camera:1"}, "image_tag"),
     ({"name": "valid-name", "rtsp_endpoint": "rtsp://127.0.0.1/x", "rtsp_transport": "sctp"}, "rtsp_transport"),
 ]
 
@@ -124,3 +129,15 @@ def test_upgrade_routes_without_an_image_to_upgrade_to_answer_409_not_500(system
         response = system.request(method, path, json=body)
         assert response.status_code == 409, (path, response.text)
         assert response.json()["message"] and "versions" in response.json()
+
+
+@pytest.mark.parametrize("image", ["edgeproxy/../camera:1", "127.0.0.1:5000/../x:1", "a//b:1"])
+def test_image_references_with_dot_segments_are_refused_everywhere(system, image):
+    before = system.get("/api/v1/settings").json()
+    for method, path, body, field in (
+            ("POST", "/api/v1/settings", {"camera_image": image}, "camera_image"),
+            ("POST", "/api/v1/processupgrades", {"name": "no-such-camera", "image_tag": image}, "image_tag")):
+        response = system.request(method, path, json=body)
+        assert response.status_code == 400, (path, response.text)
+        assert field in response.json()["message"] and field in response.json()["errors"]
+    assert system.get("/api/v1/settings").json() == before

@@ -13,6 +13,7 @@ non-zero (``python -m worker.camera``). Nothing else makes it exit non-zero.
 | ``EDGEPROXY_BUFFER_SECONDS`` | ``10`` | length of the packet ring in seconds; ``0`` disables it |
 | ``EDGEPROXY_REDIS_URL`` | ``redis://127.0.0.1:6379/0`` | the frame bus (``redis://``, ``rediss://`` or ``unix://``) |
 | ``EDGEPROXY_RTMP_URL`` | unset | RTMP pass-through target (``rtmp://`` or ``rtmps://``) |
+| ``EDGEPROXY_RTMP_URL_FILE`` | unset | a file holding the RTMP URL (wins over ``EDGEPROXY_RTMP_URL``) |
 | ``EDGEPROXY_OPEN_TIMEOUT_S`` | ``5`` | RTSP open (connect, DESCRIBE, SETUP, PLAY) timeout |
 | ``EDGEPROXY_READ_TIMEOUT_S`` | ``4`` | no packet for this long = the stream is dead, reconnect |
 | ``EDGEPROXY_BACKOFF_INITIAL_S`` | ``0.5`` | first reconnect delay; doubles per failure (with jitter) |
@@ -38,6 +39,9 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 NAME_RULE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 RTSP_SCHEMES = ("rtsp", "rtsps")
 RTMP_SCHEMES = ("rtmp", "rtmps")
+# What FFmpeg may open for the camera (its ``protocol_whitelist``): RTSP and RTSPS, and what they
+# run on (TCP, TLS; RTP over UDP). Never a file, HTTP or any other protocol, whatever the URL says.
+RTSP_PROTOCOL_WHITELIST = "rtsp,rtsps,tcp,udp,rtp,tls"
 REDIS_SCHEMES = ("redis", "rediss", "unix")
 FFMPEG_LOG_LEVELS = ("quiet", "error", "warning", "info")
 
@@ -104,7 +108,30 @@ def _check_url(var: str, value: str, schemes: tuple[str, ...], example: str) -> 
     if not parts.hostname:
         raise ConfigError(f"{var} has no host; expected {example}")
     del port
-    return value
+    # FFmpeg knows its protocols by their lower-case names only: RTSP://... is rtsp://...
+    return parts.scheme.lower() + value[len(parts.scheme):]
+
+
+def _url_setting(env, var: str, what: str, required: bool) -> tuple[str, str] | None:
+    """(source variable, URL) from ``<var>_FILE`` (a file holding the secret URL, which wins) or
+    ``<var>``; None when neither is set and the URL is optional."""
+    url_file = _get(env, f"{var}_FILE")
+    if url_file:
+        try:
+            with open(url_file, encoding="utf-8") as handle:
+                url = handle.read().strip()
+        except OSError as exc:
+            raise ConfigError(f"{var}_FILE {url_file!r} cannot be read ({exc.strerror}): "
+                              f"point it to a readable file holding {what}") from None
+        if not url:
+            raise ConfigError(f"{var}_FILE {url_file!r} is empty: write {what} into it")
+        return f"{var}_FILE", url
+    url = _get(env, var)
+    if url:
+        return var, url
+    if required:
+        raise ConfigError(f"{var} is not set: give {what} (or {var}_FILE, a file holding it)")
+    return None
 
 
 def _number(env, var: str, default: float, minimum: float, maximum: float, integer: bool = False) -> float:
@@ -142,24 +169,8 @@ def load_config(env=None) -> Config:
         raise ConfigError(f"EDGEPROXY_CAMERA_NAME {name!r} is not a valid camera name: use 1 to 128 characters "
                           "of letters, digits, '.', '_' and '-', starting with a letter or digit")
 
-    url_file = _get(env, "EDGEPROXY_RTSP_URL_FILE")
-    if url_file:
-        try:
-            with open(url_file, encoding="utf-8") as handle:
-                rtsp_url = handle.read().strip()
-        except OSError as exc:
-            raise ConfigError(f"EDGEPROXY_RTSP_URL_FILE {url_file!r} cannot be read ({exc.strerror}): "
-                              "point it to a readable file holding the RTSP URL") from None
-        if not rtsp_url:
-            raise ConfigError(f"EDGEPROXY_RTSP_URL_FILE {url_file!r} is empty: write the RTSP URL into it")
-        source = "EDGEPROXY_RTSP_URL_FILE"
-    else:
-        rtsp_url = _get(env, "EDGEPROXY_RTSP_URL")
-        if not rtsp_url:
-            raise ConfigError("EDGEPROXY_RTSP_URL is not set: give the camera's rtsp:// URL "
-                              "(or EDGEPROXY_RTSP_URL_FILE, a file holding it)")
-        source = "EDGEPROXY_RTSP_URL"
-    _check_url(source, rtsp_url, RTSP_SCHEMES, "rtsp://host[:port]/path, with credentials if needed")
+    rtsp_url = _url_setting(env, "EDGEPROXY_RTSP_URL", "the RTSP URL", required=True)
+    rtsp_url = _check_url(rtsp_url[0], rtsp_url[1], RTSP_SCHEMES, "rtsp://host[:port]/path, with credentials if needed")
 
     transport = _choice(env, "EDGEPROXY_RTSP_TRANSPORT", "tcp", ("tcp", "udp"))
     buffer_seconds = _number(env, "EDGEPROXY_BUFFER_SECONDS", 10.0, 0.0, 3600.0)
@@ -174,9 +185,9 @@ def load_config(env=None) -> Config:
     if scheme != "unix":
         _check_url("EDGEPROXY_REDIS_URL", redis_url, REDIS_SCHEMES, "redis://host:6379/0")
 
-    rtmp_url = _get(env, "EDGEPROXY_RTMP_URL")
+    rtmp_url = _url_setting(env, "EDGEPROXY_RTMP_URL", "the RTMP URL", required=False)
     if rtmp_url:
-        _check_url("EDGEPROXY_RTMP_URL", rtmp_url, RTMP_SCHEMES, "rtmp://host[:port]/app/stream")
+        rtmp_url = _check_url(rtmp_url[0], rtmp_url[1], RTMP_SCHEMES, "rtmp://host[:port]/app/stream")
 
     backoff_initial = _number(env, "EDGEPROXY_BACKOFF_INITIAL_S", 0.5, 0.05, 60.0)
     backoff_max = _number(env, "EDGEPROXY_BACKOFF_MAX_S", 30.0, 0.1, 3600.0)

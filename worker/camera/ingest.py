@@ -34,6 +34,7 @@ import redis
 
 from worker.camera import keys
 from worker.camera.backoff import Backoff, tcp_reachable
+from worker.camera.config import RTSP_PROTOCOL_WHITELIST
 from worker.camera.errors import Disconnected, StreamError, describe, needs_fix
 from worker.camera.frame_format import BGR24, I420, I420_SOURCES
 from worker.camera.ring import RingWriter, frame_type, to_bgr24
@@ -200,8 +201,10 @@ class Ingest:
             "probesize": "32768",
             # Socket I/O timeout (microseconds).
             "timeout": str(int(cfg.read_timeout * 1_000_000)),
+            "protocol_whitelist": RTSP_PROTOCOL_WHITELIST,
         }
-        return av.open(cfg.rtsp_url, options=options, timeout=(cfg.open_timeout, cfg.read_timeout))
+        # The RTSP demuxer, not one guessed from the URL: nothing else is ever read.
+        return av.open(cfg.rtsp_url, format="rtsp", options=options, timeout=(cfg.open_timeout, cfg.read_timeout))
 
     def _session(self) -> None:
         self._reset_session()

@@ -18,7 +18,7 @@ import time
 
 from worker.camera import keys
 from worker.camera.config import Config, ConfigError, load_config
-from worker.redaction import JsonFormatter, RedactingFilter, redact, register_secret, url_password
+from worker.redaction import JsonFormatter, RedactingFilter, redact, register_secret, rtmp_secrets, url_password
 
 log = logging.getLogger("camera")
 
@@ -81,11 +81,8 @@ def setup_ffmpeg_logging(level: str) -> None:
 
 def register_secrets(cfg: Config) -> None:
     register_secret(url_password(cfg.rtsp_url))
-    if cfg.rtmp_url:
-        register_secret(url_password(cfg.rtmp_url))
-        stream_key = cfg.rtmp_url.rstrip("/").rsplit("/", 1)[-1]
-        if len(stream_key) >= 8:  # looks like a stream key, not "live" or "test"
-            register_secret(stream_key)
+    for secret in rtmp_secrets(cfg.rtmp_url):
+        register_secret(secret)
     register_secret(url_password(cfg.redis_url))
 
 

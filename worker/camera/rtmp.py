@@ -15,10 +15,12 @@ import logging
 import queue
 import threading
 import time
+from urllib.parse import urlsplit
 
 import av
 
 from worker.camera.backoff import Backoff
+from worker.camera.config import RTMP_SCHEMES
 from worker.camera.errors import describe, mask_rtmp
 from worker.camera.state import CameraState
 
@@ -26,6 +28,16 @@ log = logging.getLogger("camera.rtmp")
 
 QUEUE_PACKETS = 500  # ~20 s at 25 fps; beyond that packets are dropped and we resync at a keyframe
 STREAMING_GRACE_S = 2.0
+
+
+def open_rtmp_output(url: str, timeout: float):
+    """The FLV muxer on an ``rtmp://`` or ``rtmps://`` URL, and nothing else: never a file or
+    another protocol. (FFmpeg's ``protocol_whitelist`` cannot reach an output that PyAV opens, with
+    ``avio_open`` and no options, so the scheme is checked here, right before the open.)"""
+    scheme = urlsplit(url).scheme
+    if scheme not in RTMP_SCHEMES:
+        raise ValueError(f"the RTMP target must be an rtmp:// or rtmps:// URL, not {scheme or 'no scheme'}")
+    return av.open(url, "w", format="flv", timeout=(timeout, timeout))
 
 
 class _Session:
@@ -158,7 +170,7 @@ class RtmpForwarder:
                         self._wake.clear()
                         continue
                     try:
-                        out = av.open(self.url, "w", format="flv", timeout=(self.open_timeout, self.open_timeout))
+                        out = open_rtmp_output(self.url, self.open_timeout)
                         out_stream = out.add_stream_from_template(session.template, opaque=True)
                         if session.has_extradata:
                             # Connect and send the header now (otherwise the first packet does it).

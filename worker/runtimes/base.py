@@ -10,6 +10,8 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass, field
 
+from worker.redaction import rtmp_secrets, url_password
+
 # Labels on every container we make. Never a secret in a label.
 LABEL_MANAGED = "io.edgeproxy.managed"
 LABEL_CAMERA = "io.edgeproxy.camera"
@@ -24,7 +26,7 @@ ZERO_TIME = "0001-01-01T00:00:00Z"
 
 @dataclass
 class CameraSpec:
-    """Everything needed to run one camera. ``rtsp_url`` is a secret: never log or label it."""
+    """Everything needed to run one camera. ``rtsp_url`` and ``rtmp_url`` are secrets: never log or label them."""
 
     camera_id: str
     name: str
@@ -54,6 +56,17 @@ class CameraSpec:
             env["EDGEPROXY_RTMP_URL"] = self.rtmp_url
         env.update(self.extra_env)
         return env
+
+    def secret_urls(self) -> dict[str, str]:
+        """The URLs that hold secrets (RTSP password; RTMP password and stream key), by the camera
+        program's variable. Runtimes hand each over as a file named by ``<variable>_FILE``, never
+        in the environment or on a command line."""
+        urls = {"EDGEPROXY_RTSP_URL": self.rtsp_url, "EDGEPROXY_RTMP_URL": self.rtmp_url}
+        return {var: url for var, url in urls.items() if url}
+
+    def log_secrets(self) -> list[str]:
+        """What to mask in every log line of the worker (see worker.redaction.register_secret)."""
+        return [s for s in [url_password(self.rtsp_url), *rtmp_secrets(self.rtmp_url)] if s]
 
     def __repr__(self) -> str:  # keeps the URL out of tracebacks and debug output
         return f"CameraSpec(name={self.name!r}, host={self.host!r}, image={self.image!r})"

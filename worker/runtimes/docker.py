@@ -4,11 +4,13 @@ Only containers that carry our labels for *this* host are ever looked at, starte
 removed; a same-named container without them makes ``ensure_running`` fail instead. Nothing is
 pulled and nothing is pruned.
 
-The RTSP URL (a secret) is neither in a label nor in the environment: it is copied into the
-created container as ``/run/edgeproxy/rtsp_url`` (mode 0400) before the start, and the camera
-program finds it through ``EDGEPROXY_RTSP_URL_FILE``. ``docker inspect`` therefore shows no
-password. Whether a container still matches its spec is decided from a hash of the non-secret
-configuration (a label) plus the image id, and the URL is compared by reading the file back.
+The RTSP URL and the RTMP URL (secrets) are neither in a label nor in the environment: they are
+copied into the created container as ``/run/edgeproxy/rtsp_url`` and ``/run/edgeproxy/rtmp_url``
+(mode 0400) before the start, and the camera program finds them through
+``EDGEPROXY_RTSP_URL_FILE`` and ``EDGEPROXY_RTMP_URL_FILE``. ``docker inspect`` therefore shows no
+password or stream key. Whether a container still matches its spec is decided from a hash of the
+non-secret configuration (a label) plus the image id, and the URLs are compared by reading the
+files back.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import docker.errors
 import requests.exceptions
 from docker.types import LogConfig
 
-from worker.redaction import redact, redact_bytes, register_secret, url_password
+from worker.redaction import redact, redact_bytes, register_secret
 
 from .base import (
     LABEL_CAMERA,
@@ -54,7 +56,8 @@ CONTAINER_PREFIX = "edgeproxy-"
 LABEL_SPEC_HASH = "io.edgeproxy.spec-hash"
 SECRET_DIR = "/run/edgeproxy"
 RTSP_URL_FILE = f"{SECRET_DIR}/rtsp_url"
-RTSP_URL_FILE_ENV = "EDGEPROXY_RTSP_URL_FILE"
+# The file in the container of each secret URL, by the camera program's variable.
+SECRET_FILES = {"EDGEPROXY_RTSP_URL": RTSP_URL_FILE, "EDGEPROXY_RTMP_URL": f"{SECRET_DIR}/rtmp_url"}
 LOG_TAIL = 100
 _SPEC_HASH_VERSION = "1"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -209,9 +212,15 @@ class DockerRuntime(Runtime):
     @staticmethod
     def _environment(spec: CameraSpec) -> dict[str, str]:
         env = dict(spec.environment())
-        env.pop("EDGEPROXY_RTSP_URL", None)
-        env[RTSP_URL_FILE_ENV] = RTSP_URL_FILE
+        for var in SECRET_FILES:
+            env.pop(var, None)
+        for var in spec.secret_urls():
+            env[f"{var}_FILE"] = SECRET_FILES[var]
         return env
+
+    @staticmethod
+    def _secret_files(spec: CameraSpec) -> dict[str, bytes]:
+        return {SECRET_FILES[var]: url.encode("utf-8") for var, url in spec.secret_urls().items()}
 
     def _network_options(self) -> dict:
         mode = self.network
@@ -297,35 +306,39 @@ class DockerRuntime(Runtime):
                 return int(fields[2]), int(group) if group.isdigit() else int(fields[3])
         return None
 
-    def _put_url(self, container, url: str, image_user: str) -> None:
-        data = url.encode("utf-8")
+    def _put_secrets(self, container, files: dict[str, bytes], image_user: str) -> None:
         owner = self._file_owner(container, image_user)
-        info = tarfile.TarInfo(RTSP_URL_FILE.lstrip("/"))
-        info.size = len(data)
-        info.mtime = int(time.time())
-        if owner is None:  # named user we could not resolve: readable by the container's users
-            info.mode = 0o444
-        else:
-            info.mode = 0o400
-            info.uid, info.gid = owner
         buf = io.BytesIO()
         with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-            tar.addfile(info, io.BytesIO(data))
+            for path, data in files.items():
+                info = tarfile.TarInfo(path.lstrip("/"))
+                info.size = len(data)
+                info.mtime = int(time.time())
+                if owner is None:  # named user we could not resolve: readable by the container's users
+                    info.mode = 0o444
+                else:
+                    info.mode = 0o400
+                    info.uid, info.gid = owner
+                tar.addfile(info, io.BytesIO(data))
         # Extracting at "/" creates /run/edgeproxy when the image lacks it.
-        with _daemon("copy the camera URL into the container"):
+        with _daemon("copy the camera URLs into the container"):
             container.put_archive("/", buf.getvalue())
 
-    def _register_url_secret(self, url: str | None) -> None:
-        password = url_password(url) if url else None
-        register_secret(password)
+    @staticmethod
+    def _register_secrets(spec: CameraSpec) -> None:
+        for secret in spec.log_secrets():
+            register_secret(secret)
 
     def _remember_secret_of(self, container) -> None:
-        """Register the password of a container we did not create in this process (for logs)."""
+        """Register the secrets of a container we did not create in this process (for logs)."""
         if container.id in self._secrets_known:
             return
-        data = self._read_file(container, RTSP_URL_FILE)
-        if data is not None:
-            self._register_url_secret(data.decode("utf-8", "replace").strip())
+        rtsp = self._read_file(container, RTSP_URL_FILE)
+        if rtsp is not None:
+            rtmp = self._read_file(container, SECRET_FILES["EDGEPROXY_RTMP_URL"])
+            self._register_secrets(CameraSpec(
+                camera_id="", name="", host="", image="", rtsp_url=rtsp.decode("utf-8", "replace").strip(),
+                rtmp_url=rtmp.decode("utf-8", "replace").strip() if rtmp else ""))
             self._secrets_known.add(container.id)
 
     # --- create / start -----------------------------------------------------------------------------
@@ -376,7 +389,7 @@ class DockerRuntime(Runtime):
             raise
         try:
             image_user = self._image_users.get(image_id, "")
-            self._put_url(container, spec.rtsp_url, image_user)
+            self._put_secrets(container, self._secret_files(spec), image_user)
         except BaseException:
             with contextlib.suppress(Exception):
                 container.remove(force=True, v=True)
@@ -401,8 +414,11 @@ class DockerRuntime(Runtime):
             return False
         if container.attrs.get("Image") != image_id:
             return False
-        current = self._read_file(container, RTSP_URL_FILE)
-        return current is not None and hmac.compare_digest(current, spec.rtsp_url.encode("utf-8"))
+        for path, data in self._secret_files(spec).items():
+            current = self._read_file(container, path)
+            if current is None or not hmac.compare_digest(current, data):
+                return False
+        return True
 
     def _remove_container(self, container, timeout: float | None, camera: str) -> None:
         with _daemon(f"remove the container of camera {camera}"):
@@ -424,7 +440,7 @@ class DockerRuntime(Runtime):
         _check_name(spec.name)
         if spec.host and spec.host != self.host:
             raise RuntimeError_(f"camera {spec.name} belongs to host {spec.host}, not {self.host}")
-        self._register_url_secret(spec.rtsp_url)
+        self._register_secrets(spec)
         with self._lock(spec.name):
             image_id = self._image_id(spec.image)
             env = self._environment(spec)
@@ -649,7 +665,7 @@ class DockerRuntime(Runtime):
         _check_name(spec.name)
         if spec.host and spec.host != self.host:
             raise RuntimeError_(f"camera {spec.name} belongs to host {spec.host}, not {self.host}")
-        self._register_url_secret(spec.rtsp_url)
+        self._register_secrets(spec)
         with self._lock(spec.name):
             image_id = self._image_id(spec.image)
             env = self._environment(spec)

@@ -12,8 +12,9 @@ started by the edge worker with the same status semantics as a Docker container 
 * the last 100 lines of output (both streams, as ``docker logs --tail 100``) are returned split
   into stdout and stderr, redacted, in base64.
 
-The RTSP URL is handed over in a 0600 file (``EDGEPROXY_RTSP_URL_FILE``), never in the
-environment or on the command line. A small record per camera (0600, no URL) lets a restarted
+The RTSP and RTMP URLs are handed over in 0600 files (``EDGEPROXY_RTSP_URL_FILE``,
+``EDGEPROXY_RTMP_URL_FILE``), never in the environment or on the command line. A small record per
+camera (0600, no URL) lets a restarted
 edge worker know its cameras again: children orphaned by a killed worker are terminated, and
 cameras that were not stopped on purpose are started again, as Docker does when its daemon
 restarts. One lock file keeps two workers from managing the same host's state directory.
@@ -45,7 +46,7 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
-from worker.redaction import redact_bytes, register_secret, url_password
+from worker.redaction import redact_bytes, register_secret
 
 from .base import STATE_KEYS, ZERO_TIME, CameraSpec, Observed, Runtime, RuntimeError_
 
@@ -53,7 +54,8 @@ log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_COMMAND = (sys.executable, "-m", "worker.camera")
-RTSP_URL_FILE_ENV = "EDGEPROXY_RTSP_URL_FILE"
+# The file in the camera's directory of each secret URL, by the camera program's variable.
+SECRET_FILES = {"EDGEPROXY_RTSP_URL": "rtsp_url", "EDGEPROXY_RTMP_URL": "rtmp_url"}
 LOG_LINES = 100
 MAX_LINE_BYTES = 16 * 1024
 RESET_BACKOFF_AFTER = 10.0  # seconds of running after which a crash starts the back-off over
@@ -272,13 +274,14 @@ class LocalRuntime(Runtime):
     def _camera_dir(self, name: str) -> Path:
         return self.state_dir / name
 
-    def _url_file(self, name: str) -> Path:
-        return self._camera_dir(name) / "rtsp_url"
+    def _url_file(self, name: str, var: str = "EDGEPROXY_RTSP_URL") -> Path:
+        return self._camera_dir(name) / SECRET_FILES[var]
 
     def _save(self, cam: _Camera) -> None:
         """Persist what a restarted worker needs (no URL: that is in its own 0600 file)."""
         spec = dataclasses.asdict(cam.spec)
         spec.pop("rtsp_url", None)
+        spec.pop("rtmp_url", None)
         proc = cam.proc
         record = {
             "version": _RECORD_VERSION,
@@ -303,7 +306,12 @@ class LocalRuntime(Runtime):
         try:
             directory.mkdir(mode=0o700, exist_ok=True)
             path = self._url_file(spec.name)
-            _write_private(path, spec.rtsp_url.encode("utf-8"))
+            urls = spec.secret_urls()
+            for var in SECRET_FILES:
+                if var in urls:
+                    _write_private(self._url_file(spec.name, var), urls[var].encode("utf-8"))
+                else:
+                    self._url_file(spec.name, var).unlink(missing_ok=True)
         except OSError as exc:
             raise RuntimeError_(f"could not write the URL file of camera {spec.name}: "
                                 f"{exc.strerror or type(exc).__name__}") from exc
@@ -316,15 +324,19 @@ class LocalRuntime(Runtime):
             name = directory.name
             try:
                 record = json.loads((directory / "record.json").read_text())
-                url = (directory / "rtsp_url").read_text()
+                url = (directory / SECRET_FILES["EDGEPROXY_RTSP_URL"]).read_text()
+                rtmp_file = directory / SECRET_FILES["EDGEPROXY_RTMP_URL"]
+                rtmp_url = rtmp_file.read_text() if rtmp_file.exists() else ""
                 if record.get("version") != _RECORD_VERSION or record["spec"].get("name") != name:
                     raise ValueError("unknown record")
-                spec = CameraSpec(**record["spec"], rtsp_url=url)
+                record["spec"].pop("rtmp_url", None)  # a record written before the URL had its own file
+                spec = CameraSpec(**record["spec"], rtsp_url=url, rtmp_url=rtmp_url)
             except (OSError, ValueError, TypeError, KeyError) as exc:
                 log.warning("ignoring the unreadable local record of camera %s (%s)", name, type(exc).__name__,
                             extra={"camera": name, "host": self.host})
                 continue
-            register_secret(url_password(url))
+            for secret in spec.log_secrets():
+                register_secret(secret)
             pid, start = record.get("pid"), record.get("pid_start")
             if isinstance(pid, int) and pid > 0 and start and _alive(pid, start):
                 orphans.append((pid, start))
@@ -378,9 +390,11 @@ class LocalRuntime(Runtime):
         env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(pythonpath))
         env["PYTHONUNBUFFERED"] = "1"
         camera_env = dict(spec.environment())
-        camera_env.pop("EDGEPROXY_RTSP_URL", None)
+        for var in SECRET_FILES:
+            camera_env.pop(var, None)
         env.update(camera_env)
-        env[RTSP_URL_FILE_ENV] = str(self._url_file(spec.name))
+        for var in spec.secret_urls():
+            env[f"{var}_FILE"] = str(self._url_file(spec.name, var))
         return env
 
     def _spawn(self, cam: _Camera) -> None:
@@ -519,7 +533,8 @@ class LocalRuntime(Runtime):
         self._check_open()
         if spec.host and spec.host != self.host:
             raise RuntimeError_(f"camera {spec.name} belongs to host {spec.host}, not {self.host}")
-        register_secret(url_password(spec.rtsp_url))
+        for secret in spec.log_secrets():
+            register_secret(secret)
         command = tuple(spec.command or self.command)
         with self._op_lock(spec.name):
             cam = self._get(spec.name)

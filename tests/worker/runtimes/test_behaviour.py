@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import json
+import textwrap
 
 import pytest
 
 from tests.support.services import wait_until
 from worker.runtimes.base import STATE_KEYS, ZERO_TIME, RuntimeError_
 
-from .conftest import CRASHER, LOGGER, PASSWORD, STUBBORN, TEST_IMAGE, URL_PROBE, make_spec, unique
+from .conftest import CRASHER, LOGGER, PASSWORD, PYTHON, STUBBORN, TEST_IMAGE, URL_PROBE, make_spec, unique
 
 
 def decoded(observed, stream: str) -> str:
@@ -227,3 +229,46 @@ def test_many_cameras(runtime):
     for spec in specs:
         assert runtime.remove(spec.name)
     assert runtime.observe_all() == []
+
+
+RTMP_PASSWORD = "rtmp-pw-77x"
+STREAM_KEY = "streamkey-0a9b8c"
+# Reports how it got its RTMP URL, and what of it its environment holds.
+RTMP_PROBE = [PYTHON, "-c", textwrap.dedent("""
+    import hashlib, os, signal, stat, sys, time
+    from urllib.parse import urlsplit
+    signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
+    path = os.environ.get("EDGEPROXY_RTMP_URL_FILE", "")
+    url = open(path).read() if path else ""
+    mode = oct(stat.S_IMODE(os.stat(path).st_mode)) if path else "-"
+    environ = open("/proc/self/environ", "rb").read()
+    parts = urlsplit(url)
+    leaked = any(s and s.encode() in environ for s in (parts.password, parts.path.rsplit("/", 1)[-1]))
+    print("sha", hashlib.sha256(url.encode()).hexdigest(), "mode", mode, "env", "EDGEPROXY_RTMP_URL" in os.environ,
+          "leaked", leaked, flush=True)
+    while True:
+        time.sleep(0.05)
+""")]
+
+
+def test_rtmp_url_arrives_in_a_private_file_not_the_environment(runtime, request):
+    url = f"rtmp://pub:{RTMP_PASSWORD}@127.0.0.1:1935/app/{STREAM_KEY}"
+    spec = make_spec(runtime, command=RTMP_PROBE, rtmp_url=url)
+    observed = runtime.ensure_running(spec)
+    line = wait_until(lambda: log_text(runtime, spec.name).strip(), 15, message="probe output")
+    sha = hashlib.sha256(url.encode()).hexdigest()
+    assert line == f"sha {sha} mode {'0o400' if runtime.name == 'docker' else '0o600'} env False leaked False"
+    # What others can see of the process: docker inspect, or /proc/<pid>/environ and cmdline.
+    if runtime.name == "docker":
+        client = request.getfixturevalue("docker_client")
+        seen = json.dumps(client.api.inspect_container(observed.container_id)).encode()
+    else:
+        pid = runtime.observe(spec.name).state["Pid"]
+        with open(f"/proc/{pid}/environ", "rb") as env, open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+            seen = env.read() + cmdline.read()
+    assert RTMP_PASSWORD.encode() not in seen and STREAM_KEY.encode() not in seen
+    # A changed RTMP URL is noticed (the file is compared, not only the environment).
+    other = url.replace(STREAM_KEY, "streamkey-changed1")
+    runtime.ensure_running(dataclasses.replace(spec, rtmp_url=other))
+    sha = hashlib.sha256(other.encode()).hexdigest()
+    wait_until(lambda: f"sha {sha}" in log_text(runtime, spec.name), 15, message="the new URL")
