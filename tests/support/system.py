@@ -71,6 +71,7 @@ class System:
             "EDGEPROXY_CAMERA_VOLUMES": camera_volumes,
             **(extra_env or {}),
         }
+        (self.workdir / "state").mkdir(exist_ok=True)  # as bin/run makes it
         self._manage("migrate", "--noinput")
         self._manage("collectstatic", "--noinput")  # admin and dashboard assets, served by WhiteNoise
         self.token = self._manage("create_api_token", "admin", "--superuser").strip()
