@@ -79,9 +79,9 @@ def _sealed_spec(camera: Camera) -> str:
 # Operations a delete cuts short, so that a user can always delete a camera: their edge tasks are
 # idempotent, and the remove queued after them leaves nothing behind (a process one of them starts
 # late has no camera any more: reconciliation removes it as a stray). Upgrades and moves are not
-# cut short (they end within their deadline, restoring what ran before).
-SUPERSEDED_BY_DELETE = (OperationKind.CONNECT, OperationKind.START, OperationKind.STOP, OperationKind.RECONCILE,
-                        OperationKind.DELETE)
+# cut short (they end within their deadline, restoring what ran before); a delete under way is
+# the answer to another delete.
+SUPERSEDED_BY_DELETE = (OperationKind.CONNECT, OperationKind.START, OperationKind.STOP, OperationKind.RECONCILE)
 
 
 def _new_operation(camera: Camera, kind: str) -> Operation:
@@ -172,9 +172,17 @@ def stop_camera(camera: Camera) -> Camera:
 
 
 def delete_camera(camera: Camera) -> Camera:
-    """Ask the host to remove the camera's process and frame keys; the record goes when it confirms."""
-    return _queue(camera, OperationKind.DELETE, DesiredState.STOPPED,
-                  lambda op: _send("edge.remove", camera.host, op, camera_name=camera.name), status="removing")
+    """Ask the host to remove the camera's process and frame keys; the record goes when it confirms.
+    A camera already being deleted is answered with that delete (it ends within its deadline)."""
+    with transaction.atomic():
+        if not Camera.objects.select_for_update().filter(pk=camera.pk).exists():
+            raise NotFound(f"No camera named {camera.name!r}.")
+        under_way = camera.operations.filter(state__in=ACTIVE_STATES, kind=OperationKind.DELETE).first()
+        if under_way is not None:
+            camera.last_operation = under_way
+            return camera
+        return _queue(camera, OperationKind.DELETE, DesiredState.STOPPED,
+                      lambda op: _send("edge.remove", camera.host, op, camera_name=camera.name), status="removing")
 
 
 def camera_snapshot(camera: Camera, keyframe_only: bool = False) -> bytes:
@@ -371,6 +379,11 @@ def record_heartbeat(host_name: str, report: dict) -> EdgeHost:
             fields = _apply_observation(camera, seen, streams.get(camera.name), now)
             camera.save(update_fields=fields)
     return host
+
+
+def record_host_alive(host_name: str) -> None:
+    """A host whose full report is slow to come says it is alive: online, nothing else changes."""
+    EdgeHost.objects.filter(name=host_name).update(last_heartbeat=timezone.now())
 
 
 def host_restarted(host: EdgeHost) -> None:

@@ -91,6 +91,11 @@ def host_heartbeat(host: str, report: dict) -> None:
     services.record_heartbeat(host, report)
 
 
+@shared_task(name="processes.host_alive", base=ReplaceableReportTask)
+def host_alive(host: str) -> None:
+    services.record_host_alive(host)
+
+
 @shared_task(name="processes.host_started", base=ReportTask)
 def host_started(host: str, report: dict) -> None:
     edge_host = services.record_heartbeat(host, report)

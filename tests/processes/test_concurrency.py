@@ -40,7 +40,8 @@ def conc(request, artifacts, camera_image, docker_client):
     workdir = artifacts / f"concurrency-{database}"
     redis_server = RedisServer(workdir / "redis")
     url = None if database == "sqlite" else fresh_database_url("edgeproxy_it_concurrency")
-    system = System(workdir, redis_server.url, url, camera_image=image, camera_volumes=volumes, heartbeat=1.0)
+    # Heartbeats as bin/run has them (every 5 s; offline after 15 s of silence).
+    system = System(workdir, redis_server.url, url, camera_image=image, camera_volumes=volumes, heartbeat=5.0)
     system.database = database
     system.host = HOST_PREFIX + database
     try:
@@ -140,6 +141,7 @@ class Client:
         self.session = requests.Session()
         self.session.headers["Authorization"] = f"Token {system.token}"
         self.samples: list[tuple[int, float]] = []
+        self.server_errors: list[str] = []  # what 5xx answers said
 
     def call(self, method: str, path: str, body=None) -> requests.Response | None:
         started = time.monotonic()
@@ -149,6 +151,8 @@ class Client:
             self.samples.append((0, time.monotonic() - started))  # 0: no answer at all
             return None
         self.samples.append((response.status_code, time.monotonic() - started))
+        if response.status_code >= 500:
+            self.server_errors.append(f"{method} {path}: {response.status_code} {response.text[:200]}")
         return response
 
     def act(self, action: str, name: str, rtsp_url: str) -> requests.Response | None:
@@ -205,9 +209,12 @@ def test_clients_cycling_connect_stop_start_delete_get_no_5xx_and_end_in_agreeme
     stats = conc.sql("SELECT state, count(*) FROM processes_operation GROUP BY state")
     deadline_misses = conc.sql("SELECT count(*) FROM processes_operation WHERE error LIKE %s",
                                ("%within%",))[0][0]
+    superseded = conc.sql("SELECT count(*) FROM processes_operation WHERE error LIKE %s",
+                          ("superseded by delete%",))[0][0]
+    server_errors = [e for c in clients for e in c.server_errors]
     figures(conc, artifacts, "cycle", clients=CYCLE_CLIENTS, seconds=CYCLE_SECONDS,
             settle_seconds=round(settle_seconds, 1), operations=dict(stats), deadline_misses=deadline_misses,
-            **latency_figures(samples))
+            superseded_by_delete=superseded, server_errors=sorted(set(server_errors))[:5], **latency_figures(samples))
     codes = Counter(code for code, _ in samples)
     assert not {code for code in codes if code >= 500 or code == 0}, codes
     assert set(codes) <= {202, 404, 409}, codes
@@ -301,6 +308,7 @@ def test_database_unwritable_for_20s_during_a_burst_loses_no_operation(conc, rts
     figures(conc, artifacts, "outage", outage_seconds=round(outage, 1), accepted=len(accepted),
             operations=dict(states), all_ended_after_seconds=round(ended_seconds, 1),
             errors=sorted({error for _, state, error in rows if error})[:5],
+            server_errors=sorted({e.split(": ", 1)[1] for c in clients for e in c.server_errors})[:5],
             **latency_figures([s for c in clients for s in c.samples]))
     assert accepted
     assert states == {"succeeded": len(accepted)}, [row for row in rows if row[1] != "succeeded"][:5]
