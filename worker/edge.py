@@ -374,23 +374,25 @@ class EdgeAgent:
     def _beat_forever(self) -> None:
         first = True
         while not self._stop.is_set():
-            started = time.monotonic()
+            started = self._gathering_since = time.monotonic()
             try:
                 self.heartbeat(first=first)
                 first = False
-                self._last_beat = time.monotonic()
             except Exception as exc:  # noqa: BLE001 - a missed beat must never end the loop
                 logger.warning("heartbeat failed: %s", exc)
+            finally:
+                self._gathering_since = None
             # One beat per interval, start to start: a slow report does not stretch the cadence.
             self._stop.wait(max(0.0, settings.EDGEPROXY_HEARTBEAT_SECONDS - (time.monotonic() - started)))
 
     def _alive_forever(self) -> None:
         """While a report is slow to gather (a Docker engine busy with many containers), say at least
         that this worker is alive, so that the host is not taken for offline (no camera placed on
-        it, its operations failed) while it works."""
+        it, its operations failed) while it works. A report that fails (no engine) says nothing."""
         interval = settings.EDGEPROXY_HEARTBEAT_SECONDS
-        while not self._stop.wait(interval):
-            if self._last_beat is None or time.monotonic() - self._last_beat < interval:
+        while not self._stop.wait(interval / 2):
+            since = self._gathering_since
+            if since is None or time.monotonic() - since < interval:
                 continue
             try:
                 self._tell_control("processes.host_alive", retry=False, host=self.host)
@@ -399,7 +401,7 @@ class EdgeAgent:
 
     def start_heartbeats(self) -> None:
         self.outbox.start()
-        self._last_beat = None
+        self._gathering_since: float | None = None
         self._thread = threading.Thread(target=self._beat_forever, name="edge-heartbeat", daemon=True)
         self._thread.start()
         threading.Thread(target=self._alive_forever, name="edge-alive", daemon=True).start()
