@@ -317,7 +317,7 @@ def test_database_unwritable_for_20s_during_a_burst_loses_no_operation(conc, rts
     for name in names:
         response = conc.delete(f"/api/v1/process/{name}?wait=30")
         assert response.status_code == 200, response.text
-    wait_until(lambda: not containers(docker_client, conc.host), 30, message="containers removed")
+    wait_until(lambda: not set(names) & set(containers(docker_client, conc.host)), 30, message="containers removed")
     settled(conc, docker_client, 60)
 
 
