@@ -84,10 +84,23 @@ DATABASES = {
     )
 }
 DATABASES["default"]["CONN_MAX_AGE"] = envint("DATABASE_CONN_MAX_AGE", 60, minimum=0)
+# How long a statement waits for a busy database (SQLite's write lock) before it fails.
+EDGEPROXY_DATABASE_BUSY_SECONDS = envint("EDGEPROXY_DATABASE_BUSY_SECONDS", 30, minimum=1)
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
-    # SQLite is shared by the API and the control worker: wait for the lock instead of failing.
-    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+    # SQLite is shared by several processes (gunicorn workers and threads, the control worker,
+    # beat): writers must queue, not fail. WAL lets readers run beside the one writer; IMMEDIATE
+    # takes the write lock when a transaction begins, so a writer waits (up to the busy timeout)
+    # instead of failing at once with "database is locked" when a read transaction it started
+    # could not be promoted; synchronous=NORMAL is the durable-enough setting meant for WAL.
+    DATABASES["default"].setdefault("OPTIONS", {}).update({
+        "timeout": EDGEPROXY_DATABASE_BUSY_SECONDS,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL",
+    })
     DATABASES["default"]["CONN_MAX_AGE"] = 0
+else:
+    # A reused connection the server cut (restart, failover) is replaced before use, not failed on.
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 LANGUAGE_CODE = "en-us"
@@ -278,10 +291,17 @@ if _FRAMES_TLS_CA:
         raise ImproperlyConfigured(f"EDGEPROXY_FRAMES_TLS_CA: cannot read {_FRAMES_TLS_CA!r}: {_exc.strerror}") from None
 EDGEPROXY_FRAMES_TLS = envbool("EDGEPROXY_FRAMES_TLS", False) or EDGEPROXY_FRAMES_TLS_CA_PEM is not None
 
-# Reconciliation (Celery beat): how often every online host is driven towards the database, and
-# after how long an operation on a host that went offline is given up.
+# Reconciliation (Celery beat): how often every online host is driven towards the database.
 EDGEPROXY_RECONCILE_SECONDS = envfloat("EDGEPROXY_RECONCILE_SECONDS", 10.0, minimum=1.0)
-EDGEPROXY_OPERATION_TIMEOUT_SECONDS = envint("EDGEPROXY_OPERATION_TIMEOUT_SECONDS", 600, minimum=10)
+# Deadlines of operations (docs/api.md, "Operation deadlines"): an operation with no result after
+# its deadline ends failed (a delete on an offline host ends with the record deleted). Connect,
+# start, stop, delete and reconcile get EDGEPROXY_OPERATION_DEADLINE_SECONDS, a move twice that,
+# an upgrade EDGEPROXY_UPGRADE_TIMEOUT_SECONDS more, a pull EDGEPROXY_PULL_DEADLINE_SECONDS. One not
+# taken up by its host is sent again every third of its deadline.
+EDGEPROXY_OPERATION_DEADLINE_SECONDS = envfloat("EDGEPROXY_OPERATION_DEADLINE_SECONDS", 30.0, minimum=3.0)
+EDGEPROXY_PULL_DEADLINE_SECONDS = envfloat("EDGEPROXY_PULL_DEADLINE_SECONDS", 1800.0, minimum=10.0)
+# How often beat looks for operations past their deadline or due to be sent again.
+EDGEPROXY_DEADLINE_CHECK_SECONDS = min(2.0, EDGEPROXY_OPERATION_DEADLINE_SECONDS / 3)
 CELERY_BEAT_SCHEDULE = {
     "reconcile-fleet": {
         "task": "processes.reconcile_fleet",
@@ -290,7 +310,7 @@ CELERY_BEAT_SCHEDULE = {
     },
     "expire-operations": {
         "task": "processes.expire_operations",
-        "schedule": 10.0,
-        "options": {"queue": "control", "expires": 10.0},
+        "schedule": EDGEPROXY_DEADLINE_CHECK_SECONDS,
+        "options": {"queue": "control", "expires": EDGEPROXY_DEADLINE_CHECK_SECONDS},
     },
 }

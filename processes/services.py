@@ -7,11 +7,13 @@ queue, sent inside the same transaction: if the broker refuses, nothing is store
 
 import logging
 import time
+import uuid
 from datetime import timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import F, Q
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from edgeproxy import crypto
@@ -74,14 +76,30 @@ def _sealed_spec(camera: Camera) -> str:
     return sealing.seal(camera.host.public_key, _camera_spec(camera))
 
 
+# Operations a delete cuts short, so that a user can always delete a camera: their edge tasks are
+# idempotent, and the remove queued after them leaves nothing behind (a process one of them starts
+# late has no camera any more: reconciliation removes it as a stray). Upgrades and moves are not
+# cut short (they end within their deadline, restoring what ran before); a delete under way is
+# the answer to another delete.
+SUPERSEDED_BY_DELETE = (OperationKind.CONNECT, OperationKind.START, OperationKind.STOP, OperationKind.RECONCILE)
+
+
 def _new_operation(camera: Camera, kind: str) -> Operation:
     """Start an operation on a camera (inside the caller's transaction). The camera row is locked
-    first: a camera deleted meanwhile is a 404, a busy one a 409 (the database's constraint)."""
+    first: a camera deleted meanwhile is a 404, a busy one a 409 (the database's constraint),
+    except for a delete, which ends the operation it finds (failed, "superseded")."""
     if not Camera.objects.select_for_update().filter(pk=camera.pk).exists():
         raise NotFound(f"No camera named {camera.name!r}.")
+    op_id = uuid.uuid4()
+    if kind == OperationKind.DELETE:
+        now = timezone.now()
+        camera.operations.filter(state__in=ACTIVE_STATES, kind__in=SUPERSEDED_BY_DELETE).update(
+            state=OperationState.FAILED, error=f"superseded by delete operation {op_id}", finished=now,
+            started=Coalesce(F("started"), now))
     try:
         with transaction.atomic():
-            op = Operation.objects.create(kind=kind, camera=camera, camera_name=camera.name, host=camera.host)
+            op = Operation.objects.create(id=op_id, kind=kind, camera=camera, camera_name=camera.name,
+                                          host=camera.host)
     except IntegrityError:
         active = camera.operations.filter(state__in=ACTIVE_STATES).first()
         what = f"a {active.kind} operation ({active.id})" if active else "another operation"
@@ -155,9 +173,17 @@ def stop_camera(camera: Camera) -> Camera:
 
 
 def delete_camera(camera: Camera) -> Camera:
-    """Ask the host to remove the camera's process and frame keys; the record goes when it confirms."""
-    return _queue(camera, OperationKind.DELETE, DesiredState.STOPPED,
-                  lambda op: _send("edge.remove", camera.host, op, camera_name=camera.name), status="removing")
+    """Ask the host to remove the camera's process and frame keys; the record goes when it confirms.
+    A camera already being deleted is answered with that delete (it ends within its deadline)."""
+    with transaction.atomic():
+        if not Camera.objects.select_for_update().filter(pk=camera.pk).exists():
+            raise NotFound(f"No camera named {camera.name!r}.")
+        under_way = camera.operations.filter(state__in=ACTIVE_STATES, kind=OperationKind.DELETE).first()
+        if under_way is not None:
+            camera.last_operation = under_way
+            return camera
+        return _queue(camera, OperationKind.DELETE, DesiredState.STOPPED,
+                      lambda op: _send("edge.remove", camera.host, op, camera_name=camera.name), status="removing")
 
 
 def camera_snapshot(camera: Camera, keyframe_only: bool = False) -> bytes:
@@ -266,7 +292,8 @@ def record_operation_result(operation_id: str, ok: bool, error: str = "", observ
         if op is None:
             raise OperationNotFound(operation_id)
         if not op.is_active:
-            return  # redelivered result of an operation already recorded
+            _late_result(op, ok, error, observed, stream, removed, now)
+            return  # redelivered result of an operation already recorded, or a late one
         if op.kind == OperationKind.MOVE and op.progress.get("phase") == "removing" and ok:
             _continue_move(op, now)
             return
@@ -293,6 +320,30 @@ def record_operation_result(operation_id: str, ok: bool, error: str = "", observ
     if not ok:
         logger.warning("operation %s (%s %s) failed: %s", op.id, op.kind, op.camera_name, op.error,
                        extra={"camera": op.camera_name or None, "operation": op.id})
+
+
+def _late_result(op: Operation, ok: bool, error: str, observed: dict | None, stream: dict | None, removed: bool,
+                 now) -> None:
+    """The result of an operation that had already ended past its deadline: its error says what came
+    after all, and when nothing happened to the camera since, the camera shows it (a confirmed
+    removal deletes the record)."""
+    if not op.progress.get("missed_deadline") or op.progress.get("late_result"):
+        return  # a redelivery, or the result of an operation a delete superseded
+    late = int((now - op.finished).total_seconds()) if op.finished else 0
+    op.error = f"{op.error}; its result came {late} s later: " + ("succeeded" if ok else f"failed: {error or 'failed'}")
+    op.progress = {**op.progress, "late_result": True}
+    op.save(update_fields=["error", "progress"])
+    if not op.camera_id:
+        return
+    camera = Camera.objects.select_for_update().filter(id=op.camera_id, last_operation_id=op.id).first()
+    if camera is None or camera.operations.filter(state__in=ACTIVE_STATES).exists():
+        return
+    if ok and removed and op.kind == OperationKind.DELETE:
+        logger.info("camera %s: deleted (late result of operation %s)", camera.name, op.id,
+                    extra={"camera": camera.name, "operation": op.id})
+        camera.delete()
+    elif observed is not None:
+        camera.save(update_fields=_apply_observation(camera, observed, stream, now))
 
 
 def record_heartbeat(host_name: str, report: dict) -> EdgeHost:
@@ -329,6 +380,11 @@ def record_heartbeat(host_name: str, report: dict) -> EdgeHost:
             fields = _apply_observation(camera, seen, streams.get(camera.name), now)
             camera.save(update_fields=fields)
     return host
+
+
+def record_host_alive(host_name: str) -> None:
+    """A host whose full report is slow to come says it is alive: online, nothing else changes."""
+    EdgeHost.objects.filter(name=host_name).update(last_heartbeat=timezone.now())
 
 
 def host_restarted(host: EdgeHost) -> None:
@@ -439,26 +495,67 @@ def reconcile_fleet() -> int:
     return sum(len(reconcile_host(hosts[host_id], cameras)) for host_id, cameras in by_host.items())
 
 
-def expire_operations(max_age_seconds: int, resend_after_seconds: int = 30) -> int:
-    """Look after operations nobody seems to work on.
+def operation_deadline(kind: str) -> float:
+    """Seconds an operation of ``kind`` may take from its creation to its result (docs/api.md)."""
+    base = settings.EDGEPROXY_OPERATION_DEADLINE_SECONDS
+    if kind == OperationKind.PULL:
+        return settings.EDGEPROXY_PULL_DEADLINE_SECONDS
+    if kind == OperationKind.UPGRADE:
+        return base + settings.EDGEPROXY_UPGRADE_TIMEOUT_SECONDS + settings.EDGEPROXY_UPGRADE_STEADY_SECONDS
+    if kind == OperationKind.MOVE:
+        return 2 * base
+    return base
 
-    Pending for ``resend_after_seconds`` on an online host: the task message may be lost (a worker
-    killed while holding it), so it is sent again (edge tasks are idempotent). Older than
-    ``max_age_seconds`` on a host that is offline: failed, so the camera is not busy for ever
-    (it is reconciled when the host returns)."""
-    now = timezone.now()
+
+def _missed_deadline(op: Operation, deadline: float) -> str:
+    """What really happened to an operation with no result after its deadline, in one sentence."""
+    host = op.host
+    name = host.name if host else "?"
+    if host is None or not host.is_online:
+        heard = (f"last heard from {int((timezone.now() - host.last_heartbeat).total_seconds())} s ago"
+                 if host and host.last_heartbeat else "never heard from")
+        return f"edge host {name} is offline ({heard}); the {op.kind} was not confirmed within {deadline:g} s"
+    sent = op.progress.get("sent_again", 0)
+    if op.state == OperationState.PENDING:
+        return (f"edge host {name} is online but did not take up the {op.kind} within {deadline:g} s (sent "
+                f"{sent + 1} times): its worker is stuck or overloaded")
+    return f"edge host {name} took up the {op.kind} but reported no result within {deadline:g} s"
+
+
+def expire_operations(now=None) -> int:
+    """Look after operations nobody seems to work on (beat runs it every few seconds).
+
+    Pending on an online host for a third of its deadline: the task message may be lost (a worker
+    killed while holding it), so it is sent again (edge tasks are idempotent), every third of the
+    deadline. Past its deadline with no result: failed, with what really happened as the error,
+    so that no camera stays busy; a camera's state is then reconciled from its host's heartbeats.
+    A delete past its deadline on a host that is offline deletes the record: the camera process
+    left on that host is removed as a stray when the host returns."""
+    now = now or timezone.now()
     handled = 0
-    stale = Operation.objects.filter(state__in=ACTIVE_STATES, created__lt=now - timedelta(seconds=resend_after_seconds))
+    shortest = min(operation_deadline(kind) for kind in OperationKind.values) / 3
+    stale = Operation.objects.filter(state__in=ACTIVE_STATES, created__lt=now - timedelta(seconds=shortest))
     for op in stale.select_related("host", "camera", "camera__host"):
+        deadline = operation_deadline(op.kind)
+        age = (now - op.created).total_seconds()
         online = op.host is not None and op.host.is_online
-        if not online and op.created < now - timedelta(seconds=max_age_seconds):
-            name = op.host.name if op.host else "?"
-            record_operation_result(str(op.id), False, f"edge host {name} did not answer within {max_age_seconds} s")
+        if age >= deadline:
+            message = _missed_deadline(op, deadline)
+            with transaction.atomic():
+                if op.kind == OperationKind.DELETE and not online:
+                    record_operation_result(str(op.id), True, removed=True, result={"message": message + (
+                        "; the record is deleted, and the camera process is removed when the host returns")})
+                else:
+                    record_operation_result(str(op.id), False, message)
+                # (not when a result came in meanwhile: that one ended it)
+                Operation.objects.filter(id=op.id, finished__gte=now).update(
+                    progress={**op.progress, "missed_deadline": True})
             handled += 1
-        elif online and op.state == OperationState.PENDING:
+        elif online and op.state == OperationState.PENDING and age >= deadline / 3:
             last_sent = op.progress.get("sent_again_at", 0)
-            if time.time() - last_sent >= resend_after_seconds:
-                op.progress = {**op.progress, "sent_again_at": int(time.time())}
+            if time.time() - last_sent >= deadline / 3:
+                op.progress = {**op.progress, "sent_again_at": time.time(),
+                               "sent_again": op.progress.get("sent_again", 0) + 1}
                 op.save(update_fields=["progress"])
                 logger.warning("operation %s (%s %s) still pending on %s: sent again", op.id, op.kind,
                                op.camera_name, op.host.name)

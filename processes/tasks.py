@@ -2,67 +2,133 @@
 
 Edge workers send these to report; each one loads and calls a service. Idempotent: a redelivered
 result of a finished operation changes nothing.
+
+No report is dropped because the database is busy or away (SQLite's write lock held too long,
+PostgreSQL restarting or read-only): the task is sent again with growing delays until it is
+recorded, and a message is acknowledged only once its task has run (``acks_late``).
 """
 
-from celery import shared_task
-from django.conf import settings
+import logging
+import random
+
+from celery import Task, shared_task
+from django.db import InterfaceError, InternalError, OperationalError
 
 from processes import services
 
-# Reports about an operation not committed yet are retried: 0.1 s apart, for up to 10 s.
-REPORT = {"acks_late": True, "ignore_result": True, "autoretry_for": (services.OperationNotFound,),
-          "retry_kwargs": {"max_retries": 100, "countdown": 0.1}}
+logger = logging.getLogger("edgeproxy.processes")
+
+# What a busy, restarting or read-only database raises (not a bug: the same call succeeds later).
+# PostgreSQL's "read-only transaction" and "terminating connection" are InternalError and
+# OperationalError; SQLite's "database is locked" is OperationalError.
+DATABASE_UNAVAILABLE = (OperationalError, InterfaceError, InternalError)
+# A report about an operation not committed yet is retried 0.1 s apart, for up to 10 s.
+NOT_FOUND_RETRIES = 100
+RETRY_MAX_SECONDS = 5.0
 
 
-@shared_task(name="processes.operation_started", **REPORT)
+def retry_delay(retries: int) -> float:
+    """Exponential back-off with jitter: 0.25 s, 0.5 s, 1 s ... up to 5 s (a report lands within seconds of the database's return)."""
+    return min(RETRY_MAX_SECONDS, 0.25 * 2 ** min(retries, 8)) * random.uniform(0.5, 1.0)
+
+
+class ReportTask(Task):
+    """A report from an edge host, retried until the database takes it (``max_retries`` None);
+    ``superseded_after`` retries, for reports a newer one replaces (heartbeats, progress)."""
+
+    acks_late = True
+    ignore_result = True
+    max_retries = None
+    superseded_after: int | None = None
+
+    def __call__(self, *args, **kwargs):
+        try:
+            return super().__call__(*args, **kwargs)
+        except services.OperationNotFound as exc:
+            if self.request.retries >= NOT_FOUND_RETRIES:
+                raise
+            raise self.retry(exc=exc, countdown=0.1) from None
+        except DATABASE_UNAVAILABLE as exc:
+            retries = self.request.retries
+            if self.superseded_after is not None and retries >= self.superseded_after:
+                logger.warning("%s not recorded (database unavailable: %s); the next report replaces it",
+                               self.name, exc)
+                return None
+            logger.warning("%s: database unavailable (%s); trying again (attempt %d)", self.name, exc, retries + 1)
+            raise self.retry(exc=exc, countdown=retry_delay(retries)) from None
+
+
+class ReplaceableReportTask(ReportTask):
+    superseded_after = 3
+
+
+class PeriodicTask(Task):
+    """A beat task: a pass the database could not take is simply the next pass's job."""
+
+    ignore_result = True
+
+    def __call__(self, *args, **kwargs):
+        try:
+            return super().__call__(*args, **kwargs)
+        except DATABASE_UNAVAILABLE as exc:
+            logger.warning("%s skipped (database unavailable: %s); the next pass does it", self.name, exc)
+            return None
+
+
+@shared_task(name="processes.operation_started", base=ReportTask)
 def operation_started(operation_id: str) -> None:
     services.record_operation_started(operation_id)
 
 
-@shared_task(name="processes.operation_finished", **REPORT)
+@shared_task(name="processes.operation_finished", base=ReportTask)
 def operation_finished(operation_id: str, ok: bool, error: str = "", observed: dict | None = None,
                        stream: dict | None = None, removed: bool = False, result: dict | None = None) -> None:
     services.record_operation_result(operation_id, ok, error, observed, stream, removed, result)
 
 
-@shared_task(name="processes.host_heartbeat", acks_late=True, ignore_result=True)
+@shared_task(name="processes.host_heartbeat", base=ReplaceableReportTask)
 def host_heartbeat(host: str, report: dict) -> None:
     services.record_heartbeat(host, report)
 
 
-@shared_task(name="processes.host_started", acks_late=True, ignore_result=True)
+@shared_task(name="processes.host_alive", base=ReplaceableReportTask)
+def host_alive(host: str) -> None:
+    services.record_host_alive(host)
+
+
+@shared_task(name="processes.host_started", base=ReportTask)
 def host_started(host: str, report: dict) -> None:
     edge_host = services.record_heartbeat(host, report)
     services.host_restarted(edge_host)
 
 
-@shared_task(name="processes.operation_progress", acks_late=True, ignore_result=True)
+@shared_task(name="processes.operation_progress", base=ReplaceableReportTask)
 def operation_progress(operation_id: str, progress: dict) -> None:
     services.record_operation_progress(operation_id, progress)
 
 
-@shared_task(name="processes.record_annotation", acks_late=True, ignore_result=True)
+@shared_task(name="processes.record_annotation", base=ReportTask)
 def record_annotation(host: str = "", **fields) -> None:
     services.record_annotation(fields, host)
 
 
-@shared_task(name="processes.reconcile_fleet", ignore_result=True)
+@shared_task(name="processes.reconcile_fleet", base=PeriodicTask)
 def reconcile_fleet() -> None:
     services.reconcile_fleet()
 
 
-@shared_task(name="processes.expire_operations", ignore_result=True)
+@shared_task(name="processes.expire_operations", base=PeriodicTask)
 def expire_operations() -> None:
-    services.expire_operations(settings.EDGEPROXY_OPERATION_TIMEOUT_SECONDS)
+    services.expire_operations()
 
 
-@shared_task(name="processes.pull_finished", **REPORT)
+@shared_task(name="processes.pull_finished", base=ReportTask)
 def pull_finished(operation_id: str, ok: bool, error: str = "", result: dict | None = None,
                   progress: dict | None = None, images: list | None = None) -> None:
     services.record_pull_result(operation_id, ok, error, result, progress, images)
 
 
-@shared_task(name="processes.upgrade_finished", **REPORT)
+@shared_task(name="processes.upgrade_finished", base=ReportTask)
 def upgrade_finished(operation_id: str, ok: bool, error: str = "", observed: dict | None = None,
                      stream: dict | None = None, result: dict | None = None, progress: dict | None = None) -> None:
     services.record_upgrade_result(operation_id, ok, error, observed, stream, result, progress)

@@ -11,8 +11,10 @@ import functools
 import hashlib
 import json
 import logging
+import os
 import threading
 import time
+from collections import deque
 from functools import lru_cache
 from pathlib import Path
 
@@ -46,6 +48,101 @@ def reports_failures(method):
     return guarded
 
 
+class ReportOutbox:
+    """Reports on their way to the control plane, kept until the broker has taken them.
+
+    A report the broker does not take (Redis away or restarting) waits here, in order, and in a
+    file of the host's state directory (so a worker restart keeps it); a thread delivers the
+    waiting ones as soon as the broker answers again. Once taken, a report stays in Redis until a
+    control worker has recorded it (``acks_late``; the control side retries while its database is
+    busy), so no result of an operation is ever lost on the way.
+    """
+
+    def __init__(self, path: Path, publish, retry_seconds: float = 1.0):
+        self.path = Path(path)
+        self._publish = publish
+        self._retry_seconds = retry_seconds
+        self._lock = threading.Lock()
+        self._waiting: deque[dict] = deque(self._load())
+        self._wake = threading.Event()
+        self._stopped = threading.Event()
+        self._thread: threading.Thread | None = None
+        if self._waiting:
+            logger.warning("%d reports from before a restart wait for the control plane", len(self._waiting))
+
+    def _load(self) -> list[dict]:
+        try:
+            return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+        except FileNotFoundError:
+            return []
+        except (OSError, ValueError) as exc:
+            logger.warning("report outbox %s unreadable, ignored: %s", self.path, exc)
+            return []
+
+    def _save(self) -> None:
+        """The waiting reports to the file (owner-only), replaced atomically; none: no file."""
+        if not self._waiting:
+            self.path.unlink(missing_ok=True)
+            return
+        temporary = self.path.with_suffix(".tmp")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.writelines(json.dumps(item) + "\n" for item in self._waiting)
+        os.replace(temporary, self.path)
+
+    def send(self, task: str, kwargs: dict) -> None:
+        """Hand a report to the broker now, or keep it (after those already waiting) until it answers."""
+        with self._lock:
+            if not self._waiting:
+                try:
+                    self._publish(task, kwargs)
+                    return
+                except Exception as exc:  # noqa: BLE001 - whatever the broker raised, the report is kept
+                    logger.warning("control plane unreachable (%s): report %s kept until it answers", exc, task)
+            self._waiting.append({"task": task, "kwargs": kwargs})
+            self._save()
+        self._wake.set()
+
+    def flush(self) -> int:
+        """Deliver the waiting reports, oldest first; stop at the first the broker refuses."""
+        delivered = 0
+        with self._lock:
+            while self._waiting:
+                item = self._waiting[0]
+                try:
+                    self._publish(item["task"], item["kwargs"])
+                except Exception:  # noqa: BLE001 - still away: next round
+                    break
+                self._waiting.popleft()
+                delivered += 1
+            if delivered:
+                self._save()
+                logger.info("%d kept reports delivered to the control plane, %d still waiting", delivered,
+                            len(self._waiting))
+        return delivered
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiting)
+
+    def _deliver_forever(self) -> None:
+        while not self._stopped.is_set():
+            self._wake.wait(self._retry_seconds)
+            self._wake.clear()
+            if self._waiting:
+                self.flush()
+                if self._waiting:
+                    self._stopped.wait(self._retry_seconds)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._deliver_forever, name="edge-outbox", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._wake.set()
+
+
 class EdgeAgent:
     def __init__(self, host: str | None = None, runtime=None):
         self.host = host or settings.EDGEPROXY_HOST_NAME
@@ -65,11 +162,20 @@ class EdgeAgent:
         self._rtmp: dict[str, bool] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.outbox = ReportOutbox(Path(settings.STATE_DIR) / f"edge-{self.host}-outbox.jsonl", self._publish)
 
     # --- talking to the control plane --------------------------------------------------------
 
-    def _tell_control(self, task: str, retry: bool = True, **kwargs) -> None:
+    def _publish(self, task: str, kwargs: dict, retry: bool = True) -> None:
         celery_app.send_task(task, kwargs=kwargs, queue=CONTROL_QUEUE, retry=retry)
+
+    def _tell_control(self, task: str, retry: bool = True, **kwargs) -> None:
+        """Report to the control plane; a report the broker does not take now is kept and sent
+        later (heartbeats, ``retry=False``, are not: the next beat replaces them)."""
+        if retry:
+            self.outbox.send(task, kwargs)
+        else:
+            self._publish(task, kwargs, retry=False)
 
     def _started(self, operation_id: str) -> None:
         self._tell_control("processes.operation_started", operation_id=operation_id)
@@ -268,19 +374,41 @@ class EdgeAgent:
     def _beat_forever(self) -> None:
         first = True
         while not self._stop.is_set():
+            started = self._gathering_since = time.monotonic()
             try:
                 self.heartbeat(first=first)
                 first = False
             except Exception as exc:  # noqa: BLE001 - a missed beat must never end the loop
                 logger.warning("heartbeat failed: %s", exc)
-            self._stop.wait(settings.EDGEPROXY_HEARTBEAT_SECONDS)
+            finally:
+                self._gathering_since = None
+            # One beat per interval, start to start: a slow report does not stretch the cadence.
+            self._stop.wait(max(0.0, settings.EDGEPROXY_HEARTBEAT_SECONDS - (time.monotonic() - started)))
+
+    def _alive_forever(self) -> None:
+        """While a report is slow to gather (a Docker engine busy with many containers), say at least
+        that this worker is alive, so that the host is not taken for offline (no camera placed on
+        it, its operations failed) while it works. A report that fails (no engine) says nothing."""
+        interval = settings.EDGEPROXY_HEARTBEAT_SECONDS
+        while not self._stop.wait(interval / 2):
+            since = self._gathering_since
+            if since is None or time.monotonic() - since < interval:
+                continue
+            try:
+                self._tell_control("processes.host_alive", retry=False, host=self.host)
+            except Exception as exc:  # noqa: BLE001 - the next one, or the next full beat, is as good
+                logger.warning("liveness beat failed: %s", exc)
 
     def start_heartbeats(self) -> None:
+        self.outbox.start()
+        self._gathering_since: float | None = None
         self._thread = threading.Thread(target=self._beat_forever, name="edge-heartbeat", daemon=True)
         self._thread.start()
+        threading.Thread(target=self._alive_forever, name="edge-alive", daemon=True).start()
 
     def stop_heartbeats(self) -> None:
         self._stop.set()
+        self.outbox.stop()
 
 
 @lru_cache(maxsize=1)

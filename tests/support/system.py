@@ -1,6 +1,8 @@
 """The whole edgeproxy system as real processes, for black-box tests and benchmarks.
 
-``System`` starts, against a real PostgreSQL database and a real Redis: the API under gunicorn,
+``System`` starts, against a real PostgreSQL database (or, with ``database_url=None``, the embedded
+default: SQLite in its own state directory, configured by the one settings definition exactly as
+``bin/run`` leaves it) and a real Redis: the API under gunicorn,
 the control worker (Celery, ``control`` queue) and any number of edge workers (``python -m worker``)
 with their own host names. Every process writes to a log file under ``workdir`` so tests can check
 what was printed (no password anywhere, for one).
@@ -11,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -39,7 +42,7 @@ def fresh_database_url(name: str) -> str:
 
 
 class System:
-    def __init__(self, workdir: Path, redis_url: str, database_url: str, camera_image: str = "",
+    def __init__(self, workdir: Path, redis_url: str, database_url: str | None, camera_image: str = "",
                  camera_volumes: str = "", runtime: str = "docker", heartbeat: float = 1.0, extra_env: dict | None = None):
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -52,11 +55,11 @@ class System:
         self.frame_servers: dict[str, Process] = {}
         self.processes: list[Process] = []
         self.env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith(("EDGEPROXY_", "DJANGO_"))},
+            **{k: v for k, v in os.environ.items() if not k.startswith(("EDGEPROXY_", "DJANGO_", "DATABASE_URL"))},
             "DJANGO_SETTINGS_MODULE": "edgeproxy.settings",
             "PYTHONPATH": str(REPO),
             "PYTHONUNBUFFERED": "1",
-            "DATABASE_URL": database_url,
+            **({"DATABASE_URL": database_url} if database_url else {}),
             "REDIS_URL": redis_url,
             "EDGEPROXY_FRAMES_REDIS_URL": redis_url,
             "SECRET_KEY": "test-secret-key-not-for-production",
@@ -68,6 +71,7 @@ class System:
             "EDGEPROXY_CAMERA_VOLUMES": camera_volumes,
             **(extra_env or {}),
         }
+        (self.workdir / "state").mkdir(exist_ok=True)  # as bin/run makes it
         self._manage("migrate", "--noinput")
         self._manage("collectstatic", "--noinput")  # admin and dashboard assets, served by WhiteNoise
         self.token = self._manage("create_api_token", "admin", "--superuser").strip()
@@ -169,6 +173,26 @@ class System:
         for pid in doomed:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+
+    # --- the database, seen from outside ---------------------------------------------------------
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        """The embedded default's SQLite file (bin/run's place for it), None on PostgreSQL."""
+        return None if self.database_url else self.workdir / "state" / "edgeproxy.sqlite3"
+
+    def connect_database(self):
+        """A connection of our own to the system's database (autocommit)."""
+        if self.sqlite_path:
+            return sqlite3.connect(self.sqlite_path, timeout=60, isolation_level=None)
+        return psycopg.connect(self.database_url, autocommit=True)
+
+    def sql(self, query: str, params: tuple = ()) -> list[tuple]:
+        """Rows of a read-only query (``%s`` placeholders, both databases)."""
+        with contextlib.closing(self.connect_database()) as conn:
+            if self.sqlite_path:
+                query = query.replace("%s", "?")
+            return list(conn.execute(query, params).fetchall())
 
     def logs(self) -> str:
         return "\n".join(p.output() for p in self.processes)

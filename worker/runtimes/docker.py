@@ -530,10 +530,17 @@ class DockerRuntime(Runtime):
         if with_logs:
             self._remember_secret_of(container)
             # Like ``docker logs --tail 100``: the last lines of both streams, then split.
-            with _daemon(f"read the logs of camera {labels.get(LABEL_CAMERA)}"):
-                out = container.logs(stdout=True, stderr=False, tail=LOG_TAIL)
-                err = container.logs(stdout=False, stderr=True, tail=LOG_TAIL)
-            logs = {"stdout": _b64_or_none(out), "stderr": _b64_or_none(err)}
+            try:
+                with _daemon(f"read the logs of camera {labels.get(LABEL_CAMERA)}"):
+                    out = container.logs(stdout=True, stderr=False, tail=LOG_TAIL)
+                    err = container.logs(stdout=False, stderr=True, tail=LOG_TAIL)
+                logs = {"stdout": _b64_or_none(out), "stderr": _b64_or_none(err)}
+            except RuntimeError_ as exc:
+                # 409: dead or being removed (by another thread, now): no logs to read, and the
+                # control plane keeps its copy. Failing here failed the whole heartbeat, and a
+                # host removing cameras steadily was taken for offline.
+                if getattr(exc.__cause__, "status_code", None) != 409:
+                    raise
         return Observed(
             name=labels.get(LABEL_CAMERA, ""),
             camera_id=labels.get(LABEL_CAMERA_ID, ""),
