@@ -12,9 +12,11 @@ import environ
 from django.core.exceptions import ImproperlyConfigured
 
 from edgeproxy.env import envbool, envchoice, envfloat, envint, envlist, envstr
+from edgeproxy.statefiles import make_private
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 STATE_DIR = Path(envstr("EDGEPROXY_STATE_DIR", str(Path.home() / ".local/state/edgeproxy")))
+make_private(STATE_DIR)  # owner-only, and so is everything this process creates
 
 DEBUG = envbool("DEBUG", False)
 SECRET_KEY = envstr("SECRET_KEY")
@@ -109,6 +111,10 @@ USE_I18N = False
 USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = STATE_DIR / "static"
+# collectstatic writes through the storage, which applies these modes whatever the umask (Django's
+# default is 0644): the state folder is owner-only.
+FILE_UPLOAD_PERMISSIONS = 0o600
+FILE_UPLOAD_DIRECTORY_PERMISSIONS = 0o700
 
 # Dashboard (processes/dashboard, at /): the session login, and where its Flower link points
 # (empty: port FLOWER_PORT, default 5555, on the host the dashboard was reached at).
