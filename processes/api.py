@@ -109,7 +109,7 @@ def operation_response(request, camera_name: str, operation_id) -> Response:
 
 
 class ProcessCollection(OperationView):
-    @extend_schema(request=ConnectSerializer, summary="Connect a camera (create and start)")
+    @extend_schema(request=ConnectSerializer, summary="Connect a camera (create and start)", examples=oas.CONNECT_EXAMPLES)
     def post(self, request):
         data = ConnectSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -122,7 +122,8 @@ class ProcessDetail(OperationView):
     def get(self, request, name):
         return Response(selectors.camera_payload(services.get_camera(name)))
 
-    @extend_schema(request=MoveSerializer, summary="Move a camera to another edge host: {\"host\"}")
+    @extend_schema(request=MoveSerializer, summary="Move a camera to another edge host: {\"host\"}",
+                   examples=oas.MOVE_EXAMPLES)
     def patch(self, request, name):
         data = MoveSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -152,7 +153,7 @@ class ProcessStart(OperationView):
 class ProcessStartRtsp(OperationView):
     """Documented route: ``{"name"}`` starts a known camera; a full connect body connects a new one."""
 
-    @extend_schema(request=NameSerializer, summary="Start a camera (documented route)",
+    @extend_schema(request=NameSerializer, summary="Start a camera (documented route)", examples=oas.NAME_EXAMPLES,
                    responses={**oas.operation_responses(), **oas.errors(404)})
     def post(self, request):
         data = NameSerializer(data=request.data)
@@ -215,7 +216,8 @@ class ProcessUpgrades(OperationView):
         return HttpResponse(selectors.camera_list_json(), content_type="application/json")
 
     @extend_schema(summary="Upgrade one camera's container to another local image of its host "
-                           "(without newer_version: the newest)", request=UpgradeSerializer)
+                           "(without newer_version: the newest)", request=UpgradeSerializer,
+                   examples=oas.UPGRADE_EXAMPLES)
     def post(self, request):
         data = UpgradeSerializer(data=request.data)
         data.is_valid(raise_exception=True)
