@@ -72,11 +72,18 @@ class NameSerializer(serializers.Serializer):
     name = StrictCharField(max_length=63)
 
 
+def _plain_number(raw: str) -> bool:
+    """ASCII only, no spaces or ``_``: what JSON calls a number (Python's int and float take more)."""
+    return raw.isascii() and raw == raw.strip() and "_" not in raw
+
+
 def wait_seconds(request) -> float | None:
     raw = request.query_params.get("wait")
-    if raw is None or raw == "":
+    if raw is None:  # "?wait=" is not a number: a 400 like any other (the schema says number)
         return None
     try:
+        if not _plain_number(raw):
+            raise ValueError(raw)
         value = float(raw)
     except ValueError:
         raise Invalid("wait: must be a number of seconds from 0 to 60.", {"wait": ["must be a number"]}) from None
@@ -264,9 +271,11 @@ class TaskDetail(APIView):
 
 def _int_param(request, name: str, minimum: int | None = None, maximum: int | None = None) -> int | None:
     raw = request.query_params.get(name)
-    if raw in (None, ""):
+    if raw is None:  # "?limit=" is not an integer: a 400 (the schema says integer)
         return None
     try:
+        if not _plain_number(raw):
+            raise ValueError(raw)
         value = int(raw)
     except ValueError:
         raise Invalid(f"{name}: must be an integer.", {name: ["must be an integer"]}) from None
