@@ -5,7 +5,8 @@ views build their bodies in ``processes.selectors`` and ``settings_app.selectors
 their success responses with ``extend_schema``; ``AutoSchema`` adds to every operation the errors
 it can answer (``{"code", "message", "errors"}``), so a new route cannot forget them:
 
-* 401 on every route (no or bad token), 503 on every route (database or broker unreachable);
+* 401 on every route (no or bad token), 503 on every route (database or broker unreachable),
+  414 on every route (a URL over gunicorn's 4094-byte request line);
 * 403 on every route that changes something (read-only tokens);
 * 404 on routes with a path parameter (unknown camera, host, task);
 * 400, 413 (body over 64 KiB) and 415 on routes that take a body; 400 on routes with query parameters;
@@ -50,6 +51,7 @@ ERROR_TEXT = {
     405: "Method not allowed on this route.",
     409: "Conflict: the name exists already, or the camera is busy with another operation.",
     413: "The request body is larger than 64 KiB.",
+    414: "The URL (with its query) is longer than 4094 bytes.",
     415: "The body is not JSON (send Content-Type: application/json).",
     501: "Not available in this version.",
     503: "No edge host online, an edge frame server unreachable, or the database or broker down; nothing was changed.",
@@ -412,7 +414,7 @@ class AutoSchema(openapi.AutoSchema):
 
     def _get_response_bodies(self, direction="response"):
         responses = super()._get_response_bodies(direction)
-        wanted = {401, 503}
+        wanted = {401, 414, 503}
         if _changes_state(self.view, self.method):
             wanted.add(403)
         if "{" in self.path:
