@@ -4,6 +4,8 @@
 * Logs: gunicorn's own error and access logs go through the same redaction as every other log
   line (the access log never shows the edge secret in a path or a password in a query), and are
   JSON when ``LOG_FORMAT=json``.
+* Errors gunicorn answers itself (a request line over 4094 bytes: 414, headers too large: 431,
+  a malformed request: 400) are the API's JSON error ``{"code", "message"}``, not HTML.
 * Metrics: every worker process counts its requests; prometheus_client's multiprocess mode
   (``PROMETHEUS_MULTIPROC_DIR``, a fresh temporary directory unless set) lets ``/metrics`` add them
   up whichever worker answers the scrape.
@@ -15,6 +17,7 @@ import re
 import shutil
 import tempfile
 
+from gunicorn import util as gunicorn_util
 from gunicorn.glogging import Logger
 
 from worker.redaction import JsonFormatter, RedactingFilter, redact
@@ -25,6 +28,27 @@ _OWN_METRICS_DIR = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
 if _OWN_METRICS_DIR:
     # Set before any worker imports prometheus_client (workers import the app after the fork).
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="edgeproxy-metrics-")
+
+
+# gunicorn's own messages can quote the request line (a secret path): only these, which do not, are kept.
+_GUNICORN_MESSAGES = {
+    414: "The request line (method and URL) is longer than gunicorn's limit of 4094 bytes.",
+    431: "The request headers are too large.",
+    400: "The request is not valid HTTP (request line, headers or chunked body).",
+}
+
+
+def write_json_error(sock, status_int, reason, mesg):
+    """gunicorn.util.write_error with the API's JSON error body instead of an HTML page."""
+    import json
+
+    body = json.dumps({"code": status_int, "message": _GUNICORN_MESSAGES.get(status_int, f"{reason}.")}).encode()
+    head = (f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode("latin1")
+    gunicorn_util.write_nonblock(sock, head + body)
+
+
+gunicorn_util.write_error = write_json_error  # workers call util.write_error at the time of the error
 
 
 class RedactingAccessLogger(Logger):

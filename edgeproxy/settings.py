@@ -128,7 +128,7 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024
 
 REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["edgeproxy.api.parsers.JSONParser"],
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "edgeproxy.api.auth.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
@@ -152,6 +152,7 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "SWAGGER_UI_SETTINGS": {"persistAuthorization": True, "displayOperationId": False},
     "COMPONENT_SPLIT_REQUEST": True,
+    "COMPONENT_SPLIT_PATCH": False,  # PATCH /process/{name} needs {"host"} like POST .../move: no partial body
     "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "edgeproxy.api.schema.document_rules"],
     "ENUM_NAME_OVERRIDES": {
         "OperationKindEnum": "processes.models.OperationKind",

@@ -37,7 +37,7 @@ urlpatterns = [
     path(v1 + "settings/dockerpullimage", settings_api.PullImage.as_view()),
     path(v1 + "dockerpull", settings_api.PullImage.as_view()),
     re_path(r"^api/v1/settings/dockerimageslocally/(?P<image_name>.+)$", settings_api.LocalImages.as_view()),
-    path(v1 + "devicedockerimages", settings_api.LocalImages.as_view()),
+    path(v1 + "devicedockerimages", settings_api.LocalImagesByTag.as_view()),
     path(v1 + "alldockerimages", settings_api.AllImages.as_view()),
     # Schema, docs, health, admin
     path("api/schema/", SchemaView.as_view(), name="schema"),

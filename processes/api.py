@@ -72,11 +72,18 @@ class NameSerializer(serializers.Serializer):
     name = StrictCharField(max_length=63)
 
 
+def _plain_number(raw: str) -> bool:
+    """ASCII only, no spaces or ``_``: what JSON calls a number (Python's int and float take more)."""
+    return raw.isascii() and raw == raw.strip() and "_" not in raw
+
+
 def wait_seconds(request) -> float | None:
     raw = request.query_params.get("wait")
-    if raw is None or raw == "":
+    if raw is None:  # "?wait=" is not a number: a 400 like any other (the schema says number)
         return None
     try:
+        if not _plain_number(raw):
+            raise ValueError(raw)
         value = float(raw)
     except ValueError:
         raise Invalid("wait: must be a number of seconds from 0 to 60.", {"wait": ["must be a number"]}) from None
@@ -109,7 +116,7 @@ def operation_response(request, camera_name: str, operation_id) -> Response:
 
 
 class ProcessCollection(OperationView):
-    @extend_schema(request=ConnectSerializer, summary="Connect a camera (create and start)")
+    @extend_schema(request=ConnectSerializer, summary="Connect a camera (create and start)", examples=oas.CONNECT_EXAMPLES)
     def post(self, request):
         data = ConnectSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -122,7 +129,8 @@ class ProcessDetail(OperationView):
     def get(self, request, name):
         return Response(selectors.camera_payload(services.get_camera(name)))
 
-    @extend_schema(request=MoveSerializer, summary="Move a camera to another edge host: {\"host\"}")
+    @extend_schema(request=MoveSerializer, summary="Move a camera to another edge host: {\"host\"}",
+                   examples=oas.MOVE_EXAMPLES)
     def patch(self, request, name):
         data = MoveSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -152,7 +160,7 @@ class ProcessStart(OperationView):
 class ProcessStartRtsp(OperationView):
     """Documented route: ``{"name"}`` starts a known camera; a full connect body connects a new one."""
 
-    @extend_schema(request=NameSerializer, summary="Start a camera (documented route)",
+    @extend_schema(request=NameSerializer, summary="Start a camera (documented route)", examples=oas.NAME_EXAMPLES,
                    responses={**oas.operation_responses(), **oas.errors(404)})
     def post(self, request):
         data = NameSerializer(data=request.data)
@@ -215,7 +223,8 @@ class ProcessUpgrades(OperationView):
         return HttpResponse(selectors.camera_list_json(), content_type="application/json")
 
     @extend_schema(summary="Upgrade one camera's container to another local image of its host "
-                           "(without newer_version: the newest)", request=UpgradeSerializer)
+                           "(without newer_version: the newest)", request=UpgradeSerializer,
+                   examples=oas.UPGRADE_EXAMPLES)
     def post(self, request):
         data = UpgradeSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -262,9 +271,11 @@ class TaskDetail(APIView):
 
 def _int_param(request, name: str, minimum: int | None = None, maximum: int | None = None) -> int | None:
     raw = request.query_params.get(name)
-    if raw in (None, ""):
+    if raw is None:  # "?limit=" is not an integer: a 400 (the schema says integer)
         return None
     try:
+        if not _plain_number(raw):
+            raise ValueError(raw)
         value = int(raw)
     except ValueError:
         raise Invalid(f"{name}: must be an integer.", {name: ["must be an integer"]}) from None

@@ -17,7 +17,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from edgeproxy import crypto
-from edgeproxy.api.errors import ApiError, Conflict, Invalid, NotFound, Unavailable
+from edgeproxy.api.errors import ApiError, Conflict, NotFound, Unavailable
 from edgeproxy.celery import app as celery_app
 from processes import selectors
 from processes.models import ACTIVE_STATES, Camera, DesiredState, EdgeHost, Operation, OperationKind, OperationState
@@ -39,7 +39,7 @@ def place_camera(host_name: str | None) -> EdgeHost:
     if host_name:
         host = selectors.host_by_name(host_name)
         if host is None:
-            raise Invalid(f"host: no edge host named {host_name!r} has registered.", {"host": ["unknown host"]})
+            raise NotFound(f"host: no edge host named {host_name!r} has registered.", {"host": ["unknown host"]})
         return host
     host = selectors.online_hosts().order_by("camera_count", "name").first()
     if host is None:
@@ -571,9 +571,9 @@ def move_camera(camera: Camera, host_name: str) -> Camera:
     """Stop and remove the camera on its host, then run it on ``host_name`` (operation ``move``)."""
     target = selectors.host_by_name(host_name)
     if target is None:
-        raise Invalid(f"host: no edge host named {host_name!r} has registered.", {"host": ["unknown host"]})
+        raise NotFound(f"host: no edge host named {host_name!r} has registered.", {"host": ["unknown host"]})
     if target.id == camera.host_id:
-        raise Invalid(f"host: camera {camera.name} already runs on {host_name}.", {"host": ["same host"]})
+        raise Conflict(f"host: camera {camera.name} already runs on {host_name}.", {"host": ["same host"]})
     if not target.public_key:
         raise Unavailable(f"Edge host {host_name} has not reported its key yet; try again shortly.")
     source = camera.host

@@ -5,7 +5,8 @@ views build their bodies in ``processes.selectors`` and ``settings_app.selectors
 their success responses with ``extend_schema``; ``AutoSchema`` adds to every operation the errors
 it can answer (``{"code", "message", "errors"}``), so a new route cannot forget them:
 
-* 401 on every route (no or bad token), 503 on every route (database or broker unreachable);
+* 401 on every route (no or bad token), 503 on every route (database or broker unreachable),
+  414 on every route (a URL over gunicorn's 4094-byte request line);
 * 403 on every route that changes something (read-only tokens);
 * 404 on routes with a path parameter (unknown camera, host, task);
 * 400, 413 (body over 64 KiB) and 415 on routes that take a body; 400 on routes with query parameters;
@@ -21,7 +22,7 @@ import re
 from drf_spectacular import openapi
 from drf_spectacular.drainage import warn
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, PolymorphicProxySerializer
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, PolymorphicProxySerializer
 from rest_framework import serializers
 
 from processes.models import DesiredState, OperationKind, OperationState
@@ -50,6 +51,7 @@ ERROR_TEXT = {
     405: "Method not allowed on this route.",
     409: "Conflict: the name exists already, or the camera is busy with another operation.",
     413: "The request body is larger than 64 KiB.",
+    414: "The URL (with its query) is longer than 4094 bytes.",
     415: "The body is not JSON (send Content-Type: application/json).",
     501: "Not available in this version.",
     503: "No edge host online, an edge frame server unreachable, or the database or broker down; nothing was changed.",
@@ -318,17 +320,51 @@ class AnnotationSerializer(serializers.Serializer):
         ref_name = "Annotation"
 
 
-def query(name: str, type_=OpenApiTypes.STR, description: str = "", minimum=None, maximum=None) -> OpenApiParameter:
+def ecma_pattern(rule: re.Pattern, optional: bool = False) -> str:
+    """A Python rule checked with ``fullmatch`` as an OpenAPI (ECMA 262) pattern; ``optional``: or empty."""
+    body = rule.pattern.replace(r"\x", r"\u00")
+    return f"^(?:{body})?$" if optional else f"^(?:{body})$"
+
+
+def query(name: str, type_=OpenApiTypes.STR, description: str = "", minimum=None, maximum=None,
+          required: bool = False, pattern: re.Pattern | None = None, max_length: int | None = None) -> OpenApiParameter:
     if minimum is not None or maximum is not None:
         type_ = {"type": "integer" if type_ == OpenApiTypes.INT else "number"}
         type_.update({k: v for k, v in (("minimum", minimum), ("maximum", maximum)) if v is not None})
-    return OpenApiParameter(name, type_, OpenApiParameter.QUERY, required=False, description=description)
+    elif pattern is not None:  # an empty optional parameter counts as absent
+        type_ = {"type": "string", "pattern": ecma_pattern(pattern, optional=not required)}
+        if required:
+            type_["minLength"] = 1
+        if max_length is not None:
+            type_["maxLength"] = max_length
+    return OpenApiParameter(name, type_, OpenApiParameter.QUERY, required=required, description=description)
+
+
+def path(name: str, pattern: re.Pattern, description: str = "", max_length: int | None = None) -> OpenApiParameter:
+    schema = {"type": "string", "pattern": ecma_pattern(pattern)}
+    if max_length is not None:
+        schema["maxLength"] = max_length
+    return OpenApiParameter(name, schema, OpenApiParameter.PATH, description=description)
 
 
 JPEG_RESPONSES = {
     (200, "image/jpeg"): OpenApiResponse(OpenApiTypes.BINARY, description="the newest frame, JPEG"),
     **errors(503, 504),
 }
+
+# --- request examples (Swagger UI; schemathesis sends them in its examples phase) ------------
+
+
+def request_example(name: str, value: dict) -> list[OpenApiExample]:
+    return [OpenApiExample(name, value=value, request_only=True)]
+
+
+CONNECT_EXAMPLES = request_example("connect", {"name": "front-door",
+                                               "rtsp_endpoint": "rtsp://user:pass@192.168.1.20/stream"})
+MOVE_EXAMPLES = request_example("move", {"host": "edge-2"})
+NAME_EXAMPLES = request_example("start", {"name": "front-door"})
+UPGRADE_EXAMPLES = request_example("upgrade", {"name": "front-door", "newer_version": "0.0.10"})
+SETTINGS_EXAMPLES = request_example("settings", {"camera_image": "edgeproxy/camera:0.1.0"})
 
 # --- the schema class ------------------------------------------------------------------------
 
@@ -378,15 +414,15 @@ class AutoSchema(openapi.AutoSchema):
 
     def _get_response_bodies(self, direction="response"):
         responses = super()._get_response_bodies(direction)
-        wanted = {401, 503}
+        wanted = {401, 414, 503}
         if _changes_state(self.view, self.method):
             wanted.add(403)
         if "{" in self.path:
             wanted.add(404)
         if self.method in _BODY_METHODS:
             wanted.update((400, 413, 415))
-        if any(p.get("in") == "query" for p in self._get_parameters()):
-            wanted.add(400)
+        if any(p.get("in") == "query" or "pattern" in p.get("schema", {}) for p in self._get_parameters()):
+            wanted.add(400)  # a query parameter, or a path parameter with a rule, can be invalid
         if self._is_operation_view() and self.method != "GET":
             wanted.update((404, 409))  # the camera (in the path or the body) is unknown, or busy
         for code in sorted(wanted):
@@ -402,20 +438,20 @@ ANNOTATION_PARAMETERS = [
     query("to", OpenApiTypes.INT, "start_timestamp at or before (ms since epoch)", minimum=0),
     query("limit", OpenApiTypes.INT, "at most this many, newest first (default 1000)", minimum=1, maximum=10000),
 ]
-LOCAL_IMAGES_PARAMETERS = [
-    query("tag", description="the image repository (the /devicedockerimages route; required there)"),
-]
-PULL_PARAMETERS = [
-    query("tag", description="image repository (default: the configured camera image's)"),
-    query("version", description="image version (default: the configured camera image's)"),
-    query("host", description="only this edge host (default: every online host)"),
-]
+
+
+# After the scheme of an RTSP or RTMP URL: a host first (user:password@ allowed), no white space or
+# control characters anywhere (processes.api._check_url).
+_URL_REST = r"(?:[^\s@/?#:\u0000-\u001f\u007f]+(?::[^\s@/?#\u0000-\u001f\u007f]*)?@)?" \
+            r"[^\s@/?#:\[\]\u0000-\u001f\u007f]+(?::[0-9]{0,4})?(?:[/?#][^\s\u0000-\u001f\u007f]*)?"
 
 
 def document_rules(result, generator, request, public):
     """Postprocessing hook: the validation rules of request fields that serializers cannot express
     (camera names, RTSP URLs), so clients and fuzzers see them."""
-    from processes.api import NAME_RULE
+    from processes.api import IMAGE_RULE, NAME_RULE
+    from settings_app.api import REGISTRY_URL_RULE
+    from settings_app.versions import TAG_RULE
 
     schemas = result.get("components", {}).get("schemas", {})
     for component in schemas.values():
@@ -423,6 +459,30 @@ def document_rules(result, generator, request, public):
         if component is schemas.get("ConnectRequest") or component is schemas.get("NameRequest"):
             if "name" in properties:
                 properties["name"].setdefault("pattern", f"^{NAME_RULE.pattern}$")
-        if "rtsp_endpoint" in properties and component is schemas.get("ConnectRequest"):
-            properties["rtsp_endpoint"].update({"pattern": r"^[Rr][Tt][Ss][Pp][Ss]?://[^\s/?#@]+", "maxLength": 2048})
+        if component is schemas.get("ConnectRequest"):  # schemes in any case (see processes.api._check_url)
+            if "rtsp_endpoint" in properties:
+                properties["rtsp_endpoint"].update({"pattern": f"^[Rr][Tt][Ss][Pp][Ss]?://{_URL_REST}$",
+                                                    "maxLength": 2048})
+            if "rtmp_endpoint" in properties:
+                properties["rtmp_endpoint"].update({"pattern": f"^(?:[Rr][Tt][Mm][Pp][Ss]?://{_URL_REST})?$",
+                                                    "maxLength": 2048})
+    # Optional strings where "" means "not given": the rule or nothing.
+    optional_rules = {
+        "ConnectRequest": {"image_tag": IMAGE_RULE},
+        "UpgradeRequest": {"image_tag": IMAGE_RULE, "newer_version": TAG_RULE},
+        "SettingsRequest": {"camera_image": IMAGE_RULE, "registry_url": REGISTRY_URL_RULE},
+    }
+    for name, rules in optional_rules.items():
+        properties = schemas.get(name, {}).get("properties", {})
+        for field, rule in rules.items():
+            if field in properties:
+                properties[field]["pattern"] = ecma_pattern(rule, optional=True)
+    # DRF refuses NUL in every string it reads (PostgreSQL cannot store it), and a string that must
+    # not be blank cannot be white space only (DRF trims it first): say so where no rule does.
+    for name, component in schemas.items():
+        if name.endswith("Request"):
+            for prop in (component.get("properties") or {}).values():
+                if prop.get("type") == "string" and "pattern" not in prop and "enum" not in prop:
+                    blank_allowed = not prop.get("minLength")
+                    prop["pattern"] = "^[^\\u0000]*$" if blank_allowed else "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$"
     return result

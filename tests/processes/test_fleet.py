@@ -158,8 +158,8 @@ def test_move_camera_to_another_host(fleet, rtsp_camera, docker_client):
     container = docker_client.containers.get(body["container_id"])
     assert container.labels["io.edgeproxy.host"] == "fleet-3"
     assert all(c.id != first["container_id"] for c in docker_client.containers.list(all=True))
-    assert fleet.post("/api/v1/process/mover-cam/move", {"host": "fleet-3"}).status_code == 400
-    assert fleet.post("/api/v1/process/mover-cam/move", {"host": "nowhere"}).status_code == 400
+    assert fleet.post("/api/v1/process/mover-cam/move", {"host": "fleet-3"}).status_code == 409  # already there
+    assert fleet.post("/api/v1/process/mover-cam/move", {"host": "nowhere"}).status_code == 404
     back = fleet.post("/api/v1/process/mover-cam/move?wait=30", {"host": "fleet-2"})
     assert back.status_code == 200 and back.json()["host"] == "fleet-2"
     assert fleet.delete("/api/v1/process/mover-cam?wait=30").status_code == 200

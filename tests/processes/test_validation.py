@@ -24,7 +24,6 @@ BAD_CONNECTS = [
     ({"name": "valid-name", "rtsp_endpoint": "rtsp://127.0.0.1:99999/x"}, "rtsp_endpoint"),
     ({"name": "valid-name", "rtsp_endpoint": "rtsp://127.0.0.1/x", "rtmp_endpoint": "http://x/y"}, "rtmp_endpoint"),
     ({"name": "valid-name", "rtsp_endpoint": "rtsp://127.0.0.1/x", "rtmp_endpoint": 5}, "rtmp_endpoint"),
-    ({"name": "valid-name", "rtsp_endpoint": "rtsp://127.0.0.1/x", "host": "no-such-host"}, "host"),
     ({"name": "valid-name", "rtsp_endpoint": "rtsp://127.0.0.1/x", "image_tag": "no tag here"}, "image_tag"),
     ({"name": "valid-name", "rtsp_endpoint": "rtsp://127.0.0.1/x", "image_tag": "edgeproxy/../camera:1"}, "image_tag"),
     ({"name": "valid-name", "rtsp_endpoint": "rtsp://127.0.0.1/x", "image_tag": "127.0.0.1:5000/../../etc:1"},
@@ -48,6 +47,17 @@ def test_bad_connect_is_400_naming_the_field_and_stores_nothing(system, body, fi
     assert error["code"] == 400
     assert field in error["message"]
     assert field in error["errors"]
+    assert camera_names(system) == before
+
+
+def test_connect_to_an_unknown_host_is_404_naming_it_and_stores_nothing(system):
+    # A valid request (by the OpenAPI schema) naming a host that does not exist: 404, like the
+    # other routes that name a missing host, not 400.
+    before = camera_names(system)
+    response = system.post("/api/v1/process", {"name": "valid-name", "rtsp_endpoint": "rtsp://127.0.0.1/x",
+                                               "host": "no-such-host"})
+    assert response.status_code == 404, response.text
+    assert "no-such-host" in response.json()["message"] and "host" in response.json()["errors"]
     assert camera_names(system) == before
 
 
@@ -102,7 +112,7 @@ def test_startrtsp_unknown_name_is_404(system):
     assert response.status_code == 404
 
 
-@pytest.mark.parametrize("wait", ["abc", "-1", "61"])
+@pytest.mark.parametrize("wait", ["abc", "-1", "61", "", "1_0", "%205"])
 def test_bad_wait_is_400(system, wait):
     response = system.post(f"/api/v1/process?wait={wait}", {"name": "wait-cam", "rtsp_endpoint": "rtsp://h/x"})
     assert response.status_code == 400

@@ -125,12 +125,17 @@ def test_pull_from_a_registry_that_is_down_or_of_a_missing_tag_fails_clearly(sys
 
     for path, field in [("/api/v1/dockerpull?tag=Not%20An%20Image&version=1", "tag"),
                         ("/api/v1/dockerpull?tag=edgeproxy/camera&version=bad%20tag", "version"),
-                        ("/api/v1/dockerpull?tag=someone/else", "version"),
                         ("/api/v1/devicedockerimages?tag=%2F%2F%2F", "tag")]:
         response = system.get(path)
         assert response.status_code == 400, (path, response.text)
         assert field in response.json()["errors"]
     assert system.get("/api/v1/dockerpull?tag=edgeproxy/camera&version=1&host=nowhere").status_code == 404
+    # Another repository without a version: latest, as `docker pull` does (no registry here: it fails).
+    other = system.get("/api/v1/dockerpull?tag=someone/else&host=edge-a")
+    assert other.status_code == 202, other.text
+    assert other.json()["operations"][0]["progress"]["image"] == "someone/else:latest"
+    final, _ = follow(system, other.json()["operations"][0]["id"])
+    assert final["state"] == "failed", final
 
 
 def test_remote_versions_come_from_the_configured_registry_and_are_null_when_it_is_down(

@@ -18,6 +18,7 @@ the server down, and a frame bus (Redis) outage is ``UNAVAILABLE``.
 from __future__ import annotations
 
 import functools
+import hashlib
 import hmac
 import itertools
 import logging
@@ -264,11 +265,53 @@ class AnnotationSender:
                 self._app = None
 
 
+class RateLimiter:
+    """A token bucket per caller: ``burst`` calls at once, then ``rate`` calls per second."""
+
+    MAX_CALLERS = 4096  # past this many, buckets that have refilled (idle callers) are forgotten
+
+    def __init__(self, rate: float, burst: int, clock=time.monotonic):
+        self.rate = rate
+        self.burst = burst
+        self.clock = clock
+        self._buckets: dict[tuple, tuple[float, float]] = {}  # caller -> (tokens, at)
+        self._lock = threading.Lock()
+
+    def allow(self, caller: tuple) -> bool:
+        now = self.clock()
+        with self._lock:
+            tokens, at = self._buckets.get(caller, (float(self.burst), now))
+            tokens = min(float(self.burst), tokens + (now - at) * self.rate)
+            if len(self._buckets) >= self.MAX_CALLERS and caller not in self._buckets:
+                self._forget_full(now)
+            allowed = tokens >= 1.0
+            self._buckets[caller] = (tokens - 1.0 if allowed else tokens, now)
+            return allowed
+
+    def _forget_full(self, now: float) -> None:
+        refill_s = self.burst / self.rate
+        for caller in [c for c, (_t, at) in self._buckets.items() if now - at >= refill_s]:
+            del self._buckets[caller]
+
+
+def caller_of(context) -> tuple[str, str]:
+    """Who is calling, for rate limits: (fingerprint of the API key sent, peer address without port)."""
+    peer = context.peer() or ""
+    address = peer.rsplit(":", 1)[0] if peer.startswith(("ipv4:", "ipv6:")) else peer
+    key = ""
+    for name, value in context.invocation_metadata() or ():
+        if name == "authorization":
+            key = hashlib.sha256(str(value).strip().encode()).hexdigest()[:16]
+            break
+    return key, address
+
+
 class ImageServicer(pb_grpc.ImageServicer):
     def __init__(self, config: FrameServerConfig, redis_client: redis.Redis, annotations: AnnotationSender):
         self.config = config
         self.redis = redis_client
         self.annotations = annotations
+        self.annotate_limiter = RateLimiter(config.annotate_rate, config.annotate_burst)
         self.host_table = keys.host_cameras(config.host)
         self._demand: dict[tuple[str, bool], _Demand] = {}
         self._demand_lock = threading.Lock()
@@ -551,8 +594,17 @@ class ImageServicer(pb_grpc.ImageServicer):
 
     @unary
     def Annotate(self, request, context):
+        if not self.annotate_limiter.allow(caller_of(context)):
+            raise Abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                        f"too many annotations: at most {self.config.annotate_rate:g} per second per caller "
+                        f"(bursts of {self.config.annotate_burst}); retry later")
+        size = request.ByteSize()
+        if size > self.config.annotation_max_bytes:
+            raise Abort(grpc.StatusCode.INVALID_ARGUMENT,
+                        f"annotation is {size} bytes; at most {self.config.annotation_max_bytes} bytes are accepted")
         if not request.device_name.strip() or not request.type.strip() or request.start_timestamp < 0:
             raise Abort(grpc.StatusCode.INVALID_ARGUMENT, "device_name and type (event type) required")
+        self._camera(_required_device(request.device_name, "device_name"))  # NOT_FOUND if not on this host
         now = now_ms()
         if abs(request.start_timestamp - now) > ANNOTATION_WINDOW_MS:
             raise Abort(grpc.StatusCode.INVALID_ARGUMENT,
