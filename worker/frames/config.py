@@ -15,6 +15,7 @@
 | ``EDGEPROXY_FRAMES_WAIT_MS`` | ``2000`` | how long VideoLatestImage waits for a fresh frame |
 | ``EDGEPROXY_FRAMES_MAX_AGE_MS`` | ``2000`` | a decoded frame older than this is stale (not served) |
 | ``LOG_LEVEL`` | ``info`` | debug / info / warning / error |
+| ``EDGEPROXY_FRAMES_SHM_DIR``, ``..._SHM_GROUP``, ``..._SHM_SLOTS``, ``..._VIA_REDIS`` | see ``worker/camera/shm.py`` | the shared-memory frame rings this server reads |
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from __future__ import annotations
 import os
 import socket
 from dataclasses import dataclass, field
+
+from worker.camera.shm import SettingsError, ShmSettings
 
 
 class ConfigError(Exception):
@@ -65,6 +68,7 @@ class FrameServerConfig:
     wait_ms: int = 2000
     max_age_ms: int = 2000
     log_level: str = "INFO"
+    shm: ShmSettings = field(default_factory=ShmSettings)
 
     @property
     def address(self) -> str:
@@ -93,7 +97,12 @@ class FrameServerConfig:
             raise ConfigError(f"LOG_LEVEL must be one of debug, info, warning, error; got {level.lower()!r}")
         redis_default = env.get("REDIS_URL", "").strip() or "redis://127.0.0.1:6379/0"
         host = env.get("EDGEPROXY_HOST_NAME", "").strip() or socket.gethostname().lower()
+        try:
+            shm = ShmSettings.from_env(env)
+        except SettingsError as exc:
+            raise ConfigError(str(exc)) from None
         return cls(
+            shm=shm,
             port=_int(env, "EDGEPROXY_GRPC_PORT", 50001, 1, 65535),
             bind=env.get("EDGEPROXY_GRPC_BIND", "").strip() or "0.0.0.0",
             workers=_int(env, "EDGEPROXY_GRPC_WORKERS", 16, 1, 1024),

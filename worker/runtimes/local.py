@@ -215,6 +215,13 @@ class LocalRuntime(Runtime):
             self._lock_file.close()
             raise RuntimeError_(f"another edge worker already manages host {host} "
                                 f"with the state directory {self.state_dir}") from exc
+        from worker.camera import shm
+
+        try:  # the shared-memory frame rings of the cameras (worker/camera/shm.py)
+            self.shm_env = shm.ShmSettings.from_env().environment()
+        except shm.SettingsError as exc:
+            self._release()
+            raise RuntimeError_(str(exc)) from None
         self._cameras: dict[str, _Camera] = {}
         self._guard = threading.Lock()
         self._op_locks: dict[str, threading.Lock] = {}
@@ -345,6 +352,8 @@ class LocalRuntime(Runtime):
             if restart and was_up and not cam.stopped:
                 to_start.append(cam)
         self._kill_orphans(orphans)
+        for cam in self._cameras.values():  # rings of processes that are gone
+            self._remove_ring(cam.spec)
         for cam in to_start:
             with cam.lock:
                 try:
@@ -377,11 +386,20 @@ class LocalRuntime(Runtime):
         pythonpath = [str(self.cwd)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
         env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(pythonpath))
         env["PYTHONUNBUFFERED"] = "1"
+        env.update(self.shm_env)
         camera_env = dict(spec.environment())
         camera_env.pop("EDGEPROXY_RTSP_URL", None)
         env.update(camera_env)
         env[RTSP_URL_FILE_ENV] = str(self._url_file(spec.name))
         return env
+
+    def _remove_ring(self, spec: CameraSpec) -> None:
+        """Free the shared-memory frame ring a camera process left (it exited, however it died)."""
+        from worker.camera import shm
+
+        with contextlib.suppress(OSError, shm.SettingsError):
+            shm.remove_ring(shm.ShmSettings.from_env({**self.shm_env, **spec.extra_env}), spec.name,
+                            str(spec.camera_id))
 
     def _spawn(self, cam: _Camera) -> None:
         """Start the child (``cam.lock`` held). Raises RuntimeError_ if it cannot be started."""
@@ -459,6 +477,7 @@ class LocalRuntime(Runtime):
         """Record the exit of ``cam.proc`` (``cam.lock`` held); schedule its restart unless stopped."""
         cam.proc = None
         cam.pid_start = None
+        self._remove_ring(cam.spec)
         cam.state.update(Running=False, Restarting=False, Pid=0, ExitCode=_exit_code(returncode),
                          FinishedAt=_now())
         if cam.stopped or cam.removed:
