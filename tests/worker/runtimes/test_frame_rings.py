@@ -77,17 +77,24 @@ def test_connect_delete_cycles_leave_nothing_in_shared_memory(kind, make_runtime
 
 
 def test_a_sigkilled_camera_leaves_nothing_once_the_runtime_notices(kind, make_runtime, ring_dir, source):
-    runtime = make_runtime(kind)
+    # Local: a long restart delay, so the ring must go while nothing replaces it.
+    runtime = make_runtime(kind, restart_delay=30.0) if kind == "local" else make_runtime(kind)
     spec = camera_spec(runtime, source)
     observed = runtime.ensure_running(spec)
     path = ring_of(ring_dir, spec)
     wait_until(lambda: ring_id(path) is not None, 30, message="ring made by the camera")
     first = ring_id(path)
-    os.kill(runtime.observe(spec.name).state["Pid"], signal.SIGKILL)
-    # The runtime notices (local: its supervisor; Docker: the next observation, as the edge
-    # worker's heartbeat does) and frees the ring; the restarted camera makes a new one.
-    wait_until(lambda: runtime.observe_all() is not None and ring_id(path) != first, 30,
-               message="the killed camera's ring freed")
+    with open(path, "rb") as held:  # the killed camera's ring file itself, however it is named later
+        os.kill(runtime.observe(spec.name).state["Pid"], signal.SIGKILL)
+        # The runtime notices (local: its supervisor; Docker: the next observation, as the edge
+        # worker's heartbeat does) and frees the ring (Docker restarts the container at once: its
+        # new camera makes a new ring under the same name).
+        wait_until(lambda: runtime.observe_all() is not None and os.fstat(held.fileno()).st_nlink == 0, 30,
+                   message="the killed camera's ring freed")
+    if kind == "local":
+        assert not os.path.exists(path)
+    else:
+        assert ring_id(path) != first
     assert [f for f in os.listdir(ring_dir) if f != os.path.basename(path)] == []  # no stray files
     runtime.stop(spec.name, timeout=5)
     assert os.listdir(ring_dir) == []
