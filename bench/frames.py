@@ -1,7 +1,7 @@
 """Benchmark of the frame API: latency, throughput and frame age, local (shared memory) and gRPC,
 and the end-to-end CPU cost of delivering every frame.
 
-    .venv/bin/python bench/frames.py [--seconds 5] [--sizes 640x480,1920x1080] [--clients 1,4]
+    .venv/bin/python bench/frames.py [--seconds 5] [--sizes 640x480,1920x1080] [--clients 1,4,8] [--grpc-clients 1,4]
                                      [--paths shm,grpc] [--modes newest,next] [--source rtsp|synthetic]
                                      [--fps 25] [--cpu] [--cpu-readers 1,2,4]
 
@@ -161,7 +161,7 @@ def run_size(args, workdir: Path, redis_server: RedisServer, address: str, width
         for path in args.paths:
             shm_dir = args.shm_dir if path == "shm" else "off"
             for mode in args.modes:
-                for n in args.clients:
+                for n in (args.clients if path == "shm" else args.grpc_clients):
                     rows.append(client_row(args, address, camera, mode, n, shm_dir, f"{width}x{height}", path))
                     print(format_row(rows[-1]), flush=True)
         return rows
@@ -228,14 +228,14 @@ def cpu_rows(args, workdir: Path, redis_server, address: str, camera: str, url: 
         for p in procs:
             p.join(10)
         per_min = {k: (after[k] - before[k]) / elapsed * 60 for k in pids}
-        per_min["readers"] = sum(a - b for a, b in zip(after_readers, before_readers)) / elapsed * 60
+        per_min["reader processes"] = sum(a - b for a, b in zip(after_readers, before_readers)) / elapsed * 60
         rows.append({"cpu": True, "readers": n, "writable": writable, **per_min,
                      "total": sum(per_min.values()),
                      "frames_s": min(r["distinct"] for r in results) / window,
                      "via": ",".join(sorted({v for r in results for v in r["via"]})), "load": os.getloadavg()[0]})
         r = rows[-1]
         print(f"  {n} reader(s) {'copy' if writable else 'view'}: camera {r['camera']:.2f} + redis {r['redis']:.2f} "
-              f"+ frame server {r['frame server']:.2f} + readers {r['readers']:.2f} = {r['total']:.2f} CPU-s/min; "
+              f"+ frame server {r['frame server']:.2f} + readers {r['reader processes']:.2f} = {r['total']:.2f} CPU-s/min; "
               f"{r['frames_s']:.1f} frames/s per reader (via {r['via']}; load {r['load']:.2f})", flush=True)
     # The baseline runs after the camera process has stopped: same stream, same machine.
     parts[-1].stop()
@@ -295,7 +295,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--sizes", default="640x480,1920x1080")
-    parser.add_argument("--clients", default="1,4")
+    parser.add_argument("--clients", default="1,4,8", help="local (shm) reader counts")
+    parser.add_argument("--grpc-clients", default="1,4", help="gRPC client counts")
     parser.add_argument("--fps", type=int, default=25)
     parser.add_argument("--paced-hz", type=float, default=10.0, help="calls/s per client in the paced mode")
     parser.add_argument("--source", choices=("rtsp", "synthetic"), default="rtsp")
@@ -305,6 +306,7 @@ def main() -> int:
     parser.add_argument("--cpu-readers", default="1,2,4")
     args = parser.parse_args()
     args.clients = [int(c) for c in args.clients.split(",")]
+    args.grpc_clients = [int(c) for c in args.grpc_clients.split(",")]
     args.paths = args.paths.split(",")
     args.modes = args.modes.split(",")
     args.cpu_readers = [int(c) for c in args.cpu_readers.split(",")]

@@ -318,6 +318,8 @@ class FrameClient:
                     with self._local_lock:
                         if self._local.get(key) is entry:
                             del self._local[key]
+                    if entry.reader is not None:
+                        entry.reader.close()
                     continue
                 try:
                     reader = self._ask_server(key[0], key[1], None)
@@ -328,11 +330,16 @@ class FrameClient:
                     return
                 with self._local_lock:
                     if self._local.get(key) is not entry:
+                        if reader is not None and reader is not entry.reader:
+                            reader.close()
                         continue
-                    if reader is not entry.reader and reader is not None and entry.reader is not None and \
-                            reader.ring_id == entry.reader.ring_id:
+                    old = entry.reader
+                    if reader is not old and reader is not None and old is not None and \
+                            reader.ring_id == old.ring_id:
                         reader.close()
-                        reader = entry.reader
+                        reader = old
+                    elif old is not None and reader is not old:
+                        old.close()  # views handed out keep their memory until they go
                     entry.reader = reader
                     entry.error = error
                     entry.checked = time.monotonic()
@@ -348,7 +355,10 @@ class FrameClient:
             after_key = (int(after.get("timestamp") or 0), -1 if after.get("seq") is None else int(after["seq"]))
         while True:
             if reader.closed:
-                self._local.pop((name, keyframe_only), None)
+                with self._local_lock:
+                    entry = self._local.get((name, keyframe_only))
+                    if entry is not None and entry.reader is reader:
+                        del self._local[(name, keyframe_only)]
                 return None
             seq = reader.newest_seq(keyframe_only)
             if seq:

@@ -364,11 +364,8 @@ class FrameRingReader:
         self._futex = self._bytes.ctypes.data + _OFF_FUTEX
 
     def close(self) -> None:
-        self._bytes = None
-        try:
-            self._mm.close()
-        except BufferError:  # views handed out still use it; freed with them
-            pass
+        """Nothing to do: the mapping goes with the last reference to this reader and to the
+        arrays it handed out (unmapping it here could pull it from under another thread)."""
 
     # -- header --------------------------------------------------------------------------------
     @property

@@ -50,6 +50,7 @@ ANNOTATION_TASK = "processes.record_annotation"
 ANNOTATION_QUEUE = "control"
 ANNOTATION_WINDOW_MS = 7 * 24 * 3600 * 1000
 BUFFER_FOLLOW_S = 1.0  # how long a range ending now waits for its last packets to reach the ring
+RING_STALE_MS = 2000  # a ring whose camera wrote no heartbeat for this long belongs to a dead process
 POLL_INTERVAL_S = 0.001  # while callers wait for a frame: one tiny HGET (< 1 KiB) per poll
 # What a camera name can be (the camera program's rule): anything else is NOT_FOUND at once.
 CAMERA_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -355,6 +356,10 @@ class ImageServicer(pb_grpc.ImageServicer):
         with self._demand_lock:
             for key in [k for k, v in self._demand.items() if now - v.last_set_ms > keys.DEMAND_TTL_MS]:
                 self._frames.pop(key, None)
+            # Unmap rings nobody asked for lately, and closed ones: their memory goes with the mapping.
+            wanted = {name for (name, _mode), v in self._demand.items() if now - v.last_set_ms <= keys.DEMAND_TTL_MS}
+            for name in [n for n, r in self._rings.items() if n not in wanted or r.closed]:
+                self._rings.pop(name).close()
 
     # --- frames --------------------------------------------------------------------------------
 
@@ -384,7 +389,7 @@ class ImageServicer(pb_grpc.ImageServicer):
             ring_id = (status or {}).get("frames_ring_id")
             context.send_initial_metadata(((RING_METADATA, f"{ring_file}:{ring_id}" if ring_file else ""),))
             return pb.VideoFrame(device_id=name)
-        reader = self._ring(name, ring_file) if ring_file else None
+        reader = self._ring(name, ring_file, (status or {}).get("frames_ring_id")) if ring_file else None
         if reader is not None:
             return self._latest_from_ring(context, name, reader, keyframe_only, after)
 
@@ -424,16 +429,23 @@ class ImageServicer(pb_grpc.ImageServicer):
         raise Abort(grpc.StatusCode.UNAVAILABLE,
                     f"camera {name!r}: no {what} within {wait_s * 1000:.0f} ms (decoding starts on demand; retry)")
 
-    def _ring(self, name: str, ring_file: str) -> "shm.FrameRingReader | None":
-        """The camera's shared-memory ring, mapped once and again when the camera made a new one."""
+    def _ring(self, name: str, ring_file: str, ring_id) -> "shm.FrameRingReader | None":
+        """The camera's shared-memory ring, mapped once and again when the camera made a new one
+        (a bigger ring: the old one says closed; a new process after a crash: the status names
+        another ring and the old one's heartbeat stopped)."""
         if not self.config.shm.enabled or "/" in ring_file or ring_file.startswith("."):
             return None
+
+        def current(reader) -> bool:
+            return reader is not None and not reader.closed and (
+                str(reader.ring_id) == str(ring_id) or now_ms() - reader.heartbeat_ms < RING_STALE_MS)
+
         reader = self._rings.get(name)
-        if reader is not None and not reader.closed:
+        if current(reader):
             return reader
         with self._demand_lock:
             reader = self._rings.get(name)
-            if reader is not None and not reader.closed:
+            if current(reader):
                 return reader
             try:
                 fresh = shm.FrameRingReader(f"{self.config.shm.directory}/{ring_file}")
