@@ -229,7 +229,7 @@ def cpu_rows(args, workdir: Path, redis_server, address: str, camera: str, url: 
             p.join(10)
         per_min = {k: (after[k] - before[k]) / elapsed * 60 for k in pids}
         per_min["reader processes"] = sum(a - b for a, b in zip(after_readers, before_readers)) / elapsed * 60
-        rows.append({"cpu": True, "readers": n, "writable": writable, **per_min,
+        rows.append({"cpu": True, "size": camera.split("-", 1)[1], "readers": n, "writable": writable, **per_min,
                      "total": sum(per_min.values()),
                      "frames_s": min(r["distinct"] for r in results) / window,
                      "via": ",".join(sorted({v for r in results for v in r["via"]})), "load": os.getloadavg()[0]})
@@ -274,20 +274,20 @@ def verdicts(rows: list[dict], fps: int) -> None:
         if r["path"] == "grpc" and r["mode"] == "next" and r["size"] == "1920x1080":
             line(f"{key}: distinct frames/s of the slowest client", r["frames_min"], fps - 0.5, low=False)
             line(f"{key}: age p99 ms", r["age_p99"], 60.0 if r["clients"] == 1 else 80.0)
-    cpu = [r for r in rows if r.get("cpu")]
-    if cpu:
+    for size in dict.fromkeys(r["size"] for r in rows if r.get("cpu")):
+        cpu = [r for r in rows if r.get("cpu") and r["size"] == size]
         one = next(r for r in cpu if r["readers"] == 1 and not r["writable"])
-        print(f"  end to end, 1 local reader (view) = {one['total']:.2f} vs ffmpeg bgr24 {one['ffmpeg']:.2f}: "
+        print(f"  {size} end to end, 1 local reader (view) = {one['total']:.2f} vs ffmpeg bgr24 {one['ffmpeg']:.2f}: "
               f"ratio {one['total'] / one['ffmpeg']:.2f} (<= 1.20) {'OK' if one['total'] / one['ffmpeg'] <= 1.2 else 'MISS'}")
         for r in cpu:
             if r is one:
                 continue
             if r["writable"]:
-                print(f"  end to end, 1 local reader (copy) = {r['total']:.2f} vs ffmpeg {r['ffmpeg']:.2f}: "
+                print(f"  {size} end to end, 1 local reader (copy) = {r['total']:.2f} vs ffmpeg {r['ffmpeg']:.2f}: "
                       f"ratio {r['total'] / r['ffmpeg']:.2f} (<= 1.20) {'OK' if r['total'] / r['ffmpeg'] <= 1.2 else 'MISS'}")
                 continue
             extra = (r["total"] - one["total"]) / (r["readers"] - 1) / one["total"] * 100
-            print(f"  {r['readers']} local readers = {r['total']:.2f}: +{extra:.1f} % per extra reader over "
+            print(f"  {size} {r['readers']} local readers = {r['total']:.2f}: {extra:+.1f} % per extra reader over "
                   f"{one['total']:.2f} (<= 5 %) {'OK' if extra <= 5 else 'MISS'}")
 
 

@@ -27,7 +27,7 @@ stores in program order; on weakly ordered CPUs the futex system call orders the
 
 Readers share no lock with the writer and write nothing (they map the file read-only): a slow or
 dead reader cannot slow the camera. Memory per camera: 4096 + (slots + 1) x (4096 + the frame
-rounded up to pages), e.g. 4 slots: 31 MiB at 1920x1080, 4.6 MiB at 640x480. A frame larger
+rounded up to pages), e.g. 4 slots: 29.7 MiB at 1920x1080, 4.4 MiB at 640x480. A frame larger
 than the slots (resolution change) makes the writer create a new file and rename it over the old
 one; the old file's memory goes once the last reader lets go of it.
 """
