@@ -1,24 +1,34 @@
-"""Benchmark of the frame API: VideoLatestImage latency, throughput and frame age.
+"""Benchmark of the frame API: latency, throughput and frame age, local (shared memory) and gRPC,
+and the end-to-end CPU cost of delivering every frame.
 
-    .venv/bin/python bench/frames.py [--seconds 5] [--sizes 640x480,1920x1080] [--clients 1,4]
-                                     [--source rtsp|synthetic] [--fps 25]
+    .venv/bin/python bench/frames.py [--seconds 5] [--sizes 640x480,1920x1080] [--clients 1,4,8] [--grpc-clients 1,4]
+                                     [--paths shm,grpc] [--modes newest,next] [--source rtsp|synthetic]
+                                     [--fps 25] [--cpu] [--cpu-readers 1,2,4]
 
 Starts its own real parts (Redis, a GStreamer RTSP camera, the camera process
-``python -m worker.camera``, the frame server ``python -m worker.frames``) and, per frame size and
-client count, runs N client processes (``edgeproxy.client.FrameClient``) in two modes:
+``python -m worker.camera`` writing its shared-memory ring, the frame server
+``python -m worker.frames``) and, per frame size, path and client count, runs N client processes
+(``edgeproxy.client.FrameClient``, ``writable=False``) in these modes:
 
-* ``newest``: back-to-back plain ``VideoLatestImage`` calls (what an original client does); a fast
-  client gets the same frame more than once;
+* ``newest``: back-to-back plain ``latest()`` calls (what an original client does); a fast client
+  gets the same frame more than once;
 * ``paced``: plain calls at ``--paced-hz`` per client (an AI program that works between frames);
 * ``next``: each call waits for a frame newer than the last one the client got
-  (``FrameClient.frames``, request metadata ``x-edgeproxy-after``); every frame once.
+  (``FrameClient.frames``); every frame once.
+
+Paths: ``shm`` (the client maps the camera's ring: ``FrameClient`` on the camera's host) and
+``grpc`` (``shm_dir="off"``: what a remote or original client gets; the server reads the ring).
 
 Reported: call latency p50/p99 (ms), calls/s and distinct frames/s per client, and frame age at
-receipt = client wall clock when the reply is in - ``VideoFrame.timestamp`` (the camera's receive
+receipt = client wall clock when the call returns - the frame's ``timestamp`` (the camera's receive
 wall clock of the frame's packet; same host, same clock), p50/p99 (ms).
 
+``--cpu``: CPU seconds per minute (utime + stime from /proc) of the whole path while N local readers
+each take every frame as BGR through ``FrameClient.frames()`` (camera + Redis + frame server +
+readers), against ``ffmpeg -i URL -pix_fmt bgr24 -f null -`` on the same stream.
+
 ``--source synthetic`` replaces the RTSP camera and camera process by a publisher writing frame
-records to the frame bus at ``--fps`` (isolates the frame server from decoding).
+records to Redis at ``--fps`` (the Redis path; isolates the frame server from decoding).
 """
 
 from __future__ import annotations
@@ -48,12 +58,13 @@ def pct(values, q) -> float:
     return float(np.percentile(values, q)) if len(values) else float("nan")
 
 
-def client_run(address: str, camera: str, mode: str, seconds: float, start_at: float, queue, hz: float) -> None:
+def client_run(address: str, camera: str, mode: str, seconds: float, start_at: float, queue, hz: float,
+               shm_dir: str, writable: bool = False) -> None:
     from edgeproxy.client import CameraUnavailable, FrameClient
 
-    latencies, ages, seqs = [], [], set()
+    latencies, ages, seqs, via = [], [], set(), set()
     calls = 0
-    with FrameClient(address, writable=False, timeout=10) as frames:
+    with FrameClient(address, writable=writable, timeout=10, shm_dir=shm_dir) as frames:
         frames.latest(camera)  # connect, demand on
         while time.time() < start_at:
             time.sleep(0.001)
@@ -78,8 +89,10 @@ def client_run(address: str, camera: str, mode: str, seconds: float, start_at: f
             seqs.add((meta["timestamp"], meta["seq"]))
             calls += 1
             last = meta
+            via.add(meta.get("via"))
             assert image.shape[2] == 3
-    queue.put({"latencies": latencies, "ages": ages, "distinct": len(seqs), "calls": calls, "seconds": seconds})
+    queue.put({"latencies": latencies, "ages": ages, "distinct": len(seqs), "calls": calls, "seconds": seconds,
+               "via": sorted(str(v) for v in via)})
 
 
 def synthetic_publisher(redis_url: str, camera: str, width: int, height: int, fps: int, stop: threading.Event):
@@ -123,7 +136,8 @@ def run_size(args, workdir: Path, redis_server: RedisServer, address: str, width
             source = RtspCamera(workdir / "rtsp", width=width, height=height, fps=args.fps, gop=args.fps)
             parts.append(source)
             env = dict(os.environ, EDGEPROXY_CAMERA_NAME=camera, EDGEPROXY_RTSP_URL=source.url(),
-                       EDGEPROXY_REDIS_URL=redis_server.url, EDGEPROXY_BUFFER_SECONDS="5")
+                       EDGEPROXY_REDIS_URL=redis_server.url, EDGEPROXY_BUFFER_SECONDS="5",
+                       EDGEPROXY_FRAMES_SHM_DIR=args.shm_dir, EDGEPROXY_CAMERA_ID=camera)
             parts.append(Process([sys.executable, "-m", "worker.camera"], workdir / f"camera-{camera}.log", env=env))
         else:
             threading.Thread(target=synthetic_publisher, args=(redis_server.url, camera, width, height, args.fps, stop),
@@ -141,29 +155,15 @@ def run_size(args, workdir: Path, redis_server: RedisServer, address: str, width
             wait_until(warm, 30, message=f"first frame of {camera}")
             time.sleep(1.0)
         rows = []
-        for mode in ("newest", "paced", "next"):
-            for n in args.clients:
-                queue = mp.get_context("spawn").Queue()
-                start_at = time.time() + 2.0
-                procs = [mp.get_context("spawn").Process(target=client_run,
-                                                         args=(address, camera, mode, args.seconds, start_at, queue,
-                                                               args.paced_hz))
-                         for _ in range(n)]
-                for p in procs:
-                    p.start()
-                results = [queue.get(timeout=args.seconds + 60) for _ in procs]
-                for p in procs:
-                    p.join(10)
-                latencies = [v for r in results for v in r["latencies"]]
-                ages = [v for r in results for v in r["ages"]]
-                rows.append({
-                    "size": f"{width}x{height}", "mode": mode, "clients": n,
-                    "lat_p50": pct(latencies, 50), "lat_p99": pct(latencies, 99),
-                    "calls_s": sum(r["calls"] for r in results) / args.seconds / n,
-                    "frames_s": sum(r["distinct"] for r in results) / args.seconds / n,
-                    "age_p50": pct(ages, 50), "age_p99": pct(ages, 99),
-                })
-                print(format_row(rows[-1]), flush=True)
+        if args.cpu:
+            rows += cpu_rows(args, workdir, redis_server, address, camera, source.url(), parts)
+            return rows
+        for path in args.paths:
+            shm_dir = args.shm_dir if path == "shm" else "off"
+            for mode in args.modes:
+                for n in (args.clients if path == "shm" else args.grpc_clients):
+                    rows.append(client_row(args, address, camera, mode, n, shm_dir, f"{width}x{height}", path))
+                    print(format_row(rows[-1]), flush=True)
         return rows
     finally:
         stop.set()
@@ -171,25 +171,146 @@ def run_size(args, workdir: Path, redis_server: RedisServer, address: str, width
             part.stop()
 
 
-HEADER = (f"{'size':>10} {'mode':>6} {'clients':>7} {'lat p50':>8} {'lat p99':>8} {'calls/s':>8} "
-          f"{'frames/s':>8} {'age p50':>8} {'age p99':>8}")
+def client_row(args, address: str, camera: str, mode: str, n: int, shm_dir: str, size: str, path: str) -> dict:
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    start_at = time.time() + 2.0
+    procs = [ctx.Process(target=client_run, args=(address, camera, mode, args.seconds, start_at, queue,
+                                                  args.paced_hz, shm_dir))
+             for _ in range(n)]
+    for p in procs:
+        p.start()
+    results = [queue.get(timeout=args.seconds + 60) for _ in procs]
+    for p in procs:
+        p.join(10)
+    latencies = [v for r in results for v in r["latencies"]]
+    ages = [v for r in results for v in r["ages"]]
+    return {
+        "size": size, "path": path, "mode": mode, "clients": n,
+        "lat_p50": pct(latencies, 50), "lat_p99": pct(latencies, 99),
+        "calls_s": sum(r["calls"] for r in results) / args.seconds / n,
+        "frames_s": sum(r["distinct"] for r in results) / args.seconds / n,
+        "frames_min": min(r["distinct"] for r in results) / args.seconds,
+        "age_p50": pct(ages, 50), "age_p99": pct(ages, 99),
+        "via": ",".join(sorted({v for r in results for v in r["via"]})),
+        "load": os.getloadavg()[0],
+    }
+
+
+def cpu_rows(args, workdir: Path, redis_server, address: str, camera: str, url: str, parts) -> list[dict]:
+    """CPU-s/min of camera + Redis + frame server + N local readers taking every frame as BGR."""
+    from bench.ingest import cpu_seconds, ffmpeg_cpu
+
+    camera_pid = parts[-1].pid
+    pids = {"camera": camera_pid, "redis": redis_server.process.pid, "frame server": args.server_pid}
+    rows = []
+    cases = [(n, False) for n in args.cpu_readers] + [(1, True)]
+    for n, writable in cases:
+        ctx = mp.get_context("spawn")
+        queue = ctx.Queue()
+        window = args.seconds
+        start_at = time.time() + 3.0
+        procs = [ctx.Process(target=client_run, args=(address, camera, "next", window, start_at, queue, 0.0,
+                                                      args.shm_dir, writable))
+                 for _ in range(n)]
+        for p in procs:
+            p.start()
+        while time.time() < start_at:
+            time.sleep(0.01)
+        t0 = time.monotonic()
+        before = {k: cpu_seconds(pid) for k, pid in pids.items()}
+        before_readers = [cpu_seconds(p.pid) for p in procs]
+        time.sleep(window * 0.9)
+        elapsed = time.monotonic() - t0
+        after = {k: cpu_seconds(pid) for k, pid in pids.items()}
+        after_readers = [cpu_seconds(p.pid) for p in procs]
+        results = [queue.get(timeout=window + 60) for _ in procs]
+        for p in procs:
+            p.join(10)
+        per_min = {k: (after[k] - before[k]) / elapsed * 60 for k in pids}
+        per_min["reader processes"] = sum(a - b for a, b in zip(after_readers, before_readers)) / elapsed * 60
+        rows.append({"cpu": True, "size": camera.split("-", 1)[1], "readers": n, "writable": writable, **per_min,
+                     "total": sum(per_min.values()),
+                     "frames_s": min(r["distinct"] for r in results) / window,
+                     "via": ",".join(sorted({v for r in results for v in r["via"]})), "load": os.getloadavg()[0]})
+        r = rows[-1]
+        print(f"  {n} reader(s) {'copy' if writable else 'view'}: camera {r['camera']:.2f} + redis {r['redis']:.2f} "
+              f"+ frame server {r['frame server']:.2f} + readers {r['reader processes']:.2f} = {r['total']:.2f} CPU-s/min; "
+              f"{r['frames_s']:.1f} frames/s per reader (via {r['via']}; load {r['load']:.2f})", flush=True)
+    # The baseline runs after the camera process has stopped: same stream, same machine.
+    parts[-1].stop()
+    baseline = ffmpeg_cpu(workdir, url, ["-pix_fmt", "bgr24"], camera, args.seconds, 1)
+    for r in rows:
+        r["ffmpeg"] = baseline
+    return rows
+
+
+HEADER = (f"{'size':>10} {'path':>5} {'mode':>6} {'clients':>7} {'lat p50':>8} {'lat p99':>8} {'calls/s':>8} "
+          f"{'frames/s':>8} {'min f/s':>8} {'age p50':>8} {'age p99':>8} {'via':>5} {'load':>5}")
 
 
 def format_row(r: dict) -> str:
-    return (f"{r['size']:>10} {r['mode']:>6} {r['clients']:>7} {r['lat_p50']:>8.1f} {r['lat_p99']:>8.1f} "
-            f"{r['calls_s']:>8.1f} {r['frames_s']:>8.1f} {r['age_p50']:>8.1f} {r['age_p99']:>8.1f}")
+    return (f"{r['size']:>10} {r['path']:>5} {r['mode']:>6} {r['clients']:>7} {r['lat_p50']:>8.2f} "
+            f"{r['lat_p99']:>8.2f} {r['calls_s']:>8.1f} {r['frames_s']:>8.1f} {r['frames_min']:>8.1f} "
+            f"{r['age_p50']:>8.1f} {r['age_p99']:>8.1f} {r['via']:>5} {r['load']:>5.2f}")
+
+
+def verdicts(rows: list[dict], fps: int) -> None:
+    """The issue's targets, each with both sides and OK or MISS."""
+    def line(text: str, value: float, limit: float, low: bool = True) -> None:
+        ok = value <= limit if low else value >= limit
+        print(f"  {text}: {value:.2f} ({'<=' if low else '>='} {limit:g}) {'OK' if ok else 'MISS'}")
+
+    print("\ntargets")
+    for r in rows:
+        if r.get("cpu"):
+            continue
+        key = f"{r['size']} {r['path']} {r['mode']} x{r['clients']} (load {r['load']:.2f})"
+        if r["path"] == "shm" and r["mode"] == "next":
+            line(f"{key}: distinct frames/s of the slowest reader", r["frames_min"], fps - 0.5, low=False)
+            line(f"{key}: age p99 ms", r["age_p99"], 1000.0 / fps + 5)
+        if r["path"] == "shm" and r["mode"] == "newest":
+            line(f"{key}: call latency p99 ms", r["lat_p99"], 3.0)
+        if r["path"] == "grpc" and r["mode"] == "next" and r["size"] == "1920x1080":
+            line(f"{key}: distinct frames/s of the slowest client", r["frames_min"], fps - 0.5, low=False)
+            line(f"{key}: age p99 ms", r["age_p99"], 60.0 if r["clients"] == 1 else 80.0)
+    for size in dict.fromkeys(r["size"] for r in rows if r.get("cpu")):
+        cpu = [r for r in rows if r.get("cpu") and r["size"] == size]
+        one = next(r for r in cpu if r["readers"] == 1 and not r["writable"])
+        print(f"  {size} end to end, 1 local reader (view) = {one['total']:.2f} vs ffmpeg bgr24 {one['ffmpeg']:.2f}: "
+              f"ratio {one['total'] / one['ffmpeg']:.2f} (<= 1.20) {'OK' if one['total'] / one['ffmpeg'] <= 1.2 else 'MISS'}")
+        for r in cpu:
+            if r is one:
+                continue
+            if r["writable"]:
+                print(f"  {size} end to end, 1 local reader (copy) = {r['total']:.2f} vs ffmpeg {r['ffmpeg']:.2f}: "
+                      f"ratio {r['total'] / r['ffmpeg']:.2f} (<= 1.20) {'OK' if r['total'] / r['ffmpeg'] <= 1.2 else 'MISS'}")
+                continue
+            extra = (r["total"] - one["total"]) / (r["readers"] - 1) / one["total"] * 100
+            print(f"  {size} {r['readers']} local readers = {r['total']:.2f}: {extra:+.1f} % per extra reader over "
+                  f"{one['total']:.2f} (<= 5 %) {'OK' if extra <= 5 else 'MISS'}")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--sizes", default="640x480,1920x1080")
-    parser.add_argument("--clients", default="1,4")
+    parser.add_argument("--clients", default="1,4,8", help="local (shm) reader counts")
+    parser.add_argument("--grpc-clients", default="1,4", help="gRPC client counts")
     parser.add_argument("--fps", type=int, default=25)
     parser.add_argument("--paced-hz", type=float, default=10.0, help="calls/s per client in the paced mode")
     parser.add_argument("--source", choices=("rtsp", "synthetic"), default="rtsp")
+    parser.add_argument("--paths", default="shm,grpc", help="shm (local readers), grpc (remote/original clients)")
+    parser.add_argument("--modes", default="newest,next", help="newest, paced, next")
+    parser.add_argument("--cpu", action="store_true", help="end-to-end CPU with local readers vs ffmpeg")
+    parser.add_argument("--cpu-readers", default="1,2,4")
     args = parser.parse_args()
     args.clients = [int(c) for c in args.clients.split(",")]
+    args.grpc_clients = [int(c) for c in args.grpc_clients.split(",")]
+    args.paths = args.paths.split(",")
+    args.modes = args.modes.split(",")
+    args.cpu_readers = [int(c) for c in args.cpu_readers.split(",")]
+    args.shm_dir = f"/dev/shm/edgeproxy-bench-{os.getpid()}"
     sizes = [tuple(int(v) for v in s.lower().split("x")) for s in args.sizes.split(",")]
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-frames-"))
@@ -197,8 +318,9 @@ def main() -> int:
     port = free_port()
     env = dict(os.environ, EDGEPROXY_GRPC_PORT=str(port), EDGEPROXY_GRPC_BIND="127.0.0.1",
                EDGEPROXY_FRAMES_REDIS_URL=redis_server.url, EDGEPROXY_HOST_NAME=HOST,
-               CELERY_BROKER_URL=redis_server.url, LOG_LEVEL="warning")
+               CELERY_BROKER_URL=redis_server.url, LOG_LEVEL="warning", EDGEPROXY_FRAMES_SHM_DIR=args.shm_dir)
     server = Process([sys.executable, "-m", "worker.frames"], workdir / "frame-server.log", env=env)
+    args.server_pid = server.pid
     try:
         wait_port(port, 15)
         print(f"frame API benchmark: source={args.source} fps={args.fps} {args.seconds:.0f}s per row, "
@@ -207,15 +329,13 @@ def main() -> int:
         rows = []
         for width, height in sizes:
             rows += run_size(args, workdir, redis_server, f"127.0.0.1:{port}", width, height)
-        interval = 1000.0 / args.fps
-        for r in rows:
-            if r["size"] == "640x480":
-                verdict = "OK" if r["age_p99"] <= interval + 5 else "over"
-                print(f"target age p99 <= {interval + 5:.0f} ms at 640x480 ({r['mode']}, {r['clients']} clients): "
-                      f"{r['age_p99']:.1f} ms {verdict}")
+        verdicts(rows, args.fps)
     finally:
         server.stop()
         redis_server.stop()
+        import shutil
+
+        shutil.rmtree(args.shm_dir, ignore_errors=True)
     return 0
 
 

@@ -1,25 +1,26 @@
-"""CPU cost of the camera process, against plain ffmpeg decoding the same stream.
+"""CPU cost of the camera process, against plain ffmpeg doing the same work on the same stream.
 
     .venv/bin/python bench/ingest.py [--seconds 20] [--repeat 1] [--sizes 640x480,1920x1080] [--fps 25] [--gop 25]
+                                     [--frames shm|redis]
 
 For each size: a GStreamer RTSP camera (tests/support), a throw-away Redis, and the real camera
-program (``python -m worker.camera``, default configuration: 10 s packet ring). CPU seconds
-(utime + stime of the process, /proc/<pid>/stat) per minute of stream, measured over one window
-each for:
+program (``python -m worker.camera``, default configuration: 10 s packet ring; frames into its
+shared-memory ring, ``--frames redis``: frames to Redis as I420 instead). CPU seconds (utime +
+stime, /proc/<pid>/stat) per minute of stream, each measured over its own window:
 
-  (a) no consumer            - demux, ring, status only
-  (b) every frame            - a consumer keeps ``demand:all`` alive: decode + publish (I420, the
-                               decoder's output as is; ``--publish-format bgr24``: converted)
-  (c) keyframes only         - ``demand:key`` only
-  (d) ffmpeg baseline        - ``ffmpeg -rtsp_transport tcp -i URL -pix_fmt bgr24 -f null -``
+  (a) camera, no consumer   - demux, packet ring (XADD to Redis), status; Redis's own CPU apart
+  (b) camera, every frame   - a consumer keeps ``demand:all`` alive (and reads nothing): decode +
+                              the camera's output: BGR24 into the ring (``shm``), or I420 to Redis
+                              (``redis``, plus Redis's own CPU taking the frames, shown apart)
+  (c) camera, keyframes     - ``demand:key`` only
+  (d) ffmpeg, same output   - ``ffmpeg -rtsp_transport tcp -i URL -pix_fmt <bgr24|yuv420p> -f null -``:
+                              decode + conversion to the camera's output format (bgr24 for ``shm``,
+                              the decoder's own yuv420p for ``redis``)
+  (e) ffmpeg, no decoding   - ``ffmpeg -rtsp_transport tcp -i URL -c copy -f null -``
 
-and prints b/d (target <= 1.10), a/b (target <= 0.05), c/b (about the keyframe share), and how
-many full-rate streams of the first size the machine's cores sustain (60 CPU-s/min per core / b).
-
-Only the camera process is measured. Since it publishes I420, the BGR24 conversion clients get
-happens in the frame server, and only for frames a client actually fetches (once per frame for all
-its callers: ~0.1 ms at 640x480, ~0.3-1 ms at 1080p): (b) keeps a demand key alive without fetching
-frames, so it does not include that conversion, while (d) (ffmpeg converting to bgr24) does.
+Ratios, both sides printed: b/d (target <= 1.10: decoding to the same format), a/e (target
+<= 1.25: receiving the stream without decoding), c/b (about the keyframe share). End-to-end costs
+with readers (camera + frame bus + conversion + readers) are in ``bench/frames.py --cpu``.
 """
 
 from __future__ import annotations
@@ -106,25 +107,51 @@ def status(client, name: str) -> dict:
     return json.loads(raw) if raw else {}
 
 
+def ffmpeg_cpu(workdir: Path, url: str, args: list[str], label: str, seconds: float, repeat: int) -> float:
+    """Lowest CPU-s/min of ``ffmpeg -i url <args> -f null -`` over ``repeat`` windows."""
+    values: list[float] = []
+    for attempt in range(3):
+        baseline = Process(["ffmpeg", "-nostdin", "-loglevel", "error", "-rtsp_transport", "tcp", "-i", url, *args,
+                            "-f", "null", "-"], workdir / f"ffmpeg-{label}-{attempt}.log")
+        try:
+            time.sleep(3.0)
+            if not baseline.alive():  # e.g. it caught the camera's media tearing down
+                print(f"  ffmpeg ended early ({baseline.output().strip()[-200:]!r}); again", flush=True)
+                continue
+            for _ in range(repeat):
+                values.append(measure(baseline.pid, seconds))
+            if baseline.alive():
+                break
+            values.clear()
+        finally:
+            baseline.stop()
+    if not values:
+        raise RuntimeError(f"the ffmpeg baseline {label} did not run")
+    return min(values)
+
+
 def bench_size(workdir: Path, redis_server, width: int, height: int, fps: int, gop: int,
-               seconds: float, repeat: int, publish_format: str = "i420") -> dict:
+               seconds: float, repeat: int, frames: str = "shm") -> dict:
     """Each case measured ``repeat`` times (cases interleaved); the lowest value is kept, since other
     load on the machine only ever adds CPU time."""
     camera = RtspCamera(workdir, width=width, height=height, fps=fps, gop=gop)
     client = redis_server.client()
     name = f"bench-{width}x{height}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("EDGEPROXY_")}
+    shm_dir = f"/dev/shm/edgeproxy-bench-{os.getpid()}"
     env.update(EDGEPROXY_CAMERA_NAME=name, EDGEPROXY_RTSP_URL=camera.url(), EDGEPROXY_REDIS_URL=redis_server.url,
-               EDGEPROXY_PUBLISH_FORMAT=publish_format)
-    runs: dict[str, list[float]] = {"a": [], "b": [], "c": [], "d": [], "fps": [], "b_rate": [], "c_rate": [],
-                                    "b_redis": [], "c_redis": []}
+               EDGEPROXY_FRAMES_SHM_DIR=shm_dir if frames == "shm" else "off")
+    runs: dict[str, list[float]] = {"a": [], "b": [], "c": [], "fps": [], "b_rate": [], "c_rate": [],
+                                    "a_redis": [], "b_redis": [], "c_redis": []}
     program = Process([python(), "-m", "worker.camera"], workdir / f"{name}.log", env=env)
     try:
         wait_until(lambda: status(client, name).get("state") == "streaming", 15, message="streaming")
         time.sleep(3.0)
         for _ in range(repeat):
             before = status(client, name)
-            runs["a"].append(measure(program.pid, seconds))
+            camera_cpu, redis_cpu = measure(program.pid, seconds, also=redis_server.process.pid)
+            runs["a"].append(camera_cpu)
+            runs["a_redis"].append(redis_cpu)
             after = status(client, name)
             span = (after["updated_at"] - before["updated_at"]) / 1000
             runs["fps"].append((after["packets"] - before["packets"]) / span)
@@ -146,28 +173,16 @@ def bench_size(workdir: Path, redis_server, width: int, height: int, fps: int, g
     finally:
         program.stop()
     try:
-        for attempt in range(3):
-            baseline = Process(["ffmpeg", "-nostdin", "-loglevel", "error", "-rtsp_transport", "tcp", "-i",
-                                camera.url(), "-pix_fmt", "bgr24", "-f", "null", "-"],
-                               workdir / f"ffmpeg-{name}-{attempt}.log")
-            try:
-                time.sleep(3.0)
-                if not baseline.alive():  # e.g. it caught the camera's media tearing down
-                    print(f"  ffmpeg ended early ({baseline.output().strip()[-200:]!r}); again", flush=True)
-                    continue
-                for _ in range(repeat):
-                    runs["d"].append(measure(baseline.pid, seconds))
-                if baseline.alive():
-                    break
-                runs["d"].clear()
-            finally:
-                baseline.stop()
-        if not runs["d"]:
-            raise RuntimeError("the ffmpeg baseline did not run")
+        runs["d"] = [ffmpeg_cpu(workdir, camera.url(), ["-pix_fmt", "bgr24" if frames == "shm" else "yuv420p"],
+                                f"{name}-decode", seconds, repeat)]
+        runs["e"] = [ffmpeg_cpu(workdir, camera.url(), ["-c", "copy"], f"{name}-copy", seconds, repeat)]
     finally:
         camera.stop()
+        import shutil
+
+        shutil.rmtree(shm_dir, ignore_errors=True)
     result = {"size": f"{width}x{height}"}
-    for key in ("a", "b", "c", "d", "b_redis"):
+    for key in ("a", "b", "c", "d", "e", "a_redis", "b_redis"):
         result[key] = min(runs[key])
     for key in ("fps", "b_rate", "c_rate"):
         result[key] = sorted(runs[key])[len(runs[key]) // 2]
@@ -182,8 +197,9 @@ def main() -> int:
     parser.add_argument("--gop", type=int, default=25)
     parser.add_argument("--redis-unix", action="store_true",
                         help="frame bus on a unix socket instead of TCP loopback (cheaper frame writes)")
-    parser.add_argument("--publish-format", choices=("i420", "bgr24"), default="i420",
-                        help="the camera's EDGEPROXY_PUBLISH_FORMAT (bgr24: the conversion in the camera, as before)")
+    parser.add_argument("--frames", choices=("shm", "redis"), default="shm",
+                        help="where the camera puts decoded frames: its shared-memory ring (BGR24, the default) "
+                             "or Redis (I420, EDGEPROXY_FRAMES_SHM_DIR=off)")
     parser.add_argument("--repeat", type=int, default=1,
                         help="measure each case this many times and keep the lowest (a busy machine only adds)")
     args = parser.parse_args()
@@ -197,33 +213,37 @@ def main() -> int:
                 width, height = (int(v) for v in size.lower().split("x"))
                 print(f"measuring {width}x{height} ({args.seconds:g} s per case, x{args.repeat})...", flush=True)
                 results.append(bench_size(workdir, redis_server, width, height, args.fps, args.gop, args.seconds,
-                                          args.repeat, args.publish_format))
+                                          args.repeat, args.frames))
         finally:
             redis_server.stop()
 
+    load = os.getloadavg()
+    output = "BGR24 into its shared-memory ring" if args.frames == "shm" else "I420 to Redis"
+    d_format = "bgr24" if args.frames == "shm" else "yuv420p"
     print()
-    print(f"CPU seconds per minute of stream ({args.fps} fps, GOP {args.gop}, keyframe share "
-          f"{1 / args.gop:.3f}; {args.seconds:g} s windows, best of {args.repeat}; frame bus over "
-          f"{'a unix socket' if args.redis_unix else 'TCP loopback'}; camera publishes {args.publish_format})")
-    header = (f"{'size':>10} | {'fps':>5} | {'(a) none':>8} | {'(b) all':>8} | {'(c) key':>8} | {'(d) ffmpeg':>10} | "
-              f"{'b/d':>5} | {'a/b':>5} | {'c/b':>5} | {'b frames/s':>10} | {'c frames/s':>10} | {'redis in b':>10}")
-    print(header)
-    print("-" * len(header))
+    print(f"CPU seconds per minute of stream ({args.fps} fps, GOP {args.gop}; {args.seconds:g} s windows, best of "
+          f"{args.repeat}; the camera writes {output}; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} "
+          f"on {cores} cores)")
     for r in results:
-        print(f"{r['size']:>10} | {r['fps']:5.1f} | {r['a']:8.2f} | {r['b']:8.2f} | {r['c']:8.2f} | {r['d']:10.2f} | "
-              f"{r['b'] / r['d']:5.2f} | {r['a'] / r['b']:5.3f} | {r['c'] / r['b']:5.3f} | "
-              f"{r['b_rate']:10.1f} | {r['c_rate']:10.2f} | {r['b_redis']:10.2f}")
+        print(f"\n{r['size']} (stream {r['fps']:.1f} fps; camera published {r['b_rate']:.1f} frames/s in (b), "
+              f"{r['c_rate']:.2f} in (c))")
+        print(f"  (b) camera decoding every frame, output {d_format}: {r['b']:6.2f}  "
+              f"(+ Redis {r['b_redis']:.2f} = {r['b'] + r['b_redis']:.2f})")
+        print(f"  (d) ffmpeg decoding to {d_format} (-f null):        {r['d']:6.2f}")
+        print(f"      b/d = {r['b']:.2f} / {r['d']:.2f} = {r['b'] / r['d']:.2f}  (target <= 1.10)  "
+              f"{'OK' if r['b'] / r['d'] <= 1.10 else 'MISS'};  with Redis: {(r['b'] + r['b_redis']) / r['d']:.2f}")
+        print(f"  (a) camera, no consumer (demux + packet ring):       {r['a']:6.2f}  "
+              f"(+ Redis taking the packet ring {r['a_redis']:.2f} = {r['a'] + r['a_redis']:.2f})")
+        print(f"  (e) ffmpeg -c copy -f null:                          {r['e']:6.2f}")
+        print(f"      a/e = {r['a']:.2f} / {r['e']:.2f} = {r['a'] / r['e']:.2f}  (target <= 1.25)  "
+              f"{'OK' if r['a'] / r['e'] <= 1.25 else 'MISS'};  with Redis: {(r['a'] + r['a_redis']) / r['e']:.2f}")
+        print(f"  (c) camera, keyframes only: {r['c']:.2f}; c/b = {r['c'] / r['b']:.3f} "
+              f"(keyframe share {1 / args.gop:.3f})")
     first = results[0]
     print()
     print(f"{first['size']} streams at full rate on this machine ({cores} cores, {60.0 * cores:.0f} CPU-s/min): "
-          f"~{60.0 * cores / first['b']:.0f} decoding every frame (camera processes only; "
-          f"~{60.0 * cores / (first['b'] + first['b_redis']):.0f} counting Redis taking the frames in), "
-          f"~{60.0 * cores / first['a']:.0f} with no consumer")
-    print("targets: b/d <= 1.10, a/b <= 0.05, c/b near the keyframe share")
-    if args.publish_format == "i420":
-        print("note: the camera publishes the decoder's I420 and does no BGR conversion; the frame server "
-              "converts to BGR24 only when a client fetches a frame (demand-driven), once per frame for all "
-              "callers, so that cost is not in (b) (it is in (d): ffmpeg converts every frame to bgr24)")
+          f"~{60.0 * cores / (first['b'] + first['b_redis']):.0f} decoding every frame (camera + Redis), "
+          f"~{60.0 * cores / (first['a'] + first['a_redis']):.0f} with no consumer")
     return 0
 
 

@@ -10,14 +10,20 @@
         ...
 
 Imports neither Django nor anything of the control plane: only grpcio, protobuf, numpy (and
-OpenCV for ``latest_jpeg``). Errors are ``FrameError`` subclasses: ``CameraNotFound``,
+OpenCV for ``latest_jpeg``). On the camera's own host (its shared-memory frame ring is mapped
+readable under ``EDGEPROXY_FRAMES_SHM_DIR``, default ``/dev/shm/edgeproxy``), ``latest`` and
+``frames`` read frames from shared memory; elsewhere, and for everything else, they use gRPC.
+The frame server still answers who the camera is (a small call about once a second, which also
+keeps the camera decoding), so errors are the same either way. Errors are ``FrameError`` subclasses: ``CameraNotFound``,
 ``CameraUnavailable`` (camera not streaming, no frame yet; ``ServerUnavailable`` when the frame
 server itself cannot be reached), ``InvalidRequest``, ``NotAuthorized``, ``FrameTimeout``.
 """
 
 from __future__ import annotations
 
+import os
 import threading
+import time
 from typing import Iterator
 
 import grpc
@@ -30,6 +36,14 @@ DEFAULT_ADDRESS = "127.0.0.1:50001"
 DEFAULT_MAX_MESSAGE_BYTES = 128 * 1024 * 1024  # a 1080p BGR frame is 6.2 MB, 4K 25 MB
 AFTER_METADATA = "x-edgeproxy-after"
 SEQ_METADATA = "x-edgeproxy-seq"
+DEMAND_METADATA = "x-edgeproxy-demand-only"
+RING_METADATA = "x-edgeproxy-ring"
+DEFAULT_SHM_DIR = "/dev/shm/edgeproxy"
+LOCAL_REFRESH_S = 1.0  # how often the server is asked again (demand, camera still there, ring)
+LOCAL_IDLE_S = 5.0  # a camera not read for this long is no longer refreshed
+WAIT_S = 2.0  # as the server's EDGEPROXY_FRAMES_WAIT_MS
+MAX_AGE_MS = 2000  # as the server's EDGEPROXY_FRAMES_MAX_AGE_MS
+HEARTBEAT_STALE_MS = 3000  # a ring whose camera has not written its heartbeat for this long is dead
 
 __all__ = [
     "FrameClient", "latest_jpeg", "FrameError", "CameraNotFound", "CameraUnavailable", "ServerUnavailable",
@@ -123,18 +137,35 @@ def frame_array(frame: pb.VideoFrame, writable: bool = True) -> np.ndarray:
     return np.frombuffer(buffer, dtype=np.uint8).reshape(height, width, 3)
 
 
+class _Local:
+    """What the client knows of one camera's shared-memory ring (per camera and mode)."""
+
+    __slots__ = ("reader", "checked", "used", "error")
+
+    def __init__(self, reader, checked: float):
+        self.reader = reader  # worker.camera.shm.FrameRingReader, or None: read through gRPC
+        self.checked = checked
+        self.used = checked
+        self.error: FrameError | None = None  # what the last refresh said (raised by the next read)
+
+
 class FrameClient:
     """A connection to the frame server of one edge host. Thread-safe; reuse one per program.
 
     ``token``: API key when the server requires one (``EDGEPROXY_GRPC_TOKENS``).
     ``tls``: use TLS; ``root_certificates`` (PEM bytes) to trust a private CA / self-signed cert.
     ``timeout``: seconds per call (a buffered range gets ``timeout`` per frame gap, see ``buffered``).
-    ``writable``: return writable arrays (one copy per frame); False returns read-only views.
+    ``writable``: return writable arrays (one copy per frame); False returns read-only arrays
+    (from shared memory: a view of the ring slot, intact for ``slots - 1`` frame intervals, see
+    ``intact``).
+    ``shm_dir``: where this host's frame rings are (default ``EDGEPROXY_FRAMES_SHM_DIR`` or
+    ``/dev/shm/edgeproxy``); ``"off"`` always uses gRPC.
     """
 
     def __init__(self, address: str = DEFAULT_ADDRESS, token: str | None = None, timeout: float = 5.0,
                  tls: bool = False, root_certificates: bytes | None = None,
-                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, writable: bool = True):
+                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, writable: bool = True,
+                 shm_dir: str | None = None):
         self.address = address
         self.timeout = timeout
         self.writable = writable
@@ -149,10 +180,17 @@ class FrameClient:
         else:
             self._channel = grpc.insecure_channel(address, options=options)
         self._stub = pb_grpc.ImageStub(self._channel)
+        shm_dir = shm_dir or os.environ.get("EDGEPROXY_FRAMES_SHM_DIR", "").strip() or DEFAULT_SHM_DIR
+        self.shm_dir = None if shm_dir.lower() in ("off", "none", "0") else shm_dir
+        self._local: dict[tuple[str, bool], _Local] = {}
+        self._local_lock = threading.Lock()
+        self._refresher: threading.Thread | None = None
+        self._closed = threading.Event()
 
     # --- lifecycle ----------------------------------------------------------------------------
 
     def close(self) -> None:
+        self._closed.set()
         self._channel.close()
 
     def __enter__(self) -> "FrameClient":
@@ -195,8 +233,166 @@ class FrameClient:
 
         The first call after a pause can take up to about 2 s (the camera starts decoding on
         demand). ``after``: the metadata of a frame you already have: wait for a newer one."""
+        local = self._local_ring(name, keyframe_only, timeout)
+        if local is not None:
+            found = self._latest_local(local, name, keyframe_only, after, timeout)
+            if found is not None:
+                return found
         frame, seq = self.latest_frame(name, keyframe_only, after=after, timeout=timeout)
-        return frame_array(frame, self.writable), frame_metadata(frame, seq)
+        meta = frame_metadata(frame, seq)
+        meta["via"] = "grpc"
+        return frame_array(frame, self.writable), meta
+
+    def intact(self, meta: dict) -> bool:
+        """Is the frame of ``meta`` still what its array shows? Always True for copies; for a
+        read-only view of a shared-memory slot (``writable=False``), False once the camera wrote
+        a newer frame into that slot (``slots`` frames later)."""
+        ring = meta.get("_ring")
+        return ring is None or ring.intact(meta)
+
+    # --- shared memory ------------------------------------------------------------------------
+
+    def _ask_server(self, name: str, keyframe_only: bool, timeout: float | None):
+        """Demand-only call: raises the camera's error; returns the mapped ring or None (gRPC)."""
+        request = pb.VideoFrameRequest(device_id=name, key_frame_only=keyframe_only)
+        try:
+            _frame, call = self._stub.VideoLatestImage.with_call(
+                request, timeout=self._timeout(timeout), metadata=self._metadata + ((DEMAND_METADATA, "1"),))
+        except grpc.RpcError as exc:
+            raise _error(exc, self.address) from None
+        ring = ""
+        for key, value in call.initial_metadata() or ():
+            if key == RING_METADATA:
+                ring = value
+        file_name, _, ring_id = ring.rpartition(":")
+        if not file_name or "/" in file_name or file_name.startswith("."):
+            return None  # an older server, or a camera without a ring: gRPC
+        try:
+            from worker.camera.shm import FrameRingReader, RingError
+
+            reader = FrameRingReader(os.path.join(self.shm_dir, file_name))
+        except (ImportError, OSError, ValueError):  # not this host, not mapped into this container, no access
+            return None
+        except RingError:
+            return None
+        # Another ring id is fine while that ring is alive: the camera replaced its file (new frame
+        # size) since its last status.
+        if str(reader.ring_id) != ring_id and (
+                reader.closed or time.time_ns() // 1_000_000 - reader.heartbeat_ms > HEARTBEAT_STALE_MS):
+            reader.close()
+            return None
+        return reader
+
+    def _local_ring(self, name: str, keyframe_only: bool, timeout: float | None):
+        if self.shm_dir is None:
+            return None
+        key = (name, keyframe_only)
+        now = time.monotonic()
+        entry = self._local.get(key)
+        if entry is not None and now - entry.checked < LOCAL_REFRESH_S * 3 and (
+                entry.reader is None or not entry.reader.closed):
+            entry.used = now
+            if entry.error is not None:
+                raise entry.error
+            return entry.reader
+        reader = self._ask_server(name, keyframe_only, timeout)  # raises NOT_FOUND, UNAVAILABLE...
+        with self._local_lock:
+            old = self._local.get(key)
+            if old is not None and old.reader is not None and old.reader is not reader:
+                old.reader.close()
+            self._local[key] = _Local(reader, now)
+            if self._refresher is None:
+                self._refresher = threading.Thread(target=self._refresh_loop, name="frameclient-refresh",
+                                                   daemon=True)
+                self._refresher.start()
+        return reader
+
+    def _refresh_loop(self) -> None:
+        """Keeps demand set and notices stopped or replaced cameras, off the caller's path."""
+        while not self._closed.wait(LOCAL_REFRESH_S):
+            now = time.monotonic()
+            with self._local_lock:
+                items = list(self._local.items())
+            for key, entry in items:
+                if now - entry.used > LOCAL_IDLE_S:
+                    with self._local_lock:
+                        if self._local.get(key) is entry:
+                            del self._local[key]
+                    if entry.reader is not None:
+                        entry.reader.close()
+                    continue
+                try:
+                    reader = self._ask_server(key[0], key[1], None)
+                    error = None
+                except FrameError as exc:
+                    reader, error = entry.reader, exc
+                except Exception:  # noqa: BLE001 - the channel was closed
+                    return
+                with self._local_lock:
+                    if self._local.get(key) is not entry:
+                        if reader is not None and reader is not entry.reader:
+                            reader.close()
+                        continue
+                    old = entry.reader
+                    if reader is not old and reader is not None and old is not None and \
+                            reader.ring_id == old.ring_id:
+                        reader.close()
+                        reader = old
+                    elif old is not None and reader is not old:
+                        old.close()  # views handed out keep their memory until they go
+                    entry.reader = reader
+                    entry.error = error
+                    entry.checked = time.monotonic()
+
+    def _latest_local(self, reader, name: str, keyframe_only: bool, after: dict | None,
+                      timeout: float | None):
+        """The newest (or next) frame from the ring; None when the ring went away (ask gRPC)."""
+        limit = self._timeout(timeout)
+        wait_s = WAIT_S if limit is None else min(WAIT_S, limit)
+        deadline = time.monotonic() + wait_s
+        after_key = None
+        if after is not None:
+            after_key = (int(after.get("timestamp") or 0), -1 if after.get("seq") is None else int(after["seq"]))
+        while True:
+            if reader.closed:
+                with self._local_lock:
+                    entry = self._local.get((name, keyframe_only))
+                    if entry is not None and entry.reader is reader:
+                        del self._local[(name, keyframe_only)]
+                return None
+            seq = reader.newest_seq(keyframe_only)
+            if seq:
+                found = reader.read(keyframe_only, copy=self.writable)
+                if found is not None:
+                    image, ring_meta = found
+                    ts = ring_meta["ts"]
+                    if after_key is not None:
+                        ok = ts > after_key[0] or (ts == after_key[0] and ring_meta["seq"] != after_key[1])
+                    else:
+                        ok = keyframe_only or (time.time_ns() // 1_000_000) - ts <= MAX_AGE_MS
+                    if ok:
+                        return image, self._local_meta(name, ring_meta, reader)
+                    seq = ring_meta["seq"]
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            if time.time_ns() // 1_000_000 - reader.heartbeat_ms > HEARTBEAT_STALE_MS:
+                raise CameraUnavailable(f"camera {name!r} is not streaming (its camera process stopped "
+                                        "writing frames) (UNAVAILABLE)", grpc.StatusCode.UNAVAILABLE)
+            reader.wait(seq, min(remaining, 0.25), keyframe_only)
+        what = "newer frame" if after is not None else ("keyframe" if keyframe_only else "frame")
+        message = f"camera {name!r}: no {what} within {wait_s * 1000:.0f} ms (decoding starts on demand; retry)"
+        raise CameraUnavailable(f"{message} (UNAVAILABLE)", grpc.StatusCode.UNAVAILABLE, message)
+
+    def _local_meta(self, name: str, meta: dict, reader) -> dict:
+        return {
+            "device_id": name, "width": meta["width"], "height": meta["height"], "timestamp": meta["ts"],
+            "is_keyframe": meta["is_keyframe"], "frame_type": meta["frame_type"], "pts": meta["pts"],
+            "dts": meta["dts"], "time_base": meta["time_base"], "is_corrupt": meta["is_corrupt"],
+            "codec_name": meta["codec_name"], "pix_fmt": meta["pix_fmt"], "packet": meta["packet"],
+            "keyframe": meta["keyframe"], "seq": meta["seq"], "via": "shm", "_slot": meta["_slot"],
+            "_ring": None if self.writable else reader,
+        }
 
     def frames(self, name: str, keyframe_only: bool = False, limit: int | None = None
                ) -> Iterator[tuple[np.ndarray, dict]]:

@@ -54,6 +54,8 @@ class System:
         self.frame_ports: dict[str, int] = {}
         self.frame_servers: dict[str, Process] = {}
         self.processes: list[Process] = []
+        # This system's shared-memory frame rings (not the machine's /dev/shm/edgeproxy).
+        self.shm_dir = f"/dev/shm/edgeproxy-test-{os.getpid()}-{self.port}"
         self.env = {
             **{k: v for k, v in os.environ.items() if not k.startswith(("EDGEPROXY_", "DJANGO_", "DATABASE_URL"))},
             "DJANGO_SETTINGS_MODULE": "edgeproxy.settings",
@@ -69,6 +71,7 @@ class System:
             "EDGEPROXY_RUNTIME": runtime,
             "EDGEPROXY_CAMERA_IMAGE": camera_image,
             "EDGEPROXY_CAMERA_VOLUMES": camera_volumes,
+            "EDGEPROXY_FRAMES_SHM_DIR": self.shm_dir,
             **(extra_env or {}),
         }
         (self.workdir / "state").mkdir(exist_ok=True)  # as bin/run makes it
@@ -148,6 +151,9 @@ class System:
         for process in reversed(self.processes):
             process.stop()
         self._stop_local_cameras()
+        import shutil
+
+        shutil.rmtree(self.shm_dir, ignore_errors=True)
 
     def _stop_local_cameras(self) -> None:
         """Camera processes of the local runtime outlive their edge worker on purpose (a worker

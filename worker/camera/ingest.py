@@ -86,7 +86,8 @@ def _same_codec(a: dict | None, b: dict | None) -> bool:
 
 
 class Ingest:
-    def __init__(self, cfg, state: CameraState, client: redis.Redis, stop: threading.Event, rtmp=None):
+    def __init__(self, cfg, state: CameraState, client: redis.Redis, stop: threading.Event, rtmp=None,
+                 shm_settings=None):
         self.cfg = cfg
         self.state = state
         self.client = client
@@ -114,7 +115,26 @@ class Ingest:
         self.last_codec_write = 0.0
         self._decode_error_logged = 0.0
         self._command_error_logged = 0.0
+        self.frames_ring = self._open_frames_ring(shm_settings)
+        # Frames go to Redis only where no shared-memory ring could be made, or when asked to.
+        self.frames_to_redis = self.frames_ring is None or shm_settings.via_redis
         self._reset_session()
+
+    def _open_frames_ring(self, shm_settings):
+        """The camera's shared-memory frame ring (``worker.camera.shm``), or None (Redis frames)."""
+        if shm_settings is None or not shm_settings.enabled:
+            return None
+        from worker.camera.shm import FrameRingWriter
+
+        try:
+            ring = FrameRingWriter(shm_settings, self.name, getattr(self.cfg, "camera_id", ""))
+        except OSError as exc:
+            log.warning("no shared-memory frame ring in %s (%s); frames go through Redis",
+                        shm_settings.directory, exc.strerror or type(exc).__name__)
+            return None
+        self.state.frames_ring = ring
+        log.info("frames in shared memory: %s (%d slots)", ring.path, ring.slots)
+        return ring
 
     # ------------------------------------------------------------------ session bookkeeping
     def _reset_session(self) -> None:
@@ -363,12 +383,21 @@ class Ingest:
         self._publish(frames[-1], wall, mono)
 
     def _publish(self, frame, wall: int, mono: float) -> None:
-        if mono < self.bus_down_until:
-            return
         st = self.state
         info = self.pts_ts.pop(frame.pts, None)
         ts, dts = info if info is not None else (wall, frame.dts)
         width, height = frame.width, frame.height
+        if self.frames_ring is not None:
+            self._publish_shm(frame, ts, dts, width, height)
+            if not self.frames_to_redis:
+                if st.width != width or st.height != height:
+                    st.width, st.height = width, height
+                if frame.key_frame:
+                    st.decoded_keyframes += 1
+                st.published_frames += 1
+                return
+        if mono < self.bus_down_until:
+            return
         if self.publish_i420 and frame.format.name in I420_SOURCES and not (width | height) & 1:
             data = self._i420(frame, width, height)
             data_format = I420
@@ -408,6 +437,15 @@ class Ingest:
             st.width, st.height = frame.width, frame.height
         self._flush(mono)
         st.published_frames += 1
+
+    def _publish_shm(self, frame, ts: int, dts, width: int, height: int) -> None:
+        """Convert to BGR24 once, for every reader, and put it in the next ring slot."""
+        image = to_bgr24(self.reformatter, frame)
+        ring = self.frames_ring
+        np.copyto(ring.begin(height, width), image)
+        ring.commit(height, width, ts, frame.pts, dts, self.time_base_f, self.state.keyframes, len(self.gop) - 1,
+                    bool(frame.key_frame), bool(frame.is_corrupt), frame_type(frame), frame.format.name,
+                    self.state.codec)
 
     def _i420(self, frame, width: int, height: int):
         """The frame's Y, U and V planes as one I420 value (``frame_format``), without conversion.

@@ -126,6 +126,9 @@ class StatusWriter:
         st = self.state
         while not self.stop.is_set():
             st.changed.clear()
+            ring = st.frames_ring
+            if ring is not None:  # readers of the shared-memory ring see the camera is alive
+                ring.heartbeat(st.state == "streaming")
             try:
                 self.write_once()
                 if self._failing:
@@ -140,7 +143,7 @@ class StatusWriter:
 
 
 class CameraProcess:
-    def __init__(self, cfg: Config):
+    def __init__(self, cfg: Config, shm_settings=None):
         import redis
 
         from worker.camera.ingest import Ingest
@@ -155,7 +158,7 @@ class CameraProcess:
         self.rtmp = RtmpForwarder(cfg.rtmp_url, self.state, self.stop, open_timeout=cfg.open_timeout) \
             if cfg.rtmp_url else None
         self.state.rtmp_wanted = bool(cfg.rtmp_url)
-        self.ingest = Ingest(cfg, self.state, self.client, self.stop, self.rtmp)
+        self.ingest = Ingest(cfg, self.state, self.client, self.stop, self.rtmp, shm_settings=shm_settings)
         self.status = StatusWriter(cfg, self.state, self.stop, self.rtmp)
         self.ingest_thread: threading.Thread | None = None
         self.signal_name: str | None = None
@@ -201,6 +204,8 @@ class CameraProcess:
         for thread in (self.ingest_thread, self.rtmp.thread if self.rtmp else None, self.status.thread):
             if thread is not None:
                 thread.join(max(0.0, deadline - time.monotonic() - 0.2))
+        if self.state.frames_ring is not None:
+            self.state.frames_ring.close()  # frees the shared memory; readers see the ring closed
         try:  # a stopped camera has no status (it would only go stale)
             import redis
 
@@ -215,15 +220,18 @@ class CameraProcess:
 
 
 def main() -> int:
+    from worker.camera.shm import SettingsError, ShmSettings
+
     try:
         cfg = load_config()
-    except ConfigError as exc:
+        shm_settings = ShmSettings.from_env()
+    except (ConfigError, SettingsError) as exc:
         print(f"camera: configuration error: {redact(str(exc))}", file=sys.stderr, flush=True)
         return 2
     setup_logging(cfg)
     register_secrets(cfg)
     setup_ffmpeg_logging(cfg.ffmpeg_log_level)
-    process = CameraProcess(cfg)
+    process = CameraProcess(cfg, shm_settings)
 
     def on_signal(signum, _frame):
         process.signal_name = process.signal_name or signal.Signals(signum).name

@@ -54,6 +54,7 @@ class CameraState:
         self.rtmp_error: str | None = None
         self.storing = False
         self.bus_ok = True
+        self.frames_ring = None  # shm.FrameRingWriter, when frames go to shared memory
 
         self.packets = 0
         self.keyframes = 0
@@ -107,6 +108,7 @@ class CameraState:
         return round((len(arrivals) - 1) / span, 2)
 
     def status(self) -> dict:
+        ring = self.frames_ring
         return {
             "state": self.state,
             "fps": self.fps(),
@@ -137,4 +139,6 @@ class CameraState:
             "decode_errors": self.decode_errors,
             "ring_entries": self.ring_entries,
             "ring_span_ms": self.ring_span_ms,
+            "frames_ring": ring.name if ring is not None else None,
+            "frames_ring_id": str(ring.ring_id) if ring is not None else None,
         }

@@ -18,6 +18,7 @@
 | ``EDGEPROXY_FRAMES_ANNOTATE_RATE`` | ``20`` | ``Annotate`` calls per second per caller (API key and address) |
 | ``EDGEPROXY_FRAMES_ANNOTATE_BURST`` | ``100`` | calls a caller may make at once before the rate applies |
 | ``LOG_LEVEL`` | ``info`` | debug / info / warning / error |
+| ``EDGEPROXY_FRAMES_SHM_DIR``, ``..._SHM_GROUP``, ``..._SHM_SLOTS``, ``..._VIA_REDIS`` | see ``worker/camera/shm.py`` | the shared-memory frame rings this server reads |
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ import ipaddress
 import os
 import socket
 from dataclasses import dataclass, field
+
+from worker.camera.shm import SettingsError, ShmSettings
 
 
 class ConfigError(Exception):
@@ -96,6 +99,7 @@ class FrameServerConfig:
     annotation_max_bytes: int = 64 * 1024
     annotate_rate: float = 20.0
     annotate_burst: int = 100
+    shm: ShmSettings = field(default_factory=ShmSettings)
 
     @property
     def address(self) -> str:
@@ -125,7 +129,12 @@ class FrameServerConfig:
         redis_default = env.get("REDIS_URL", "").strip() or "redis://127.0.0.1:6379/0"
         host = env.get("EDGEPROXY_HOST_NAME", "").strip() or socket.gethostname().lower()
         tokens = tuple(dict.fromkeys(tokens))
+        try:
+            shm = ShmSettings.from_env(env)
+        except SettingsError as exc:
+            raise ConfigError(str(exc)) from None
         return cls(
+            shm=shm,
             port=_int(env, "EDGEPROXY_GRPC_PORT", 50001, 1, 65535),
             bind=_bind(env, tokens),
             workers=_int(env, "EDGEPROXY_GRPC_WORKERS", 16, 1, 1024),

@@ -91,6 +91,30 @@ def video_frame(device_id: str, meta: dict, data: bytes) -> pb.VideoFrame:
     )
 
 
+def video_frame_head(device_id: str, meta: dict) -> bytes:
+    """A serialized ``VideoFrame`` without ``data``: append field 3 (tag ``0x1a``, length, BGR24
+    bytes) to get the whole message without building it around a copy of the pixels."""
+    width = _int(meta.get("width"))
+    height = _int(meta.get("height"))
+    return pb.VideoFrame(
+        width=width,
+        height=height,
+        timestamp=_int(meta.get("ts")),
+        is_keyframe=bool(meta.get("is_keyframe")),
+        pts=_int(meta.get("pts")),
+        dts=_int(meta.get("dts")),
+        frame_type=frame_type_letter(meta.get("frame_type")),
+        is_corrupt=bool(meta.get("is_corrupt")),
+        time_base=time_base_value(meta.get("time_base")),
+        shape=shape(height, width),
+        device_id=device_id,
+        packet=_int(meta.get("packet")),
+        keyframe=_int(meta.get("keyframe")),
+        codec_name=str(meta.get("codec_name") or ""),
+        pix_fmt=str(meta.get("pix_fmt") or ""),
+    ).SerializeToString()
+
+
 def video_codec(codec: dict | None) -> pb.VideoCodec:
     """``VideoCodec`` from the camera's ``codec`` record (extradata is base64 there)."""
     if not codec:

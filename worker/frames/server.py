@@ -31,7 +31,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from worker.camera import frame_format, keys
+from worker.camera import frame_format, keys, shm
 from worker.frames import convert
 from worker.frames.config import FrameServerConfig
 from worker.frames.proto import video_streaming_pb2 as pb
@@ -42,10 +42,16 @@ log = logging.getLogger("edgeproxy.frames")
 SERVICE_NAME = "chrys.cloud.videostreaming.v1beta1.Image"
 AFTER_METADATA = "x-edgeproxy-after"  # request: "<ts>:<seq>" of the last frame the caller has
 SEQ_METADATA = "x-edgeproxy-seq"  # response (initial metadata): seq of the returned frame
+# Request metadata: only check the camera and set demand; the reply is an empty VideoFrame whose
+# initial metadata RING_METADATA names the camera's shared-memory ring ("<file>:<ring_id>", empty
+# when it has none). FrameClient uses it to read the ring itself on the camera's host.
+DEMAND_METADATA = "x-edgeproxy-demand-only"
+RING_METADATA = "x-edgeproxy-ring"
 ANNOTATION_TASK = "processes.record_annotation"
 ANNOTATION_QUEUE = "control"
 ANNOTATION_WINDOW_MS = 7 * 24 * 3600 * 1000
 BUFFER_FOLLOW_S = 1.0  # how long a range ending now waits for its last packets to reach the ring
+RING_STALE_MS = 2000  # a ring whose camera wrote no heartbeat for this long belongs to a dead process
 POLL_INTERVAL_S = 0.001  # while callers wait for a frame: one tiny HGET (< 1 KiB) per poll
 # What a camera name can be (the camera program's rule): anything else is NOT_FOUND at once.
 CAMERA_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -119,6 +125,25 @@ def _parse_after(context) -> tuple[int, int] | None:
                 raise Abort(grpc.StatusCode.INVALID_ARGUMENT,
                             f"{AFTER_METADATA} must be '<ts>:<seq>', got {value!r}") from None
     return None
+
+
+def _metadata_value(context, key: str) -> str | None:
+    for name, value in context.invocation_metadata() or ():
+        if name == key:
+            return str(value)
+    return None
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        bits = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(bits | 0x80)
+        else:
+            out.append(bits)
+            return bytes(out)
 
 
 def _newer(meta: dict, after: tuple[int, int]) -> bool:
@@ -320,6 +345,7 @@ class ImageServicer(pb_grpc.ImageServicer):
         self._watchers: dict[tuple[str, bool], _Watcher] = {}
         self._latest_script = redis_client.register_script(LATEST_SCRIPT)
         self._stopped = threading.Event()
+        self._rings: dict[str, shm.FrameRingReader] = {}  # camera -> its mapped shared-memory ring
 
     # --- helpers -------------------------------------------------------------------------------
 
@@ -373,6 +399,10 @@ class ImageServicer(pb_grpc.ImageServicer):
         with self._demand_lock:
             for key in [k for k, v in self._demand.items() if now - v.last_set_ms > keys.DEMAND_TTL_MS]:
                 self._frames.pop(key, None)
+            # Unmap rings nobody asked for lately, and closed ones: their memory goes with the mapping.
+            wanted = {name for (name, _mode), v in self._demand.items() if now - v.last_set_ms <= keys.DEMAND_TTL_MS}
+            for name in [n for n, r in self._rings.items() if n not in wanted or r.closed]:
+                self._rings.pop(name).close()
 
     # --- frames --------------------------------------------------------------------------------
 
@@ -396,6 +426,15 @@ class ImageServicer(pb_grpc.ImageServicer):
             error = (status or {}).get("last_error")
             raise Abort(grpc.StatusCode.UNAVAILABLE,
                         f"camera {name!r} is not streaming ({detail})" + (f": {error}" if error else ""))
+
+        ring_file = (status or {}).get("frames_ring")
+        if _metadata_value(context, DEMAND_METADATA):
+            ring_id = (status or {}).get("frames_ring_id")
+            context.send_initial_metadata(((RING_METADATA, f"{ring_file}:{ring_id}" if ring_file else ""),))
+            return pb.VideoFrame(device_id=name)
+        reader = self._ring(name, ring_file, (status or {}).get("frames_ring_id")) if ring_file else None
+        if reader is not None:
+            return self._latest_from_ring(context, name, reader, keyframe_only, after)
 
         meta = convert.parse_json(meta_raw)
         run = self._demand_run(name, keyframe_only, meta.get("seq") if meta else None)
@@ -432,6 +471,92 @@ class ImageServicer(pb_grpc.ImageServicer):
         what = "newer frame" if after is not None else ("keyframe" if keyframe_only else "frame")
         raise Abort(grpc.StatusCode.UNAVAILABLE,
                     f"camera {name!r}: no {what} within {wait_s * 1000:.0f} ms (decoding starts on demand; retry)")
+
+    def _ring(self, name: str, ring_file: str, ring_id) -> "shm.FrameRingReader | None":
+        """The camera's shared-memory ring, mapped once and again when the camera made a new one
+        (a bigger ring: the old one says closed; a new process after a crash: the status names
+        another ring and the old one's heartbeat stopped)."""
+        if not self.config.shm.enabled or "/" in ring_file or ring_file.startswith("."):
+            return None
+
+        def current(reader) -> bool:
+            return reader is not None and not reader.closed and (
+                str(reader.ring_id) == str(ring_id) or now_ms() - reader.heartbeat_ms < RING_STALE_MS)
+
+        reader = self._rings.get(name)
+        if current(reader):
+            return reader
+        with self._demand_lock:
+            reader = self._rings.get(name)
+            if current(reader):
+                return reader
+            try:
+                fresh = shm.FrameRingReader(f"{self.config.shm.directory}/{ring_file}")
+            except (OSError, shm.RingError) as exc:
+                log.warning("camera %s: cannot map its frame ring %s (%s); reading Redis", name, ring_file, exc)
+                return None
+            if reader is not None:
+                reader.close()
+            self._rings[name] = fresh
+            return fresh
+
+    def _latest_from_ring(self, context, name: str, reader: "shm.FrameRingReader", keyframe_only: bool, after):
+        """``VideoLatestImage`` from the shared-memory ring (same rules as from Redis)."""
+        run = self._demand_run(name, keyframe_only, reader.newest_seq(keyframe_only) or None)
+
+        def acceptable(m: dict | None) -> bool:
+            if not m:
+                return False
+            if after is not None:
+                return _newer(m, after)
+            if now_ms() - int(m.get("ts", 0)) <= self.config.max_age_ms:
+                return True
+            return keyframe_only and m.get("seq") != run.start_seq
+
+        wait_s = min(self.config.wait_ms / 1000.0, max(0.0, self._time_left(context) - 0.05))
+        deadline = time.monotonic() + wait_s
+        cached = None
+        while True:
+            seq = reader.newest_seq(keyframe_only)
+            if seq:
+                cached = self._ring_frame(name, keyframe_only, reader, seq)
+                if cached is not None and acceptable(cached.meta):
+                    return self._frame_reply(context, cached)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not context.is_active() or reader.closed:
+                break
+            reader.wait(seq, min(remaining, 0.25), keyframe_only)
+        if keyframe_only and after is None and cached is not None:
+            return self._frame_reply(context, cached)
+        what = "newer frame" if after is not None else ("keyframe" if keyframe_only else "frame")
+        raise Abort(grpc.StatusCode.UNAVAILABLE,
+                    f"camera {name!r}: no {what} within {wait_s * 1000:.0f} ms (decoding starts on demand; retry)")
+
+    def _ring_frame(self, name: str, keyframe_only: bool, reader: "shm.FrameRingReader", seq: int):
+        """The serialized ``VideoFrame`` of the ring's newest frame: pixels copied once from the
+        slot, straight behind the other fields (no conversion; one serialization for every caller)."""
+        cache_key = (name, keyframe_only)
+        identity = (reader.ring_id, seq)
+        cached = self._frames.get(cache_key)
+        if cached is not None and cached.identity == identity:
+            return cached
+        with self._fetch_lock(cache_key):
+            cached = self._frames.get(cache_key)
+            if cached is not None and cached.identity == identity:
+                return cached
+
+            def prefix(meta: dict) -> bytes:
+                head = convert.video_frame_head(name, meta)
+                return head + b"\x1a" + _varint(meta["width"] * meta["height"] * 3)
+
+            found = reader.read_blob(keyframe_only, prefix)
+            if found is None:
+                return cached
+            meta, blob = found
+            cached = _Frame(meta, blob)
+            cached.identity = (reader.ring_id, meta["seq"])
+            self._frames[cache_key] = cached
+            return cached
 
     def _cached_frame(self, name: str, keyframe_only: bool, frame_key: str, meta: dict, acceptable):
         """The serialized ``VideoFrame`` of the frame ``meta`` names (or a newer acceptable one).

@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import hashlib
 import hmac
 import io
 import json
 import logging
 import math
+import os
 import re
 import tarfile
 import threading
@@ -173,6 +175,29 @@ class DockerRuntime(Runtime):
         # Containers whose RTSP password is registered for log redaction already.
         self._secrets_known: set[str] = set()
         self._image_users: dict[str, str] = {}
+        # Shared-memory frame rings (worker/camera/shm.py): the directory is mounted into every
+        # camera container at the same path; the container joins the ring group to write there.
+        from worker.camera import shm
+
+        try:
+            self.shm = shm.ShmSettings.from_env()
+        except shm.SettingsError as exc:
+            raise RuntimeError_(str(exc)) from None
+        if self.shm.enabled and self.shm.group is None:
+            self.shm = dataclasses.replace(self.shm, group=os.getegid())
+        if self.shm.enabled:
+            try:
+                shm.prepare_dir(self.shm)
+            except OSError as exc:
+                log.warning("no shared-memory frame rings (%s: %s); frames go through Redis",
+                            self.shm.directory, exc.strerror or type(exc).__name__, extra={"host": self.host})
+                self.shm = dataclasses.replace(self.shm, directory=None)
+
+    def _remove_ring(self, name: str, camera_id: str) -> None:
+        from worker.camera import shm
+
+        with contextlib.suppress(OSError):
+            shm.remove_ring(self.shm, name, camera_id)
 
     # --- discovery ------------------------------------------------------------------------------
 
@@ -209,9 +234,9 @@ class DockerRuntime(Runtime):
             LABEL_HOST: self.host,
         }
 
-    @staticmethod
-    def _environment(spec: CameraSpec) -> dict[str, str]:
+    def _environment(self, spec: CameraSpec) -> dict[str, str]:
         env = dict(spec.environment())
+        env.update(self.shm.environment())  # the mounted directory, whatever the spec says
         for var in SECRET_FILES:
             env.pop(var, None)
         for var in spec.secret_urls():
@@ -221,6 +246,9 @@ class DockerRuntime(Runtime):
     @staticmethod
     def _secret_files(spec: CameraSpec) -> dict[str, bytes]:
         return {SECRET_FILES[var]: url.encode("utf-8") for var, url in spec.secret_urls().items()}
+
+    def _shm_volumes(self) -> list[str]:
+        return [f"{self.shm.directory}:{self.shm.directory}:rw"] if self.shm.enabled else []
 
     def _network_options(self) -> dict:
         mode = self.network
@@ -236,7 +264,7 @@ class DockerRuntime(Runtime):
             "env": sorted(env.items()),
             "labels": sorted(self._labels(spec).items()),
             "network": self.network,
-            "volumes": list(self.volumes),
+            "volumes": list(self.volumes) + self._shm_volumes(),
             "log": [self.log_max_size, self.log_max_files],
             "command": list(spec.command) if spec.command else None,
         }
@@ -364,7 +392,8 @@ class DockerRuntime(Runtime):
             name=container_name(spec.name),
             labels=labels,
             environment=env,
-            volumes=list(self.volumes),
+            volumes=list(self.volumes) + self._shm_volumes(),
+            group_add=[str(self.shm.group)] if self.shm.enabled else None,
             restart_policy={"Name": "unless-stopped"},
             # docker-init as PID 1 forwards SIGTERM even before the camera program installs its handler.
             init=True,
@@ -507,6 +536,7 @@ class DockerRuntime(Runtime):
                         container.stop(timeout=max(0, math.ceil(timeout)))
                     except docker.errors.NotFound:
                         return None
+            self._remove_ring(name, (container.labels or {}).get(LABEL_CAMERA_ID, ""))
         return self.observe(name)
 
     def remove(self, name: str, timeout: float = 5.0) -> bool:
@@ -519,6 +549,7 @@ class DockerRuntime(Runtime):
             if container is None:
                 return replaced is not None
             self._remove_container(container, timeout, name)
+            self._remove_ring(name, (container.labels or {}).get(LABEL_CAMERA_ID, ""))
             return True
 
     def _observed(self, container, with_logs: bool) -> Observed:
@@ -526,6 +557,9 @@ class DockerRuntime(Runtime):
         state_in = attrs.get("State") or {}
         state = {key: state_in.get(key) for key in STATE_KEYS}
         labels = container.labels or {}
+        if not state_in.get("Running") and container.name == container_name(labels.get(LABEL_CAMERA, "")):
+            # A camera that died (even by SIGKILL) leaves its ring behind: its memory goes now.
+            self._remove_ring(labels.get(LABEL_CAMERA, ""), labels.get(LABEL_CAMERA_ID, ""))
         logs = None
         if with_logs:
             self._remember_secret_of(container)

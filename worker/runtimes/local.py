@@ -217,6 +217,13 @@ class LocalRuntime(Runtime):
             self._lock_file.close()
             raise RuntimeError_(f"another edge worker already manages host {host} "
                                 f"with the state directory {self.state_dir}") from exc
+        from worker.camera import shm
+
+        try:  # the shared-memory frame rings of the cameras (worker/camera/shm.py)
+            self.shm_env = shm.ShmSettings.from_env().environment()
+        except shm.SettingsError as exc:
+            self._release()
+            raise RuntimeError_(str(exc)) from None
         self._cameras: dict[str, _Camera] = {}
         self._guard = threading.Lock()
         self._op_locks: dict[str, threading.Lock] = {}
@@ -357,6 +364,8 @@ class LocalRuntime(Runtime):
             if restart and was_up and not cam.stopped:
                 to_start.append(cam)
         self._kill_orphans(orphans)
+        for cam in self._cameras.values():  # rings of processes that are gone
+            self._remove_ring(cam.spec)
         for cam in to_start:
             with cam.lock:
                 try:
@@ -389,6 +398,7 @@ class LocalRuntime(Runtime):
         pythonpath = [str(self.cwd)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
         env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(pythonpath))
         env["PYTHONUNBUFFERED"] = "1"
+        env.update(self.shm_env)
         camera_env = dict(spec.environment())
         for var in SECRET_FILES:
             camera_env.pop(var, None)
@@ -396,6 +406,14 @@ class LocalRuntime(Runtime):
         for var in spec.secret_urls():
             env[f"{var}_FILE"] = str(self._url_file(spec.name, var))
         return env
+
+    def _remove_ring(self, spec: CameraSpec) -> None:
+        """Free the shared-memory frame ring a camera process left (it exited, however it died)."""
+        from worker.camera import shm
+
+        with contextlib.suppress(OSError, shm.SettingsError):
+            shm.remove_ring(shm.ShmSettings.from_env({**self.shm_env, **spec.extra_env}), spec.name,
+                            str(spec.camera_id))
 
     def _spawn(self, cam: _Camera) -> None:
         """Start the child (``cam.lock`` held). Raises RuntimeError_ if it cannot be started."""
@@ -473,6 +491,7 @@ class LocalRuntime(Runtime):
         """Record the exit of ``cam.proc`` (``cam.lock`` held); schedule its restart unless stopped."""
         cam.proc = None
         cam.pid_start = None
+        self._remove_ring(cam.spec)
         cam.state.update(Running=False, Restarting=False, Pid=0, ExitCode=_exit_code(returncode),
                          FinishedAt=_now())
         if cam.stopped or cam.removed:

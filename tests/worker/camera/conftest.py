@@ -25,6 +25,9 @@ class CameraProgram:
         base.update({
             "EDGEPROXY_CAMERA_NAME": name,
             "EDGEPROXY_REDIS_URL": redis_server.url,
+            # These tests read the frames from Redis (the frame path without shared memory);
+            # tests of the shared-memory ring turn it on with EDGEPROXY_FRAMES_SHM_DIR.
+            "EDGEPROXY_FRAMES_SHM_DIR": "off",
             "PYTHONUNBUFFERED": "1",
         })
         if rtsp_url is not None:

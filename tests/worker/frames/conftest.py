@@ -31,6 +31,8 @@ NO_PROCESS_CAMERA = "cam-noproc"  # in the host table, but no camera process (no
 BUFFER_SECONDS = 8
 WIDTH, HEIGHT, FPS = 640, 480, 25
 MAX_MESSAGE = 64 * 1024 * 1024
+# The shared-memory frame rings of these tests' cameras (read by the frame server and FrameClient).
+SHM_DIR = f"/dev/shm/edgeproxy-test-{os.getpid()}"
 
 
 def table_entry(camera_id: str, has_rtmp: bool, running: bool = True) -> str:
@@ -55,6 +57,7 @@ def frames_redis(workdir):
     server = RedisServer(workdir / "redis")
     yield server
     server.stop()
+    shutil.rmtree(SHM_DIR, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +108,8 @@ def listening(port: int) -> bool:
 
 def camera_env(name: str, rtsp_url: str, redis_url: str, rtmp_url: str | None = None) -> dict:
     env = dict(os.environ, EDGEPROXY_CAMERA_NAME=name, EDGEPROXY_CAMERA_ID=name, EDGEPROXY_RTSP_URL=rtsp_url,
-               EDGEPROXY_REDIS_URL=redis_url, EDGEPROXY_BUFFER_SECONDS=str(BUFFER_SECONDS), PYTHONUNBUFFERED="1")
+               EDGEPROXY_REDIS_URL=redis_url, EDGEPROXY_BUFFER_SECONDS=str(BUFFER_SECONDS), PYTHONUNBUFFERED="1",
+               EDGEPROXY_FRAMES_SHM_DIR=SHM_DIR)
     if rtmp_url:
         env["EDGEPROXY_RTMP_URL"] = rtmp_url
     return env
@@ -144,7 +148,7 @@ def cameras(workdir, frames_redis, source, rtmp_port, rtmp_receiver):
 def server_env(redis_url: str, port: int, **extra) -> dict:
     env = dict(os.environ, EDGEPROXY_GRPC_PORT=str(port), EDGEPROXY_GRPC_BIND="127.0.0.1",
                EDGEPROXY_FRAMES_REDIS_URL=redis_url, EDGEPROXY_HOST_NAME=HOST, CELERY_BROKER_URL=redis_url,
-               PYTHONUNBUFFERED="1")
+               PYTHONUNBUFFERED="1", EDGEPROXY_FRAMES_SHM_DIR=SHM_DIR)
     env.update(extra)
     return env
 

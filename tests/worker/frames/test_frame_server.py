@@ -8,7 +8,6 @@ import json
 import threading
 import time
 
-import av
 import cv2
 import grpc
 import numpy as np
@@ -17,7 +16,7 @@ import pytest
 from edgeproxy.client import CameraNotFound, CameraUnavailable, FrameClient, InvalidRequest, latest_jpeg
 from tests.support.services import wait_until
 from tests.worker.frames.conftest import (
-    CAMERA, DOWN_CAMERA, FPS, HEIGHT, HOST, NO_PROCESS_CAMERA, WIDTH, status_of,
+    CAMERA, DOWN_CAMERA, FPS, HEIGHT, HOST, NO_PROCESS_CAMERA, SHM_DIR, WIDTH, status_of,
 )
 from worker.camera import keys
 from worker.frames.proto import video_streaming_pb2 as pb
@@ -53,24 +52,20 @@ def test_latest_frame_has_the_camera_shape(stub):
     assert image.std() > 1  # a picture, not a blank buffer
 
 
-def test_camera_publishes_i420_and_clients_get_the_same_picture_in_bgr24(frame_server, frames_redis):
-    """The camera writes the decoder's YUV 4:2:0 to the frame bus; the frame server converts it."""
-    client = frames_redis.client()
-    with FrameClient(frame_server) as frames:
-        for _attempt in range(20):  # the keyframe served and the one in the hash must be the same
-            image, meta = frames.latest(CAMERA, keyframe_only=True)
-            published_meta, data = client.hmget(keys.frame_keyframe(CAMERA), "meta", "data")
-            published = json.loads(published_meta)
-            if published["seq"] == meta["seq"]:
+def test_camera_writes_bgr24_once_and_both_paths_give_the_same_picture(frame_server):
+    """The camera converts each frame to BGR24 once, into its shared-memory ring; a local reader
+    maps it, the frame server serves the same bytes over gRPC."""
+    with FrameClient(frame_server, shm_dir=SHM_DIR) as local, FrameClient(frame_server, shm_dir="off") as remote:
+        for _attempt in range(20):  # the keyframe read both ways must be the same one
+            image, meta = remote.latest(CAMERA, keyframe_only=True)
+            mine, my_meta = local.latest(CAMERA, keyframe_only=True)
+            if my_meta["seq"] == meta["seq"]:
                 break
         else:
             pytest.fail("the keyframe changed under every attempt")
-    assert published["data_format"] == "i420" and len(data) == WIDTH * HEIGHT * 3 // 2
+    assert (meta["via"], my_meta["via"]) == ("grpc", "shm")
     assert image.shape == (HEIGHT, WIDTH, 3) and image.dtype == np.uint8
-    # PyAV's (swscale's) own BGR conversion of the published planes, independent of the server's
-    planes = np.frombuffer(data, np.uint8).reshape(HEIGHT * 3 // 2, WIDTH)
-    expected = av.VideoFrame.from_ndarray(planes, format="yuv420p").to_ndarray(format="bgr24")
-    assert np.abs(image.astype(int) - expected.astype(int)).mean() < 3
+    assert np.array_equal(image, mine)
     # the test pattern: a white ball on black
     white = image.min(axis=2) > 200
     assert image.mean() < 30 and 200 < white.sum() < WIDTH * HEIGHT // 10

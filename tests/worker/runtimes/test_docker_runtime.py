@@ -34,7 +34,10 @@ def test_container_carries_labels_and_configuration(runtime, docker_client, came
     assert host_config["RestartPolicy"]["Name"] == "unless-stopped"
     assert host_config["LogConfig"] == {"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}}
     assert host_config["NetworkMode"] == "host"
-    assert host_config["Binds"] == camera_volumes
+    # Plus the shared-memory frame rings, at the same path, writable through the ring group.
+    ring_dir = runtime.shm.directory
+    assert host_config["Binds"] == camera_volumes + [f"{ring_dir}:{ring_dir}:rw"]
+    assert host_config["GroupAdd"] == [str(runtime.shm.group)]
     env = dict(item.split("=", 1) for item in container.attrs["Config"]["Env"])
     assert env["EDGEPROXY_CAMERA_NAME"] == spec.name
     assert env["EDGEPROXY_RTSP_URL_FILE"] == "/run/edgeproxy/rtsp_url"

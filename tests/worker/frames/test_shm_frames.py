@@ -1,0 +1,257 @@
+"""Frames through shared memory, with the real parts: GStreamer RTSP cameras, the real camera
+process writing its ring under a test directory in /dev/shm, the real frame server reading it, and
+``FrameClient`` choosing shared memory or gRPC by itself."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import stat
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from edgeproxy.client import CameraNotFound, CameraUnavailable, FrameClient
+from tests.support.services import Process, RtspCamera, free_port, wait_until
+from tests.worker.frames.conftest import (
+    CAMERA,
+    DOWN_CAMERA,
+    FPS,
+    HEIGHT,
+    NO_PROCESS_CAMERA,
+    SHM_DIR,
+    WIDTH,
+    camera_env,
+    status_of,
+    table_entry,
+)
+from worker.camera import keys, shm
+from worker.frames.proto import video_streaming_pb2 as pb
+
+
+def ring_path(name: str) -> str:
+    return os.path.join(SHM_DIR, shm.ring_name(name, name))
+
+
+@pytest.fixture(scope="module")
+def local(frame_server, cameras):
+    with FrameClient(frame_server, shm_dir=SHM_DIR) as client:
+        yield client
+
+
+# --- the client picks the path, the errors are the same ---------------------------------------------
+
+
+def test_client_reads_frames_from_shared_memory_on_the_cameras_host(local, frames_redis):
+    image, meta = local.latest(CAMERA)
+    assert meta["via"] == "shm"
+    assert image.shape == (HEIGHT, WIDTH, 3) and image.dtype == np.uint8
+    assert image.flags.writeable  # a copy by default, as before
+    assert 0 < time.time() * 1000 - meta["timestamp"] < 2000
+    seqs = [meta["seq"] for _image, meta in local.frames(CAMERA, limit=20)]
+    assert seqs == sorted(seqs) and len(set(seqs)) == 20
+    # Every frame once, none skipped by a reader that keeps up.
+    assert seqs[-1] - seqs[0] <= 21, seqs
+    # No frame bytes went through Redis.
+    client = frames_redis.client()
+    assert not client.exists(keys.frame_latest(CAMERA)) and not client.exists(keys.frame_keyframe(CAMERA))
+    status = status_of(client, CAMERA)
+    assert status["frames_ring"] == shm.ring_name(CAMERA, CAMERA)
+
+
+def test_client_uses_grpc_where_the_ring_is_not_readable(frame_server, cameras, tmp_path):
+    for shm_dir in ("off", str(tmp_path)):  # no shared memory; a host without this camera's ring
+        with FrameClient(frame_server, shm_dir=shm_dir) as remote:
+            image, meta = remote.latest(CAMERA)
+            assert meta["via"] == "grpc"
+            assert image.shape == (HEIGHT, WIDTH, 3)
+            _image, newer = remote.latest(CAMERA, after=meta)
+            assert newer["seq"] > meta["seq"]
+
+
+@pytest.mark.parametrize("shm_dir", [SHM_DIR, "off"], ids=["shm", "grpc"])
+def test_unknown_and_stopped_cameras_give_the_same_errors_on_both_paths(frame_server, cameras, shm_dir):
+    with FrameClient(frame_server, shm_dir=shm_dir) as client:
+        with pytest.raises(CameraNotFound):
+            client.latest("no-such-camera")
+        for name in (DOWN_CAMERA, NO_PROCESS_CAMERA):
+            with pytest.raises(CameraUnavailable):
+                client.latest(name)
+
+
+def test_zero_copy_views_say_when_the_slot_was_reused(frame_server, cameras):
+    with FrameClient(frame_server, shm_dir=SHM_DIR, writable=False) as client:
+        image, meta = client.latest(CAMERA)
+        assert meta["via"] == "shm" and not image.flags.writeable
+        assert client.intact(meta)
+        slots = shm.DEFAULT_SLOTS
+        wait_until(lambda: not client.intact(meta), 10, message=f"slot reused {slots} frames later")
+
+
+def test_grpc_reply_comes_from_the_ring(stub, cameras):
+    request = pb.VideoFrameRequest(device_id=CAMERA)
+    frame, call = stub.VideoLatestImage.with_call(request, timeout=5)
+    assert (frame.width, frame.height) == (WIDTH, HEIGHT)
+    assert len(frame.data) == WIDTH * HEIGHT * 3
+    assert [d.size for d in frame.shape.dim] == [HEIGHT, WIDTH, 3]
+    assert frame.device_id == CAMERA and frame.codec_name == "h264" and frame.frame_type in ("I", "P", "B")
+    seq = dict(call.initial_metadata())["x-edgeproxy-seq"]
+    frame2, call2 = stub.VideoLatestImage.with_call(
+        request, timeout=5, metadata=(("x-edgeproxy-after", f"{frame.timestamp}:{seq}"),))
+    assert int(dict(call2.initial_metadata())["x-edgeproxy-seq"]) > int(seq)
+    image = np.frombuffer(frame2.data, np.uint8).reshape(HEIGHT, WIDTH, 3)
+    assert image.std() > 5  # a picture, not a blank slot
+
+
+def test_ring_is_readable_by_owner_and_group_only(cameras):
+    path = ring_path(CAMERA)
+    mode = stat.S_IMODE(os.stat(path).st_mode)
+    assert mode == 0o640, oct(mode)
+    dir_mode = stat.S_IMODE(os.stat(SHM_DIR).st_mode)
+    assert dir_mode & 0o007 == 0, oct(dir_mode)
+    assert dir_mode & stat.S_ISVTX and dir_mode & stat.S_ISGID, oct(dir_mode)
+
+
+# --- torn frames, slow and dead readers ---------------------------------------------------------------
+
+
+def _write_uniform_frames(directory: str, seconds: float) -> None:
+    """Writes 1080p frames, each of a single byte value, as fast as it can."""
+    writer = shm.FrameRingWriter(shm.ShmSettings(directory=directory, slots=2), "torn", "")
+    end = time.monotonic() + seconds
+    value = 0
+    while time.monotonic() < end:
+        value = (value + 1) % 251
+        writer.begin(1080, 1920)[...] = value
+        writer.commit(1080, 1920, value, value, value, 0.001, 0, 0, False, False, "P", "yuv420p", "h264")
+    writer.close()
+
+
+def test_a_reader_never_sees_a_torn_frame(tmp_path):
+    directory = f"/dev/shm/edgeproxy-torn-{os.getpid()}"
+    ctx = multiprocessing.get_context("spawn")
+    writer = ctx.Process(target=_write_uniform_frames, args=(directory, 4.0))
+    writer.start()
+    try:
+        path = os.path.join(directory, shm.ring_name("torn"))
+        wait_until(lambda: os.path.exists(path), 10, message="ring written")
+        reader = shm.FrameRingReader(path)
+        wait_until(lambda: reader.write_seq > 0 or reader.closed, 10, message="first frame")
+        if reader.closed:  # the writer replaced its first (smaller) file
+            reader = shm.FrameRingReader(path)
+        copies = views = 0
+        end = time.monotonic() + 2.0
+        while time.monotonic() < end and not reader.closed:
+            found = reader.read(copy=True)
+            if found is not None:
+                image, meta = found
+                assert image.min() == image.max(), f"torn frame {meta['seq']}: {image.min()}..{image.max()}"
+                copies += 1
+            found = reader.read(copy=False)
+            if found is not None:
+                view, meta = found
+                low, high = int(view.min()), int(view.max())
+                if reader.intact(meta):  # the view is vouched for only while its slot is intact
+                    assert low == high, f"torn view {meta['seq']}"
+                    views += 1
+        # With 2 slots and a writer at full speed most reads race the writer; they must retry,
+        # never return a mix.
+        assert copies > 20 and views > 5, (copies, views)
+    finally:
+        writer.join(10)
+        import shutil
+
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+STALL_READER = """
+import os, sys, time
+from worker.camera import shm
+reader = shm.FrameRingReader(sys.argv[1])
+mode = sys.argv[2]
+print("mapped", flush=True)
+while True:
+    if mode == "slow":
+        reader.read(copy=True)
+        time.sleep(0.5)
+    else:  # holds a view of a slot and never lets go; SIGSTOPped by the test
+        found = reader.read(copy=False)
+        time.sleep(0.01)
+"""
+
+
+def test_slow_and_stopped_readers_do_not_slow_the_camera(cameras, frames_redis, workdir, local):
+    local.latest(CAMERA)  # demand on; FrameClient keeps it on while it is used
+    readers = [Process([sys.executable, "-c", STALL_READER, ring_path(CAMERA), mode], workdir / f"reader-{mode}.log",
+                       env=dict(os.environ, PYTHONPATH=os.getcwd()))
+               for mode in ("slow", "stall", "stall")]
+    try:
+        wait_until(lambda: all("mapped" in r.output() for r in readers), 20, message="readers mapped the ring")
+        os.kill(readers[1].pid, signal.SIGSTOP)  # a reader stopped in the middle of its work
+        readers[2].stop()  # a reader that died
+        client = frames_redis.client()
+        # Frames arrive at the source's rate while the readers stall (the client keeps demand up).
+        first = status_of(client, CAMERA)["published_frames"]
+        started = time.monotonic()
+        for _image, _meta in local.frames(CAMERA, limit=4 * FPS):
+            pass
+        elapsed = time.monotonic() - started
+        published = status_of(client, CAMERA)["published_frames"] - first
+        rate = published / elapsed
+        assert rate >= 0.9 * FPS, f"camera published {published} frames in {elapsed:.1f}s ({rate:.1f}/s)"
+    finally:
+        for reader in readers:
+            if reader.alive():
+                os.kill(reader.pid, signal.SIGCONT)
+            reader.stop()
+
+
+# --- resolution change ------------------------------------------------------------------------------
+
+
+def test_readers_get_the_new_size_after_a_resolution_change(workdir, frames_redis, frame_server):
+    port = free_port()
+    small = RtspCamera(workdir / "rtsp-small", port=port, width=320, height=240, fps=FPS, gop=FPS)
+    name = "cam-resize"
+    client = frames_redis.client()
+    client.hset(keys.host_cameras("frames-test-host"), name, table_entry("9", has_rtmp=False))
+    env = camera_env(name, small.url(), frames_redis.url)
+    env["EDGEPROXY_BACKOFF_INITIAL_S"] = "0.1"
+    env["EDGEPROXY_BACKOFF_MAX_S"] = "0.5"
+    process = Process([sys.executable, "-m", "worker.camera"], workdir / f"camera-{name}.log", env=env)
+    big = None
+    try:
+        wait_until(lambda: status_of(client, name).get("state") == "streaming", 30, message="streaming")
+        with FrameClient(frame_server, shm_dir=SHM_DIR) as reader:
+            image, meta = reader.latest(name)
+            assert meta["via"] == "shm" and image.shape == (240, 320, 3)
+            small.stop()
+            big = RtspCamera(workdir / "rtsp-big", port=port, width=1280, height=720, fps=FPS, gop=FPS)
+            shapes = set()
+
+            def new_size() -> bool:
+                try:
+                    for image, meta in reader.frames(name, limit=5):
+                        assert image.shape == (meta["height"], meta["width"], 3)
+                        shapes.add(image.shape)
+                except CameraUnavailable:
+                    return False  # reconnecting
+                return (720, 1280, 3) in shapes
+
+            wait_until(new_size, 40, message="frames of the new size")
+            assert shapes <= {(240, 320, 3), (720, 1280, 3)}, shapes
+            image, meta = reader.latest(name)
+            assert image.shape == (720, 1280, 3) and meta["via"] == "shm"
+            # The bigger frames live in a new file under the same name; the old one is gone.
+            files = [f for f in os.listdir(SHM_DIR) if f.startswith(name)]
+            assert files == [shm.ring_name(name, name)], files
+    finally:
+        process.stop()
+        small.stop()
+        if big is not None:
+            big.stop()
+    # A camera stopped with SIGTERM frees its ring itself.
+    assert not os.path.exists(ring_path(name))
