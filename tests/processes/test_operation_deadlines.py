@@ -7,7 +7,6 @@ import pytest
 
 from tests.support.services import RedisServer, wait_until
 from tests.support.system import System
-from worker.runtimes.local import RTSP_URL_FILE_ENV
 
 HOST = "test-deadline-a"
 DEADLINE = 6  # EDGEPROXY_OPERATION_DEADLINE_SECONDS of this system
@@ -28,7 +27,7 @@ def deadlines(artifacts):
 
 def camera_processes(system, name: str) -> list[int]:
     """Live camera programs of the local runtime for camera ``name`` of this system."""
-    wanted = f"{RTSP_URL_FILE_ENV}=".encode()
+    wanted = b"EDGEPROXY_RTSP_URL_FILE="
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
