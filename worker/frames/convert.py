@@ -64,17 +64,13 @@ def shape(height: int, width: int, channels: int = 3) -> pb.ShapeProto:
     )
 
 
-def video_frame(device_id: str, meta: dict, data: bytes) -> pb.VideoFrame:
-    """A ``VideoFrame`` (``data`` always BGR24, as the original served) from a frame meta record
-    (``keys.FRAME_META_FIELDS``) and its data in ``meta.data_format`` (absent: BGR24; ``i420`` is
-    converted here, see ``worker.camera.frame_format``; raises ``FrameFormatError`` if it does not
-    fit the meta)."""
+def _frame_fields(device_id: str, meta: dict) -> dict:
+    """Every ``VideoFrame`` field but ``data``, from a frame meta record (``keys.FRAME_META_FIELDS``)."""
     width = _int(meta.get("width"))
     height = _int(meta.get("height"))
-    return pb.VideoFrame(
+    return dict(
         width=width,
         height=height,
-        data=frame_format.bgr_bytes(meta, data),
         timestamp=_int(meta.get("ts")),
         is_keyframe=bool(meta.get("is_keyframe")),
         pts=_int(meta.get("pts")),
@@ -91,28 +87,18 @@ def video_frame(device_id: str, meta: dict, data: bytes) -> pb.VideoFrame:
     )
 
 
+def video_frame(device_id: str, meta: dict, data: bytes) -> pb.VideoFrame:
+    """A ``VideoFrame`` (``data`` always BGR24, as the original served) from a frame meta record
+    (``keys.FRAME_META_FIELDS``) and its data in ``meta.data_format`` (absent: BGR24; ``i420`` is
+    converted here, see ``worker.camera.frame_format``; raises ``FrameFormatError`` if it does not
+    fit the meta)."""
+    return pb.VideoFrame(data=frame_format.bgr_bytes(meta, data), **_frame_fields(device_id, meta))
+
+
 def video_frame_head(device_id: str, meta: dict) -> bytes:
     """A serialized ``VideoFrame`` without ``data``: append field 3 (tag ``0x1a``, length, BGR24
     bytes) to get the whole message without building it around a copy of the pixels."""
-    width = _int(meta.get("width"))
-    height = _int(meta.get("height"))
-    return pb.VideoFrame(
-        width=width,
-        height=height,
-        timestamp=_int(meta.get("ts")),
-        is_keyframe=bool(meta.get("is_keyframe")),
-        pts=_int(meta.get("pts")),
-        dts=_int(meta.get("dts")),
-        frame_type=frame_type_letter(meta.get("frame_type")),
-        is_corrupt=bool(meta.get("is_corrupt")),
-        time_base=time_base_value(meta.get("time_base")),
-        shape=shape(height, width),
-        device_id=device_id,
-        packet=_int(meta.get("packet")),
-        keyframe=_int(meta.get("keyframe")),
-        codec_name=str(meta.get("codec_name") or ""),
-        pix_fmt=str(meta.get("pix_fmt") or ""),
-    ).SerializeToString()
+    return pb.VideoFrame(**_frame_fields(device_id, meta)).SerializeToString()
 
 
 def video_codec(codec: dict | None) -> pb.VideoCodec:

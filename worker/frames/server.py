@@ -439,16 +439,7 @@ class ImageServicer(pb_grpc.ImageServicer):
         meta = convert.parse_json(meta_raw)
         run = self._demand_run(name, keyframe_only, meta.get("seq") if meta else None)
 
-        def acceptable(m: dict | None) -> bool:
-            if not m:
-                return False
-            if after is not None:
-                return _newer(m, after)
-            if now_ms() - int(m.get("ts", 0)) <= self.config.max_age_ms:
-                return True
-            # A keyframe may legitimately be older than max age (long GOP): accept it if the camera
-            # decoded it during this run of demand.
-            return keyframe_only and m.get("seq") != run.start_seq
+        acceptable = self._acceptable(keyframe_only, after, run.start_seq)
 
         wait_s = min(self.config.wait_ms / 1000.0, max(0.0, self._time_left(context) - 0.05))
         deadline = time.monotonic() + wait_s
@@ -471,6 +462,23 @@ class ImageServicer(pb_grpc.ImageServicer):
         what = "newer frame" if after is not None else ("keyframe" if keyframe_only else "frame")
         raise Abort(grpc.StatusCode.UNAVAILABLE,
                     f"camera {name!r}: no {what} within {wait_s * 1000:.0f} ms (decoding starts on demand; retry)")
+
+    def _acceptable(self, keyframe_only: bool, after, start_seq):
+        """Whether a frame meta answers a ``VideoLatestImage``: newer than ``after`` when given, else
+        fresh (within max age)."""
+
+        def acceptable(m: dict | None) -> bool:
+            if not m:
+                return False
+            if after is not None:
+                return _newer(m, after)
+            if now_ms() - int(m.get("ts", 0)) <= self.config.max_age_ms:
+                return True
+            # A keyframe may legitimately be older than max age (long GOP): accept it if the camera
+            # decoded it during this run of demand.
+            return keyframe_only and m.get("seq") != start_seq
+
+        return acceptable
 
     def _ring(self, name: str, ring_file: str, ring_id) -> "shm.FrameRingReader | None":
         """The camera's shared-memory ring, mapped once and again when the camera made a new one
@@ -504,14 +512,7 @@ class ImageServicer(pb_grpc.ImageServicer):
         """``VideoLatestImage`` from the shared-memory ring (same rules as from Redis)."""
         run = self._demand_run(name, keyframe_only, reader.newest_seq(keyframe_only) or None)
 
-        def acceptable(m: dict | None) -> bool:
-            if not m:
-                return False
-            if after is not None:
-                return _newer(m, after)
-            if now_ms() - int(m.get("ts", 0)) <= self.config.max_age_ms:
-                return True
-            return keyframe_only and m.get("seq") != run.start_seq
+        acceptable = self._acceptable(keyframe_only, after, run.start_seq)
 
         wait_s = min(self.config.wait_ms / 1000.0, max(0.0, self._time_left(context) - 0.05))
         deadline = time.monotonic() + wait_s
