@@ -58,9 +58,9 @@ with connection.cursor() as cursor:
 import json
 from django.test import RequestFactory
 from edgeproxy.api.auth import ApiTokenAuthentication
+from edgeproxy import crypto
 from processes.models import Camera
-from processes.services import _camera_spec
 user, _ = ApiTokenAuthentication().authenticate(RequestFactory().get("/", HTTP_AUTHORIZATION="Token {TOKEN}"))
-print(json.dumps({{"user": user.username, "rtmp_url": _camera_spec(Camera.objects.get(name="old-cam"))["rtmp_url"]}}))
+print(json.dumps({{"user": user.username, "rtmp_url": crypto.decrypt(Camera.objects.get(name="old-cam").rtmp_endpoint_encrypted)}}))
 """).strip().splitlines()[-1])
     assert checked == {"user": "old-client", "rtmp_url": RTMP_URL}
