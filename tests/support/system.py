@@ -224,8 +224,17 @@ class System:
         return response.json()
 
     def wait_camera(self, name: str, predicate, timeout: float = 30, message: str = "camera state") -> dict:
-        return wait_until(lambda: (c := self.camera(name)) and predicate(c) and c, timeout, interval=0.2,
-                          message=f"{name}: {message}")
+        seen = []
+
+        def matching():
+            camera = self.camera(name)
+            seen[:] = [camera]
+            return camera and predicate(camera) and camera
+
+        try:
+            return wait_until(matching, timeout, interval=0.2, message=f"{name}: {message}")
+        except TimeoutError as exc:  # say what the camera looked like instead
+            raise TimeoutError(f"{exc}; last seen: {seen[0] if seen else None}") from None
 
 
 def _running(pid: int) -> bool:
