@@ -10,14 +10,20 @@ started by the edge worker with the same status semantics as a Docker container 
 * ``state`` carries the Docker ``ContainerState`` keys; ``container_id`` is ``local-<uuid>``,
   stable for the life of the camera (a new one when its spec changes);
 * the last 100 lines of output (both streams, as ``docker logs --tail 100``) are returned split
-  into stdout and stderr, redacted, in base64.
+  into stdout and stderr, redacted, in base64. The children write them to per-camera files in the
+  state directory (0600, ``stdout.log`` and ``stderr.log``, each cut back past 1 MiB), never to a
+  pipe to the worker, so they do not depend on the worker being alive.
 
 The RTSP and RTMP URLs are handed over in 0600 files (``EDGEPROXY_RTSP_URL_FILE``,
 ``EDGEPROXY_RTMP_URL_FILE``), never in the environment or on the command line. A small record per
 camera (0600, no URL) lets a restarted
-edge worker know its cameras again: children orphaned by a killed worker are terminated, and
-cameras that were not stopped on purpose are started again, as Docker does when its daemon
-restarts. One lock file keeps two workers from managing the same host's state directory.
+edge worker know its cameras again: the camera processes a killed worker left running are adopted
+(supervised, stopped and restarted as if the new worker had started them) once they are proven to
+be that camera's process (same pid and start time as recorded, the camera's command line, its
+name and URL file in the environment, output to its log files); cameras that were not stopped on
+purpose and have no process are started again, as Docker does when its daemon restarts. A process
+that cannot be proven to be ours is never signalled. One lock file keeps two workers from managing
+the same host's state directory.
 
 Thread-safe: the edge worker calls it from several Celery threads at once, and one supervisor
 thread per runtime notices exits and restarts children.
@@ -35,6 +41,7 @@ import logging
 import os
 import platform
 import re
+import select
 import shlex
 import shutil
 import signal
@@ -58,6 +65,11 @@ DEFAULT_COMMAND = (sys.executable, "-m", "worker.camera")
 SECRET_FILES = {"EDGEPROXY_RTSP_URL": "rtsp_url", "EDGEPROXY_RTMP_URL": "rtmp_url"}
 LOG_LINES = 100
 MAX_LINE_BYTES = 16 * 1024
+MAX_LOG_BYTES = 1024 * 1024  # per stream and camera; past it the file is cut back to its last lines
+LOG_FILES = {False: "stdout.log", True: "stderr.log"}  # by "is stderr"
+# The exit code of an adopted process that ended on its own: not our child, so its real exit
+# status is usually gone (reaped by init) before we can read it.
+UNKNOWN_EXIT = 255
 RESET_BACKOFF_AFTER = 10.0  # seconds of running after which a crash starts the back-off over
 _RECORD_VERSION = 1
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -95,6 +107,90 @@ def _alive(pid: int, start: str | None) -> bool:
     if stat is None or stat[0] in ("Z", "X"):
         return False
     return start is None or stat[1] == start
+
+
+def _proc_exit_status(pid: int, start: str) -> int | None:
+    """The wait status a zombie still shows in /proc (Linux >= 3.5), None once it is reaped."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            data = fh.read().decode("ascii", "replace")
+    except OSError:
+        return None
+    fields = data[data.rfind(")") + 2:].split()
+    if len(fields) < 50 or fields[0] != "Z" or fields[19] != start:
+        return None
+    return int(fields[49])
+
+
+class _AdoptedProcess:
+    """A camera process a previous worker started, watched through a pidfd: the pidfd names that
+    very process (never a later one with the same pid), becomes readable when it exits and is
+    what signals are sent through. The parts of ``subprocess.Popen`` the runtime uses."""
+
+    def __init__(self, pid: int, start: str, pidfd: int):
+        self.pid = pid
+        self.start = start
+        self.returncode: int | None = None
+        self._pidfd = pidfd
+        self._signalled: int | None = None
+
+    def _exited(self) -> None:
+        if self.returncode is None:
+            status = _proc_exit_status(self.pid, self.start)
+            if status is not None:
+                self.returncode = os.waitstatus_to_exitcode(status)
+            elif self._signalled is not None:
+                self.returncode = -self._signalled  # it ended after our signal: say so
+            else:
+                self.returncode = UNKNOWN_EXIT
+
+    def poll(self) -> int | None:
+        if self.returncode is None and select.select([self._pidfd], [], [], 0)[0]:
+            self._exited()
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        if self.returncode is None:
+            if not select.select([self._pidfd], [], [], timeout)[0]:
+                raise subprocess.TimeoutExpired(f"pid {self.pid}", timeout)
+            self._exited()
+        return self.returncode
+
+    def send_signal(self, sig: int) -> None:
+        if self.poll() is None:
+            signal.pidfd_send_signal(self._pidfd, sig)
+            self._signalled = sig
+
+    def __del__(self):
+        with contextlib.suppress(Exception):
+            os.close(self._pidfd)
+
+
+def _read_proc(pid: int, name: str) -> bytes:
+    with open(f"/proc/{pid}/{name}", "rb") as fh:
+        return fh.read()
+
+
+def _split_lines(data: bytes) -> list[bytes]:
+    """Lines with their newline (the last one may have none), long ones cut into pieces."""
+    lines = [line + b"\n" for line in data.split(b"\n")]
+    lines[-1] = lines[-1][:-1]
+    return [line[i:i + MAX_LINE_BYTES] for line in lines if line for i in range(0, len(line), MAX_LINE_BYTES)]
+
+
+def _tail_lines(paths: list[Path], count: int) -> list[bytes]:
+    """The last ``count`` lines of these files taken as one (oldest first)."""
+    data = b""
+    for path in paths:
+        with contextlib.suppress(OSError), open(path, "rb") as fh:
+            size = fh.seek(0, os.SEEK_END)
+            offset = max(0, size - count * 1024)
+            fh.seek(offset)
+            chunk = fh.read()
+            if offset:  # drop the piece of a line before the first newline
+                chunk = chunk.split(b"\n", 1)[1] if b"\n" in chunk else b""
+            data += chunk
+    return _split_lines(data)[-count:]
 
 
 def default_state_dir() -> Path:
@@ -148,7 +244,7 @@ class _Camera:
         self.container_id = container_id
         self.created = created
         self.lock = threading.RLock()
-        self.proc: subprocess.Popen | None = None
+        self.proc: subprocess.Popen | _AdoptedProcess | None = None
         self.pid_start: str | None = None
         self.stopped = False  # stopped on purpose: never restarted by the supervisor
         self.removed = False
@@ -161,7 +257,8 @@ class _Camera:
         self.log_lock = threading.Lock()
         # The last lines of both streams together, as ``docker logs --tail`` sees them.
         self.logs: collections.deque[tuple[bool, bytes]] = collections.deque(maxlen=LOG_LINES)
-        self.readers: list[threading.Thread] = []
+        self.log_pos = {False: 0, True: 0}  # how far the log files have been read, by "is stderr"
+        self.log_partial = {False: b"", True: b""}  # a line not yet ended
 
     def set_status(self, status: str, **state) -> None:
         self.status = status
@@ -284,6 +381,47 @@ class LocalRuntime(Runtime):
     def _url_file(self, name: str, var: str = "EDGEPROXY_RTSP_URL") -> Path:
         return self._camera_dir(name) / SECRET_FILES[var]
 
+    def _log_file(self, name: str, is_stderr: bool) -> Path:
+        return self._camera_dir(name) / LOG_FILES[is_stderr]
+
+    def _load_logs(self, cam: _Camera) -> None:
+        """Take up the output a previous worker's camera wrote (its order across streams is lost)."""
+        with cam.log_lock:
+            for is_stderr in (False, True):
+                path = self._log_file(cam.spec.name, is_stderr)
+                lines = _tail_lines([path.with_name(path.name + ".1"), path], LOG_LINES)
+                cam.logs.extend((is_stderr, line) for line in lines)
+                with contextlib.suppress(OSError):
+                    cam.log_pos[is_stderr] = path.stat().st_size
+
+    def _drain_logs(self, cam: _Camera) -> None:
+        """Read what the camera wrote to its log files since the last time; cut a file back to
+        its last lines (kept in ``<file>.1``) once it passes MAX_LOG_BYTES."""
+        with cam.log_lock:
+            for is_stderr in (False, True):
+                path = self._log_file(cam.spec.name, is_stderr)
+                try:
+                    with open(path, "rb") as fh:
+                        size = fh.seek(0, os.SEEK_END)
+                        if size < cam.log_pos[is_stderr]:  # cut back meanwhile
+                            cam.log_pos[is_stderr] = 0
+                        fh.seek(cam.log_pos[is_stderr])
+                        data = fh.read(MAX_LOG_BYTES)
+                except OSError:
+                    continue
+                cam.log_pos[is_stderr] += len(data)
+                lines = _split_lines(cam.log_partial[is_stderr] + data)
+                cam.log_partial[is_stderr] = b""
+                if lines and not lines[-1].endswith(b"\n") and len(lines[-1]) < MAX_LINE_BYTES:
+                    cam.log_partial[is_stderr] = lines.pop()
+                cam.logs.extend((is_stderr, line) for line in lines)
+                if cam.log_pos[is_stderr] >= MAX_LOG_BYTES and cam.log_pos[is_stderr] >= size:
+                    with contextlib.suppress(OSError):
+                        kept = b"".join(line for stream, line in cam.logs if stream == is_stderr)
+                        _write_private(path.with_name(path.name + ".1"), kept)
+                        os.truncate(path, 0)  # the camera appends (O_APPEND): it goes on at the start
+                        cam.log_pos[is_stderr] = 0
+
     def _save(self, cam: _Camera) -> None:
         """Persist what a restarted worker needs (no URL: that is in its own 0600 file)."""
         spec = dataclasses.asdict(cam.spec)
@@ -345,8 +483,6 @@ class LocalRuntime(Runtime):
             for secret in spec.log_secrets():
                 register_secret(secret)
             pid, start = record.get("pid"), record.get("pid_start")
-            if isinstance(pid, int) and pid > 0 and start and _alive(pid, start):
-                orphans.append((pid, start))
             cam = _Camera(spec, tuple(spec.command or self.command), record.get("container_id") or
                           f"local-{uuid.uuid4().hex}", record.get("created") or _now())
             cam.stopped = bool(record.get("stopped"))
@@ -354,6 +490,7 @@ class LocalRuntime(Runtime):
             state = record.get("state") or {}
             cam.state.update({k: state[k] for k in STATE_KEYS if k in state})
             was_up = record.get("status") in ("running", "restarting")
+            recorded_finish = cam.state.get("FinishedAt") or ZERO_TIME  # kept by an adopted process
             finished = cam.state.get("FinishedAt") if not was_up else _now()
             if cam.state.get("StartedAt", ZERO_TIME) == ZERO_TIME and not was_up:
                 cam.set_status("created", Running=False, Restarting=False, Pid=0)
@@ -361,11 +498,23 @@ class LocalRuntime(Runtime):
                 cam.set_status("exited", Running=False, Restarting=False, Paused=False, Pid=0,
                                FinishedAt=finished or _now())
             self._cameras[name] = cam
+            self._load_logs(cam)
+            if isinstance(pid, int) and pid > 0 and isinstance(start, str) and _alive(pid, start):
+                left = self._identify(cam, pid, start)
+                if (left == "adoptable" and restart and was_up and not cam.stopped
+                        and self._adopt(cam, pid, start, recorded_finish)):
+                    continue
+                if left is None:
+                    log.warning("camera %s: pid %s is not its process any more; leaving it alone", name, pid,
+                                extra={"camera": name, "host": self.host})
+                else:
+                    orphans.append((pid, start))
             if restart and was_up and not cam.stopped:
                 to_start.append(cam)
         self._kill_orphans(orphans)
         for cam in self._cameras.values():  # rings of processes that are gone
-            self._remove_ring(cam.spec)
+            if cam.proc is None:
+                self._remove_ring(cam.spec)
         for cam in to_start:
             with cam.lock:
                 try:
@@ -374,22 +523,71 @@ class LocalRuntime(Runtime):
                     self._schedule_restart(cam)
                 self._save(cam)
 
-    def _kill_orphans(self, orphans: list[tuple[int, str | None]]) -> None:
-        """Children of a previous worker on this host (killed before it could stop them)."""
+    def _identify(self, cam: _Camera, pid: int, start: str) -> str | None:
+        """What the live process ``pid`` (started at ``start``, as recorded) is: ``adoptable`` if it
+        is this camera's process as this runtime would start it, writing to its log files; ``ours``
+        if it is this camera's process but started otherwise (another command, or output to a pipe
+        to the dead worker); None if it cannot be shown to be this camera's process."""
+        try:
+            environ = set(_read_proc(pid, "environ").split(b"\0"))
+            cmdline = _read_proc(pid, "cmdline").split(b"\0")[:-1]
+            outputs = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in (1, 2)]
+        except OSError:
+            return None
+        marks = {f"EDGEPROXY_CAMERA_NAME={cam.spec.name}".encode(),
+                 f"EDGEPROXY_RTSP_URL_FILE={self._url_file(cam.spec.name)}".encode()}
+        if not marks <= environ or not _alive(pid, start):  # pid and start time checked last
+            return None
+        if (cmdline == [os.fsencode(arg) for arg in cam.command]
+                and outputs == [os.path.realpath(self._log_file(cam.spec.name, e)) for e in (False, True)]):
+            return "adoptable"
+        return "ours"
+
+    def _adopt(self, cam: _Camera, pid: int, start: str, finished: str) -> bool:
+        """Supervise a live process of ``cam`` a previous worker started, as if we had started it."""
+        try:
+            pidfd = os.pidfd_open(pid)
+        except OSError:
+            return False
+        if not _alive(pid, start):  # the pidfd may name a newer process with that pid
+            os.close(pidfd)
+            return False
+        cam.proc = _AdoptedProcess(pid, start, pidfd)
+        cam.pid_start = start
+        cam.started_mono = time.monotonic()
+        cam.set_status("running", Running=True, Restarting=False, Paused=False, Pid=pid, FinishedAt=finished)
+        if cam.state.get("StartedAt", ZERO_TIME) == ZERO_TIME:
+            cam.state["StartedAt"] = _now()
+        self._save(cam)
+        log.info("camera %s: adopted its process %s left by a previous edge worker", cam.spec.name, pid,
+                 extra={"camera": cam.spec.name, "host": self.host})
+        return True
+
+    def _kill_orphans(self, orphans: list[tuple[int, str]]) -> None:
+        """Camera processes of a previous worker on this host (killed before it could stop them)
+        that are not adopted. Only processes ``_identify`` recognised: signalled through a pidfd."""
         if not orphans:
             return
         log.warning("terminating %d camera process(es) left by a previous edge worker", len(orphans),
                     extra={"host": self.host})
-        for pid, _ in orphans:
-            with contextlib.suppress(Exception):
-                os.kill(pid, signal.SIGTERM)
+        pidfds = {}
+        for pid, start in orphans:
+            with contextlib.suppress(OSError):
+                pidfd = os.pidfd_open(pid)
+                if _alive(pid, start):
+                    pidfds[pid] = pidfd
+                    signal.pidfd_send_signal(pidfd, signal.SIGTERM)
+                else:
+                    os.close(pidfd)
         deadline = time.monotonic() + self.stop_timeout
-        while time.monotonic() < deadline and any(_alive(pid, start) for pid, start in orphans):
+        while time.monotonic() < deadline and any(_alive(pid, start) for pid, start in orphans if pid in pidfds):
             time.sleep(0.05)
         for pid, start in orphans:
-            if _alive(pid, start):
+            if pid in pidfds and _alive(pid, start):
                 with contextlib.suppress(Exception):
                     os.killpg(pid, signal.SIGKILL)  # they were started as session (group) leaders
+        for pidfd in pidfds.values():
+            os.close(pidfd)
 
     # --- child processes ------------------------------------------------------------------------------
 
@@ -418,10 +616,15 @@ class LocalRuntime(Runtime):
     def _spawn(self, cam: _Camera) -> None:
         """Start the child (``cam.lock`` held). Raises RuntimeError_ if it cannot be started."""
         argv = list(cam.command)
+        outputs: list[int] = []
         try:
+            for is_stderr in (False, True):  # files, not pipes: the camera must outlive a killed worker
+                outputs.append(os.open(self._log_file(cam.spec.name, is_stderr),
+                                       os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600))
+                os.fchmod(outputs[-1], 0o600)
             proc = subprocess.Popen(
                 argv, cwd=self.cwd, env=self._child_env(cam.spec), stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, close_fds=True, start_new_session=True,
+                stdout=outputs[0], stderr=outputs[1], close_fds=True, start_new_session=True,
             )
         except OSError as exc:
             message = (f"the camera program {Path(argv[0]).name if argv else '?'} could not start: "
@@ -430,41 +633,23 @@ class LocalRuntime(Runtime):
                              Running=False, Restarting=False, Pid=0)
             cam.state["Status"] = cam.status
             raise RuntimeError_(message) from exc
+        finally:
+            for fd in outputs:
+                os.close(fd)
         cam.proc = proc
         cam.pid_start = (_proc_stat(proc.pid) or (None, None))[1]
         cam.started_mono = time.monotonic()
         cam.restart_at = None
         cam.set_status("running", Running=True, Restarting=False, Paused=False, OOMKilled=False, Dead=False,
                        Pid=proc.pid, ExitCode=0, Error="", StartedAt=_now())
-        cam.readers = [
-            threading.Thread(target=self._read, args=(proc.stdout, cam, False), daemon=True,
-                             name=f"edgeproxy-local-{cam.spec.name}-stdout"),
-            threading.Thread(target=self._read, args=(proc.stderr, cam, True), daemon=True,
-                             name=f"edgeproxy-local-{cam.spec.name}-stderr"),
-        ]
-        for reader in cam.readers:
-            reader.start()
         self._save(cam)
 
     @staticmethod
-    def _read(pipe, cam: _Camera, is_stderr: bool) -> None:
-        try:
-            with pipe:
-                while True:
-                    line = pipe.readline(MAX_LINE_BYTES)
-                    if not line:
-                        return
-                    with cam.log_lock:
-                        cam.logs.append((is_stderr, line))
-        except (OSError, ValueError):
-            return
-
-    @staticmethod
-    def _signal(proc: subprocess.Popen, sig: int) -> None:
+    def _signal(proc: subprocess.Popen | _AdoptedProcess, sig: int) -> None:
         with contextlib.suppress(Exception):
             proc.send_signal(sig)  # does nothing once the child has been reaped
 
-    def _wait_or_kill(self, proc: subprocess.Popen, timeout: float | None) -> None:
+    def _wait_or_kill(self, proc: subprocess.Popen | _AdoptedProcess, timeout: float | None) -> None:
         timeout = self.stop_timeout if timeout is None else timeout
         try:
             proc.wait(timeout=max(0.0, timeout))
@@ -491,6 +676,7 @@ class LocalRuntime(Runtime):
         """Record the exit of ``cam.proc`` (``cam.lock`` held); schedule its restart unless stopped."""
         cam.proc = None
         cam.pid_start = None
+        self._drain_logs(cam)  # its last lines
         self._remove_ring(cam.spec)
         cam.state.update(Running=False, Restarting=False, Pid=0, ExitCode=_exit_code(returncode),
                          FinishedAt=_now())
@@ -512,6 +698,8 @@ class LocalRuntime(Runtime):
             for cam in cameras:
                 try:
                     self._supervise_one(cam)
+                    if cam.proc is not None:
+                        self._drain_logs(cam)
                 except Exception:  # noqa: BLE001 - the supervisor must outlive any one camera
                     log.exception("local runtime supervisor failed on camera %s", cam.spec.name,
                                   extra={"camera": cam.spec.name, "host": self.host})
@@ -598,8 +786,6 @@ class LocalRuntime(Runtime):
                 return
             self._signal(proc, signal.SIGTERM)
         self._wait_or_kill(proc, timeout)
-        for reader in list(cam.readers):  # collect the last lines it wrote
-            reader.join(timeout=0.5)
         with cam.lock:
             if cam.proc is proc:
                 self._reap(cam, proc.returncode)
@@ -640,6 +826,8 @@ class LocalRuntime(Runtime):
             state = {key: cam.state.get(key) for key in STATE_KEYS}
         logs = None
         if with_logs:
+            if not cam.removed:
+                self._drain_logs(cam)
             with cam.log_lock:
                 lines = list(cam.logs)
             out = [line for is_stderr, line in lines if not is_stderr]

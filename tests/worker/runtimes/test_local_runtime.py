@@ -156,11 +156,14 @@ def test_children_of_a_killed_worker_are_cleaned_up(make_runtime, local_state_ro
     assert _alive(orphan, start)  # the worker died, its camera did not
 
     runtime = make_runtime("local", host=host, restore=restore)
-    assert not _alive(orphan, start)
     observed = runtime.observe(name)
-    if restore:
-        assert observed.status == "running" and observed.state["Pid"] not in (0, orphan)
-    else:
+    if restore:  # adopted: the same process, supervised by the new worker
+        assert _alive(orphan, start)
+        assert observed.status == "running" and observed.state["Pid"] == orphan
+        runtime.stop(name)
+        assert not _alive(orphan, start)
+    else:  # bin/run's stop path: what a killed worker left is stopped
+        assert not _alive(orphan, start)
         assert observed.status == "exited"
     record = json.loads((runtime.state_dir / name / "record.json").read_text())
     assert record["spec"]["name"] == name
