@@ -88,14 +88,19 @@ def _exit_code(returncode: int) -> int:
     return 128 - returncode if returncode < 0 else returncode
 
 
-def _proc_stat(pid: int) -> tuple[str, str] | None:
-    """(state letter, start time in clock ticks) of a process, None if there is none (Linux)."""
+def _proc_stat_fields(pid: int) -> list[str]:
+    """The fields of /proc/<pid>/stat after the command name (state letter first), [] if none."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as fh:
             data = fh.read().decode("ascii", "replace")
     except OSError:
-        return None
-    fields = data[data.rfind(")") + 2:].split()
+        return []
+    return data[data.rfind(")") + 2:].split()
+
+
+def _proc_stat(pid: int) -> tuple[str, str] | None:
+    """(state letter, start time in clock ticks) of a process, None if there is none (Linux)."""
+    fields = _proc_stat_fields(pid)
     if len(fields) < 20:
         return None
     return fields[0], fields[19]
@@ -111,12 +116,7 @@ def _alive(pid: int, start: str | None) -> bool:
 
 def _proc_exit_status(pid: int, start: str) -> int | None:
     """The wait status a zombie still shows in /proc (Linux >= 3.5), None once it is reaped."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            data = fh.read().decode("ascii", "replace")
-    except OSError:
-        return None
-    fields = data[data.rfind(")") + 2:].split()
+    fields = _proc_stat_fields(pid)
     if len(fields) < 50 or fields[0] != "Z" or fields[19] != start:
         return None
     return int(fields[49])

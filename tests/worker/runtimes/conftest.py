@@ -7,6 +7,7 @@ is recorded by name), and the session finalizer removes them all, whatever a tes
 from __future__ import annotations
 
 import contextlib
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -152,3 +153,12 @@ def kind(request) -> str:
 @pytest.fixture
 def runtime(kind, make_runtime):
     return make_runtime(kind)
+
+
+@pytest.fixture
+def ring_dir(monkeypatch):
+    """A shared-memory ring directory of the test's own (EDGEPROXY_FRAMES_SHM_DIR; workers inherit it)."""
+    path = f"/dev/shm/edgeproxy-rt-{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv("EDGEPROXY_FRAMES_SHM_DIR", path)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)

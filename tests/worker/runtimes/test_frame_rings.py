@@ -5,23 +5,13 @@ GStreamer RTSP camera; the runtime frees a ring when it stops, deletes or finds 
 from __future__ import annotations
 
 import os
-import shutil
 import signal
-import uuid
 
 import pytest
 
 from tests.support.services import RtspCamera, wait_until
 from tests.worker.runtimes.conftest import make_spec
 from worker.camera import shm
-
-
-@pytest.fixture
-def ring_dir(monkeypatch):
-    path = f"/dev/shm/edgeproxy-rt-{uuid.uuid4().hex[:8]}"
-    monkeypatch.setenv("EDGEPROXY_FRAMES_SHM_DIR", path)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -36,14 +35,6 @@ _WORKER = textwrap.dedent("""
         print(observed.state["Pid"], flush=True)
     time.sleep(3600)
 """)
-
-
-@pytest.fixture
-def ring_dir(monkeypatch):
-    path = f"/dev/shm/edgeproxy-rt-{uuid.uuid4().hex[:8]}"
-    monkeypatch.setenv("EDGEPROXY_FRAMES_SHM_DIR", path)  # the worker below inherits it
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
