@@ -38,7 +38,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",  # kept for its migrations: its plain tokens were moved to knox (processes 0005)
+    "rest_framework.authtoken",  # kept for its migrations: its plain tokens were moved to knox (processes 0004)
     "knox",
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI assets served locally: /api/docs/ works offline

@@ -1,4 +1,4 @@
-"""Migration 0005_secrets_at_rest on an existing database (SQLite, as the embedded default makes it).
+"""Migration 0004_secrets_at_rest on an existing database (SQLite, as the embedded default makes it).
 
 Before it: a camera with an RTMP URL in clear and a DRF API token in clear. After it: the URL is
 encrypted and masked, the token is stored hashed only and still works.
