@@ -162,3 +162,18 @@ def ring_dir(monkeypatch):
     monkeypatch.setenv("EDGEPROXY_FRAMES_SHM_DIR", path)
     yield path
     shutil.rmtree(path, ignore_errors=True)
+
+
+def ring_id(path: str) -> int | None:
+    """The id of the ring at ``path`` (the camera makes it at start; frames go in only on demand),
+    None if there is no readable ring."""
+    from worker.camera import shm
+
+    try:
+        reader = shm.FrameRingReader(path)
+    except (OSError, shm.RingError):
+        return None
+    try:
+        return reader.ring_id
+    finally:
+        reader.close()

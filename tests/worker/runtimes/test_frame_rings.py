@@ -10,7 +10,7 @@ import signal
 import pytest
 
 from tests.support.services import RtspCamera, wait_until
-from tests.worker.runtimes.conftest import make_spec
+from tests.worker.runtimes.conftest import make_spec, ring_id
 from worker.camera import shm
 
 
@@ -28,17 +28,6 @@ def camera_spec(runtime, source, redis_url: str = "redis://127.0.0.1:1/0"):
 
 def ring_of(ring_dir: str, spec) -> str:
     return os.path.join(ring_dir, shm.ring_name(spec.name, spec.camera_id))
-
-
-def ring_id(path: str) -> int | None:
-    try:
-        reader = shm.FrameRingReader(path)
-    except (OSError, shm.RingError):
-        return None
-    try:
-        return reader.ring_id
-    finally:
-        reader.close()
 
 
 def test_ring_directory_and_files_are_not_world_readable(kind, make_runtime, ring_dir, source):

@@ -19,7 +19,7 @@ from tests.support.services import REPO, RtspCamera, wait_until
 from worker.camera import shm
 from worker.runtimes.local import _alive, _proc_stat
 
-from .conftest import PASSWORD, PYTHON, unique
+from .conftest import PASSWORD, PYTHON, ring_id, unique
 
 # An edge worker: starts the cameras, says their pids, then waits to be SIGKILLed.
 _WORKER = textwrap.dedent("""
@@ -42,18 +42,6 @@ def source(tmp_path_factory):
     camera = RtspCamera(tmp_path_factory.mktemp("rtsp"), width=320, height=240, fps=25, gop=25)
     yield camera
     camera.stop()
-
-
-def ring_id(path: str) -> int | None:
-    """The ring the camera made (it writes frames into it only on demand, through the frame bus)."""
-    try:
-        reader = shm.FrameRingReader(path)
-    except (OSError, shm.RingError):
-        return None
-    try:
-        return reader.ring_id
-    finally:
-        reader.close()
 
 
 def ring_of(ring_dir: str, name: str, camera_id: str) -> str:
