@@ -102,21 +102,25 @@ class Process:
 class RedisServer:
     """A throw-away redis-server without persistence, on its own port."""
 
-    def __init__(self, workdir: Path, port: int | None = None):
+    def __init__(self, workdir: Path, port: int | None = None, address: str = "127.0.0.1"):
         self.port = port or free_port()
+        self.address = address
         self.workdir = Path(workdir)
         self.process: Process | None = None
         self.start()
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"redis://{self.address}:{self.port}/0"
 
     def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.process = Process(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.workdir)],
+            ["redis-server", "--port", str(self.port), "--bind", self.address, "--save", "",
+             "--appendonly", "no", "--dir", str(self.workdir),
+             # Bound to a test network's own address (never a public one): no password, so protected
+             # mode, which refuses such clients, is off there.
+             *([] if self.address == "127.0.0.1" else ["--protected-mode", "no"])],
             self.workdir / "redis.log",
         )
         wait_until(lambda: redis.Redis.from_url(self.url).ping(), 10, message="redis")
@@ -126,7 +130,7 @@ class RedisServer:
             self.process.stop()
 
     def client(self, db: int = 0) -> redis.Redis:
-        return redis.Redis(host="127.0.0.1", port=self.port, db=db)
+        return redis.Redis(host=self.address, port=self.port, db=db)
 
 
 class RtspCamera:
@@ -134,8 +138,9 @@ class RtspCamera:
 
     def __init__(self, workdir: Path, port: int | None = None, width: int = 640, height: int = 480,
                  fps: int = 25, codec: str = "h264", user: str | None = None, password: str | None = None,
-                 gop: int = 0, pattern: str = "ball", path: str = "/test"):
+                 gop: int = 0, pattern: str = "ball", path: str = "/test", address: str = "127.0.0.1"):
         self.port = port or free_port()
+        self.address = address
         self.width, self.height, self.fps, self.codec = width, height, fps, codec
         self.user, self.password, self.gop, self.pattern, self.path = user, password, gop, pattern, path
         self.workdir = Path(workdir)
@@ -146,18 +151,18 @@ class RtspCamera:
         user = user if user is not None else self.user
         password = password if password is not None else self.password
         auth = f"{user}:{password}@" if user else ""
-        return f"rtsp://{auth}127.0.0.1:{self.port}{self.path}"
+        return f"rtsp://{auth}{self.address}:{self.port}{self.path}"
 
     def start(self) -> None:
         args = ["/usr/bin/python3", str(RTSP_CAMERA_SCRIPT), "--port", str(self.port), "--width", str(self.width),
                 "--height", str(self.height), "--fps", str(self.fps), "--codec", self.codec, "--gop", str(self.gop),
-                "--pattern", self.pattern, "--path", self.path]
+                "--pattern", self.pattern, "--path", self.path, "--address", self.address]
         if self.user:
             args += ["--user", self.user, "--password", self.password]
         # The camera server must not inherit the venv (python3-gi lives in Debian's python).
         env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME")}
         self.process = Process(args, self.workdir / f"rtsp-camera-{self.port}.log", env=env)
-        wait_port(self.port, 10)
+        wait_port(self.port, 10, host=self.address)
 
     def stop(self) -> None:
         if self.process:

@@ -116,8 +116,9 @@ class System:
     def _api_ready(self) -> bool:
         return requests.get(self.base_url + "/healthz", timeout=2).status_code in (200, 503)
 
-    def start_edge(self, host: str, wait_online: bool = True, **env) -> Process:
-        """An edge worker for ``host`` and, on first start, its frame server (gRPC, own port)."""
+    def start_edge(self, host: str, wait_online: bool = True, netns: str | None = None, **env) -> Process:
+        """An edge worker for ``host`` and, on first start, its frame server (gRPC, own port).
+        With ``netns``, both run in that network namespace (a host on its own network)."""
         if host not in self.frame_ports:
             self.frame_ports[host] = free_port()
         edge_env = {
@@ -129,9 +130,11 @@ class System:
             "EDGEPROXY_FRAMES_ADVERTISE": f"127.0.0.1:{self.frame_ports[host]}",
             **{k: str(v) for k, v in env.items()},
         }
+        prefix = ["ip", "netns", "exec", netns] if netns else []
         if host not in self.frame_servers:
-            self.frame_servers[host] = self._start(f"frames-{host}", [sys.executable, "-m", "worker.frames"], env=edge_env)
-        process = self._start(f"edge-{host}", [sys.executable, "-m", "worker"], env=edge_env)
+            self.frame_servers[host] = self._start(f"frames-{host}", [*prefix, sys.executable, "-m", "worker.frames"],
+                                                   env=edge_env)
+        process = self._start(f"edge-{host}", [*prefix, sys.executable, "-m", "worker"], env=edge_env)
         self.edges[host] = process
         if wait_online:
             self.wait_host_online(host)
