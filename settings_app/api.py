@@ -8,7 +8,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from edgeproxy.api import schema as oas
-from edgeproxy.api.errors import Invalid, NotFound
+from edgeproxy.api.errors import Invalid
 from edgeproxy.api.fields import StrictCharField
 from edgeproxy.contracts.names import IMAGE_HELP, IMAGE_RULE, REGISTRY_URL_RULE
 from settings_app import selectors, services
