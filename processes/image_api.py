@@ -7,7 +7,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from edgeproxy.api import schema as oas
-from edgeproxy.api.errors import Invalid, NotFound
+from edgeproxy.api.errors import Invalid
 from edgeproxy.api.permissions import may_change
 from edgeproxy.contracts.names import REPOSITORY_RULE, TAG_RULE, split_image
 from processes import selectors as process_selectors
@@ -102,7 +102,5 @@ class PullImage(APIView):
     def get(self, request):
         repository, version = _pull_params(request)
         host_name = request.query_params.get("host") or None
-        if host_name and process_selectors.host_by_name(host_name) is None:
-            raise NotFound(f"No edge host named {host_name!r}.")
         ops = process_services.pull_image(repository, version, host_name)
         return Response({"operations": [process_selectors.operation_detail(op) for op in ops]}, status=202)

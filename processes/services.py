@@ -24,6 +24,7 @@ from edgeproxy.contracts.statuses import ENDED_STATUSES, RUNNING_STATUSES, Camer
 from processes import selectors
 from processes.models import ACTIVE_STATES, Camera, DesiredState, EdgeHost, Operation, OperationKind, OperationState
 from settings_app.selectors import default_camera_image
+from settings_app.versions import highest_version, is_newer, local_tags, sort_tags, split_image
 from worker import sealing
 from worker.redaction import mask_rtmp, mask_url
 
@@ -617,7 +618,13 @@ def _continue_move(op: Operation, now) -> None:
 
 def pull_image(repository: str, version: str, host_name: str | None = None) -> list[Operation]:
     """One pull operation per target host: the named one, or every online host."""
-    targets = [selectors.host_by_name(host_name)] if host_name else list(selectors.online_hosts())
+    if host_name:
+        host = selectors.host_by_name(host_name)
+        if host is None:
+            raise NotFound(f"No edge host named {host_name!r}.")
+        targets = [host]
+    else:
+        targets = list(selectors.online_hosts())
     if not targets:
         raise Unavailable("No edge host is online to pull the image.")
     ops = []
@@ -732,8 +739,6 @@ def upgrade_camera(camera: Camera, newer_version: str | None = None, image_tag: 
     ``newer_version``: a tag of the camera's repository (of ``image_tag``'s, when given) present on
     the camera's host; without it, the highest local version, which must be newer than the current
     one. The record's ``image_tag`` changes only when the edge reports success."""
-    from settings_app.versions import highest_version, is_newer, local_tags, sort_tags, split_image
-
     host = camera.host
     if host.runtime == "local":
         raise Conflict(f"Camera {camera.name} runs on edge host {host.name} as a local process, which has no "

@@ -69,7 +69,7 @@ def error_body(code: int, message: str, errors: dict | None = None, **extra) -> 
     return body
 
 
-def _first_error_sentence(detail) -> tuple[str, dict]:
+def first_error_sentence(detail) -> tuple[str, dict]:
     """Turn DRF validation detail into (one sentence naming the field, {field: [messages]})."""
     if isinstance(detail, dict):
         errors = {field: [str(m) for m in (msgs if isinstance(msgs, list) else [msgs])] for field, msgs in detail.items()}
@@ -87,7 +87,7 @@ def exception_handler(exc, context):
         code = status_code_of(exc)
         return Response(error_body(code, api_message(exc), exc.errors, **exc.extra), status=code)
     if isinstance(exc, exceptions.ValidationError):
-        message, errors = _first_error_sentence(exc.detail)
+        message, errors = first_error_sentence(exc.detail)
         return Response(error_body(400, message, errors), status=400)
     if isinstance(exc, exceptions.ParseError):
         return Response(error_body(400, "The request body is not valid JSON."), status=400)

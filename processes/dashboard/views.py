@@ -16,7 +16,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
-from edgeproxy.api.errors import status_code_of
+from edgeproxy.api.errors import first_error_sentence, status_code_of
 from edgeproxy.contracts.errors import DomainError
 from edgeproxy.contracts.names import IMAGE_HELP, IMAGE_RULE, split_image
 from edgeproxy.policy import outage_message, user_may_change
@@ -123,9 +123,8 @@ def connect(request):
                 messages.success(request, f"Camera {name} is being connected on host {created['camera'].host.name}.")
                 return redirect("dashboard:camera", name=name)
         else:
-            errors = {field: [str(m) for m in msgs] for field, msgs in serializer.errors.items()}
-            field, msgs = next(iter(errors.items()))
-            messages.error(request, msgs[0] if field == "non_field_errors" else f"{field}: {msgs[0]}")
+            sentence, errors = first_error_sentence(serializer.errors)  # the API's sentence for it
+            messages.error(request, sentence)
     elif request.method != "GET":
         return HttpResponse(status=405)
     return render(request, "dashboard/connect.html",
@@ -217,9 +216,6 @@ def pull(request):
     host = request.POST.get("host", "").strip() or None
     if not IMAGE_RULE.fullmatch(image):
         messages.error(request, f"image: must be {IMAGE_HELP}.")
-        return redirect("dashboard:settings")
-    if host and process_selectors.host_by_name(host) is None:
-        messages.error(request, f"No edge host named {host!r}.")
         return redirect("dashboard:settings")
     repository, version = split_image(image)
     started = {}

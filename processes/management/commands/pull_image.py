@@ -55,8 +55,6 @@ class Command(BaseCommand):
             raise CommandError(f"{repository!r} is not an image repository (e.g. edgeproxy/camera).")
         if not tag or not TAG_RULE.fullmatch(tag):
             raise CommandError("Name the version to pull: IMAGE as repo:tag, or --tag.")
-        if host and selectors.host_by_name(host) is None:
-            raise CommandError(f"No edge host named {host!r}.")
         try:
             operations = services.pull_image(repository, tag, host)
         except DomainError as exc:
