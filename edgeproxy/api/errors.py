@@ -72,7 +72,8 @@ def error_body(code: int, message: str, errors: dict | None = None, **extra) -> 
 def first_error_sentence(detail) -> tuple[str, dict]:
     """Turn DRF validation detail into (one sentence naming the field, {field: [messages]})."""
     if isinstance(detail, dict):
-        errors = {field: [str(m) for m in (msgs if isinstance(msgs, list) else [msgs])] for field, msgs in detail.items()}
+        errors = {field: [str(m) for m in (msgs if isinstance(msgs, list) else [msgs])]
+                  for field, msgs in detail.items()}
         field, messages = next(iter(errors.items()))
         if field == "non_field_errors":
             return messages[0], errors
@@ -113,7 +114,8 @@ def exception_handler(exc, context):
     if isinstance(exc, DatabaseError):
         logger.warning("database error: %s", exc)
         return Response(error_body(503, DATABASE_DOWN_MESSAGE), status=503)
-    logger.exception("unexpected error in %s", context.get("view").__class__.__name__ if context.get("view") else "view")
+    view = context.get("view")
+    logger.exception("unexpected error in %s", view.__class__.__name__ if view else "view")
     return Response(error_body(500, "Internal error; the server log has the details."), status=500)
 
 

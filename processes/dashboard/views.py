@@ -1,8 +1,9 @@
 """The dashboard: server-rendered pages behind the Django session login (thin views).
 
 Reads go through ``processes.dashboard.selectors``, writes through ``processes.services``. A
-service's domain error (``edgeproxy.contracts.errors``) becomes a message on the page, never an error page. Pages that change
-while one looks at them (hosts, cameras, operations) are re-rendered as fragments
+service's domain error (``edgeproxy.contracts.errors``) becomes a message on the page, never an
+error page; who may change things and how an outage is told are ``edgeproxy.policy``'s, as for the
+API. Pages that change while one looks at them (hosts, cameras, operations) are re-rendered as fragments
 (``?partial=<name>``) that ``dashboard.js`` swaps in every couple of seconds.
 """
 
@@ -18,7 +19,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from edgeproxy.api.errors import first_error_sentence, status_code_of
 from edgeproxy.contracts.errors import DomainError
-from edgeproxy.contracts.names import IMAGE_HELP, IMAGE_RULE, split_image
+from edgeproxy.contracts.names import CAMERA_NAME_HELP, IMAGE_HELP, IMAGE_RULE, split_image
 from edgeproxy.policy import outage_message, user_may_change
 from processes import selectors as process_selectors
 from processes import services
@@ -128,7 +129,7 @@ def connect(request):
     elif request.method != "GET":
         return HttpResponse(status=405)
     return render(request, "dashboard/connect.html",
-                  {"values": values, "errors": errors, "hosts": hosts, "nav": "connect"},
+                  {"values": values, "errors": errors, "hosts": hosts, "nav": "connect", "name_help": CAMERA_NAME_HELP},
                   status=400 if errors else 200)
 
 
