@@ -19,7 +19,7 @@ from django.utils import timezone
 from edgeproxy import crypto
 from edgeproxy.celery import app as celery_app
 from edgeproxy.contracts import tasks as messages
-from edgeproxy.contracts.errors import Conflict, ImageNotOnHost, NotFound, TimedOut, Unavailable
+from edgeproxy.contracts.errors import Busy, Conflict, ImageNotOnHost, NotFound, TimedOut, Unavailable
 from edgeproxy.contracts.statuses import ENDED_STATUSES, RUNNING_STATUSES, CameraStatus
 from processes import selectors
 from processes.models import ACTIVE_STATES, Camera, DesiredState, EdgeHost, Operation, OperationKind, OperationState
@@ -107,7 +107,7 @@ def _new_operation(camera: Camera, kind: str) -> Operation:
     except IntegrityError:
         active = camera.operations.filter(state__in=ACTIVE_STATES).first()
         what = f"a {active.kind} operation ({active.id})" if active else "another operation"
-        raise Conflict(f"Camera {camera.name} is busy with {what}; try again when it has finished.") from None
+        raise Busy(f"Camera {camera.name} is busy with {what}; try again when it has finished.") from None
     camera.last_operation = op
     return op
 
@@ -471,7 +471,7 @@ def reconcile_host(host: EdgeHost, cameras=None) -> list[Operation]:
                     _dispatch_ensure_running(camera, op)
                 else:
                     _send(messages.Stop(operation_id=str(op.id), camera_name=camera.name), host)
-        except Conflict:
+        except Busy:
             continue  # a user's operation got there first
         logger.info("reconcile: %s camera %s on %s (operation %s)", action, camera.name, host.name, op.id,
                     extra={"camera": camera.name, "host": host.name, "operation": op.id})

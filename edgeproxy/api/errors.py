@@ -17,6 +17,7 @@ from rest_framework import exceptions
 from rest_framework.response import Response
 
 from edgeproxy.contracts.errors import (
+    Busy,
     Conflict,
     DomainError,
     ImageNotOnHost,
@@ -28,7 +29,7 @@ from edgeproxy.contracts.errors import (
 )
 from edgeproxy.policy import BROKER_DOWN_MESSAGE, DATABASE_DOWN_MESSAGE
 
-__all__ = ["Conflict", "DomainError", "Invalid", "NotFound", "NotSupported", "TimedOut", "Unavailable",
+__all__ = ["Busy", "Conflict", "DomainError", "Invalid", "NotFound", "NotSupported", "TimedOut", "Unavailable",
            "STATUS_CODES", "error_body", "exception_handler", "status_code_of"]
 
 logger = logging.getLogger("edgeproxy.api")

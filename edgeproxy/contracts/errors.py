@@ -35,6 +35,10 @@ class Conflict(DomainError):
     """The thing exists already, or the state forbids it now (a camera busy with an operation)."""
 
 
+class Busy(Conflict):
+    """The camera is busy with another operation (one at a time per camera): try again later."""
+
+
 class Unavailable(DomainError):
     """A part needed for it is away (no edge host online, a frame server not answering)."""
 

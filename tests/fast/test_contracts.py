@@ -107,7 +107,7 @@ def test_django_choices_are_the_contract_enums():
 
 
 def test_domain_errors_carry_no_http_code():
-    for cls in (errors.Invalid, errors.NotFound, errors.Conflict, errors.Unavailable, errors.TimedOut,
+    for cls in (errors.Invalid, errors.NotFound, errors.Conflict, errors.Busy, errors.Unavailable, errors.TimedOut,
                 errors.NotSupported, errors.ImageNotOnHost):
         assert issubclass(cls, errors.DomainError)
         assert not hasattr(cls, "status_code")
@@ -120,7 +120,7 @@ def test_invalid_names_its_field():
 
 
 @pytest.mark.parametrize(("exc", "code"), [
-    (errors.Invalid("x"), 400), (errors.NotFound("x"), 404), (errors.Conflict("x"), 409),
+    (errors.Invalid("x"), 400), (errors.NotFound("x"), 404), (errors.Conflict("x"), 409), (errors.Busy("x"), 409),
     (errors.ImageNotOnHost("x.", "a/b", "1"), 409), (errors.NotSupported("x"), 501), (errors.Unavailable("x"), 503),
     (errors.TimedOut("x"), 504),
 ])
