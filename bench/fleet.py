@@ -96,18 +96,20 @@ def run_simulated_hosts(hosts: list[str], heartbeat: float) -> None:
     app.conf.update(task_serializer="json", accept_content=["json"], task_acks_late=True,
                     worker_prefetch_multiplier=4, worker_hijack_root_logger=False)
 
+    from edgeproxy.contracts import tasks as messages
+
     def agent_of(task):
         return by_queue[task.request.delivery_info["routing_key"]]
 
-    @app.task(name="edge.ensure_running", bind=True)
+    @app.task(name=messages.EnsureRunning.task, bind=True)
     def ensure_running(self, operation_id, camera_name, spec):
         agent_of(self).ensure_running(operation_id, camera_name, spec)
 
-    @app.task(name="edge.stop", bind=True)
+    @app.task(name=messages.Stop.task, bind=True)
     def stop(self, operation_id, camera_name):
         agent_of(self).stop(operation_id, camera_name)
 
-    @app.task(name="edge.remove", bind=True)
+    @app.task(name=messages.Remove.task, bind=True)
     def remove(self, operation_id, camera_name):
         agent_of(self).remove(operation_id, camera_name)
 

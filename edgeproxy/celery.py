@@ -10,6 +10,7 @@ import os
 from celery import Celery
 
 from edgeproxy import broker
+from edgeproxy.contracts.tasks import CONTROL_QUEUE, host_queue
 
 broker.install()
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "edgeproxy.settings")
@@ -19,12 +20,7 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks(["processes", "settings_app", "worker"])
 
 # Control-worker liveness for /healthz and /metrics; redaction of Celery's own log handlers.
-import edgeproxy.liveness  # noqa: E402,F401
 import edgeproxy.celery_inspect  # noqa: E402,F401 - inspect conf/report answers without passwords
+import edgeproxy.liveness  # noqa: E402,F401
 
-CONTROL_QUEUE = "control"
-
-
-def host_queue(host_name: str) -> str:
-    """The queue an edge host consumes: named after the host."""
-    return f"host.{host_name}"
+__all__ = ["CONTROL_QUEUE", "app", "host_queue"]  # the queue names are the contracts' (edgeproxy.contracts.tasks)

@@ -17,6 +17,8 @@ import time
 
 from celery import signals
 
+from edgeproxy.contracts.tasks import CONTROL_QUEUE
+
 SEEN_KEY = "edgeproxy:control-workers"
 _stop = threading.Event()
 
@@ -74,8 +76,6 @@ def _beat(hostname: str) -> None:
 
 @signals.worker_ready.connect
 def _on_worker_ready(sender=None, **kwargs):
-    from edgeproxy.celery import CONTROL_QUEUE
-
     app = sender.app
     queues = app.amqp.queues.consume_from
     consumes_control = (CONTROL_QUEUE in queues) if queues else app.conf.task_default_queue == CONTROL_QUEUE

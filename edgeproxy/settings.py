@@ -11,6 +11,7 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from edgeproxy.contracts import tasks as messages
 from edgeproxy.env import envbool, envchoice, envfloat, envint, envlist, envstr
 from edgeproxy.statefiles import make_private
 
@@ -197,7 +198,7 @@ CELERY_BROKER_URL = envstr("CELERY_BROKER_URL", REDIS_URL)
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_TASK_DEFAULT_QUEUE = "control"
+CELERY_TASK_DEFAULT_QUEUE = messages.CONTROL_QUEUE
 CELERY_TASK_IGNORE_RESULT = True
 # Redelivery after a lost worker: tasks are idempotent, and none runs longer than a pull or
 # upgrade (minutes), so an hour is safe and still recovers from a worker killed mid-task.
@@ -311,13 +312,13 @@ EDGEPROXY_PULL_DEADLINE_SECONDS = envfloat("EDGEPROXY_PULL_DEADLINE_SECONDS", 18
 EDGEPROXY_DEADLINE_CHECK_SECONDS = min(2.0, EDGEPROXY_OPERATION_DEADLINE_SECONDS / 3)
 CELERY_BEAT_SCHEDULE = {
     "reconcile-fleet": {
-        "task": "processes.reconcile_fleet",
+        "task": messages.ReconcileFleet.task,
         "schedule": EDGEPROXY_RECONCILE_SECONDS,
-        "options": {"queue": "control", "expires": EDGEPROXY_RECONCILE_SECONDS},
+        "options": {"queue": messages.ReconcileFleet.queue, "expires": EDGEPROXY_RECONCILE_SECONDS},
     },
     "expire-operations": {
-        "task": "processes.expire_operations",
+        "task": messages.ExpireOperations.task,
         "schedule": EDGEPROXY_DEADLINE_CHECK_SECONDS,
-        "options": {"queue": "control", "expires": EDGEPROXY_DEADLINE_CHECK_SECONDS},
+        "options": {"queue": messages.ExpireOperations.queue, "expires": EDGEPROXY_DEADLINE_CHECK_SECONDS},
     },
 }

@@ -6,6 +6,7 @@ from django.urls import include, path, re_path
 from edgeproxy.api import health, metrics
 from edgeproxy.api.docs import SchemaView, SwaggerView
 from processes import api as processes
+from processes import image_api
 from settings_app import api as settings_api
 
 v1 = "api/v1/"
@@ -34,11 +35,11 @@ urlpatterns = [
     path(v1 + "settings", settings_api.SettingsView.as_view()),
     path(v1 + "settings/", settings_api.SettingsView.as_view(http_method_names=["get"])),
     path(v1 + "settings/overwrite/<str:edge_params>", settings_api.SettingsOverwrite.as_view()),
-    path(v1 + "settings/dockerpullimage", settings_api.PullImage.as_view()),
-    path(v1 + "dockerpull", settings_api.PullImage.as_view()),
-    re_path(r"^api/v1/settings/dockerimageslocally/(?P<image_name>.+)$", settings_api.LocalImages.as_view()),
-    path(v1 + "devicedockerimages", settings_api.LocalImagesByTag.as_view()),
-    path(v1 + "alldockerimages", settings_api.AllImages.as_view()),
+    path(v1 + "settings/dockerpullimage", image_api.PullImage.as_view()),
+    path(v1 + "dockerpull", image_api.PullImage.as_view()),
+    re_path(r"^api/v1/settings/dockerimageslocally/(?P<image_name>.+)$", image_api.LocalImages.as_view()),
+    path(v1 + "devicedockerimages", image_api.LocalImagesByTag.as_view()),
+    path(v1 + "alldockerimages", image_api.AllImages.as_view()),
     # Schema, docs, health, admin
     path("api/schema/", SchemaView.as_view(), name="schema"),
     path("api/docs/", SwaggerView.as_view(url_name="schema")),

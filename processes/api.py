@@ -1,6 +1,5 @@
 """Camera, host and operation routes: validate, call a service or selector, serialize."""
 
-import re
 from urllib.parse import urlsplit
 
 from django.http import HttpResponse
@@ -12,12 +11,17 @@ from rest_framework.views import APIView
 from edgeproxy.api import schema as oas
 from edgeproxy.api.errors import Invalid, NotFound
 from edgeproxy.api.fields import StrictCharField, has_space_or_control
+from edgeproxy.contracts.names import (
+    CAMERA_NAME_HELP,
+    CAMERA_NAME_MAX,
+    CAMERA_NAME_RULE,
+    IMAGE_HELP,
+    IMAGE_RULE,
+    TAG_RULE,
+)
 from processes import selectors, services
 from processes.models import OperationState
-from settings_app.versions import IMAGE_RULE
 
-NAME_RULE = re.compile(r"[a-z0-9][a-z0-9_-]{2,62}")
-NAME_HELP = "3 to 63 characters of a-z, 0-9, _ and -, starting with a letter or digit"
 MAX_WAIT_SECONDS = 60
 
 
@@ -40,7 +44,7 @@ def _check_url(value: str, schemes: tuple[str, ...]) -> str:
 
 
 class ConnectSerializer(serializers.Serializer):
-    name = StrictCharField(max_length=63, trim_whitespace=False)
+    name = StrictCharField(max_length=CAMERA_NAME_MAX, trim_whitespace=False)
     rtsp_endpoint = StrictCharField(max_length=4096, trim_whitespace=False)
     rtmp_endpoint = StrictCharField(required=False, allow_blank=True, max_length=4096, trim_whitespace=False)
     host = StrictCharField(required=False, allow_blank=True, max_length=63)
@@ -48,8 +52,8 @@ class ConnectSerializer(serializers.Serializer):
     rtsp_transport = serializers.ChoiceField(choices=["tcp", "udp"], required=False, default="tcp")
 
     def validate_name(self, value: str) -> str:
-        if not NAME_RULE.fullmatch(value):
-            raise serializers.ValidationError(f"must be {NAME_HELP}.")
+        if not CAMERA_NAME_RULE.fullmatch(value):
+            raise serializers.ValidationError(f"must be {CAMERA_NAME_HELP}.")
         return value
 
     def validate_rtsp_endpoint(self, value: str) -> str:
@@ -60,7 +64,7 @@ class ConnectSerializer(serializers.Serializer):
 
     def validate_image_tag(self, value: str) -> str:
         if value and not IMAGE_RULE.fullmatch(value):
-            raise serializers.ValidationError("must be an image reference repository:version.")
+            raise serializers.ValidationError(f"must be {IMAGE_HELP}.")
         return value
 
 
@@ -94,6 +98,8 @@ def wait_seconds(request) -> float | None:
 
 class OperationView(APIView):
     """A route that queues an operation: ``?wait=`` is checked before anything changes."""
+
+    queues_operation = True  # the schema documents ?wait= and the operation answers (edgeproxy.api.schema)
 
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)
@@ -204,15 +210,13 @@ class UpgradeSerializer(serializers.Serializer):
     image_tag = StrictCharField(required=False, allow_blank=True, allow_null=True, max_length=255)
 
     def validate_newer_version(self, value):
-        from settings_app.versions import TAG_RULE
-
         if value and not TAG_RULE.fullmatch(value):
             raise serializers.ValidationError("must be an image tag such as 0.0.10.")
         return value or None
 
     def validate_image_tag(self, value):
         if value and not IMAGE_RULE.fullmatch(value):
-            raise serializers.ValidationError("must be an image reference repository:version.")
+            raise serializers.ValidationError(f"must be {IMAGE_HELP}.")
         return value or None
 
 

@@ -1,12 +1,13 @@
 """Edge hosts, the cameras placed on them, and the operations that drive them."""
 
 import uuid
-from datetime import timedelta
 
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+
+from edgeproxy.contracts import statuses
 
 
 class EdgeHost(models.Model):
@@ -31,17 +32,21 @@ class EdgeHost(models.Model):
 
     @staticmethod
     def online_cutoff():
-        window = settings.EDGEPROXY_HEARTBEAT_SECONDS * settings.EDGEPROXY_OFFLINE_AFTER_BEATS
-        return timezone.now() - timedelta(seconds=window)
+        """Hosts that beat at or after this time are online (edgeproxy.contracts.statuses)."""
+        window = statuses.online_window(settings.EDGEPROXY_HEARTBEAT_SECONDS, settings.EDGEPROXY_OFFLINE_AFTER_BEATS)
+        return timezone.now() - window
 
     @property
     def is_online(self) -> bool:
-        return self.last_heartbeat is not None and self.last_heartbeat >= self.online_cutoff()
+        return statuses.host_is_online(self.last_heartbeat, self.online_cutoff())
 
 
-class DesiredState(models.TextChoices):
-    RUNNING = "running"
-    STOPPED = "stopped"
+def _choices(name: str, contract) -> type[models.TextChoices]:
+    """Django choices with the names and values of a contract enum (one list of names, there)."""
+    return models.TextChoices(name, [(member.name, member.value) for member in contract], module=__name__)
+
+
+DesiredState = _choices("DesiredState", statuses.DesiredState)
 
 
 class Camera(models.Model):
@@ -61,7 +66,7 @@ class Camera(models.Model):
     desired_state = models.CharField(max_length=8, choices=DesiredState.choices, default=DesiredState.RUNNING)
 
     # Observed by the edge worker (operation results and heartbeats).
-    status = models.CharField(max_length=16, default="pending")
+    status = models.CharField(max_length=16, default=statuses.CameraStatus.PENDING.value)
     container_id = models.CharField(max_length=100, blank=True)
     state = models.JSONField(default=dict, blank=True)
     logs = models.JSONField(default=dict, blank=True)
@@ -83,22 +88,8 @@ class Camera(models.Model):
         return self.name
 
 
-class OperationKind(models.TextChoices):
-    CONNECT = "connect"
-    START = "start"
-    STOP = "stop"
-    DELETE = "delete"
-    RECONCILE = "reconcile"
-    PULL = "pull"
-    UPGRADE = "upgrade"
-    MOVE = "move"
-
-
-class OperationState(models.TextChoices):
-    PENDING = "pending"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
+OperationKind = _choices("OperationKind", statuses.OperationKind)
+OperationState = _choices("OperationState", statuses.OperationState)
 
 
 ACTIVE_STATES = (OperationState.PENDING, OperationState.RUNNING)

@@ -5,13 +5,10 @@ import json
 from django.db.models import Count, QuerySet, TextField
 from django.db.models.functions import Cast
 
+from edgeproxy.contracts.statuses import STATE_KEYS, ZERO_TIME, shown_status
+from edgeproxy.contracts.times import ms
 from processes.models import Camera, EdgeHost, Operation
 from settings_app.versions import highest_version, is_newer, local_tags, split_image
-from worker.runtimes.base import STATE_KEYS, ZERO_TIME
-
-
-def ms(dt) -> int | None:
-    return int(dt.timestamp() * 1000) if dt else None
 
 
 def operation_payload(op: Operation | None) -> dict | None:
@@ -63,9 +60,7 @@ class UpgradeIndex:
 
 
 def camera_status(camera: Camera, host_online: bool) -> str:
-    if not host_online and camera.status not in ("pending",):
-        return "offline"
-    return camera.status
+    return shown_status(camera.status, host_online)
 
 
 def camera_payload(camera: Camera, upgrades: UpgradeIndex | None = None, host_online: bool | None = None) -> dict:

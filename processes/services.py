@@ -17,11 +17,14 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from edgeproxy import crypto
-from edgeproxy.api.errors import ApiError, Conflict, NotFound, Unavailable
 from edgeproxy.celery import app as celery_app
+from edgeproxy.contracts import tasks as messages
+from edgeproxy.contracts.errors import Busy, Conflict, ImageNotOnHost, NotFound, TimedOut, Unavailable
+from edgeproxy.contracts.statuses import ENDED_STATUSES, RUNNING_STATUSES, CameraStatus
 from processes import selectors
 from processes.models import ACTIVE_STATES, Camera, DesiredState, EdgeHost, Operation, OperationKind, OperationState
 from settings_app.selectors import default_camera_image
+from settings_app.versions import highest_version, is_newer, local_tags, sort_tags, split_image
 from worker import sealing
 from worker.redaction import mask_rtmp, mask_url
 
@@ -47,12 +50,13 @@ def place_camera(host_name: str | None) -> EdgeHost:
     return host
 
 
-def _send(task_name: str, host: EdgeHost, operation: Operation, **kwargs) -> None:
+def _send(message: messages.EdgeMessage, host: EdgeHost) -> None:
+    """Send an edge task to ``host``'s queue; its task id is its operation's id."""
     celery_app.send_task(
-        task_name,
-        kwargs={"operation_id": str(operation.id), **kwargs},
+        message.task,
+        kwargs=message.kwargs(),
         queue=host.queue,
-        task_id=str(operation.id),
+        task_id=message.operation_id,
         retry=True,
         retry_policy=_PUBLISH_RETRY,
     )
@@ -103,13 +107,14 @@ def _new_operation(camera: Camera, kind: str) -> Operation:
     except IntegrityError:
         active = camera.operations.filter(state__in=ACTIVE_STATES).first()
         what = f"a {active.kind} operation ({active.id})" if active else "another operation"
-        raise Conflict(f"Camera {camera.name} is busy with {what}; try again when it has finished.") from None
+        raise Busy(f"Camera {camera.name} is busy with {what}; try again when it has finished.") from None
     camera.last_operation = op
     return op
 
 
 def _dispatch_ensure_running(camera: Camera, op: Operation) -> None:
-    _send("edge.ensure_running", camera.host, op, camera_name=camera.name, spec=_sealed_spec(camera))
+    _send(messages.EnsureRunning(operation_id=str(op.id), camera_name=camera.name, spec=_sealed_spec(camera)),
+          camera.host)
 
 
 # --- camera lifecycle ------------------------------------------------------------------------
@@ -134,7 +139,7 @@ def connect_camera(*, name: str, rtsp_endpoint: str, rtmp_endpoint: str = "", ho
                     image_tag=image_tag or default_camera_image(),
                     host=placed_on,
                     desired_state=DesiredState.RUNNING,
-                    status="pending",
+                    status=CameraStatus.PENDING,
                 )
         except IntegrityError:
             raise Conflict(f"A camera named {name!r} already exists.", {"name": ["already exists"]}) from None
@@ -164,12 +169,12 @@ def _queue(camera: Camera, kind: str, desired: str, send, status: str | None = N
 
 def start_camera(camera: Camera) -> Camera:
     return _queue(camera, OperationKind.START, DesiredState.RUNNING,
-                  lambda op: _dispatch_ensure_running(camera, op), status="pending")
+                  lambda op: _dispatch_ensure_running(camera, op), status=CameraStatus.PENDING)
 
 
 def stop_camera(camera: Camera) -> Camera:
     return _queue(camera, OperationKind.STOP, DesiredState.STOPPED,
-                  lambda op: _send("edge.stop", camera.host, op, camera_name=camera.name))
+                  lambda op: _send(messages.Stop(operation_id=str(op.id), camera_name=camera.name), camera.host))
 
 
 def delete_camera(camera: Camera) -> Camera:
@@ -183,7 +188,8 @@ def delete_camera(camera: Camera) -> Camera:
             camera.last_operation = under_way
             return camera
         return _queue(camera, OperationKind.DELETE, DesiredState.STOPPED,
-                      lambda op: _send("edge.remove", camera.host, op, camera_name=camera.name), status="removing")
+                      lambda op: _send(messages.Remove(operation_id=str(op.id), camera_name=camera.name), camera.host),
+                      status=CameraStatus.REMOVING)
 
 
 def camera_snapshot(camera: Camera, keyframe_only: bool = False) -> bytes:
@@ -204,7 +210,7 @@ def camera_snapshot(camera: Camera, keyframe_only: bool = False) -> bytes:
     except frames.CameraUnavailable:
         raise Unavailable(f"Camera {camera.name} is not streaming; no frame is available.") from None
     except frames.FrameTimeout:
-        raise ApiError(f"No frame of camera {camera.name} arrived in time.", status_code=504) from None
+        raise TimedOut(f"No frame of camera {camera.name} arrived in time.") from None
     except frames.FrameError as exc:
         raise Unavailable(f"No frame of camera {camera.name}: {exc}") from None
 
@@ -233,15 +239,15 @@ def wait_for_operation(operation_id, seconds: float) -> Operation:
 
 
 def _status_from_observation(camera: Camera, observed: dict | None) -> str:
-    if camera.status == "removing":
-        return "removing"
+    if camera.status == CameraStatus.REMOVING:
+        return CameraStatus.REMOVING
     if observed is None:
         if camera.last_operation_id and camera.last_operation and camera.last_operation.is_active:
-            return "pending"
-        return "stopped" if camera.desired_state == DesiredState.STOPPED else "error"
-    status = observed.get("status") or "created"
-    if camera.desired_state == DesiredState.STOPPED and status in ("exited", "created", "dead"):
-        return "stopped"
+            return CameraStatus.PENDING
+        return CameraStatus.STOPPED if camera.desired_state == DesiredState.STOPPED else CameraStatus.ERROR
+    status = observed.get("status") or CameraStatus.CREATED
+    if camera.desired_state == DesiredState.STOPPED and status in ENDED_STATUSES:
+        return CameraStatus.STOPPED
     return status
 
 
@@ -315,7 +321,7 @@ def record_operation_result(operation_id: str, ok: bool, error: str = "", observ
         camera.last_operation = op
         fields = _apply_observation(camera, observed, stream, now)
         if not ok and observed is None:
-            camera.status = "error"
+            camera.status = CameraStatus.ERROR
         camera.save(update_fields=fields + ["last_operation"])
     if not ok:
         logger.warning("operation %s (%s %s) failed: %s", op.id, op.kind, op.camera_name, op.error,
@@ -403,16 +409,17 @@ def _redispatch(op: Operation) -> None:
     kind = op.kind
     if kind == OperationKind.PULL:
         repository, _, tag = op.progress.get("image", "").rpartition(":")
-        _send("edge.pull_image", op.host, op, repository=repository, tag=tag)
+        _send(messages.PullImage(operation_id=str(op.id), repository=repository, tag=tag), op.host)
     elif kind == OperationKind.MOVE and camera is not None:
         if op.progress.get("phase") == "removing":
-            _send("edge.remove", EdgeHost.objects.get(name=op.progress["from"]), op, camera_name=camera.name)
+            _send(messages.Remove(operation_id=str(op.id), camera_name=camera.name),
+                  EdgeHost.objects.get(name=op.progress["from"]))
         else:
             _dispatch_ensure_running(camera, op)
     elif camera is None or kind == OperationKind.DELETE:
-        _send("edge.remove", op.host, op, camera_name=op.camera_name)
+        _send(messages.Remove(operation_id=str(op.id), camera_name=op.camera_name), op.host)
     elif kind == OperationKind.STOP or (kind == OperationKind.RECONCILE and camera.desired_state == DesiredState.STOPPED):
-        _send("edge.stop", op.host, op, camera_name=camera.name)
+        _send(messages.Stop(operation_id=str(op.id), camera_name=camera.name), op.host)
     elif kind in (OperationKind.CONNECT, OperationKind.START, OperationKind.RECONCILE):
         _dispatch_ensure_running(camera, op)
     elif kind == OperationKind.UPGRADE and camera is not None:
@@ -435,7 +442,7 @@ def _needs_correction(camera: Camera) -> str | None:
     if (last and last.kind == OperationKind.RECONCILE and last.state == OperationState.FAILED
             and last.finished and (timezone.now() - last.finished).total_seconds() < RECONCILE_RETRY_SECONDS):
         return None
-    running = camera.container_id and camera.state.get("Status") in ("running", "restarting", "paused")
+    running = camera.container_id and camera.state.get("Status") in RUNNING_STATUSES
     if camera.desired_state == DesiredState.RUNNING and not running:
         return "start"
     if camera.desired_state == DesiredState.STOPPED and running:
@@ -463,8 +470,8 @@ def reconcile_host(host: EdgeHost, cameras=None) -> list[Operation]:
                 if action == "start":
                     _dispatch_ensure_running(camera, op)
                 else:
-                    _send("edge.stop", host, op, camera_name=camera.name)
-        except Conflict:
+                    _send(messages.Stop(operation_id=str(op.id), camera_name=camera.name), host)
+        except Busy:
             continue  # a user's operation got there first
         logger.info("reconcile: %s camera %s on %s (operation %s)", action, camera.name, host.name, op.id,
                     extra={"camera": camera.name, "host": host.name, "operation": op.id})
@@ -478,7 +485,7 @@ def reconcile_host(host: EdgeHost, cameras=None) -> list[Operation]:
         with transaction.atomic():
             op = Operation.objects.create(kind=OperationKind.RECONCILE, host=host, camera_name=stray,
                                           progress={"action": "remove stray"})
-            _send("edge.remove", host, op, camera_name=stray)
+            _send(messages.Remove(operation_id=str(op.id), camera_name=stray), host)
         logger.info("reconcile: removing stray camera process %s on %s (operation %s)", stray, host.name, op.id,
                     extra={"camera": stray, "host": host.name, "operation": op.id})
         corrections.append(op)
@@ -582,9 +589,9 @@ def move_camera(camera: Camera, host_name: str) -> Camera:
         op.host = target
         op.progress = {"phase": "removing", "from": source.name, "to": target.name}
         op.save(update_fields=["host", "progress"])
-        camera.status = "pending"
+        camera.status = CameraStatus.PENDING
         camera.save(update_fields=["last_operation", "status", "modified"])
-        _send("edge.remove", source, op, camera_name=camera.name)
+        _send(messages.Remove(operation_id=str(op.id), camera_name=camera.name), source)
     logger.info("camera %s: move from %s to %s queued (operation %s)", camera.name, source.name, target.name, op.id,
                 extra={"camera": camera.name, "host": target.name, "operation": op.id})
     return camera
@@ -597,7 +604,7 @@ def _continue_move(op: Operation, now) -> None:
     camera.container_id = ""
     camera.state = {}
     camera.stream = None
-    camera.status = "pending"
+    camera.status = CameraStatus.PENDING
     camera.observed_at = None
     camera.save(update_fields=["host", "container_id", "state", "stream", "status", "observed_at", "modified"])
     op.progress = {**op.progress, "phase": "starting"}
@@ -611,7 +618,13 @@ def _continue_move(op: Operation, now) -> None:
 
 def pull_image(repository: str, version: str, host_name: str | None = None) -> list[Operation]:
     """One pull operation per target host: the named one, or every online host."""
-    targets = [selectors.host_by_name(host_name)] if host_name else list(selectors.online_hosts())
+    if host_name:
+        host = selectors.host_by_name(host_name)
+        if host is None:
+            raise NotFound(f"No edge host named {host_name!r}.")
+        targets = [host]
+    else:
+        targets = list(selectors.online_hosts())
     if not targets:
         raise Unavailable("No edge host is online to pull the image.")
     ops = []
@@ -619,7 +632,7 @@ def pull_image(repository: str, version: str, host_name: str | None = None) -> l
         for host in targets:
             op = Operation.objects.create(kind=OperationKind.PULL, host=host, camera_name="",
                                           progress={"image": f"{repository}:{version}"})
-            _send("edge.pull_image", host, op, repository=repository, tag=version)
+            _send(messages.PullImage(operation_id=str(op.id), repository=repository, tag=version), host)
             ops.append(op)
     return ops
 
@@ -716,7 +729,8 @@ def _dispatch_upgrade(camera: Camera, op: Operation, image: str) -> None:
     if not camera.host.public_key:
         raise Unavailable(f"Edge host {camera.host.name} has not reported its key yet; try again shortly.")
     spec = {**_camera_spec(camera), "image": image}
-    _send("edge.upgrade", camera.host, op, camera_name=camera.name, spec=sealing.seal(camera.host.public_key, spec))
+    _send(messages.Upgrade(operation_id=str(op.id), camera_name=camera.name,
+                           spec=sealing.seal(camera.host.public_key, spec)), camera.host)
 
 
 def upgrade_camera(camera: Camera, newer_version: str | None = None, image_tag: str | None = None) -> Camera:
@@ -725,8 +739,6 @@ def upgrade_camera(camera: Camera, newer_version: str | None = None, image_tag: 
     ``newer_version``: a tag of the camera's repository (of ``image_tag``'s, when given) present on
     the camera's host; without it, the highest local version, which must be newer than the current
     one. The record's ``image_tag`` changes only when the edge reports success."""
-    from settings_app.versions import highest_version, is_newer, local_tags, sort_tags, split_image
-
     host = camera.host
     if host.runtime == "local":
         raise Conflict(f"Camera {camera.name} runs on edge host {host.name} as a local process, which has no "
@@ -738,9 +750,9 @@ def upgrade_camera(camera: Camera, newer_version: str | None = None, image_tag: 
     listed = ", ".join(versions) if versions else "none"
     if newer_version:
         if newer_version not in local_tags(host.images or [], repository):
-            raise Conflict(f"Image {repository}:{newer_version} is not on edge host {host.name}; versions there: "
-                           f"{listed}. Pull it first (GET /api/v1/dockerpull?tag={repository}&version={newer_version}).",
-                           extra={"versions": versions, "host": host.name})
+            raise ImageNotOnHost(f"Image {repository}:{newer_version} is not on edge host {host.name}; versions there: "
+                                 f"{listed}. Pull it first.", repository, newer_version,
+                                 extra={"versions": versions, "host": host.name})
         version = newer_version
     else:
         version = highest_version(versions)

@@ -1,6 +1,7 @@
 """Control tasks: consumed on the control plane from the ``control`` queue.
 
-Edge workers send these to report; each one loads and calls a service. Idempotent: a redelivered
+Edge workers send these to report; each one loads and calls a service. Names and keyword
+arguments are those of the messages in ``edgeproxy.contracts.tasks``. Idempotent: a redelivered
 result of a finished operation changes nothing.
 
 No report is dropped because the database is busy or away (SQLite's write lock held too long,
@@ -14,6 +15,7 @@ import random
 from celery import Task, shared_task
 from django.db import InterfaceError, InternalError, OperationalError
 
+from edgeproxy.contracts import tasks as messages
 from processes import services
 
 logger = logging.getLogger("edgeproxy.processes")
@@ -75,60 +77,60 @@ class PeriodicTask(Task):
             return None
 
 
-@shared_task(name="processes.operation_started", base=ReportTask)
+@shared_task(name=messages.OperationStarted.task, base=ReportTask)
 def operation_started(operation_id: str) -> None:
     services.record_operation_started(operation_id)
 
 
-@shared_task(name="processes.operation_finished", base=ReportTask)
+@shared_task(name=messages.OperationFinished.task, base=ReportTask)
 def operation_finished(operation_id: str, ok: bool, error: str = "", observed: dict | None = None,
                        stream: dict | None = None, removed: bool = False, result: dict | None = None) -> None:
     services.record_operation_result(operation_id, ok, error, observed, stream, removed, result)
 
 
-@shared_task(name="processes.host_heartbeat", base=ReplaceableReportTask)
+@shared_task(name=messages.HostHeartbeat.task, base=ReplaceableReportTask)
 def host_heartbeat(host: str, report: dict) -> None:
     services.record_heartbeat(host, report)
 
 
-@shared_task(name="processes.host_alive", base=ReplaceableReportTask)
+@shared_task(name=messages.HostAlive.task, base=ReplaceableReportTask)
 def host_alive(host: str) -> None:
     services.record_host_alive(host)
 
 
-@shared_task(name="processes.host_started", base=ReportTask)
+@shared_task(name=messages.HostStarted.task, base=ReportTask)
 def host_started(host: str, report: dict) -> None:
     edge_host = services.record_heartbeat(host, report)
     services.host_restarted(edge_host)
 
 
-@shared_task(name="processes.operation_progress", base=ReplaceableReportTask)
+@shared_task(name=messages.OperationProgress.task, base=ReplaceableReportTask)
 def operation_progress(operation_id: str, progress: dict) -> None:
     services.record_operation_progress(operation_id, progress)
 
 
-@shared_task(name="processes.record_annotation", base=ReportTask)
+@shared_task(name=messages.RecordAnnotation.task, base=ReportTask)
 def record_annotation(host: str = "", **fields) -> None:
     services.record_annotation(fields, host)
 
 
-@shared_task(name="processes.reconcile_fleet", base=PeriodicTask)
+@shared_task(name=messages.ReconcileFleet.task, base=PeriodicTask)
 def reconcile_fleet() -> None:
     services.reconcile_fleet()
 
 
-@shared_task(name="processes.expire_operations", base=PeriodicTask)
+@shared_task(name=messages.ExpireOperations.task, base=PeriodicTask)
 def expire_operations() -> None:
     services.expire_operations()
 
 
-@shared_task(name="processes.pull_finished", base=ReportTask)
+@shared_task(name=messages.PullFinished.task, base=ReportTask)
 def pull_finished(operation_id: str, ok: bool, error: str = "", result: dict | None = None,
                   progress: dict | None = None, images: list | None = None) -> None:
     services.record_pull_result(operation_id, ok, error, result, progress, images)
 
 
-@shared_task(name="processes.upgrade_finished", base=ReportTask)
+@shared_task(name=messages.UpgradeFinished.task, base=ReportTask)
 def upgrade_finished(operation_id: str, ok: bool, error: str = "", observed: dict | None = None,
                      stream: dict | None = None, result: dict | None = None, progress: dict | None = None) -> None:
     services.record_upgrade_result(operation_id, ok, error, observed, stream, result, progress)

@@ -1,6 +1,7 @@
 from django import forms
 from django.contrib import admin
 
+from edgeproxy.contracts.names import IMAGE_RULE
 from settings_app import services
 from settings_app.models import EdgeSettings
 
@@ -17,8 +18,6 @@ class EdgeSettingsForm(forms.ModelForm):
                   "registry_url")
 
     def clean_camera_image(self):
-        from processes.api import IMAGE_RULE
-
         value = self.cleaned_data.get("camera_image", "")
         if value and not IMAGE_RULE.fullmatch(value):
             raise forms.ValidationError("Must be an image reference repository:version.")

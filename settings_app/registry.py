@@ -11,7 +11,7 @@ credentials are ever sent or stored.
 A registry must not steer the control plane to other servers: a token realm is followed only on
 the registry's own host (or one of ``EDGEPROXY_REGISTRY_AUTH_HOSTS``; Docker Hub's token service
 for Docker Hub), and no redirect is ever followed. Only callers that may change things cause these
-requests (see ``settings_app.api.LocalImages``).
+requests (see ``processes.image_api.LocalImages``).
 """
 
 from __future__ import annotations
@@ -38,12 +38,6 @@ def split_registry(repository: str) -> tuple[str | None, str]:
     if sep and ("." in first or ":" in first or first == "localhost"):
         return first.lower(), rest
     return None, repository
-
-
-def configured_registry() -> str:
-    from settings_app.selectors import edge_settings
-
-    return (edge_settings().registry_url or settings.EDGEPROXY_REGISTRY_URL or "").strip().rstrip("/")
 
 
 def check_registry_url(value: str) -> str | None:
@@ -101,9 +95,10 @@ def _anonymous_token(session: requests.Session, challenge: str, path: str, timeo
     return body.get("token") or body.get("access_token") or None
 
 
-def remote_tags(repository: str, base_url: str | None = None, timeout: float | None = None) -> list[str] | None:
-    """Every tag of ``repository`` in the registry, or None when no registry answered."""
-    base = (configured_registry() if base_url is None else base_url).strip().rstrip("/")
+def remote_tags(repository: str, base_url: str, timeout: float | None = None) -> list[str] | None:
+    """Every tag of ``repository`` in the registry at ``base_url`` (``settings_app.selectors.configured_registry``),
+    or None when no registry answered."""
+    base = base_url.strip().rstrip("/")
     if not base or check_registry_url(base):
         return None
     timeout = settings.EDGEPROXY_REGISTRY_TIMEOUT if timeout is None else timeout

@@ -4,8 +4,9 @@ from datetime import datetime
 
 from django.conf import settings
 
-from processes.models import EdgeHost
+from edgeproxy.contracts.times import ms
 from settings_app.models import EdgeSettings
+from settings_app.registry import remote_tags
 from settings_app.versions import highest_version, is_newer, sort_tags, split_image
 
 
@@ -17,9 +18,12 @@ def default_camera_image() -> str:
     return edge_settings().camera_image or settings.EDGEPROXY_CAMERA_IMAGE
 
 
-def settings_payload(current: EdgeSettings | None = None) -> dict:
-    from processes.selectors import ms
+def configured_registry() -> str:
+    """The registry asked for newer versions: the fleet settings', else EDGEPROXY_REGISTRY_URL ("" for none)."""
+    return (edge_settings().registry_url or settings.EDGEPROXY_REGISTRY_URL or "").strip().rstrip("/")
 
+
+def settings_payload(current: EdgeSettings | None = None) -> dict:
     current = current or edge_settings()
     body = {
         "name": current.name,
@@ -48,8 +52,8 @@ def _has_upgrade(current: str | None, remote_best: str | None, remote: list[str]
     return remote_best is not None and (current is None or is_newer(remote_best, current))
 
 
-def image_upgrade(host: EdgeHost, repository: str, remote: list[str] | None = None) -> dict:
-    """The original ``ImageUpgrade`` object for one host, plus its local images with sizes and dates.
+def image_upgrade(host, repository: str, remote: list[str] | None = None) -> dict:
+    """The original ``ImageUpgrade`` object for one host (an ``EdgeHost``), plus its local images with sizes and dates.
 
     ``remote``: the registry's tags of the repository, None when no registry answered."""
     entries = [img for img in host.images or [] if img.get("repository") == repository and img.get("tag")]
@@ -77,9 +81,7 @@ def image_upgrades(repository: str, hosts, ask_registry: bool = True) -> dict:
     """ImageUpgrade for the fleet (the highest local version anywhere) with one entry per host.
     The registry is asked once, briefly; when it does not answer (or is not asked: a read-only
     caller) the remote side is null."""
-    from settings_app.registry import configured_registry, remote_tags
-
-    remote = remote_tags(repository) if ask_registry else None
+    remote = remote_tags(repository, configured_registry()) if ask_registry else None
     per_host = [image_upgrade(h, repository, remote) for h in hosts]
     best = highest_version(v["current_version"] for v in per_host if v["current_version"])
     remote_best = highest_version(remote) if remote is not None else None

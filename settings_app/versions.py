@@ -1,28 +1,12 @@
 """Image tags and versions: ``0.0.10`` is newer than ``0.0.9``; ``latest`` is never newer."""
 
-import re
-
 from packaging.version import InvalidVersion, Version
 
-# An image repository as Docker accepts it, optionally with its registry host[:port]
-# (``127.0.0.1:5000/edgeproxy/camera``), and a tag.
-# Docker's reference grammar: no part may be empty, "." or ".." (no path segments to climb out).
-_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_DOMAIN_PART = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
-_DOMAIN = rf"{_DOMAIN_PART}(?:\.{_DOMAIN_PART})*(?::[0-9]{{1,5}})?"
-REPOSITORY_RULE = re.compile(rf"(?:{_DOMAIN}/)?{_COMPONENT}(?:/{_COMPONENT})*")
-TAG_RULE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
-# repository:tag (the tag is required: a camera runs a definite version).
-IMAGE_RULE = re.compile(rf"{REPOSITORY_RULE.pattern}:{TAG_RULE.pattern}")
+# The image reference rules are part of the contracts; imported here for the callers of this module.
+from edgeproxy.contracts.names import IMAGE_RULE, REPOSITORY_RULE, TAG_RULE, split_image
 
-
-def split_image(image: str) -> tuple[str, str]:
-    """``repo[:tag]`` -> (repo, tag); a registry port (``host:5000/repo``) is not a tag."""
-    slash = image.rfind("/")
-    colon = image.rfind(":")
-    if colon > slash:
-        return image[:colon], image[colon + 1 :]
-    return image, ""
+__all__ = ["IMAGE_RULE", "REPOSITORY_RULE", "TAG_RULE", "highest_version", "is_newer", "local_tags", "parse_version",
+           "sort_tags", "split_image"]
 
 
 def parse_version(tag: str) -> Version | None:

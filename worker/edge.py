@@ -21,8 +21,9 @@ from pathlib import Path
 import redis
 from django.conf import settings
 
-from edgeproxy.celery import CONTROL_QUEUE, host_queue
 from edgeproxy.celery import app as celery_app
+from edgeproxy.contracts import tasks as messages
+from edgeproxy.contracts.tasks import CONTROL_QUEUE, host_queue
 from worker import sealing
 from worker.camera import keys
 from worker.redaction import register_secret, url_password
@@ -42,8 +43,9 @@ def reports_failures(method):
         except Exception:
             logger.exception("operation %s failed unexpectedly", operation_id,
                              extra={"operation": operation_id, "host": self.host})
-            self._tell_control("processes.operation_finished", operation_id=operation_id, ok=False,
-                               error=f"internal error on edge host {self.host}; its log has the details")
+            self.tell_control(messages.OperationFinished(
+                operation_id=operation_id, ok=False,
+                error=f"internal error on edge host {self.host}; its log has the details"))
 
     return guarded
 
@@ -169,29 +171,32 @@ class EdgeAgent:
     def _publish(self, task: str, kwargs: dict, retry: bool = True) -> None:
         celery_app.send_task(task, kwargs=kwargs, queue=CONTROL_QUEUE, retry=retry)
 
-    def _tell_control(self, task: str, retry: bool = True, **kwargs) -> None:
+    def tell_control(self, message: messages.ControlMessage, retry: bool = True) -> None:
         """Report to the control plane; a report the broker does not take now is kept and sent
         later (heartbeats, ``retry=False``, are not: the next beat replaces them)."""
         if retry:
-            self.outbox.send(task, kwargs)
+            self.outbox.send(message.task, message.kwargs())
         else:
-            self._publish(task, kwargs, retry=False)
+            self._publish(message.task, message.kwargs(), retry=False)
+
+    def _tell_control(self, task: str, retry: bool = True, **kwargs) -> None:
+        """``tell_control`` by task name; the arguments are checked against the task's message."""
+        self.tell_control(messages.control_message(task, **kwargs), retry=retry)
 
     def _started(self, operation_id: str) -> None:
-        self._tell_control("processes.operation_started", operation_id=operation_id)
+        self.tell_control(messages.OperationStarted(operation_id=operation_id))
 
     def _finished(self, operation_id: str, ok: bool, error: str = "", observed: Observed | None = None,
                   removed: bool = False) -> None:
         stream = self._stream_status([observed.name]).get(observed.name) if observed else None
-        self._tell_control(
-            "processes.operation_finished",
+        self.tell_control(messages.OperationFinished(
             operation_id=operation_id,
             ok=ok,
             error=error,
             observed=observed.as_dict() if observed else None,
             stream=stream,
             removed=removed,
-        )
+        ))
 
     # --- operations --------------------------------------------------------------------------
 
@@ -262,14 +267,14 @@ class EdgeAgent:
             # At most four progress messages a second, and one whenever a layer completes.
             if now - last_sent >= 0.25 or state["layers_done"] != last_layers:
                 last_sent, last_layers = now, state["layers_done"]
-                self._tell_control("processes.operation_progress", operation_id=operation_id, progress=state)
+                self.tell_control(messages.OperationProgress(operation_id=operation_id, progress=state))
 
         try:
             final, log = self.runtime.pull(repository, tag, progress)
         except RuntimeError_ as exc:
             logger.warning("pull %s:%s failed: %s", repository, tag, exc,
                            extra={"host": self.host, "operation": operation_id})
-            self._tell_control("processes.pull_finished", operation_id=operation_id, ok=False, error=str(exc))
+            self.tell_control(messages.PullFinished(operation_id=operation_id, ok=False, error=str(exc)))
             return
         # The final progress and the new inventory travel with the result: once the operation
         # shows "succeeded", both are there.
@@ -277,8 +282,8 @@ class EdgeAgent:
             images = self.runtime.images()
         except RuntimeError_:
             images = None  # the next heartbeat brings it
-        self._tell_control("processes.pull_finished", operation_id=operation_id, ok=True, result={"response": log},
-                           progress=final, images=images)
+        self.tell_control(messages.PullFinished(operation_id=operation_id, ok=True, result={"response": log},
+                                                progress=final, images=images))
 
     def spec_from(self, raw: dict) -> CameraSpec:
         """The runtime's spec from an unsealed control-plane spec; its password is masked in logs."""
@@ -368,8 +373,8 @@ class EdgeAgent:
     def heartbeat(self, first: bool = False) -> None:
         # No retry: a beat that cannot be sent is simply the next one's job, and the loop must
         # never wait on a broker that is away.
-        self._tell_control("processes.host_started" if first else "processes.host_heartbeat", retry=False,
-                           host=self.host, report=self.report())
+        beat = messages.HostStarted if first else messages.HostHeartbeat
+        self.tell_control(beat(host=self.host, report=self.report()), retry=False)
 
     def _beat_forever(self) -> None:
         first = True
@@ -395,7 +400,7 @@ class EdgeAgent:
             if since is None or time.monotonic() - since < interval:
                 continue
             try:
-                self._tell_control("processes.host_alive", retry=False, host=self.host)
+                self.tell_control(messages.HostAlive(host=self.host), retry=False)
             except Exception as exc:  # noqa: BLE001 - the next one, or the next full beat, is as good
                 logger.warning("liveness beat failed: %s", exc)
 

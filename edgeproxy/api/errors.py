@@ -1,7 +1,9 @@
 """The one error shape of the API: ``{"code": <status>, "message": "...", "errors": {...}}``.
 
-Services raise ``ApiError`` subclasses; DRF's own exceptions and anything unexpected are mapped
-here, so no request ever answers a bare 500 or leaks a traceback, Docker's or Python's raw text.
+Services raise domain errors (``edgeproxy.contracts.errors``), which know no HTTP; this module is
+where each becomes a status code (``STATUS_CODES``). DRF's own exceptions and anything unexpected
+are mapped here too, so no request ever answers a bare 500 or leaks a traceback, Docker's or
+Python's raw text. Views raise the same domain errors (re-exported here for them).
 """
 
 import logging
@@ -11,42 +13,53 @@ from django.db import DatabaseError
 from django.http import Http404, JsonResponse
 from kombu.exceptions import OperationalError as BrokerError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from rest_framework import exceptions, status
+from rest_framework import exceptions
 from rest_framework.response import Response
+
+from edgeproxy.contracts.errors import (
+    Busy,
+    Conflict,
+    DomainError,
+    ImageNotOnHost,
+    Invalid,
+    NotFound,
+    NotSupported,
+    TimedOut,
+    Unavailable,
+)
+from edgeproxy.policy import BROKER_DOWN_MESSAGE, DATABASE_DOWN_MESSAGE
+
+__all__ = ["Busy", "Conflict", "DomainError", "Invalid", "NotFound", "NotSupported", "TimedOut", "Unavailable",
+           "STATUS_CODES", "error_body", "exception_handler", "status_code_of"]
 
 logger = logging.getLogger("edgeproxy.api")
 
+# Each domain error's HTTP status (the most specific class first wins: subclasses map like their base).
+STATUS_CODES: dict[type[DomainError], int] = {
+    Invalid: 400,
+    NotFound: 404,
+    Conflict: 409,
+    NotSupported: 501,
+    Unavailable: 503,
+    TimedOut: 504,
+}
 
-class ApiError(Exception):
-    status_code = status.HTTP_400_BAD_REQUEST
-
-    def __init__(self, message: str, errors: dict | None = None, status_code: int | None = None, extra: dict | None = None):
-        super().__init__(message)
-        self.message = message
-        self.errors = errors
-        self.extra = extra or {}
-        if status_code is not None:
-            self.status_code = status_code
-
-
-class Invalid(ApiError):
-    status_code = 400
+READ_ONLY_MESSAGE = "This token may only read, not change anything."
 
 
-class NotFound(ApiError):
-    status_code = 404
+def status_code_of(exc: DomainError) -> int:
+    for cls in type(exc).__mro__:
+        if cls in STATUS_CODES:
+            return STATUS_CODES[cls]
+    return 400
 
 
-class Conflict(ApiError):
-    status_code = 409
-
-
-class Unavailable(ApiError):
-    status_code = 503
-
-
-class NotImplementedYet(ApiError):
-    status_code = 501
+def api_message(exc: DomainError) -> str:
+    """The sentence the API answers: the domain message, plus the API route that helps, if any."""
+    if isinstance(exc, ImageNotOnHost):
+        return (f"{exc.message.removesuffix('.')} (GET /api/v1/dockerpull?tag={exc.repository}"
+                f"&version={exc.version}).")
+    return exc.message
 
 
 def error_body(code: int, message: str, errors: dict | None = None, **extra) -> dict:
@@ -57,10 +70,11 @@ def error_body(code: int, message: str, errors: dict | None = None, **extra) -> 
     return body
 
 
-def _first_error_sentence(detail) -> tuple[str, dict]:
+def first_error_sentence(detail) -> tuple[str, dict]:
     """Turn DRF validation detail into (one sentence naming the field, {field: [messages]})."""
     if isinstance(detail, dict):
-        errors = {field: [str(m) for m in (msgs if isinstance(msgs, list) else [msgs])] for field, msgs in detail.items()}
+        errors = {field: [str(m) for m in (msgs if isinstance(msgs, list) else [msgs])]
+                  for field, msgs in detail.items()}
         field, messages = next(iter(errors.items()))
         if field == "non_field_errors":
             return messages[0], errors
@@ -71,10 +85,11 @@ def _first_error_sentence(detail) -> tuple[str, dict]:
 
 
 def exception_handler(exc, context):
-    if isinstance(exc, ApiError):
-        return Response(error_body(exc.status_code, exc.message, exc.errors, **exc.extra), status=exc.status_code)
+    if isinstance(exc, DomainError):
+        code = status_code_of(exc)
+        return Response(error_body(code, api_message(exc), exc.errors, **exc.extra), status=code)
     if isinstance(exc, exceptions.ValidationError):
-        message, errors = _first_error_sentence(exc.detail)
+        message, errors = first_error_sentence(exc.detail)
         return Response(error_body(400, message, errors), status=400)
     if isinstance(exc, exceptions.ParseError):
         return Response(error_body(400, "The request body is not valid JSON."), status=400)
@@ -87,7 +102,7 @@ def exception_handler(exc, context):
         response["WWW-Authenticate"] = "Token"
         return response
     if isinstance(exc, exceptions.PermissionDenied | DjangoPermissionDenied):
-        return Response(error_body(403, "This token may only read, not change anything."), status=403)
+        return Response(error_body(403, READ_ONLY_MESSAGE), status=403)
     if isinstance(exc, Http404 | exceptions.NotFound):
         return Response(error_body(404, "Not found."), status=404)
     if isinstance(exc, exceptions.MethodNotAllowed):
@@ -96,11 +111,12 @@ def exception_handler(exc, context):
         return Response(error_body(exc.status_code, str(exc.detail)), status=exc.status_code)
     if isinstance(exc, BrokerError | RedisConnectionError):
         logger.warning("broker unreachable: %s", exc)
-        return Response(error_body(503, "The message broker (Redis) is unreachable; nothing was changed. Try again."), status=503)
+        return Response(error_body(503, BROKER_DOWN_MESSAGE), status=503)
     if isinstance(exc, DatabaseError):
         logger.warning("database error: %s", exc)
-        return Response(error_body(503, "The database is unreachable or busy; try again."), status=503)
-    logger.exception("unexpected error in %s", context.get("view").__class__.__name__ if context.get("view") else "view")
+        return Response(error_body(503, DATABASE_DOWN_MESSAGE), status=503)
+    view = context.get("view")
+    logger.exception("unexpected error in %s", view.__class__.__name__ if view else "view")
     return Response(error_body(500, "Internal error; the server log has the details."), status=500)
 
 

@@ -26,6 +26,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from edgeproxy.api.errors import error_body
+from edgeproxy.contracts.statuses import NOT_STREAMING_STATUSES, DesiredState, host_is_online, shown_status
 
 logger = logging.getLogger("edgeproxy.metrics")
 
@@ -97,7 +98,7 @@ class FleetCollector:
         now = time.time()
         cutoff = EdgeHost.online_cutoff()
         hosts = list(EdgeHost.objects.values_list("id", "name", "last_heartbeat"))
-        online = {hid: bool(beat and beat >= cutoff) for hid, _, beat in hosts}
+        online = {hid: host_is_online(beat, cutoff) for hid, _, beat in hosts}
         names = {hid: name for hid, name, _ in hosts}
 
         host_online = GaugeMetricFamily("edgeproxy_host_online", "1 when the edge host beat recently", labels=["host"])
@@ -138,13 +139,13 @@ class FleetCollector:
             host = names.get(host_id, "")
             labels = [name, host]
             per_host[host_id] = per_host.get(host_id, 0) + 1
-            shown = stored_status if online.get(host_id) or stored_status == "pending" else "offline"
+            shown = shown_status(stored_status, online.get(host_id, False))
             status.add_metric([name, host, shown], 1)
-            desired.add_metric(labels, 1 if desired_state == "running" else 0)
+            desired.add_metric(labels, 1 if desired_state == DesiredState.RUNNING else 0)
             if observed_at is not None:
                 observed_age.add_metric(labels, max(0.0, now - observed_at.timestamp()))
             stream = stream if isinstance(stream, dict) else {}
-            live = shown not in ("offline", "stopped", "exited", "dead", "removing") and stream.get("state") == "streaming"
+            live = shown not in NOT_STREAMING_STATUSES and stream.get("state") == "streaming"
             streaming.add_metric(labels, 1 if live else 0)
             if stream:
                 fps.add_metric(labels, float(stream.get("fps") or 0) if live else 0.0)

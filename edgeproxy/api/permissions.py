@@ -3,7 +3,9 @@
 from django.conf import settings
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 
-READ_ONLY_GROUP = "read-only"
+from edgeproxy.policy import READ_ONLY_GROUP, user_may_change
+
+__all__ = ["READ_ONLY_GROUP", "ApiAccess", "may_change"]
 
 
 class ApiAccess(BasePermission):
@@ -28,7 +30,4 @@ def may_change(request) -> bool:
     """May this caller change things (and cause outbound requests, such as asking a registry)?"""
     if not settings.EDGEPROXY_AUTH:
         return True
-    user = request.user
-    if user is None or not user.is_authenticated:
-        return False
-    return not user.groups.filter(name=READ_ONLY_GROUP).exists()
+    return user_may_change(request.user)

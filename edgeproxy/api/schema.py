@@ -25,8 +25,16 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, PolymorphicProxySerializer
 from rest_framework import serializers
 
-from processes.models import DesiredState, OperationKind, OperationState
+from edgeproxy.contracts.names import CAMERA_NAME_RULE, IMAGE_RULE, REGISTRY_URL_RULE, TAG_RULE
+from edgeproxy.contracts.statuses import CameraStatus, DesiredState, OperationKind, OperationState
 from worker.camera.keys import STATES as STREAM_STATES
+
+
+
+def _choices(names) -> list[tuple[str, str]]:
+    """A contract enum as choices, labelled like Django's model choices (the same enums in the schema)."""
+    return [(member.value, member.name.replace("_", " ").title()) for member in names]
+
 
 # --- errors ----------------------------------------------------------------------------------
 
@@ -119,8 +127,8 @@ class StreamStatusSerializer(serializers.Serializer):
 
 class OperationSerializer(serializers.Serializer):
     id = serializers.UUIDField(help_text="also the Celery task id: GET /api/v1/tasks/{id}")
-    kind = serializers.ChoiceField(choices=OperationKind.choices)
-    state = serializers.ChoiceField(choices=OperationState.choices)
+    kind = serializers.ChoiceField(choices=_choices(OperationKind))
+    state = serializers.ChoiceField(choices=_choices(OperationState))
     error = serializers.CharField(allow_null=True)
     created = serializers.IntegerField(help_text="ms since epoch")
     finished = serializers.IntegerField(allow_null=True, help_text="ms since epoch")
@@ -129,8 +137,7 @@ class OperationSerializer(serializers.Serializer):
         ref_name = "Operation"
 
 
-PROCESS_STATUSES = ("created", "running", "restarting", "paused", "exited", "dead", "removing",
-                    "pending", "stopped", "error", "offline")
+PROCESS_STATUSES = tuple(s.value for s in CameraStatus)
 
 
 class StreamProcessSerializer(serializers.Serializer):
@@ -148,7 +155,7 @@ class StreamProcessSerializer(serializers.Serializer):
     upgrade_available = serializers.BooleanField()
     newer_version = serializers.CharField(required=False)
     host = serializers.CharField(help_text="the edge host that runs it")
-    desired_state = serializers.ChoiceField(choices=DesiredState.choices)
+    desired_state = serializers.ChoiceField(choices=_choices(DesiredState))
     operation = OperationSerializer(allow_null=True, help_text="the last operation")
     stream = StreamStatusSerializer(allow_null=True, help_text="live facts from the camera process")
 
@@ -379,9 +386,8 @@ class AutoSchema(openapi.AutoSchema):
     """drf-spectacular's AutoSchema plus the errors every route can answer (see the module doc)."""
 
     def _is_operation_view(self) -> bool:
-        from processes.api import OperationView
-
-        return isinstance(self.view, OperationView)
+        # Views say so themselves (processes.api.OperationView): this module imports no view.
+        return bool(getattr(self.view, "queues_operation", False))
 
     def get_override_parameters(self):
         parameters = list(super().get_override_parameters())
@@ -449,16 +455,12 @@ _URL_REST = r"(?:[^\s@/?#:\u0000-\u001f\u007f]+(?::[^\s@/?#\u0000-\u001f\u007f]*
 def document_rules(result, generator, request, public):
     """Postprocessing hook: the validation rules of request fields that serializers cannot express
     (camera names, RTSP URLs), so clients and fuzzers see them."""
-    from processes.api import IMAGE_RULE, NAME_RULE
-    from settings_app.api import REGISTRY_URL_RULE
-    from settings_app.versions import TAG_RULE
-
     schemas = result.get("components", {}).get("schemas", {})
     for component in schemas.values():
         properties = component.get("properties") or {}
         if component is schemas.get("ConnectRequest") or component is schemas.get("NameRequest"):
             if "name" in properties:
-                properties["name"].setdefault("pattern", f"^{NAME_RULE.pattern}$")
+                properties["name"].setdefault("pattern", f"^{CAMERA_NAME_RULE.pattern}$")
         if component is schemas.get("ConnectRequest"):  # schemes in any case (see processes.api._check_url)
             if "rtsp_endpoint" in properties:
                 properties["rtsp_endpoint"].update({"pattern": f"^[Rr][Tt][Ss][Pp][Ss]?://{_URL_REST}$",

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from django.conf import settings
 from django.utils import timezone
 
+from edgeproxy.contracts.statuses import BAD_STATUSES, CameraStatus, DesiredState
 from processes import selectors
 from processes.models import ACTIVE_STATES, Camera, EdgeHost, Operation, OperationState
 from settings_app import selectors as settings_selectors
@@ -18,8 +19,8 @@ from settings_app.versions import is_newer, local_tags, parse_version, sort_tags
 
 # How a status looks: ok (green), warn (amber), bad (red), idle (grey).
 STREAM_PROBLEMS = ("reconnecting", "error")
-BAD_STATUSES = ("error", "dead", "offline")
-BUSY_STATUSES = ("pending", "created", "restarting", "removing", "paused")
+BUSY_STATUSES = (CameraStatus.PENDING, CameraStatus.CREATED, CameraStatus.RESTARTING, CameraStatus.REMOVING,
+                 CameraStatus.PAUSED)
 LOG_LINES = 60
 FAILED_OPERATION_WINDOW = timedelta(hours=1)
 
@@ -28,13 +29,13 @@ def camera_tone(status: str, desired_state: str, stream: dict | None) -> str:
     stream_state = (stream or {}).get("state")
     if status in BAD_STATUSES:
         return "bad"
-    if status == "stopped":
+    if status == CameraStatus.STOPPED:
         return "idle"
-    if status == "exited":
-        return "idle" if desired_state == "stopped" else "bad"
+    if status == CameraStatus.EXITED:
+        return "idle" if desired_state == DesiredState.STOPPED else "bad"
     if status in BUSY_STATUSES:
         return "warn"
-    if status == "running":
+    if status == CameraStatus.RUNNING:
         if stream_state == "streaming":
             return "ok"
         if stream_state in STREAM_PROBLEMS:
@@ -44,7 +45,8 @@ def camera_tone(status: str, desired_state: str, stream: dict | None) -> str:
 
 
 def operation_tone(state: str) -> str:
-    return {"succeeded": "ok", "failed": "bad", "running": "warn", "pending": "warn"}.get(state, "idle")
+    return {OperationState.SUCCEEDED: "ok", OperationState.FAILED: "bad", OperationState.RUNNING: "warn",
+            OperationState.PENDING: "warn"}.get(state, "idle")
 
 
 def _ms_to_datetime(value):
@@ -122,7 +124,7 @@ def _host_row(host: EdgeHost, camera_count: int) -> dict:
 
 def _camera_card(camera: Camera, online: bool, upgrades: selectors.UpgradeIndex) -> dict:
     status = selectors.camera_status(camera, online)
-    stream = camera.stream if status != "offline" else None
+    stream = camera.stream if status != CameraStatus.OFFLINE else None
     op = camera.last_operation
     return {
         "name": camera.name,
@@ -153,7 +155,7 @@ def fleet() -> dict:
                              + (f" ({host['cameras']} cameras)" if host["cameras"] else "")})
     for card in cards:
         stream_state = (card["stream"] or {}).get("state")
-        if card["status"] in ("offline",):
+        if card["status"] == CameraStatus.OFFLINE:
             continue  # said once, by its host
         if card["tone"] == "bad" or stream_state in STREAM_PROBLEMS:
             detail = card["status"]
@@ -214,17 +216,17 @@ def snapshot_unavailable(camera: Camera) -> str | None:
     """Why the camera can have no frame now, as far as the database knows (then the frame server
     is not asked: pages ask every second, for every camera on screen); None: ask it."""
     status = selectors.camera_status(camera, camera.host.is_online)
-    if status == "offline":
+    if status == CameraStatus.OFFLINE:
         return f"Edge host {camera.host.name} is offline."
-    if status == "stopped" or (status == "exited" and camera.desired_state == "stopped"):
+    if status == CameraStatus.STOPPED or (status == CameraStatus.EXITED and camera.desired_state == DesiredState.STOPPED):
         return f"Camera {camera.name} is stopped."
-    if status in ("pending", "removing"):
+    if status in (CameraStatus.PENDING, CameraStatus.REMOVING):
         return f"Camera {camera.name} is {status}…"
     stream = camera.stream or {}
-    if status == "running" and stream.get("state") in STREAM_PROBLEMS:
+    if status == CameraStatus.RUNNING and stream.get("state") in STREAM_PROBLEMS:
         reason = f"The camera's stream is {stream['state']}"
         return reason + (f": {stream['last_error']}" if stream.get("last_error") else ".")
-    if status != "running":
+    if status != CameraStatus.RUNNING:
         return f"Camera {camera.name} is {status}; no frame is available."
     return None
 

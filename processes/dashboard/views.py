@@ -1,8 +1,9 @@
 """The dashboard: server-rendered pages behind the Django session login (thin views).
 
 Reads go through ``processes.dashboard.selectors``, writes through ``processes.services``. A
-service's ``ApiError`` becomes a message on the page, never an error page. Pages that change
-while one looks at them (hosts, cameras, operations) are re-rendered as fragments
+service's domain error (``edgeproxy.contracts.errors``) becomes a message on the page, never an
+error page; who may change things and how an outage is told are ``edgeproxy.policy``'s, as for the
+API. Pages that change while one looks at them (hosts, cameras, operations) are re-rendered as fragments
 (``?partial=<name>``) that ``dashboard.js`` swaps in every couple of seconds.
 """
 
@@ -11,21 +12,19 @@ import logging
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
-from django.db import DatabaseError
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
-from kombu.exceptions import OperationalError as BrokerError
-from redis.exceptions import ConnectionError as RedisConnectionError
 
-from edgeproxy.api.errors import ApiError
-from edgeproxy.api.permissions import READ_ONLY_GROUP
+from edgeproxy.api.errors import first_error_sentence, status_code_of
+from edgeproxy.contracts.errors import DomainError
+from edgeproxy.contracts.names import CAMERA_NAME_HELP, IMAGE_HELP, IMAGE_RULE, split_image
+from edgeproxy.policy import outage_message, user_may_change
 from processes import selectors as process_selectors
 from processes import services
-from processes.api import IMAGE_RULE, ConnectSerializer
+from processes.api import ConnectSerializer
 from processes.dashboard import selectors
-from settings_app.versions import split_image
 
 logger = logging.getLogger("edgeproxy.dashboard")
 
@@ -53,8 +52,7 @@ def _page(request, template: str, context: dict, partials: dict[str, str] | None
 
 
 def _may_change(request) -> bool:
-    user = request.user
-    return user.is_authenticated and not user.groups.filter(name=READ_ONLY_GROUP).exists()
+    return user_may_change(request.user)
 
 
 def _run(request, what: str, action, errors: dict | None = None) -> bool:
@@ -65,18 +63,17 @@ def _run(request, what: str, action, errors: dict | None = None) -> bool:
         return False
     try:
         action()
-    except ApiError as exc:
+    except DomainError as exc:
         messages.error(request, exc.message)
         if errors is not None and exc.errors:
             errors.update({field: [str(m) for m in msgs] for field, msgs in exc.errors.items()})
         return False
-    except (BrokerError, RedisConnectionError) as exc:
-        logger.warning("dashboard %s: broker unreachable: %s", what, exc)
-        messages.error(request, "The message broker (Redis) is unreachable; nothing was changed. Try again.")
-        return False
-    except DatabaseError as exc:
-        logger.warning("dashboard %s: database error: %s", what, exc)
-        messages.error(request, "The database is unreachable or busy; try again.")
+    except Exception as exc:
+        outage = outage_message(exc)
+        if outage is None:
+            raise
+        logger.warning("dashboard %s: %s", what, exc)
+        messages.error(request, outage)
         return False
     return True
 
@@ -127,13 +124,12 @@ def connect(request):
                 messages.success(request, f"Camera {name} is being connected on host {created['camera'].host.name}.")
                 return redirect("dashboard:camera", name=name)
         else:
-            errors = {field: [str(m) for m in msgs] for field, msgs in serializer.errors.items()}
-            field, msgs = next(iter(errors.items()))
-            messages.error(request, msgs[0] if field == "non_field_errors" else f"{field}: {msgs[0]}")
+            sentence, errors = first_error_sentence(serializer.errors)  # the API's sentence for it
+            messages.error(request, sentence)
     elif request.method != "GET":
         return HttpResponse(status=405)
     return render(request, "dashboard/connect.html",
-                  {"values": values, "errors": errors, "hosts": hosts, "nav": "connect"},
+                  {"values": values, "errors": errors, "hosts": hosts, "nav": "connect", "name_help": CAMERA_NAME_HELP},
                   status=400 if errors else 200)
 
 
@@ -167,8 +163,8 @@ def snapshot(request, name):
     if reason is None:
         try:
             jpeg = services.camera_snapshot(camera)
-        except ApiError as exc:
-            reason, status = exc.message, exc.status_code
+        except DomainError as exc:
+            reason, status = exc.message, status_code_of(exc)
     else:
         status = 503
     if reason is not None:
@@ -220,10 +216,7 @@ def pull(request):
     image = request.POST.get("image", "").strip()
     host = request.POST.get("host", "").strip() or None
     if not IMAGE_RULE.fullmatch(image):
-        messages.error(request, "image: must be an image reference repository:version.")
-        return redirect("dashboard:settings")
-    if host and process_selectors.host_by_name(host) is None:
-        messages.error(request, f"No edge host named {host!r}.")
+        messages.error(request, f"image: must be {IMAGE_HELP}.")
         return redirect("dashboard:settings")
     repository, version = split_image(image)
     started = {}

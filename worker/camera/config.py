@@ -31,12 +31,13 @@ from __future__ import annotations
 
 import math
 import os
-import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from edgeproxy.contracts.names import EDGE_NAME_RULE
+
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
-NAME_RULE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+NAME_RULE = EDGE_NAME_RULE
 RTSP_SCHEMES = ("rtsp", "rtsps")
 RTMP_SCHEMES = ("rtmp", "rtmps")
 # What FFmpeg may open for the camera (its ``protocol_whitelist``): RTSP and RTSPS, and what they

@@ -22,7 +22,6 @@ import hashlib
 import hmac
 import itertools
 import logging
-import re
 import threading
 import time
 
@@ -31,6 +30,8 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from edgeproxy.contracts import tasks as messages
+from edgeproxy.contracts.names import EDGE_NAME_RULE
 from worker.camera import frame_format, keys, shm
 from worker.frames import convert
 from worker.frames.config import FrameServerConfig
@@ -47,14 +48,14 @@ SEQ_METADATA = "x-edgeproxy-seq"  # response (initial metadata): seq of the retu
 # when it has none). FrameClient uses it to read the ring itself on the camera's host.
 DEMAND_METADATA = "x-edgeproxy-demand-only"
 RING_METADATA = "x-edgeproxy-ring"
-ANNOTATION_TASK = "processes.record_annotation"
-ANNOTATION_QUEUE = "control"
+ANNOTATION_TASK = messages.RecordAnnotation.task
+ANNOTATION_QUEUE = messages.RecordAnnotation.queue
 ANNOTATION_WINDOW_MS = 7 * 24 * 3600 * 1000
 BUFFER_FOLLOW_S = 1.0  # how long a range ending now waits for its last packets to reach the ring
 RING_STALE_MS = 2000  # a ring whose camera wrote no heartbeat for this long belongs to a dead process
 POLL_INTERVAL_S = 0.001  # while callers wait for a frame: one tiny HGET (< 1 KiB) per poll
 # What a camera name can be (the camera program's rule): anything else is NOT_FOUND at once.
-CAMERA_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+CAMERA_NAME = EDGE_NAME_RULE
 REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
 
@@ -274,9 +275,10 @@ class AnnotationSender:
 
     def send(self, kwargs: dict) -> str:
         with self._lock:
+            message = messages.control_message(ANNOTATION_TASK, **kwargs)
             result = self._celery().send_task(
-                ANNOTATION_TASK,
-                kwargs=kwargs,
+                message.task,
+                kwargs=message.kwargs(),
                 queue=ANNOTATION_QUEUE,
                 retry=True,
                 retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5},

@@ -10,6 +10,10 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass, field
 
+# Docker ContainerState keys as the API returns them in ``state``, and Docker's "never": part of
+# the edge -> control contract (re-exported here for the runtimes).
+from edgeproxy.contracts.statuses import STATE_KEYS as STATE_KEYS
+from edgeproxy.contracts.statuses import ZERO_TIME as ZERO_TIME
 from worker.redaction import rtmp_secrets, url_password
 
 # Labels on every container we make. Never a secret in a label.
@@ -17,11 +21,6 @@ LABEL_MANAGED = "io.edgeproxy.managed"
 LABEL_CAMERA = "io.edgeproxy.camera"
 LABEL_CAMERA_ID = "io.edgeproxy.camera-id"
 LABEL_HOST = "io.edgeproxy.host"
-
-# Docker ContainerState keys, as the API returns them in ``state``.
-STATE_KEYS = ("Status", "Running", "Paused", "Restarting", "OOMKilled", "Dead", "Pid", "ExitCode",
-              "Error", "StartedAt", "FinishedAt")
-ZERO_TIME = "0001-01-01T00:00:00Z"
 
 
 @dataclass

@@ -25,7 +25,6 @@ import json
 import logging
 import math
 import os
-import re
 import tarfile
 import threading
 import time
@@ -37,6 +36,7 @@ import docker.errors
 import requests.exceptions
 from docker.types import LogConfig
 
+from edgeproxy.contracts.names import EDGE_NAME_RULE
 from worker.redaction import redact, redact_bytes, register_secret
 
 from .base import (
@@ -62,7 +62,6 @@ RTSP_URL_FILE = f"{SECRET_DIR}/rtsp_url"
 SECRET_FILES = {"EDGEPROXY_RTSP_URL": RTSP_URL_FILE, "EDGEPROXY_RTMP_URL": f"{SECRET_DIR}/rtmp_url"}
 LOG_TAIL = 100
 _SPEC_HASH_VERSION = "1"
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _BUILTIN_NETWORK_MODES = {"host", "bridge", "none", "default"}
 
 
@@ -81,7 +80,7 @@ def replaced_name(camera_name: str) -> str:
 
 
 def _check_name(name: str) -> None:
-    if not isinstance(name, str) or not _NAME_RE.match(name):
+    if not isinstance(name, str) or not EDGE_NAME_RULE.fullmatch(name):
         raise RuntimeError_(f"invalid camera name {name!r}: use letters, digits, '_', '-' or '.'")
 
 

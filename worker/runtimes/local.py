@@ -53,6 +53,7 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
+from edgeproxy.contracts.names import EDGE_NAME_RULE
 from worker.redaction import redact_bytes, register_secret
 
 from .base import STATE_KEYS, ZERO_TIME, CameraSpec, Observed, Runtime, RuntimeError_
@@ -72,7 +73,6 @@ LOG_FILES = {False: "stdout.log", True: "stderr.log"}  # by "is stderr"
 UNKNOWN_EXIT = 255
 RESET_BACKOFF_AFTER = 10.0  # seconds of running after which a crash starts the back-off over
 _RECORD_VERSION = 1
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _HOST_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,252}$")
 # What the child inherits from the worker's environment; nothing else (no worker secrets).
 _ENV_PASSTHROUGH = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "VIRTUAL_ENV",
@@ -199,7 +199,7 @@ def default_state_dir() -> Path:
 
 
 def _check_name(name: str) -> None:
-    if not isinstance(name, str) or not _NAME_RE.match(name):
+    if not isinstance(name, str) or not EDGE_NAME_RULE.fullmatch(name):
         raise RuntimeError_(f"invalid camera name {name!r}: use letters, digits, '_', '-' or '.'")
 
 

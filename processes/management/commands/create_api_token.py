@@ -14,8 +14,9 @@ from pathlib import Path
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand
+
 from edgeproxy.api.auth import ApiTokenAuthentication, new_api_token
-from edgeproxy.api.permissions import READ_ONLY_GROUP
+from edgeproxy.policy import READ_ONLY_GROUP
 
 
 class Command(BaseCommand):

@@ -10,11 +10,11 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError
 
-from edgeproxy.api.errors import ApiError
+from edgeproxy.contracts.errors import DomainError
+from edgeproxy.contracts.names import REPOSITORY_RULE, TAG_RULE, split_image
 from processes import selectors, services
 from processes.models import ACTIVE_STATES, OperationState
 from settings_app.selectors import default_camera_image
-from settings_app.versions import REPOSITORY_RULE, TAG_RULE, split_image
 
 BAR_WIDTH = 30
 
@@ -55,11 +55,9 @@ class Command(BaseCommand):
             raise CommandError(f"{repository!r} is not an image repository (e.g. edgeproxy/camera).")
         if not tag or not TAG_RULE.fullmatch(tag):
             raise CommandError("Name the version to pull: IMAGE as repo:tag, or --tag.")
-        if host and selectors.host_by_name(host) is None:
-            raise CommandError(f"No edge host named {host!r}.")
         try:
             operations = services.pull_image(repository, tag, host)
-        except ApiError as exc:
+        except DomainError as exc:
             raise CommandError(exc.message) from None
         self.stdout.write(f"pulling {repository}:{tag} on {', '.join(op.host.name for op in operations)}")
         tty = self.stdout.isatty()

@@ -1,0 +1,8 @@
+"""Times as the API and the edge reports carry them: milliseconds since the epoch."""
+
+from datetime import datetime
+
+
+def ms(dt: datetime | None) -> int | None:
+    """``dt`` in whole milliseconds since the epoch (None stays None)."""
+    return int(dt.timestamp() * 1000) if dt else None
