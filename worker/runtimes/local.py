@@ -51,6 +51,8 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
+from edgeproxy.env import envstr
+
 from .base import (
     SECRET_URL_FILES,
     STATE_KEYS,
@@ -198,7 +200,7 @@ def _tail_lines(paths: list[Path], count: int) -> list[bytes]:
 
 
 def default_state_dir() -> Path:
-    base = os.environ.get("EDGEPROXY_STATE_DIR") or str(Path.home() / ".local/state/edgeproxy")
+    base = envstr("EDGEPROXY_STATE_DIR") or str(Path.home() / ".local/state/edgeproxy")
     return Path(base) / "local-runtime"
 
 
