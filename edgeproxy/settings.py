@@ -4,15 +4,13 @@ The embedded defaults (SQLite under EDGEPROXY_STATE_DIR, Redis on 127.0.0.1:6379
 system on one machine; production sets DATABASE_URL, REDIS_URL and the secrets.
 """
 
-import os
 import socket
 from pathlib import Path
 
-import environ
 from django.core.exceptions import ImproperlyConfigured
 
 from edgeproxy.contracts import tasks as messages
-from edgeproxy.env import envbool, envchoice, envfloat, envint, envlist, envstr
+from edgeproxy.env import envbool, envchoice, envdatabase, envfile, envfloat, envint, envlist, envstr
 from edgeproxy.statefiles import make_private
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -80,12 +78,7 @@ TEMPLATES = [
     },
 ]
 
-_env = environ.Env()
-DATABASES = {
-    "default": _env.db_url(
-        "DATABASE_URL", default=f"sqlite:///{STATE_DIR / 'edgeproxy.sqlite3'}"
-    )
-}
+DATABASES = {"default": envdatabase("DATABASE_URL", f"sqlite:///{STATE_DIR / 'edgeproxy.sqlite3'}")}
 DATABASES["default"]["CONN_MAX_AGE"] = envint("DATABASE_CONN_MAX_AGE", 60, minimum=0)
 # How long a statement waits for a busy database (SQLite's write lock) before it fails.
 EDGEPROXY_DATABASE_BUSY_SECONDS = envint("EDGEPROXY_DATABASE_BUSY_SECONDS", 30, minimum=1)
@@ -265,7 +258,10 @@ LOG_FORMAT = envchoice("LOG_FORMAT", "text", ("text", "json"))
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"redact": {"()": "worker.redaction.RedactingFilter"}},
+    "filters": {
+        "redact": {"()": "worker.redaction.RedactingFilter"},
+        "refusal_without_traceback": {"()": "edgeproxy.request_logging.RefusalWithoutTraceback"},
+    },
     "formatters": {
         "text": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
         "json": {"()": "worker.redaction.JsonFormatter"},
@@ -280,6 +276,7 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
+        "django.request": {"filters": ["refusal_without_traceback"]},
         "django.server": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
     },
 }
@@ -290,13 +287,8 @@ EDGEPROXY_FRAMES_ADVERTISE = envstr("EDGEPROXY_FRAMES_ADVERTISE", f"127.0.0.1:{E
 EDGEPROXY_FRAMES_TOKEN = envstr("EDGEPROXY_FRAMES_TOKEN", "")
 # TLS to edge frame servers that serve it (EDGEPROXY_GRPC_TLS_CERT): a PEM bundle of the CA(s) to
 # trust (a path), or EDGEPROXY_FRAMES_TLS=true to trust the system's roots.
-_FRAMES_TLS_CA = os.environ.get("EDGEPROXY_FRAMES_TLS_CA", "").strip()
-EDGEPROXY_FRAMES_TLS_CA_PEM = None
-if _FRAMES_TLS_CA:
-    try:
-        EDGEPROXY_FRAMES_TLS_CA_PEM = Path(_FRAMES_TLS_CA).read_bytes()
-    except OSError as _exc:
-        raise ImproperlyConfigured(f"EDGEPROXY_FRAMES_TLS_CA: cannot read {_FRAMES_TLS_CA!r}: {_exc.strerror}") from None
+_FRAMES_TLS_CA = envfile("EDGEPROXY_FRAMES_TLS_CA")
+EDGEPROXY_FRAMES_TLS_CA_PEM = _FRAMES_TLS_CA.encode() if _FRAMES_TLS_CA is not None else None
 EDGEPROXY_FRAMES_TLS = envbool("EDGEPROXY_FRAMES_TLS", False) or EDGEPROXY_FRAMES_TLS_CA_PEM is not None
 
 # Reconciliation (Celery beat): how often every online host is driven towards the database.

@@ -17,13 +17,24 @@ class EdgeHostAdmin(admin.ModelAdmin):
 
 @admin.register(Camera)
 class CameraAdmin(admin.ModelAdmin):
-    # The encrypted URLs are never shown or edited here: cameras change through the API.
+    """Cameras as they are, read-only: a camera changes only through the services (API, dashboard,
+    commands), which validate the change and run it on its host. A write here would skip both."""
+
+    # The encrypted URLs are never shown here.
     list_display = ("name", "host", "status", "desired_state", "image_tag", "rtsp_endpoint_masked", "modified")
     list_filter = ("status", "desired_state", "host")
     search_fields = ("name",)
     exclude = ("rtsp_endpoint_encrypted", "rtmp_endpoint_encrypted")
-    readonly_fields = ("rtsp_endpoint_masked", "rtmp_endpoint_masked", "status", "container_id", "state", "logs", "stream", "observed_at",
-                       "last_operation", "created", "modified")
+
+    # View only: every field is shown read-only and no form saves (not even the "modified" time).
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
 
 
 @admin.register(Operation)

@@ -19,6 +19,7 @@ def main(argv: list[str]) -> None:
     from django.conf import settings
 
     from edgeproxy.celery import app
+    from edgeproxy.env import envint
     from worker import edge
 
     agent = edge.current()
@@ -26,7 +27,7 @@ def main(argv: list[str]) -> None:
         "edge worker for host %s: runtime %s, queue %s", agent.host, agent.runtime.name, agent.queue
     )
     agent.start_heartbeats()
-    concurrency = os.environ.get("EDGEPROXY_EDGE_CONCURRENCY", "8")
+    concurrency = str(envint("EDGEPROXY_EDGE_CONCURRENCY", 8, minimum=1))
     try:
         app.worker_main(
             ["worker", "--pool", "threads", "--concurrency", concurrency, "--queues", agent.queue,

@@ -164,6 +164,8 @@ class EdgeAgent:
         self._rtmp: dict[str, bool] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._upgrades: dict[str, str] = {}  # camera name -> operation id, upgrades in progress here
+        self._upgrades_lock = threading.Lock()
         self.outbox = ReportOutbox(Path(settings.STATE_DIR) / f"edge-{self.host}-outbox.jsonl", self._publish)
 
     # --- talking to the control plane --------------------------------------------------------
@@ -305,6 +307,53 @@ class EdgeAgent:
             return self.runtime.observe(camera_name)
         except RuntimeError_:
             return None
+
+    # --- the interface of longer flows run on this agent (worker/upgrade.py) ---------------------
+
+    def claim_upgrade(self, camera_name: str, operation_id: str) -> bool:
+        """Take the camera for this upgrade; False when this worker is already doing that very
+        upgrade (a redelivery: the first delivery reports)."""
+        with self._upgrades_lock:
+            if self._upgrades.get(camera_name) == operation_id:
+                return False
+            self._upgrades[camera_name] = operation_id
+            return True
+
+    def release_upgrade(self, camera_name: str, operation_id: str) -> None:
+        with self._upgrades_lock:
+            if self._upgrades.get(camera_name) == operation_id:
+                del self._upgrades[camera_name]
+
+    def open_spec(self, sealed_spec: str) -> CameraSpec | None:
+        """The runtime's spec out of a sealed control-plane spec; None when this host's key cannot
+        open it (it was sealed to a key this host no longer has)."""
+        try:
+            raw = sealing.unseal(self.key, sealed_spec)
+        except Exception:  # noqa: BLE001 - whatever the cipher raised, the spec is not ours to open
+            return None
+        return self.spec_from(raw)
+
+    def observe(self, camera_name: str) -> Observed | None:
+        """The camera's process as the runtime sees it now (with its logs); None if none or unknown."""
+        return self._observe(camera_name)
+
+    def publish_host_table(self) -> None:
+        """Bring the frame bus's table of this host's cameras up to date now."""
+        self._publish_host_table()
+
+    def report_started(self, operation_id: str) -> None:
+        self._started(operation_id)
+
+    def report_progress(self, operation_id: str, progress: dict) -> None:
+        self._tell_control("processes.operation_progress", operation_id=operation_id, progress=progress)
+
+    def report_upgrade_finished(self, operation_id: str, ok: bool, error: str, observed: Observed | None,
+                                result: dict, progress: dict) -> None:
+        stream = self._stream_status([observed.name]).get(observed.name) if observed else None
+        self._tell_control(
+            "processes.upgrade_finished", operation_id=operation_id, ok=ok, error=error,
+            observed=observed.as_dict() if observed else None, stream=stream, result=result, progress=progress,
+        )
 
     # --- reports -----------------------------------------------------------------------------
 

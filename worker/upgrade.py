@@ -20,22 +20,17 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import threading
 import time
 from dataclasses import dataclass
 
 import redis
 from django.conf import settings
 
-from worker import sealing
 from worker.camera import keys
 from worker.redaction import redact
 from worker.runtimes.base import Observed, RuntimeError_
 
 logger = logging.getLogger("edgeproxy.edge")
-
-_running: dict[str, str] = {}  # camera name -> operation id, upgrades in progress in this worker
-_running_lock = threading.Lock()
 
 
 @dataclass
@@ -144,27 +139,21 @@ class _Report:
     def progress(self, phase: str, **extra) -> dict:
         self._next()
         body = {"seq": self.seq, "phase": phase, **self.base, **extra}
-        self.agent._tell_control("processes.operation_progress", operation_id=self.operation_id, progress=body)
+        self.agent.report_progress(self.operation_id, body)
         return body
 
     def finished(self, ok: bool, phase: str, error: str = "", observed: Observed | None = None,
                  result: dict | None = None) -> None:
         self._next()
-        stream = self.agent._stream_status([self.camera_name]).get(self.camera_name) if observed else None
-        self.agent._tell_control(
-            "processes.upgrade_finished", operation_id=self.operation_id, ok=ok, error=error,
-            observed=observed.as_dict() if observed else None, stream=stream, result=result or {},
-            progress={"seq": self.seq, "phase": phase, **self.base},
-        )
+        self.agent.report_upgrade_finished(self.operation_id, ok, error, observed, result or {},
+                                           {"seq": self.seq, "phase": phase, **self.base})
 
 
 def upgrade(agent, operation_id: str, camera_name: str, sealed_spec: str) -> None:
     """Run one upgrade operation (the ``edge.upgrade`` task)."""
-    with _running_lock:
-        if _running.get(camera_name) == operation_id:
-            logger.info("camera %s: upgrade %s already in progress here", camera_name, operation_id)
-            return  # a redelivery of the upgrade this worker is doing: that one reports
-        _running[camera_name] = operation_id
+    if not agent.claim_upgrade(camera_name, operation_id):
+        logger.info("camera %s: upgrade %s already in progress here", camera_name, operation_id)
+        return  # a redelivery of the upgrade this worker is doing: that one reports
     report = _Report(agent, operation_id, camera_name)
     try:
         _upgrade(agent, report, camera_name, sealed_spec)
@@ -178,22 +167,18 @@ def upgrade(agent, operation_id: str, camera_name: str, sealed_spec: str) -> Non
         report.finished(False, "failed", f"internal error on edge host {agent.host} while upgrading camera "
                         f"{camera_name}; its log has the details", observed)
     finally:
-        with _running_lock:
-            if _running.get(camera_name) == operation_id:
-                del _running[camera_name]
+        agent.release_upgrade(camera_name, operation_id)
 
 
 def _upgrade(agent, report: _Report, camera_name: str, sealed_spec: str) -> None:
-    agent._started(report.operation_id)
+    agent.report_started(report.operation_id)
     runtime = agent.runtime
-    try:
-        raw = sealing.unseal(agent.key, sealed_spec)
-    except Exception:  # noqa: BLE001 - a spec sealed to another key (host key was replaced)
+    spec = agent.open_spec(sealed_spec)
+    if spec is None:  # sealed to another key (the host key was replaced)
         report.finished(False, "failed", f"camera {camera_name}: the spec could not be opened with this host's key",
-                        agent._observe(camera_name))
+                        agent.observe(camera_name))
         return
-    spec = agent.spec_from(raw)
-    before = agent._observe(camera_name)
+    before = agent.observe(camera_name)
     report.base = {"image": spec.image, "from": before.image if before else ""}
     was_streaming = (_stream(agent.frames, camera_name) or {}).get("state") == "streaming"
     gate = Gate(require_stream=was_streaming, steady_seconds=settings.EDGEPROXY_UPGRADE_STEADY_SECONDS,
@@ -204,17 +189,17 @@ def _upgrade(agent, report: _Report, camera_name: str, sealed_spec: str) -> None
     except RuntimeError_ as exc:
         logger.warning("camera %s: upgrade to %s not started: %s", camera_name, spec.image, exc)
         report.finished(False, "failed", f"camera {camera_name} was not upgraded to {spec.image}: {exc}",
-                        agent._observe(camera_name))
+                        agent.observe(camera_name))
         return
     old, new = swap["old"], swap["new"]
-    agent._publish_host_table()
+    agent.publish_host_table()
     report.progress("checking", waiting_for="streaming" if gate.require_stream else
                     f"{gate.steady_seconds:g} s of steady running", container_id=new.container_id)
     reason = wait_gate(runtime, agent.frames, camera_name, swap["started_ms"], gate)
     if reason is None:
         report.progress("committing", container_id=new.container_id)
         runtime.commit_replace(camera_name)
-        observed = agent._observe(camera_name) or new
+        observed = agent.observe(camera_name) or new
         result = {"image": spec.image, "previous_image": old.image if old else report.base["from"],
                   "container_id": observed.container_id,
                   "replaced_container_id": old.container_id if old else None}
@@ -230,4 +215,4 @@ def _upgrade(agent, report: _Report, camera_name: str, sealed_spec: str) -> None
         report.finished(False, "rolled back", error, observed,
                         result={"rejected_image": spec.image, "restored_image": back_on,
                                 "container_id": observed.container_id if observed else None})
-    agent._publish_host_table()
+    agent.publish_host_table()

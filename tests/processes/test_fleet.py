@@ -165,25 +165,56 @@ def test_move_camera_to_another_host(fleet, rtsp_camera, docker_client):
     assert fleet.delete("/api/v1/process/mover-cam?wait=30").status_code == 200
 
 
-def test_worker_killed_during_a_start_finishes_it_when_back(fleet, rtsp_camera, docker_client):
+def queued(broker, task_id: str, queue: str) -> bool:
+    """Is the task's message still waiting in the host's queue (no worker has taken it)?"""
+    return any(task_id.encode() in item for item in broker.lrange(queue, 0, -1))
+
+
+def taken(broker, task_id: str) -> bool:
+    """Has a worker taken the task's message and not yet acknowledged it (kombu's unacked hash;
+    edge tasks acknowledge when they end)?"""
+    return any(task_id.encode() in item for item in broker.hvals("unacked"))
+
+
+@pytest.mark.parametrize("path", ["before-it-took-the-start", "while-starting"])
+def test_worker_killed_during_a_start_finishes_it_when_back(fleet, rtsp_camera, docker_client, path):
+    """Either way a worker can die with a start on its queue, the operation finishes, once, when
+    it is back: each path is driven and checked, not left to timing."""
     ensure_all_online(fleet)
+    name = f"interrupted-{path}"
+    queue = "host.fleet-2"
+    broker = fleet.redis_server.client()
     edge = fleet.edges["fleet-2"]
-    edge.signal(signal.SIGSTOP)  # frozen: it may already hold the message, it cannot act on it
     try:
-        queued = fleet.post("/api/v1/process", {"name": "interrupted-cam", "rtsp_endpoint": rtsp_camera.url(),
-                                                "host": "fleet-2"})
-        assert queued.status_code == 202
-        time.sleep(0.5)
+        if path == "before-it-took-the-start":
+            edge.kill()  # dead, still online for a few beats: the start waits in its queue
+            queued_reply = fleet.post("/api/v1/process", {"name": name, "rtsp_endpoint": rtsp_camera.url(),
+                                                          "host": "fleet-2"})
+            assert queued_reply.status_code == 202, queued_reply.text
+            operation_id = queued_reply.json()["operation"]["id"]
+            assert queued(broker, operation_id, queue) and not taken(broker, operation_id)
+        else:
+            queued_reply = fleet.post("/api/v1/process", {"name": name, "rtsp_endpoint": rtsp_camera.url(),
+                                                          "host": "fleet-2"})
+            assert queued_reply.status_code == 202, queued_reply.text
+            operation_id = queued_reply.json()["operation"]["id"]
+            # Frozen the moment it holds the message: it is in the middle of the start (a container
+            # create and start take far longer than this reaction), then killed there.
+            wait_until(lambda: taken(broker, operation_id), 10, interval=0.001, message="the worker takes the start")
+            edge.signal(signal.SIGSTOP)
+            edge.kill()
+            assert not queued(broker, operation_id, queue) and taken(broker, operation_id)
+        assert fleet.camera(name)["operation"]["state"] in ("pending", "running")  # not finished by the dead worker
     finally:
-        edge.kill()
         fleet.edges.pop("fleet-2")
-    assert fleet.camera("interrupted-cam")["operation"]["state"] in ("pending", "running")
     fleet.start_edge("fleet-2")
-    camera = fleet.wait_camera("interrupted-cam", lambda c: c["status"] == "running", timeout=30, message="running")
-    assert camera["operation"]["id"] == queued.json()["operation"]["id"]
+    camera = fleet.wait_camera(name, lambda c: c["status"] == "running", timeout=30, message="running")
+    assert camera["operation"]["id"] == operation_id
     assert camera["operation"]["state"] == "succeeded"
     assert docker_client.containers.get(camera["container_id"]).labels["io.edgeproxy.host"] == "fleet-2"
-    assert fleet.delete("/api/v1/process/interrupted-cam?wait=30").status_code == 200
+    ours = docker_client.containers.list(all=True, filters={"label": f"io.edgeproxy.camera={name}"})
+    assert len(ours) == 1  # started once, whichever copy of the message ran
+    assert fleet.delete(f"/api/v1/process/{name}?wait=30").status_code == 200
 
 
 def test_redis_outage_reads_answer_writes_503_and_everything_recovers(fleet, rtsp_camera):

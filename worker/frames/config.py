@@ -1,4 +1,4 @@
-"""Configuration of the frame server, read from the environment (no Django needed).
+"""Configuration of the frame server, read from the environment by edgeproxy/env.py (no Django settings needed).
 
 | variable | default | meaning |
 |---|---|---|
@@ -28,33 +28,11 @@ import os
 import socket
 from dataclasses import dataclass, field
 
+from edgeproxy.env import SettingError, envchoice, envfile, envint, envlist, envstr
 from worker.camera.shm import SettingsError, ShmSettings
 
-
-class ConfigError(Exception):
-    """A configuration value is wrong; the message names the variable and what to fix."""
-
-
-def _int(env, name: str, default: int, minimum: int, maximum: int | None = None) -> int:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
-    if value < minimum or (maximum is not None and value > maximum):
-        bound = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
-        raise ConfigError(f"{name} must be {bound}, got {value}")
-    return value
-
-
-def _read_file(name: str, path: str) -> str:
-    try:
-        with open(path, encoding="utf-8") as fh:
-            return fh.read()
-    except OSError as exc:
-        raise ConfigError(f"{name}: cannot read {path!r}: {exc.strerror}") from None
+# A configuration value is wrong; the message names the variable and what to fix.
+ConfigError = SettingError
 
 
 def is_loopback(address: str) -> bool:
@@ -108,26 +86,27 @@ class FrameServerConfig:
     @classmethod
     def from_env(cls, env=None) -> "FrameServerConfig":
         env = os.environ if env is None else env
-        tokens: list[str] = [t.strip() for t in env.get("EDGEPROXY_GRPC_TOKENS", "").split(",") if t.strip()]
-        tokens_file = env.get("EDGEPROXY_GRPC_TOKENS_FILE", "").strip()
-        if tokens_file:
-            for line in _read_file("EDGEPROXY_GRPC_TOKENS_FILE", tokens_file).splitlines():
+
+        def text(name: str, default: str) -> str:
+            return (envstr(name, "", env) or "").strip() or default
+
+        tokens: list[str] = envlist("EDGEPROXY_GRPC_TOKENS", env=env)
+        tokens_file = envfile("EDGEPROXY_GRPC_TOKENS_FILE", env)
+        if tokens_file is not None:
+            for line in tokens_file.splitlines():
                 line = line.split("#", 1)[0].strip()
                 if line:
                     tokens.append(line)
             if not tokens:
-                raise ConfigError(f"EDGEPROXY_GRPC_TOKENS_FILE {tokens_file!r} holds no key: add one key per line")
-        cert_path = env.get("EDGEPROXY_GRPC_TLS_CERT", "").strip()
-        key_path = env.get("EDGEPROXY_GRPC_TLS_KEY", "").strip()
-        if bool(cert_path) != bool(key_path):
+                raise ConfigError(f"EDGEPROXY_GRPC_TOKENS_FILE {env['EDGEPROXY_GRPC_TOKENS_FILE'].strip()!r} holds "
+                                  "no key: add one key per line")
+        if bool(env.get("EDGEPROXY_GRPC_TLS_CERT", "").strip()) != bool(env.get("EDGEPROXY_GRPC_TLS_KEY", "").strip()):
             raise ConfigError("set both EDGEPROXY_GRPC_TLS_CERT and EDGEPROXY_GRPC_TLS_KEY (PEM files), or neither")
-        tls_cert = _read_file("EDGEPROXY_GRPC_TLS_CERT", cert_path).encode() if cert_path else None
-        tls_key = _read_file("EDGEPROXY_GRPC_TLS_KEY", key_path).encode() if key_path else None
-        level = env.get("LOG_LEVEL", "info").strip().upper() or "INFO"
-        if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-            raise ConfigError(f"LOG_LEVEL must be one of debug, info, warning, error; got {level.lower()!r}")
-        redis_default = env.get("REDIS_URL", "").strip() or "redis://127.0.0.1:6379/0"
-        host = env.get("EDGEPROXY_HOST_NAME", "").strip() or socket.gethostname().lower()
+        tls_cert = envfile("EDGEPROXY_GRPC_TLS_CERT", env)
+        tls_key = envfile("EDGEPROXY_GRPC_TLS_KEY", env)
+        level = envchoice("LOG_LEVEL", "info", ("debug", "info", "warning", "error"), env).upper()
+        redis_default = text("REDIS_URL", "redis://127.0.0.1:6379/0")
+        host = text("EDGEPROXY_HOST_NAME", socket.gethostname().lower())
         tokens = tuple(dict.fromkeys(tokens))
         try:
             shm = ShmSettings.from_env(env)
@@ -135,20 +114,20 @@ class FrameServerConfig:
             raise ConfigError(str(exc)) from None
         return cls(
             shm=shm,
-            port=_int(env, "EDGEPROXY_GRPC_PORT", 50001, 1, 65535),
+            port=envint("EDGEPROXY_GRPC_PORT", 50001, 1, 65535, env),
             bind=_bind(env, tokens),
-            workers=_int(env, "EDGEPROXY_GRPC_WORKERS", 16, 1, 1024),
-            max_message_bytes=_int(env, "EDGEPROXY_GRPC_MAX_MESSAGE_MB", 64, 8, 2047) * 1024 * 1024,
-            redis_url=env.get("EDGEPROXY_FRAMES_REDIS_URL", "").strip() or "redis://127.0.0.1:6379/0",
+            workers=envint("EDGEPROXY_GRPC_WORKERS", 16, 1, 1024, env),
+            max_message_bytes=envint("EDGEPROXY_GRPC_MAX_MESSAGE_MB", 64, 8, 2047, env) * 1024 * 1024,
+            redis_url=text("EDGEPROXY_FRAMES_REDIS_URL", "redis://127.0.0.1:6379/0"),
             host=host,
-            broker_url=env.get("CELERY_BROKER_URL", "").strip() or redis_default,
+            broker_url=text("CELERY_BROKER_URL", redis_default),
             tokens=tokens,
-            tls_cert=tls_cert,
-            tls_key=tls_key,
-            wait_ms=_int(env, "EDGEPROXY_FRAMES_WAIT_MS", 2000, 0, 60000),
-            max_age_ms=_int(env, "EDGEPROXY_FRAMES_MAX_AGE_MS", 2000, 100, 600000),
+            tls_cert=tls_cert.encode() if tls_cert is not None else None,
+            tls_key=tls_key.encode() if tls_key is not None else None,
+            wait_ms=envint("EDGEPROXY_FRAMES_WAIT_MS", 2000, 0, 60000, env),
+            max_age_ms=envint("EDGEPROXY_FRAMES_MAX_AGE_MS", 2000, 100, 600000, env),
             log_level=level,
-            annotation_max_bytes=_int(env, "EDGEPROXY_FRAMES_ANNOTATION_MAX_KB", 64, 1, 4096) * 1024,
-            annotate_rate=float(_int(env, "EDGEPROXY_FRAMES_ANNOTATE_RATE", 20, 1, 100000)),
-            annotate_burst=_int(env, "EDGEPROXY_FRAMES_ANNOTATE_BURST", 100, 1, 1000000),
+            annotation_max_bytes=envint("EDGEPROXY_FRAMES_ANNOTATION_MAX_KB", 64, 1, 4096, env) * 1024,
+            annotate_rate=float(envint("EDGEPROXY_FRAMES_ANNOTATE_RATE", 20, 1, 100000, env)),
+            annotate_burst=envint("EDGEPROXY_FRAMES_ANNOTATE_BURST", 100, 1, 1000000, env),
         )

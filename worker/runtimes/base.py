@@ -8,19 +8,30 @@ camera processes that carry our marks for *this* host (labels for Docker), never
 from __future__ import annotations
 
 import abc
+import base64
+import re
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 # Docker ContainerState keys as the API returns them in ``state``, and Docker's "never": part of
 # the edge -> control contract (re-exported here for the runtimes).
+from edgeproxy.contracts.names import EDGE_NAME_RULE
 from edgeproxy.contracts.statuses import STATE_KEYS as STATE_KEYS
 from edgeproxy.contracts.statuses import ZERO_TIME as ZERO_TIME
-from worker.redaction import rtmp_secrets, url_password
+from worker.redaction import redact_bytes, register_secret, rtmp_secrets, url_password
 
 # Labels on every container we make. Never a secret in a label.
 LABEL_MANAGED = "io.edgeproxy.managed"
 LABEL_CAMERA = "io.edgeproxy.camera"
 LABEL_CAMERA_ID = "io.edgeproxy.camera-id"
 LABEL_HOST = "io.edgeproxy.host"
+
+# An edge host's name: a label value for Docker, a directory name for the local runtime.
+HOST_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,252}$")
+# The file name of each secret URL, by the camera program's variable; each runtime decides where
+# the files live (in the container, or in the camera's state directory).
+SECRET_URL_FILES = {"EDGEPROXY_RTSP_URL": "rtsp_url", "EDGEPROXY_RTMP_URL": "rtmp_url"}
 
 
 @dataclass
@@ -100,11 +111,71 @@ class RuntimeError_(Exception):
     """A runtime operation failed; the message is safe to show (no secrets, no raw daemon dump)."""
 
 
+def check_name(name: str) -> None:
+    """Refuse a camera name no runtime may use (before it reaches a path or a container name)."""
+    if not isinstance(name, str) or not EDGE_NAME_RULE.fullmatch(name):
+        raise RuntimeError_(f"invalid camera name {name!r}: use letters, digits, '_', '-' or '.'")
+
+
+def encode_log(data: bytes) -> str | None:
+    """Log output as the control plane takes it: redacted, in base64; None when there is none."""
+    if not data:
+        return None
+    return base64.b64encode(redact_bytes(data)).decode("ascii")
+
+
+def encode_logs(stdout: bytes, stderr: bytes) -> dict:
+    """``Observed.logs`` from the output of both streams."""
+    return {"stdout": encode_log(stdout), "stderr": encode_log(stderr)}
+
+
 class Runtime(abc.ABC):
+    """What both runtimes share: the checks of a camera spec, the camera program's environment,
+    one lock per camera; the abstract methods are where they really differ."""
+
     name: str = "abstract"
 
     def __init__(self, host: str):
+        if not isinstance(host, str) or not HOST_NAME_RE.fullmatch(host):
+            raise RuntimeError_(f"invalid edge host name {host!r}")
         self.host = host
+        self._camera_locks: dict[str, threading.Lock] = {}
+        self._camera_locks_guard = threading.Lock()
+
+    # --- shared by the implementations ------------------------------------------------------------
+
+    def _camera_lock(self, name: str) -> threading.Lock:
+        """One lock per camera: operations on one camera never overlap, other cameras go on."""
+        with self._camera_locks_guard:
+            return self._camera_locks.setdefault(name, threading.Lock())
+
+    def _accept(self, spec: CameraSpec) -> None:
+        """Check a spec before running it (its name, its host) and mask its secrets in every log."""
+        check_name(spec.name)
+        if spec.host and spec.host != self.host:
+            raise RuntimeError_(f"camera {spec.name} belongs to host {spec.host}, not {self.host}")
+        self._register_secrets(spec)
+
+    @staticmethod
+    def _register_secrets(spec: CameraSpec) -> None:
+        for secret in spec.log_secrets():
+            register_secret(secret)
+
+    @staticmethod
+    def _camera_environment(spec: CameraSpec, secret_path: Callable[[str], str]) -> dict[str, str]:
+        """The camera program's environment for ``spec`` with each secret URL replaced by
+        ``<variable>_FILE``, the path ``secret_path(variable)`` of the file holding it."""
+        env = spec.environment()
+        for var in SECRET_URL_FILES:
+            env.pop(var, None)
+        for var in spec.secret_urls():
+            env[f"{var}_FILE"] = secret_path(var)
+        return env
+
+    def restart_count(self, name: str) -> int:
+        """How often the restart policy restarted this camera's process (Docker's RestartCount)."""
+        observed = self.observe(name, with_logs=False)
+        return 0 if observed is None else observed.restarts
 
     @abc.abstractmethod
     def ensure_running(self, spec: CameraSpec) -> Observed:
@@ -115,7 +186,7 @@ class Runtime(abc.ABC):
         """Stop the camera process and keep it (None if there is none); idempotent."""
 
     @abc.abstractmethod
-    def remove(self, name: str) -> bool:
+    def remove(self, name: str, timeout: float = 5.0) -> bool:
         """Stop and remove the camera process; True if there was one. Idempotent."""
 
     @abc.abstractmethod

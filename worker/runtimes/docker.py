@@ -15,7 +15,6 @@ files back.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import dataclasses
 import hashlib
@@ -26,7 +25,6 @@ import logging
 import math
 import os
 import tarfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
@@ -36,19 +34,21 @@ import docker.errors
 import requests.exceptions
 from docker.types import LogConfig
 
-from edgeproxy.contracts.names import EDGE_NAME_RULE
-from worker.redaction import redact, redact_bytes, register_secret
+from worker.redaction import redact
 
 from .base import (
     LABEL_CAMERA,
     LABEL_CAMERA_ID,
     LABEL_HOST,
     LABEL_MANAGED,
+    SECRET_URL_FILES,
     STATE_KEYS,
     CameraSpec,
     Observed,
     Runtime,
     RuntimeError_,
+    check_name,
+    encode_logs,
 )
 
 log = logging.getLogger(__name__)
@@ -57,9 +57,9 @@ CONTAINER_PREFIX = "edgeproxy-"
 # Hash of the container's non-secret configuration; a different hash means "recreate".
 LABEL_SPEC_HASH = "io.edgeproxy.spec-hash"
 SECRET_DIR = "/run/edgeproxy"
-RTSP_URL_FILE = f"{SECRET_DIR}/rtsp_url"
 # The file in the container of each secret URL, by the camera program's variable.
-SECRET_FILES = {"EDGEPROXY_RTSP_URL": RTSP_URL_FILE, "EDGEPROXY_RTMP_URL": f"{SECRET_DIR}/rtmp_url"}
+SECRET_FILES = {var: f"{SECRET_DIR}/{file}" for var, file in SECRET_URL_FILES.items()}
+RTSP_URL_FILE = SECRET_FILES["EDGEPROXY_RTSP_URL"]
 LOG_TAIL = 100
 _SPEC_HASH_VERSION = "1"
 _BUILTIN_NETWORK_MODES = {"host", "bridge", "none", "default"}
@@ -77,17 +77,6 @@ REPLACED_SUFFIX = ".old"
 
 def replaced_name(camera_name: str) -> str:
     return f"{container_name(camera_name)}{REPLACED_SUFFIX}"
-
-
-def _check_name(name: str) -> None:
-    if not isinstance(name, str) or not EDGE_NAME_RULE.fullmatch(name):
-        raise RuntimeError_(f"invalid camera name {name!r}: use letters, digits, '_', '-' or '.'")
-
-
-def _b64_or_none(data: bytes) -> str | None:
-    if not data:
-        return None
-    return base64.b64encode(redact_bytes(data)).decode("ascii")
 
 
 def _reason(exc: Exception) -> str:
@@ -154,8 +143,6 @@ class DockerRuntime(Runtime):
         stop_timeout: float = 10.0,
     ):
         super().__init__(host)
-        if not host or not isinstance(host, str):
-            raise RuntimeError_("the Docker runtime needs this edge host's name")
         self.network = network or "host"
         self.volumes = [str(v) for v in (volumes or []) if str(v).strip()]
         for volume in self.volumes:
@@ -169,8 +156,6 @@ class DockerRuntime(Runtime):
             with _daemon("connect"):
                 client = docker.from_env(timeout=timeout)
         self.client = client
-        self._locks: dict[str, threading.Lock] = {}
-        self._locks_guard = threading.Lock()
         # Containers whose RTSP password is registered for log redaction already.
         self._secrets_known: set[str] = set()
         self._image_users: dict[str, str] = {}
@@ -221,10 +206,6 @@ class DockerRuntime(Runtime):
 
     # --- helpers ----------------------------------------------------------------------------------
 
-    def _lock(self, name: str) -> threading.Lock:
-        with self._locks_guard:
-            return self._locks.setdefault(name, threading.Lock())
-
     def _labels(self, spec: CameraSpec) -> dict[str, str]:
         return {
             LABEL_MANAGED: "true",
@@ -234,12 +215,8 @@ class DockerRuntime(Runtime):
         }
 
     def _environment(self, spec: CameraSpec) -> dict[str, str]:
-        env = dict(spec.environment())
+        env = self._camera_environment(spec, SECRET_FILES.__getitem__)
         env.update(self.shm.environment())  # the mounted directory, whatever the spec says
-        for var in SECRET_FILES:
-            env.pop(var, None)
-        for var in spec.secret_urls():
-            env[f"{var}_FILE"] = SECRET_FILES[var]
         return env
 
     @staticmethod
@@ -351,11 +328,6 @@ class DockerRuntime(Runtime):
         with _daemon("copy the camera URLs into the container"):
             container.put_archive("/", buf.getvalue())
 
-    @staticmethod
-    def _register_secrets(spec: CameraSpec) -> None:
-        for secret in spec.log_secrets():
-            register_secret(secret)
-
     def _remember_secret_of(self, container) -> None:
         """Register the secrets of a container we did not create in this process (for logs)."""
         if container.id in self._secrets_known:
@@ -465,11 +437,8 @@ class DockerRuntime(Runtime):
     # --- Runtime interface -------------------------------------------------------------------------
 
     def ensure_running(self, spec: CameraSpec) -> Observed:
-        _check_name(spec.name)
-        if spec.host and spec.host != self.host:
-            raise RuntimeError_(f"camera {spec.name} belongs to host {spec.host}, not {self.host}")
-        self._register_secrets(spec)
-        with self._lock(spec.name):
+        self._accept(spec)
+        with self._camera_lock(spec.name):
             image_id = self._image_id(spec.image)
             env = self._environment(spec)
             spec_hash = self._spec_hash(spec, env)
@@ -524,8 +493,8 @@ class DockerRuntime(Runtime):
             raise RuntimeError_(f"the container named {container_name(camera)} is labelled for another camera")
 
     def stop(self, name: str, timeout: float = 5.0) -> Observed | None:
-        _check_name(name)
-        with self._lock(name):
+        check_name(name)
+        with self._camera_lock(name):
             container = self._get_ours(name)
             if container is None:
                 return None
@@ -539,8 +508,8 @@ class DockerRuntime(Runtime):
         return self.observe(name)
 
     def remove(self, name: str, timeout: float = 5.0) -> bool:
-        _check_name(name)
-        with self._lock(name):
+        check_name(name)
+        with self._camera_lock(name):
             replaced = self._get_replaced(name)  # left by an interrupted upgrade
             if replaced is not None:
                 self._remove_container(replaced, None, name)
@@ -567,7 +536,7 @@ class DockerRuntime(Runtime):
                 with _daemon(f"read the logs of camera {labels.get(LABEL_CAMERA)}"):
                     out = container.logs(stdout=True, stderr=False, tail=LOG_TAIL)
                     err = container.logs(stdout=False, stderr=True, tail=LOG_TAIL)
-                logs = {"stdout": _b64_or_none(out), "stderr": _b64_or_none(err)}
+                logs = encode_logs(out, err)
             except RuntimeError_ as exc:
                 # 409: dead or being removed (by another thread, now): no logs to read, and the
                 # control plane keeps its copy. Failing here failed the whole heartbeat, and a
@@ -586,7 +555,7 @@ class DockerRuntime(Runtime):
         )
 
     def observe(self, name: str, with_logs: bool = True) -> Observed | None:
-        _check_name(name)
+        check_name(name)
         container = self._get_ours(name)
         if container is None:
             return None
@@ -702,11 +671,8 @@ class DockerRuntime(Runtime):
         """Stop the camera's container and set it aside (renamed ``<name>.old``, kept as it is), then
         create and start one from ``spec`` under the camera's name. On any failure the old one is
         back and running. Idempotent: a camera already running ``spec`` is left as it is."""
-        _check_name(spec.name)
-        if spec.host and spec.host != self.host:
-            raise RuntimeError_(f"camera {spec.name} belongs to host {spec.host}, not {self.host}")
-        self._register_secrets(spec)
-        with self._lock(spec.name):
+        self._accept(spec)
+        with self._camera_lock(spec.name):
             image_id = self._image_id(spec.image)
             env = self._environment(spec)
             spec_hash = self._spec_hash(spec, env)
@@ -752,8 +718,8 @@ class DockerRuntime(Runtime):
 
     def commit_replace(self, name: str) -> None:
         """The new container stays: remove the old one set aside (idempotent)."""
-        _check_name(name)
-        with self._lock(name):
+        check_name(name)
+        with self._camera_lock(name):
             old = self._get_replaced(name)
             if old is not None:
                 self._remove_container(old, None, name)
@@ -762,8 +728,8 @@ class DockerRuntime(Runtime):
 
     def rollback_replace(self, name: str) -> Observed | None:
         """Remove the new container and restore the old one, running, as it was (idempotent)."""
-        _check_name(name)
-        with self._lock(name):
+        check_name(name)
+        with self._camera_lock(name):
             self._restore_replaced(name)
         return self.observe(name, with_logs=False)
 

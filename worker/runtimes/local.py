@@ -31,7 +31,6 @@ thread per runtime notices exits and restarts children.
 
 from __future__ import annotations
 
-import base64
 import collections
 import contextlib
 import dataclasses
@@ -40,7 +39,6 @@ import json
 import logging
 import os
 import platform
-import re
 import select
 import shlex
 import shutil
@@ -53,17 +51,26 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
-from edgeproxy.contracts.names import EDGE_NAME_RULE
-from worker.redaction import redact_bytes, register_secret
+from edgeproxy.env import envstr
 
-from .base import STATE_KEYS, ZERO_TIME, CameraSpec, Observed, Runtime, RuntimeError_
+from .base import (
+    SECRET_URL_FILES,
+    STATE_KEYS,
+    ZERO_TIME,
+    CameraSpec,
+    Observed,
+    Runtime,
+    RuntimeError_,
+    check_name,
+    encode_logs,
+)
 
 log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_COMMAND = (sys.executable, "-m", "worker.camera")
 # The file in the camera's directory of each secret URL, by the camera program's variable.
-SECRET_FILES = {"EDGEPROXY_RTSP_URL": "rtsp_url", "EDGEPROXY_RTMP_URL": "rtmp_url"}
+SECRET_FILES = SECRET_URL_FILES
 LOG_LINES = 100
 MAX_LINE_BYTES = 16 * 1024
 MAX_LOG_BYTES = 1024 * 1024  # per stream and camera; past it the file is cut back to its last lines
@@ -73,7 +80,6 @@ LOG_FILES = {False: "stdout.log", True: "stderr.log"}  # by "is stderr"
 UNKNOWN_EXIT = 255
 RESET_BACKOFF_AFTER = 10.0  # seconds of running after which a crash starts the back-off over
 _RECORD_VERSION = 1
-_HOST_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,252}$")
 # What the child inherits from the worker's environment; nothing else (no worker secrets).
 _ENV_PASSTHROUGH = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "VIRTUAL_ENV",
                     "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "LD_LIBRARY_PATH")
@@ -194,13 +200,8 @@ def _tail_lines(paths: list[Path], count: int) -> list[bytes]:
 
 
 def default_state_dir() -> Path:
-    base = os.environ.get("EDGEPROXY_STATE_DIR") or str(Path.home() / ".local/state/edgeproxy")
+    base = envstr("EDGEPROXY_STATE_DIR") or str(Path.home() / ".local/state/edgeproxy")
     return Path(base) / "local-runtime"
-
-
-def _check_name(name: str) -> None:
-    if not isinstance(name, str) or not EDGE_NAME_RULE.fullmatch(name):
-        raise RuntimeError_(f"invalid camera name {name!r}: use letters, digits, '_', '-' or '.'")
 
 
 def _initial_state() -> dict:
@@ -208,12 +209,6 @@ def _initial_state() -> dict:
         "Status": "created", "Running": False, "Paused": False, "Restarting": False, "OOMKilled": False,
         "Dead": False, "Pid": 0, "ExitCode": 0, "Error": "", "StartedAt": ZERO_TIME, "FinishedAt": ZERO_TIME,
     }
-
-
-def _b64_or_none(lines: list[bytes]) -> str | None:
-    if not lines:
-        return None
-    return base64.b64encode(redact_bytes(b"".join(lines))).decode("ascii")
 
 
 def _write_private(path: Path, data: bytes) -> None:
@@ -291,8 +286,6 @@ class LocalRuntime(Runtime):
         restart_delay_max: float = 60.0,
     ):
         super().__init__(host)
-        if not isinstance(host, str) or not _HOST_RE.match(host):
-            raise RuntimeError_(f"invalid edge host name {host!r}")
         if isinstance(command, str):
             command = shlex.split(command)
         self.command: tuple[str, ...] = tuple(command) if command else DEFAULT_COMMAND
@@ -323,7 +316,6 @@ class LocalRuntime(Runtime):
             raise RuntimeError_(str(exc)) from None
         self._cameras: dict[str, _Camera] = {}
         self._guard = threading.Lock()
-        self._op_locks: dict[str, threading.Lock] = {}
         self._closed = threading.Event()
         try:
             self._restore(restart=restore)
@@ -480,8 +472,7 @@ class LocalRuntime(Runtime):
                 log.warning("ignoring the unreadable local record of camera %s (%s)", name, type(exc).__name__,
                             extra={"camera": name, "host": self.host})
                 continue
-            for secret in spec.log_secrets():
-                register_secret(secret)
+            self._register_secrets(spec)
             pid, start = record.get("pid"), record.get("pid_start")
             cam = _Camera(spec, tuple(spec.command or self.command), record.get("container_id") or
                           f"local-{uuid.uuid4().hex}", record.get("created") or _now())
@@ -597,12 +588,7 @@ class LocalRuntime(Runtime):
         env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(pythonpath))
         env["PYTHONUNBUFFERED"] = "1"
         env.update(self.shm_env)
-        camera_env = dict(spec.environment())
-        for var in SECRET_FILES:
-            camera_env.pop(var, None)
-        env.update(camera_env)
-        for var in spec.secret_urls():
-            env[f"{var}_FILE"] = str(self._url_file(spec.name, var))
+        env.update(self._camera_environment(spec, lambda var: str(self._url_file(spec.name, var))))
         return env
 
     def _remove_ring(self, spec: CameraSpec) -> None:
@@ -723,10 +709,6 @@ class LocalRuntime(Runtime):
 
     # --- Runtime interface ------------------------------------------------------------------------------
 
-    def _op_lock(self, name: str) -> threading.Lock:
-        with self._guard:
-            return self._op_locks.setdefault(name, threading.Lock())
-
     def _get(self, name: str) -> _Camera | None:
         with self._guard:
             return self._cameras.get(name)
@@ -736,14 +718,10 @@ class LocalRuntime(Runtime):
             raise RuntimeError_("the local runtime has been closed")
 
     def ensure_running(self, spec: CameraSpec) -> Observed:
-        _check_name(spec.name)
+        self._accept(spec)
         self._check_open()
-        if spec.host and spec.host != self.host:
-            raise RuntimeError_(f"camera {spec.name} belongs to host {spec.host}, not {self.host}")
-        for secret in spec.log_secrets():
-            register_secret(secret)
         command = tuple(spec.command or self.command)
-        with self._op_lock(spec.name):
+        with self._camera_lock(spec.name):
             cam = self._get(spec.name)
             if cam is not None and cam.key != _spec_key(spec, command):
                 log.info("recreating camera %s (its spec changed)", spec.name,
@@ -801,8 +779,8 @@ class LocalRuntime(Runtime):
         shutil.rmtree(self._camera_dir(cam.spec.name), ignore_errors=True)
 
     def stop(self, name: str, timeout: float = 5.0) -> Observed | None:
-        _check_name(name)
-        with self._op_lock(name):
+        check_name(name)
+        with self._camera_lock(name):
             cam = self._get(name)
             if cam is None:
                 return None
@@ -812,8 +790,8 @@ class LocalRuntime(Runtime):
         return self.observe(name)
 
     def remove(self, name: str, timeout: float = 5.0) -> bool:
-        _check_name(name)
-        with self._op_lock(name):
+        check_name(name)
+        with self._camera_lock(name):
             cam = self._get(name)
             if cam is None:
                 return False
@@ -824,6 +802,7 @@ class LocalRuntime(Runtime):
         with cam.lock:
             status = cam.status
             state = {key: cam.state.get(key) for key in STATE_KEYS}
+            restarts = cam.restart_count
         logs = None
         if with_logs:
             if not cam.removed:
@@ -832,12 +811,12 @@ class LocalRuntime(Runtime):
                 lines = list(cam.logs)
             out = [line for is_stderr, line in lines if not is_stderr]
             err = [line for is_stderr, line in lines if is_stderr]
-            logs = {"stdout": _b64_or_none(out), "stderr": _b64_or_none(err)}
+            logs = encode_logs(b"".join(out), b"".join(err))
         return Observed(name=cam.spec.name, camera_id=str(cam.spec.camera_id), container_id=cam.container_id,
-                        status=status, state=state, image=cam.spec.image, logs=logs)
+                        status=status, state=state, image=cam.spec.image, logs=logs, restarts=restarts)
 
     def observe(self, name: str, with_logs: bool = True) -> Observed | None:
-        _check_name(name)
+        check_name(name)
         cam = self._get(name)
         return None if cam is None else self._observed(cam, with_logs)
 
@@ -845,11 +824,6 @@ class LocalRuntime(Runtime):
         with self._guard:
             cameras = sorted(self._cameras.values(), key=lambda c: c.spec.name)
         return [self._observed(cam, with_logs) for cam in cameras]
-
-    def restart_count(self, name: str) -> int:
-        """How often the supervisor restarted this camera (Docker's RestartCount)."""
-        cam = self._get(name)
-        return 0 if cam is None else cam.restart_count
 
     def facts(self) -> dict:
         try:

@@ -17,8 +17,22 @@ from tests.worker.camera.conftest import consume
 from worker.camera import keys
 from worker.camera.frame_format import data_size, to_bgr
 from worker.camera.ring import decode_range, ring_info
+from worker.camera.state import FPS_WINDOW_S, RATE_WARMUP_S
 
 FPS = 25
+
+
+def wait_packets(program, seconds: float, message: str) -> dict:
+    """The status once the camera has counted ``seconds`` worth of packets more than now (at
+    ``FPS``): a wait on the packets themselves, never on the clock."""
+    start = program.status()["packets"]
+    return program.wait_status(lambda s: s["packets"] - start >= seconds * FPS, 3 * seconds + 5, message)
+
+
+def wait_fps_window(program) -> dict:
+    """The status once the camera's fps is measured over a full window of arrivals (the warm-up
+    after connecting is not counted, then FPS_WINDOW_S of packets)."""
+    return wait_packets(program, RATE_WARMUP_S + FPS_WINDOW_S, "a full fps window of packets")
 
 
 # --------------------------------------------------------------------------- configuration
@@ -65,8 +79,7 @@ def test_streaming_status_reports_measured_fps_size_and_codec(tmp_path, servers,
     camera = servers(RtspCamera(tmp_path, codec=codec, width=width, height=height, fps=FPS))
     program = cameras(f"st-{codec}", camera.url(), EDGEPROXY_BUFFER_SECONDS="0")
     program.wait_state("streaming", 10)
-    time.sleep(3.5)  # the fps is measured over the last 3 s
-    status = program.status()
+    status = wait_fps_window(program)  # the fps is measured over the last 3 s
     assert status["state"] == "streaming"
     assert abs(status["fps"] - FPS) <= FPS * 0.10, status
     assert (status["width"], status["height"], status["codec"]) == (width, height, expected_codec)
@@ -128,8 +141,8 @@ def test_camera_restart_is_noticed_and_recovered_in_the_same_process(tmp_path, s
     killed = time.monotonic()
     program.wait_state("reconnecting", 5)
     assert time.monotonic() - killed < 5
-    time.sleep(4.0)  # several failed attempts: the back-off has grown past a few seconds
-    assert program.status()["reconnects"] >= 2
+    # several failed attempts: the back-off has grown past a few seconds
+    program.wait_status(lambda s: s["reconnects"] >= 3, 15, "several failed attempts")
 
     camera.start()  # same port; returns once it listens
     back = time.monotonic()
@@ -209,10 +222,16 @@ def test_frames_are_decoded_only_on_demand_newest_first_and_correct(tmp_path, se
     for _, m, size in reads:
         assert (m["width"], m["height"]) == (640, 480) and size == 640 * 480 * 3 // 2 and m["data_format"] == "i420"
         assert m["codec_name"] == "h264"
-    before = program.status()["published_frames"]
-    time.sleep(2.0)
-    program.want("all")
-    rate = (program.status()["published_frames"] - before) / 2.0
+    # The rate over the camera's own clock: frames published between two of its status reports.
+    before = program.status()
+
+    def two_seconds_published(status: dict) -> bool:
+        program.want("all")  # the consumer stays
+        return status["published_frames"] - before["published_frames"] >= 2 * FPS
+
+    after = program.wait_status(two_seconds_published, 8, "two seconds of frames published")
+    seconds = (after["updated_at"] - before["updated_at"]) / 1000
+    rate = (after["published_frames"] - before["published_frames"]) / seconds
     assert abs(rate - FPS) <= FPS * 0.15, rate
     assert program.redis.pttl(keys.frame_latest(program.name)) > 0
 
@@ -281,7 +300,7 @@ def test_ring_holds_the_configured_seconds_and_decode_range_returns_every_frame(
     camera = servers(RtspCamera(tmp_path, fps=FPS, gop=FPS, codec=codec))
     program = cameras(f"ring-{codec}", camera.url(), EDGEPROXY_BUFFER_SECONDS=str(buffer_s))
     program.wait_state("streaming", 10)
-    time.sleep(buffer_s + 2.5)
+    wait_packets(program, buffer_s + 2.5, "more than the buffer's packets")  # the ring has been trimmed
     r = program.redis
     ring = keys.ring(program.name)
 
@@ -379,8 +398,7 @@ def test_rtmp_receiver_down_never_hurts_ingest(tmp_path, servers, cameras):
     port = free_port()  # nothing listens there
     program = cameras("rtmp-down", camera.url(), EDGEPROXY_RTMP_URL=f"rtmp://127.0.0.1:{port}/live/test")
     program.wait_state("streaming", 10)
-    time.sleep(3.5)
-    status = program.status()
+    status = wait_fps_window(program)
     assert status["state"] == "streaming" and abs(status["fps"] - FPS) <= FPS * 0.1
     assert status["rtmp_enabled"] is True and status["rtmp_streaming"] is False
     assert status["rtmp_error"]
@@ -457,8 +475,7 @@ def test_udp_transport_per_camera(tmp_path, servers, cameras):
     camera = servers(RtspCamera(tmp_path, fps=FPS))
     program = cameras("udp", camera.url(), EDGEPROXY_RTSP_TRANSPORT="udp")
     program.wait_state("streaming", 10)
-    time.sleep(3.2)
-    status = program.status()
+    status = wait_fps_window(program)
     assert status["transport"] == "udp" and status["state"] == "streaming"
     assert abs(status["fps"] - FPS) <= FPS * 0.10, status
     assert "over udp" in program.output()

@@ -35,10 +35,11 @@ MAX_MESSAGE = 64 * 1024 * 1024
 SHM_DIR = f"/dev/shm/edgeproxy-test-{os.getpid()}"
 
 
-def table_entry(camera_id: str, has_rtmp: bool, running: bool = True) -> str:
-    """A host camera table value as the edge worker writes it (Docker ContainerState keys)."""
+def table_entry(camera_id: str, has_rtmp: bool, running: bool = True, pid: int = 4242) -> str:
+    """A host camera table value as the edge worker writes it (Docker ContainerState keys); ``pid``
+    is the camera process's, as the runtime sees it."""
     state = {"Status": "running" if running else "exited", "Running": running, "Paused": False,
-             "Restarting": False, "OOMKilled": False, "Dead": False, "Pid": 4242 if running else 0,
+             "Restarting": False, "OOMKilled": False, "Dead": False, "Pid": pid if running else 0,
              "ExitCode": 0, "Error": "", "StartedAt": "2026-11-26T12:00:00Z", "FinishedAt": "0001-01-01T00:00:00Z"}
     return json.dumps({"camera_id": camera_id, "status": "running" if running else "stopped", "state": state,
                        "container_id": f"local-{camera_id}", "has_rtmp": has_rtmp})
@@ -125,16 +126,17 @@ def cameras(workdir, frames_redis, source, rtmp_port, rtmp_receiver):
     """The real camera processes, plus their host table entries (the edge worker's job)."""
     client = frames_redis.client()
     table = keys.host_cameras(HOST)
-    client.hset(table, mapping={
-        CAMERA: table_entry("1", has_rtmp=True),
-        DOWN_CAMERA: table_entry("2", has_rtmp=False),
-        NO_PROCESS_CAMERA: table_entry("3", has_rtmp=False, running=False),
-    })
     dead_port = free_port()
     live = Process([sys.executable, "-m", "worker.camera"], workdir / f"camera-{CAMERA}.log",
                    env=camera_env(CAMERA, source.url(), frames_redis.url, f"rtmp://127.0.0.1:{rtmp_port}/live/x"))
     down = Process([sys.executable, "-m", "worker.camera"], workdir / f"camera-{DOWN_CAMERA}.log",
                    env=camera_env(DOWN_CAMERA, f"rtsp://127.0.0.1:{dead_port}/test", frames_redis.url))
+    # The process ids as a runtime observes them (the OS's, not made up here).
+    client.hset(table, mapping={
+        CAMERA: table_entry("1", has_rtmp=True, pid=live.pid),
+        DOWN_CAMERA: table_entry("2", has_rtmp=False, pid=down.pid),
+        NO_PROCESS_CAMERA: table_entry("3", has_rtmp=False, running=False),
+    })
     try:
         wait_until(lambda: status_of(client, CAMERA).get("state") == "streaming", 30,
                    message=f"camera {CAMERA} streaming")

@@ -211,10 +211,14 @@ def test_probe(stub, frames_redis):
     assert code == grpc.StatusCode.NOT_FOUND
 
 
-def test_list_streams(stub):
+def test_list_streams(stub, cameras, frames_redis):
     streams = {s.name: s for s in stub.ListStreams(pb.ListStreamRequest(), timeout=5)}
     assert {CAMERA, DOWN_CAMERA, NO_PROCESS_CAMERA} <= set(streams)
-    assert streams[CAMERA].running and streams[CAMERA].status == "running" and streams[CAMERA].pid == 4242
+    assert streams[CAMERA].running and streams[CAMERA].status == "running"
+    # The pid served is the camera process's own: the one it reports in its status key.
+    client = frames_redis.client()
+    assert streams[CAMERA].pid == status_of(client, CAMERA)["pid"] == cameras["live"].pid
+    assert streams[DOWN_CAMERA].pid == status_of(client, DOWN_CAMERA)["pid"] != streams[CAMERA].pid
     assert not streams[NO_PROCESS_CAMERA].running and streams[NO_PROCESS_CAMERA].status == "exited"
 
 
@@ -235,10 +239,8 @@ def test_proxy_switches_rtmp_passthrough(stub, frames_redis, rtmp_receiver):
     try:
         assert (reply.device_id, reply.passthrough) == (CAMERA, True)
         assert client.get(keys.rtmp_switch(CAMERA)) == b"1"
-        if rtmp_receiver is None:
-            pytest.skip("ffmpeg (the RTMP receiver) is not installed")
-        if "rtmp_streaming" not in status_of(client, CAMERA):
-            pytest.skip("the camera process does not report rtmp_streaming")
+        # A missing part fails the test, never skips it.
+        assert rtmp_receiver is not None, "ffmpeg (the RTMP receiver) is missing: bin/bootstrap --test installs it"
         wait_until(lambda: status_of(client, CAMERA).get("rtmp_streaming"), 20, message="rtmp_streaming")
         size = rtmp_receiver.stat().st_size if rtmp_receiver.exists() else 0
         wait_until(lambda: rtmp_receiver.exists() and rtmp_receiver.stat().st_size > size, 20,

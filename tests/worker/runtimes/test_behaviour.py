@@ -158,8 +158,13 @@ def test_a_crashing_camera_is_restarted_until_stopped(runtime):
     if observed.status == "restarting":
         assert observed.state["Restarting"] is True and observed.state["ExitCode"] == 3
 
+    # Both runtimes count the restarts of the policy, and report them alike (the upgrade gate reads them).
+    wait_until(lambda: runtime.observe(spec.name, with_logs=False).restarts >= 2, 20, message="two restarts counted")
+    assert runtime.restart_count(spec.name) >= 2
+
     stopped = runtime.stop(spec.name, timeout=2)
     assert stopped.status == "exited"
+    assert stopped.restarts >= 2  # a stop keeps the count, as Docker's RestartCount
     count = log_text(runtime, spec.name).count("boom")
     with pytest.raises(TimeoutError):  # it stays stopped
         wait_until(lambda: runtime.observe(spec.name).status != "exited", 1.5)
