@@ -1,7 +1,8 @@
 """OpenAPI 3 description of the API (drf-spectacular): the shapes the routes answer, and the errors.
 
-The serializers here only *describe* JSON for the schema (``/api/schema/``, ``/api/docs/``); the
-views build their bodies in ``processes.selectors`` and ``settings_app.selectors``. Views declare
+Most serializers here only *describe* JSON for the schema (``/api/schema/``, ``/api/docs/``); the
+views build those bodies in ``processes.selectors`` and ``settings_app.selectors``. The camera
+record is the exception: ``processes.outputs.StreamProcessSerializer`` both answers and documents it. Views declare
 their success responses with ``extend_schema``; ``AutoSchema`` adds to every operation the errors
 it can answer (``{"code", "message", "errors"}``), so a new route cannot forget them:
 
@@ -25,8 +26,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, PolymorphicProxySerializer
 from rest_framework import serializers
 
-from processes.models import DesiredState, OperationKind, OperationState
-from worker.camera.keys import STATES as STREAM_STATES
+from processes.outputs import OperationSerializer, StreamProcessSerializer
 
 # --- errors ----------------------------------------------------------------------------------
 
@@ -68,93 +68,8 @@ def errors(*codes: int) -> dict:
 
 
 # --- the camera record (StreamProcess) -------------------------------------------------------
-
-
-class ContainerStateSerializer(serializers.Serializer):
-    Status = serializers.CharField(required=False)
-    Running = serializers.BooleanField(required=False)
-    Paused = serializers.BooleanField(required=False)
-    Restarting = serializers.BooleanField(required=False)
-    OOMKilled = serializers.BooleanField(required=False)
-    Dead = serializers.BooleanField(required=False)
-    Pid = serializers.IntegerField(required=False)
-    ExitCode = serializers.IntegerField(required=False)
-    Error = serializers.CharField(required=False, allow_null=True)
-    StartedAt = serializers.CharField(required=False, help_text="RFC 3339")
-    FinishedAt = serializers.CharField(required=False, help_text="RFC 3339")
-
-    class Meta:
-        ref_name = "ContainerState"
-
-
-class ProcessLogsSerializer(serializers.Serializer):
-    stdout = serializers.CharField(allow_null=True, help_text="base64, last 100 lines, passwords redacted")
-    stderr = serializers.CharField(allow_null=True, help_text="base64, last 100 lines, passwords redacted")
-
-    class Meta:
-        ref_name = "ProcessLogs"
-
-
-class RtmpStreamStatusSerializer(serializers.Serializer):
-    streaming = serializers.BooleanField()
-    storing = serializers.BooleanField()
-
-    class Meta:
-        ref_name = "RtmpStreamStatus"
-
-
-class StreamStatusSerializer(serializers.Serializer):
-    state = serializers.ChoiceField(choices=list(STREAM_STATES), required=False)
-    fps = serializers.FloatField(required=False, help_text="frames received per second (3 s window)")
-    width = serializers.IntegerField(required=False, allow_null=True)
-    height = serializers.IntegerField(required=False, allow_null=True)
-    codec = serializers.CharField(required=False, allow_null=True)
-    last_frame_at = serializers.IntegerField(required=False, allow_null=True, help_text="ms since epoch")
-    reconnects = serializers.IntegerField(required=False)
-    last_error = serializers.CharField(required=False, allow_null=True)
-
-    class Meta:
-        ref_name = "StreamStatus"
-
-
-class OperationSerializer(serializers.Serializer):
-    id = serializers.UUIDField(help_text="also the Celery task id: GET /api/v1/tasks/{id}")
-    kind = serializers.ChoiceField(choices=OperationKind.choices)
-    state = serializers.ChoiceField(choices=OperationState.choices)
-    error = serializers.CharField(allow_null=True)
-    created = serializers.IntegerField(help_text="ms since epoch")
-    finished = serializers.IntegerField(allow_null=True, help_text="ms since epoch")
-
-    class Meta:
-        ref_name = "Operation"
-
-
-PROCESS_STATUSES = ("created", "running", "restarting", "paused", "exited", "dead", "removing",
-                    "pending", "stopped", "error", "offline")
-
-
-class StreamProcessSerializer(serializers.Serializer):
-    name = serializers.CharField(help_text="unique in the fleet; also the gRPC device_id")
-    rtsp_endpoint = serializers.CharField(help_text="password masked: rtsp://user:***@host/...")
-    rtmp_endpoint = serializers.CharField(required=False)
-    container_id = serializers.CharField(allow_blank=True)
-    image_tag = serializers.CharField()
-    created = serializers.IntegerField(help_text="ms since epoch")
-    modified = serializers.IntegerField(help_text="ms since epoch")
-    status = serializers.ChoiceField(choices=PROCESS_STATUSES)
-    state = ContainerStateSerializer()
-    logs = ProcessLogsSerializer()
-    rtmp_stream_status = RtmpStreamStatusSerializer()
-    upgrade_available = serializers.BooleanField()
-    newer_version = serializers.CharField(required=False)
-    host = serializers.CharField(help_text="the edge host that runs it")
-    desired_state = serializers.ChoiceField(choices=DesiredState.choices)
-    operation = OperationSerializer(allow_null=True, help_text="the last operation")
-    stream = StreamStatusSerializer(allow_null=True, help_text="live facts from the camera process")
-
-    class Meta:
-        ref_name = "StreamProcess"
-
+# StreamProcessSerializer and OperationSerializer are processes/outputs.py's: the camera routes
+# answer with them, so the answers and this document have one definition.
 
 class DeletedProcessSerializer(serializers.Serializer):
     name = serializers.CharField()
