@@ -343,6 +343,8 @@ class AutoSchema(openapi.AutoSchema):
         for code in sorted(wanted):
             if str(code) not in responses:
                 responses[str(code)] = self._get_response_for_code(error(code), str(code), direction=direction)
+        if self.method == "GET":  # django.middleware.http.ConditionalGetMiddleware
+            responses.setdefault("304", {"description": "Not Modified: If-None-Match named the answer's ETag."})
         return dict(sorted(responses.items()))
 
 
