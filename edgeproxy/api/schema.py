@@ -2,9 +2,10 @@
 
 Most serializers here only *describe* JSON for the schema (``/api/schema/``, ``/api/docs/``); the
 views build those bodies in ``processes.selectors`` and ``settings_app.selectors``. The camera
-record is the exception: ``processes.outputs.StreamProcessSerializer`` both answers and documents it. Views declare
-their success responses with ``extend_schema``; ``AutoSchema`` adds to every operation the errors
-it can answer (``{"code", "message", "errors"}``), so a new route cannot forget them:
+record is the exception: ``processes.outputs.StreamProcessSerializer`` both answers and documents
+it. Views declare their success responses with ``extend_schema``; ``AutoSchema`` adds to every
+operation the errors it can answer (``{"code", "message", "errors"}``), so a new route cannot
+forget them:
 
 * 401 on every route (no or bad token), 503 on every route (database or broker unreachable),
   414 on every route (a URL over gunicorn's 4094-byte request line);
