@@ -99,4 +99,8 @@ class StrictFilterBackend(DjangoFilterBackend):
         if unknown:
             raise Invalid(f"{unknown[0]}: unknown parameter; this list takes {', '.join(sorted(known))}.",
                           dict.fromkeys(unknown, ["unknown parameter"]))
+        ordering = request.query_params.get("ordering")
+        if ordering and "" in ordering.split(","):  # django-filter skips empty items: "name," is not "name"
+            raise Invalid("ordering: must be field names separated by commas, none of them empty.",
+                          {"ordering": ["empty field name"]})
         return super().filter_queryset(request, queryset, view)
