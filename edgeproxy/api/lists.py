@@ -21,7 +21,7 @@ from edgeproxy.api.errors import Invalid
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 500
 PAGING_PARAMETERS = ("limit", "offset")
-_COUNT = re.compile(r"[0-9]{1,9}")
+_COUNT = re.compile(r"[0-9]+")  # any size: an offset past the end is an empty page
 
 
 def _count_param(request, name: str, minimum: int, maximum: int | None) -> int | None:
