@@ -37,7 +37,8 @@ class CameraFilter(django_filters.FilterSet):
     desired_state = django_filters.ChoiceFilter(choices=DesiredState.choices)
     name_prefix = django_filters.CharFilter(
         field_name="name", lookup_expr="startswith", max_length=63,
-        validators=[RegexValidator(NAME_PREFIX_RULE, "must be 1 to 63 characters of a-z, 0-9, _ and -.")],
+        validators=[RegexValidator(rf"^{NAME_PREFIX_RULE.pattern}\Z",  # RegexValidator searches: the whole value
+                                   "must be 1 to 63 characters of a-z, 0-9, _ and -.")],
     )
     ordering = django_filters.OrderingFilter(fields=("name", "created", "modified", "status"))
 

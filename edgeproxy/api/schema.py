@@ -359,9 +359,14 @@ ANNOTATION_PARAMETERS = [
 
 
 # After the scheme of an RTSP or RTMP URL: a host first (user:password@ allowed), no white space or
-# control characters anywhere (processes.api._check_url).
-_URL_REST = r"(?:[^\s@/?#:\u0000-\u001f\u007f]+(?::[^\s@/?#\u0000-\u001f\u007f]*)?@)?" \
-            r"[^\s@/?#:\[\]\u0000-\u001f\u007f]+(?::[0-9]{0,4})?(?:[/?#][^\s\u0000-\u001f\u007f]*)?"
+# control characters anywhere (processes.api._check_url). Python's white space also has U+0085.
+# In the user and host part, urlsplit refuses brackets outside an IPv6 address and the characters
+# whose NFKC form holds / ? # @ or : (these 19, found with unicodedata over every code point).
+_NOT_SPACE = r"\s\u0000-\u001f\u007f\u0085"
+_NETLOC_REFUSED = r"\[\]\u2047-\u2049\u2100\u2101\u2105\u2106\u2a74\ufe13\ufe16\ufe55\ufe56\ufe5f\ufe6b" \
+                  r"\uff03\uff0f\uff1a\uff1f\uff20"
+_URL_REST = rf"(?:[^{_NOT_SPACE}@/?#:{_NETLOC_REFUSED}]+(?::[^{_NOT_SPACE}@/?#{_NETLOC_REFUSED}]*)?@)?" \
+            rf"[^{_NOT_SPACE}@/?#:{_NETLOC_REFUSED}]+(?::[0-9]{{0,4}})?(?:[/?#][^{_NOT_SPACE}]*)?"
 
 
 def document_rules(result, generator, request, public):

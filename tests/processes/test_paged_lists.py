@@ -227,7 +227,8 @@ def test_bad_list_parameters_are_400_naming_them(fleet, path, query, param):
 
 
 @pytest.mark.parametrize("query,param", [("status=sleeping", "status"), ("desired_state=paused", "desired_state"),
-                                         ("name_prefix=UPPER", "name_prefix"), ("host=" + "h" * 64, "host")])
+                                         ("name_prefix=UPPER", "name_prefix"), ("name_prefix=0.5", "name_prefix"),
+                                         ("host=" + "h" * 64, "host")])
 def test_bad_camera_filters_are_400_naming_them(fleet, query, param):
     _assert_error(fleet.get(f"/api/v1/cameras?{query}"), 400, param)
 
