@@ -3,7 +3,14 @@
 Prints, in one run on this machine:
 1. the overhead of ``POST /process?wait=`` until running over a raw Docker create+start of the
    same container (same image, mounts, environment), median of N;
-2. ``GET /processlist`` median latency with 2,000 cameras on 100 hosts in the database.
+2. ``GET /processlist`` median latency with 2,000 cameras on 100 hosts in the database, beside
+   the paged list ``GET /cameras`` (a page of 100 and of 500, a host's cameras) and ``/hosts``, ``/tasks``;
+3. answering ``202`` to a connect with 16 concurrent clients (median, p99), on the simulated hosts;
+4. onboarding rate (cameras queued per second, until each ``202``): single connects one after the
+   other, single connects from 16 clients, and bulk connects (``POST /cameras/bulk``, 200 a request).
+
+The simulated hosts are database rows with a key (no worker consumes their queues), so 3 and 4
+measure the control plane alone: validation, placement, database writes and task publishing.
 """
 
 import argparse
@@ -11,6 +18,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -80,12 +88,16 @@ def seed_fleet(env: dict, hosts: int, cameras: int) -> None:
 import django, uuid
 django.setup()
 from django.utils import timezone
+from nacl.public import PrivateKey
 from processes.models import Camera, EdgeHost
 from edgeproxy import crypto
+from worker import sealing
 from worker.runtimes.base import ZERO_TIME
 now = timezone.now()
+key = sealing.public_key_text(PrivateKey.generate())  # camera specs are sealed to it; nobody opens them
 hosts = EdgeHost.objects.bulk_create([EdgeHost(name=f"sim-{{i:03d}}", queue=f"host.sim-{{i:03d}}", runtime="docker",
-    last_heartbeat=now, images=[{{"repository": "edgeproxy/camera", "tag": v}} for v in ("0.0.9", "0.0.10")])
+    last_heartbeat=now, public_key=key,
+    images=[{{"repository": "edgeproxy/camera", "tag": v}} for v in ("0.0.9", "0.0.10")])
     for i in range({hosts})])
 secret = crypto.encrypt("rtsp://user:pass@10.0.0.1/stream")
 state = {{"Status": "running", "Running": True, "Paused": False, "Restarting": False, "OOMKilled": False,
@@ -100,11 +112,86 @@ Camera.objects.bulk_create([Camera(name=f"sim-cam-{{i:05d}}", rtsp_endpoint_encr
     subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO, check=True)
 
 
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def timed_gets(system: System, path: str, n: int = 21) -> tuple[list[float], object]:
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        response = system.get(path)
+        times.append(time.perf_counter() - t0)
+        assert response.status_code == 200, response.text[:300]
+    return times, response
+
+
+def connect_body(name: str, host: str) -> dict:
+    return {"name": name, "rtsp_endpoint": f"rtsp://user:pass@10.0.0.1/{name}", "host": host}
+
+
+def concurrent_connects(system: System, hosts: int, clients: int, per_client: int, prefix: str) -> tuple[list, float]:
+    """Each client its own HTTP session, connecting cameras without waiting: every answer's latency,
+    and the wall time of all of them."""
+    import requests
+
+    latencies: list[float] = []
+    failures: list[str] = []
+    lock = threading.Lock()
+
+    def client(index: int) -> None:
+        session = requests.Session()
+        session.headers["Authorization"] = f"Token {system.token}"
+        mine = []
+        for i in range(per_client):
+            name = f"{prefix}-{index:02d}-{i:03d}"
+            t0 = time.perf_counter()
+            response = session.post(system.base_url + "/api/v1/process",
+                                    json=connect_body(name, f"sim-{(index * per_client + i) % hosts:03d}"), timeout=60)
+            mine.append(time.perf_counter() - t0)
+            if response.status_code != 202:
+                failures.append(response.text[:200])
+        with lock:
+            latencies.extend(mine)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    t0 = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wall = time.perf_counter() - t0
+    assert not failures, failures[:3]
+    return latencies, wall
+
+
+def sequential_connects(system: System, hosts: int, n: int, prefix: str) -> float:
+    t0 = time.perf_counter()
+    for i in range(n):
+        response = system.post("/api/v1/process", connect_body(f"{prefix}-{i:04d}", f"sim-{i % hosts:03d}"))
+        assert response.status_code == 202, response.text
+    return time.perf_counter() - t0
+
+
+def bulk_connects(system: System, hosts: int, n: int, per_request: int, prefix: str) -> float:
+    t0 = time.perf_counter()
+    for start in range(0, n, per_request):
+        body = {"cameras": [connect_body(f"{prefix}-{i:05d}", f"sim-{i % hosts:03d}")
+                            for i in range(start, min(n, start + per_request))]}
+        response = system.post("/api/v1/cameras/bulk", body)
+        assert response.status_code == 202 and response.json()["refused"] == 0, response.text[:500]
+    return time.perf_counter() - t0
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("-n", type=int, default=20, help="connects to time")
     parser.add_argument("--hosts", type=int, default=100)
     parser.add_argument("--cameras", type=int, default=2000)
+    parser.add_argument("--clients", type=int, default=16, help="concurrent clients for the 202 latency")
+    parser.add_argument("--per-client", type=int, default=25, help="connects per concurrent client")
+    parser.add_argument("--onboard", type=int, default=2000, help="cameras onboarded in bulk (and 1/5 singly)")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="bench-control-"))
@@ -129,15 +216,29 @@ def main() -> None:
         print(f"connect: overhead of the control plane        median {ms(overhead)} ms  (target < 50 ms)")
 
         seed_fleet(system.env, args.hosts, args.cameras)
-        listing = []
-        for _ in range(21):
-            t0 = time.perf_counter()
-            response = system.get("/api/v1/processlist")
-            listing.append(time.perf_counter() - t0)
-            assert response.status_code == 200
+        listing, response = timed_gets(system, "/api/v1/processlist")
         count = len(response.json())
         print(f"list: GET /processlist with {count} cameras on {args.hosts + 1} hosts  "
-              f"median {ms(statistics.median(listing))} ms, p90 {ms(sorted(listing)[18])} ms  (target < 50 ms)")
+              f"median {ms(statistics.median(listing))} ms, p90 {ms(sorted(listing)[18])} ms  (target <= 30 ms)")
+        for path in ("/api/v1/cameras", "/api/v1/cameras?limit=500", "/api/v1/cameras?limit=100&offset=1900",
+                     "/api/v1/cameras?host=sim-042", "/api/v1/cameras?status=running&ordering=-modified",
+                     "/api/v1/hosts", "/api/v1/hosts?limit=100", "/api/v1/tasks"):
+            times, response = timed_gets(system, path)
+            print(f"list: GET {path:<52} {len(response.json()):>4} records  median {ms(statistics.median(times))} ms, "
+                  f"p90 {ms(sorted(times)[18])} ms")
+
+        latencies, wall = concurrent_connects(system, args.hosts, args.clients, args.per_client, "c16")
+        print(f"connect: answering 202, {args.clients} concurrent clients, n={len(latencies)}  "
+              f"median {ms(statistics.median(latencies))} ms, p99 {ms(percentile(latencies, 0.99))} ms  "
+              f"(target <= 10 ms median, <= 30 ms p99)")
+        singles = max(1, args.onboard // 5)
+        single_wall = sequential_connects(system, args.hosts, singles, "one")
+        bulk_wall = bulk_connects(system, args.hosts, args.onboard, 200, "bulk")
+        print(f"onboarding: single connects, one client      {singles / single_wall:7.1f} cameras/s  (n={singles})")
+        print(f"onboarding: single connects, {args.clients} clients       "
+              f"{len(latencies) / wall:7.1f} cameras/s  (n={len(latencies)})")
+        print(f"onboarding: bulk connects, 200 a request      {args.onboard / bulk_wall:7.1f} cameras/s  "
+              f"(n={args.onboard} on {args.hosts} hosts; target >= 300)")
     finally:
         system.stop()
         redis_server.stop()

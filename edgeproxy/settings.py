@@ -50,6 +50,8 @@ MIDDLEWARE = [
     "edgeproxy.api.metrics.RequestMetricsMiddleware",  # outermost: counts and times every answer
     "corsheaders.middleware.CorsMiddleware",  # adds nothing unless EDGEPROXY_CORS_ORIGINS is set
     "edgeproxy.api.errors.BodySizeLimitMiddleware",
+    # ETag on every GET answer (a hash of its body) and 304 Not Modified on a matching If-None-Match.
+    "django.middleware.http.ConditionalGetMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",  # admin and Swagger UI assets under gunicorn
     "django.contrib.sessions.middleware.SessionMiddleware",

@@ -27,6 +27,10 @@ urlpatterns = [
     path(v1 + "processupgrades/upgradecontainer", processes.ProcessUpgrades.as_view(http_method_names=["post"])),
     path(v1 + "processupgrades", processes.ProcessUpgrades.as_view()),
     path(v1 + "annotations", processes.AnnotationList.as_view()),
+    # Paged, filtered lists and bulk onboarding (/processlist keeps its full answer)
+    path(v1 + "cameras", processes.CameraList.as_view()),
+    path(v1 + "cameras/bulk", processes.CameraBulkConnect.as_view()),
+    path(v1 + "tasks", processes.TaskList.as_view()),
     # Hosts and operations
     path(v1 + "hosts", processes.HostCollection.as_view()),
     path(v1 + "hosts/<str:name>", processes.HostDetail.as_view()),

@@ -5,11 +5,13 @@ from urllib.parse import urlsplit
 from django.http import HttpResponse
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
+from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from edgeproxy.api import lists
 from edgeproxy.api import schema as oas
-from edgeproxy.api.errors import Invalid, NotFound
+from edgeproxy.api.errors import Invalid, NotFound, api_message, status_code_of
 from edgeproxy.api.fields import StrictCharField, has_space_or_control
 from edgeproxy.contracts.names import (
     CAMERA_NAME_HELP,
@@ -19,7 +21,7 @@ from edgeproxy.contracts.names import (
     IMAGE_RULE,
     TAG_RULE,
 )
-from processes import selectors, services
+from processes import filters, outputs, selectors, services
 from processes.models import OperationState
 
 MAX_WAIT_SECONDS = 60
@@ -116,9 +118,9 @@ def operation_response(request, camera_name: str, operation_id) -> Response:
     camera = selectors.camera_by_name(camera_name)
     if camera is None:  # deleted
         op = selectors.operation_by_id(operation_id)
-        return Response({"name": camera_name, "status": "deleted", "operation": selectors.operation_payload(op)},
+        return Response({"name": camera_name, "status": "deleted", "operation": outputs.operation_record(op)},
                         status=status)
-    return Response(selectors.camera_payload(camera), status=status)
+    return Response(outputs.camera_record(camera), status=status)
 
 
 class ProcessCollection(OperationView):
@@ -133,7 +135,7 @@ class ProcessCollection(OperationView):
 class ProcessDetail(OperationView):
     @extend_schema(summary="A camera: stored and observed state", responses={200: oas.StreamProcessSerializer})
     def get(self, request, name):
-        return Response(selectors.camera_payload(services.get_camera(name)))
+        return Response(outputs.camera_record(services.get_camera(name)))
 
     @extend_schema(request=MoveSerializer, summary="Move a camera to another edge host: {\"host\"}",
                    examples=oas.MOVE_EXAMPLES)
@@ -197,8 +199,8 @@ class ProcessList(APIView):
                    parameters=[oas.query("host", description="only the cameras of this edge host"),
                                oas.query("status", description="only the cameras with this status")])
     def get(self, request):
-        body = selectors.camera_list_json(host=request.query_params.get("host"),
-                                          status=request.query_params.get("status"))
+        body = outputs.camera_list_json(host=request.query_params.get("host"),
+                                        status=request.query_params.get("status"))
         return HttpResponse(body, content_type="application/json")
 
 
@@ -224,7 +226,7 @@ class ProcessUpgrades(OperationView):
     @extend_schema(summary="Every camera with upgrade_available and newer_version from its host's images",
                    responses={200: oas.StreamProcessSerializer(many=True)})
     def get(self, request):
-        return HttpResponse(selectors.camera_list_json(), content_type="application/json")
+        return HttpResponse(outputs.camera_list_json(), content_type="application/json")
 
     @extend_schema(summary="Upgrade one camera's container to another local image of its host "
                            "(without newer_version: the newest)", request=UpgradeSerializer,
@@ -249,10 +251,165 @@ class ProcessFrame(APIView):
         return response
 
 
-class HostCollection(APIView):
-    @extend_schema(summary="Edge hosts", responses={200: oas.EdgeHostSerializer(many=True)})
+# --- paged, filtered lists (edgeproxy/api/lists.py) -------------------------------------------
+
+
+class PagedList(GenericAPIView):
+    """A list with django-filter filters and limit/offset pages; records in a stable order (``tiebreak``
+    last, so that no record is on two pages or none)."""
+
+    filter_backends = [lists.StrictFilterBackend]
+    pagination_class = lists.ListPagination
+    tiebreak = "name"
+
+    def filter_queryset(self, queryset):
+        queryset = super().filter_queryset(queryset)
+        ordering = list(queryset.query.order_by)
+        if not any(field.lstrip("-") == self.tiebreak for field in ordering):
+            queryset = queryset.order_by(*ordering, self.tiebreak)
+        return queryset
+
+    def records(self, items) -> list:
+        return self.get_serializer(items, many=True).data
+
     def get(self, request):
-        return Response([selectors.host_payload(h, h.camera_count) for h in selectors.hosts()])
+        queryset = self.filter_queryset(self.get_queryset())
+        page = self.paginate_queryset(queryset)
+        if page is None:
+            return Response(self.records(queryset))
+        return self.get_paginated_response(self.records(page))
+
+
+class CameraList(PagedList):
+    serializer_class = outputs.StreamProcessSerializer
+    filterset_class = filters.CameraFilter
+
+    def get_queryset(self):
+        return selectors.cameras()
+
+    @extend_schema(summary="Cameras, a page at a time (filters: host, status, desired_state, name_prefix)",
+                   responses={200: outputs.StreamProcessSerializer(many=True)},
+                   parameters=[*filters.CAMERA_PARAMETERS, *lists.PAGE_PARAMETERS, *lists.PAGE_HEADERS])
+    def get(self, request):
+        return super().get(request)
+
+
+class HostCollection(PagedList):
+    """Every edge host; a page of them with ``limit`` or ``offset`` (the full list stays the default)."""
+
+    filterset_class = filters.HostFilter
+    pagination_class = lists.OptionalListPagination
+
+    def get_queryset(self):
+        return selectors.hosts()
+
+    def records(self, items) -> list:
+        return [selectors.host_payload(h, h.camera_count) for h in items]
+
+    @extend_schema(summary="Edge hosts (filters: online, name_prefix; a page with limit or offset)",
+                   responses={200: oas.EdgeHostSerializer(many=True)},
+                   parameters=[*filters.HOST_PARAMETERS, *lists.PAGE_PARAMETERS, *lists.PAGE_HEADERS])
+    def get(self, request):
+        return super().get(request)
+
+
+class TaskList(PagedList):
+    filterset_class = filters.OperationFilter
+    tiebreak = "id"
+
+    def get_queryset(self):
+        return selectors.operation_list()
+
+    def records(self, items) -> list:
+        return [selectors.operation_detail(op) for op in items]
+
+    @extend_schema(summary="Operations, newest first, a page at a time (filters: camera, host, kind, state)",
+                   responses={200: oas.TaskSerializer(many=True)},
+                   parameters=[*filters.OPERATION_PARAMETERS, *lists.PAGE_PARAMETERS, *lists.PAGE_HEADERS])
+    def get(self, request):
+        return super().get(request)
+
+
+# --- bulk onboarding -------------------------------------------------------------------------
+
+
+class BulkConnectSerializer(serializers.Serializer):
+    cameras = serializers.ListField(child=ConnectSerializer(), min_length=1, max_length=services.MAX_BULK_CONNECT,
+                                    help_text=f"1 to {services.MAX_BULK_CONNECT} connect bodies, as POST /process takes")
+
+
+class BulkOutcomeSerializer(serializers.Serializer):
+    index = serializers.IntegerField(help_text="the camera's place in the request, from 0")
+    name = serializers.CharField()
+    code = serializers.IntegerField(help_text="202 queued, else the status a single connect would answer")
+    message = serializers.CharField(allow_null=True, help_text="why not (null when queued)")
+    errors = serializers.DictField(child=serializers.ListField(child=serializers.CharField()), required=False)
+    operation = outputs.OperationSerializer(allow_null=True, help_text="the connect operation (null when refused)")
+
+    class Meta:
+        ref_name = "BulkConnectOutcome"
+
+
+class BulkConnectResultSerializer(serializers.Serializer):
+    accepted = serializers.IntegerField(help_text="cameras queued")
+    refused = serializers.IntegerField(help_text="cameras not connected")
+    cameras = BulkOutcomeSerializer(many=True, help_text="one per camera of the request, in its order")
+
+    class Meta:
+        ref_name = "BulkConnectResult"
+
+
+def _flat_errors(detail, path: str = "") -> dict[str, list[str]]:
+    """DRF's nested validation detail as ``{"cameras[3].name": [...]}`` (errors of a list itself, such
+    as its length, under the list's name)."""
+    if isinstance(detail, dict):
+        flat: dict[str, list[str]] = {}
+        for key, value in detail.items():
+            if isinstance(key, int):  # a ListField's errors are keyed by the item's index
+                inner = f"{path}[{key}]"
+            elif key == "non_field_errors" and path:
+                inner = path
+            else:
+                inner = f"{path}.{key}" if path else str(key)
+            flat.update(_flat_errors(value, inner))
+        return flat
+    if isinstance(detail, list) and any(isinstance(d, dict | list) for d in detail):
+        flat = {}
+        for index, value in enumerate(detail):
+            flat.update(_flat_errors(value, f"{path}[{index}]"))
+        return flat
+    return {path or "non_field_errors": [str(d) for d in (detail if isinstance(detail, list) else [detail])]}
+
+
+def _outcome(index: int, outcome: services.ConnectOutcome) -> dict:
+    if outcome.camera is not None:
+        return {"index": index, "name": outcome.name, "code": 202, "message": None,
+                "operation": outputs.operation_record(outcome.camera.last_operation)}
+    error = outcome.error
+    body = {"index": index, "name": outcome.name, "code": status_code_of(error), "message": api_message(error)}
+    if error.errors:
+        body["errors"] = error.errors
+    body["operation"] = None
+    return body
+
+
+class CameraBulkConnect(APIView):
+    @extend_schema(summary=f"Connect up to {services.MAX_BULK_CONNECT} cameras in one request",
+                   request=BulkConnectSerializer, responses={202: BulkConnectResultSerializer},
+                   examples=oas.request_example("bulk connect", {"cameras": [
+                       {"name": "gate-1", "rtsp_endpoint": "rtsp://user:pass@192.168.1.21/stream"},
+                       {"name": "gate-2", "rtsp_endpoint": "rtsp://user:pass@192.168.1.22/stream", "host": "edge-2"},
+                   ]}))
+    def post(self, request):
+        data = BulkConnectSerializer(data=request.data)
+        if not data.is_valid():
+            errors = _flat_errors(data.errors)
+            field, messages = next(iter(errors.items()))
+            raise Invalid(f"{field}: {messages[0]}" if field != "non_field_errors" else messages[0], errors)
+        outcomes = services.connect_cameras(data.validated_data["cameras"])
+        results = [_outcome(i, o) for i, o in enumerate(outcomes)]
+        accepted = sum(1 for o in outcomes if o.camera is not None)
+        return Response({"accepted": accepted, "refused": len(outcomes) - accepted, "cameras": results}, status=202)
 
 
 class HostDetail(APIView):

@@ -1,9 +1,6 @@
 """Reads: cameras, hosts and operations as the API shows them. Never waits on an edge host."""
 
-import json
-
-from django.db.models import Count, QuerySet, TextField
-from django.db.models.functions import Cast
+from django.db.models import Count, Q, QuerySet
 
 from edgeproxy.contracts.statuses import STATE_KEYS, ZERO_TIME, shown_status
 from edgeproxy.contracts.times import ms
@@ -38,9 +35,11 @@ def operation_detail(op: Operation) -> dict:
     return body
 
 
-def _empty_state(status: str) -> dict:
+def empty_state(status: str) -> dict:
+    """The ContainerState of a camera with no process observed."""
     state = dict.fromkeys(STATE_KEYS, False)
-    state.update({"Status": status, "Pid": 0, "ExitCode": 0, "Error": "", "StartedAt": ZERO_TIME, "FinishedAt": ZERO_TIME})
+    state.update({"Status": status, "Pid": 0, "ExitCode": 0, "Error": "", "StartedAt": ZERO_TIME,
+                  "FinishedAt": ZERO_TIME})
     return state
 
 
@@ -51,10 +50,14 @@ class UpgradeIndex:
         self._cache: dict[tuple[int, str], str | None] = {}
 
     def newer_version(self, camera: Camera) -> str | None:
-        repository, current = split_image(camera.image_tag)
-        key = (camera.host_id, repository)
+        return self.newer_for(camera.host_id, camera.host.images, camera.image_tag)
+
+    def newer_for(self, host_id: int, host_images: list | None, image_tag: str) -> str | None:
+        """The highest version of ``image_tag``'s repository among the host's images, if newer."""
+        repository, current = split_image(image_tag)
+        key = (host_id, repository)
         if key not in self._cache:
-            self._cache[key] = highest_version(local_tags(camera.host.images or [], repository))
+            self._cache[key] = highest_version(local_tags(host_images or [], repository))
         best = self._cache[key]
         return best if is_newer(best, current) else None
 
@@ -63,38 +66,12 @@ def camera_status(camera: Camera, host_online: bool) -> str:
     return shown_status(camera.status, host_online)
 
 
-def camera_payload(camera: Camera, upgrades: UpgradeIndex | None = None, host_online: bool | None = None) -> dict:
-    """The StreamProcess object of the API."""
-    if host_online is None:
-        host_online = camera.host.is_online
-    status = camera_status(camera, host_online)
-    stream = camera.stream or None
-    newer = (upgrades or UpgradeIndex()).newer_version(camera)
-    body = {
-        "name": camera.name,
-        "rtsp_endpoint": camera.rtsp_endpoint_masked,
-        "container_id": camera.container_id,
-        "image_tag": camera.image_tag,
-        "created": ms(camera.created),
-        "modified": ms(camera.modified),
-        "status": status,
-        "state": camera.state or _empty_state(status),
-        "logs": {"stdout": (camera.logs or {}).get("stdout"), "stderr": (camera.logs or {}).get("stderr")},
-        "rtmp_stream_status": {
-            "streaming": bool(stream and stream.get("rtmp_streaming")),
-            "storing": bool(stream.get("storing")) if stream and "storing" in stream else camera.storing,
-        },
-        "upgrade_available": newer is not None,
-        "host": camera.host.name,
-        "desired_state": camera.desired_state,
-        "operation": operation_payload(camera.last_operation),
-        "stream": stream,
+def rtmp_stream_status(stream: dict | None, storing: bool) -> dict:
+    """What the camera process really does with RTMP (its stream facts), else the stored flag."""
+    return {
+        "streaming": bool(stream and stream.get("rtmp_streaming")),
+        "storing": bool(stream.get("storing")) if stream and "storing" in stream else storing,
     }
-    if camera.rtmp_endpoint_masked:
-        body["rtmp_endpoint"] = camera.rtmp_endpoint_masked
-    if newer:
-        body["newer_version"] = newer
-    return body
 
 
 def cameras(host: str | None = None, status: str | None = None) -> QuerySet[Camera]:
@@ -104,80 +81,12 @@ def cameras(host: str | None = None, status: str | None = None) -> QuerySet[Came
     return qs
 
 
-_LIST_COLUMNS = (
-    "name", "rtsp_endpoint_masked", "rtmp_endpoint_masked", "container_id", "image_tag", "created", "modified", "status",
-    "desired_state", "storing", "host_id", "state_json", "logs_json", "stream_json",
-    "last_operation__id", "last_operation__kind", "last_operation__state", "last_operation__error",
-    "last_operation__created", "last_operation__finished",
-)
-
-
-def camera_list_json(host: str | None = None, status: str | None = None) -> bytes:
-    """The camera list as JSON bytes, built for 2,000+ cameras: no model objects, and the JSON
-    columns (state, logs, stream) are spliced in as the database's text instead of parsed and
-    re-encoded."""
-    hosts_by_id = {h.id: h for h in EdgeHost.objects.only("id", "name", "last_heartbeat", "images")}
-    cutoff = EdgeHost.online_cutoff()
-    online = {hid: h.last_heartbeat is not None and h.last_heartbeat >= cutoff for hid, h in hosts_by_id.items()}
-    best: dict[tuple[int, str], str | None] = {}
-    qs = Camera.objects.order_by("name").annotate(
-        state_json=Cast("state", TextField()), logs_json=Cast("logs", TextField()),
-        stream_json=Cast("stream", TextField()),
-    )
-    if host:
-        qs = qs.filter(host__name=host)
-    dumps = json.dumps
-    parts = []
-    for row in qs.values_list(*_LIST_COLUMNS):
-        (name, masked, rtmp, container_id, image_tag, created, modified, stored_status, desired, storing, host_id,
-         state_json, logs_json, stream_json, op_id, op_kind, op_state, op_error, op_created, op_finished) = row
-        edge = hosts_by_id[host_id]
-        shown_status = stored_status if online[host_id] or stored_status == "pending" else "offline"
-        if status and shown_status != status:
-            continue
-        repository, current = split_image(image_tag)
-        key = (host_id, repository)
-        if key not in best:
-            best[key] = highest_version(local_tags(edge.images or [], repository))
-        newer = best[key] if is_newer(best[key], current) else None
-        stream = json.loads(stream_json) if stream_json and "rtmp_streaming" in stream_json else None
-        head = {
-            "name": name,
-            "rtsp_endpoint": masked,
-            "container_id": container_id,
-            "image_tag": image_tag,
-            "created": ms(created),
-            "modified": ms(modified),
-            "status": shown_status,
-        }
-        tail = {
-            "rtmp_stream_status": {
-                "streaming": bool(stream and stream.get("rtmp_streaming")),
-                "storing": bool(stream.get("storing")) if stream and "storing" in stream else storing,
-            },
-            "upgrade_available": newer is not None,
-            "host": edge.name,
-            "desired_state": desired,
-            "operation": None if op_id is None else {
-                "id": str(op_id), "kind": op_kind, "state": op_state, "error": op_error or None,
-                "created": ms(op_created), "finished": ms(op_finished),
-            },
-        }
-        if rtmp:
-            tail["rtmp_endpoint"] = rtmp
-        if newer:
-            tail["newer_version"] = newer
-        state_text = state_json if state_json and state_json != "{}" else dumps(_empty_state(shown_status))
-        if logs_json and '"stdout"' in logs_json and '"stderr"' in logs_json:
-            logs_text = logs_json  # the runtimes always store both keys
-        else:
-            logs = json.loads(logs_json) if logs_json else {}
-            logs_text = dumps({"stdout": logs.get("stdout"), "stderr": logs.get("stderr")})
-        parts.append(
-            f'{dumps(head)[:-1]},"state":{state_text},"logs":{logs_text},"stream":{stream_json or "null"},'
-            f"{dumps(tail)[1:]}"
-        )
-    return ("[" + ",".join(parts) + "]").encode()
+def camera_shown_status_filter(status: str) -> Q:
+    """Cameras whose shown status (``shown_status``) is ``status``, as a query."""
+    host_online = Q(host__last_heartbeat__gte=EdgeHost.online_cutoff())
+    if status == "offline":
+        return ~host_online & ~Q(status="pending")
+    return Q(status=status) & (host_online | Q(status="pending"))
 
 
 def camera_by_name(name: str) -> Camera | None:
@@ -209,6 +118,10 @@ def online_hosts() -> QuerySet[EdgeHost]:
 
 def host_by_name(name: str) -> EdgeHost | None:
     return hosts().filter(name=name).first()
+
+
+def operation_list() -> QuerySet[Operation]:
+    return Operation.objects.select_related("host").order_by("-created")
 
 
 def operation_by_id(operation_id) -> Operation | None:

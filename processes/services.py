@@ -8,6 +8,7 @@ queue, sent inside the same transaction: if the broker refuses, nothing is store
 import logging
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
@@ -19,7 +20,7 @@ from django.utils import timezone
 from edgeproxy import crypto
 from edgeproxy.celery import app as celery_app
 from edgeproxy.contracts import tasks as messages
-from edgeproxy.contracts.errors import Busy, Conflict, ImageNotOnHost, NotFound, TimedOut, Unavailable
+from edgeproxy.contracts.errors import Busy, Conflict, DomainError, ImageNotOnHost, NotFound, TimedOut, Unavailable
 from edgeproxy.contracts.statuses import ENDED_STATUSES, RUNNING_STATUSES, CameraStatus
 from processes import selectors
 from processes.models import ACTIVE_STATES, Camera, DesiredState, EdgeHost, Operation, OperationKind, OperationState
@@ -149,6 +150,148 @@ def connect_camera(*, name: str, rtsp_endpoint: str, rtmp_endpoint: str = "", ho
     logger.info("camera %s: connect queued on host %s (operation %s)", name, placed_on.name, op.id,
                 extra={"camera": name, "host": placed_on.name, "operation": op.id})
     return camera
+
+
+# --- bulk onboarding --------------------------------------------------------------------------
+
+MAX_BULK_CONNECT = 200  # cameras per request (docs/api.md); 200 connect bodies fit in the 64 KiB body limit
+
+
+@dataclass
+class ConnectOutcome:
+    """One camera of a bulk connect: its record and operation when queued, or why not (``error``)."""
+
+    name: str
+    camera: Camera | None = None
+    error: DomainError | None = None
+
+
+def _placements(wanted: list[str | None]) -> list[EdgeHost | DomainError]:
+    """Hosts for cameras to connect, as ``place_camera`` would choose them one by one (named host, or the
+    online host with the fewest cameras, counting those placed before), with two queries in all."""
+    named = {h.name: h for h in selectors.hosts().filter(name__in={name for name in wanted if name})}
+    online = list(selectors.online_hosts())
+    load = {h.id: h.camera_count for h in online}
+    placed: list[EdgeHost | DomainError] = []
+    for name in wanted:
+        if name:
+            host = named.get(name)
+            if host is None:
+                placed.append(NotFound(f"host: no edge host named {name!r} has registered.",
+                                       {"host": ["unknown host"]}))
+                continue
+        elif online:
+            host = min(online, key=lambda h: (load[h.id], h.name))
+        else:
+            placed.append(Unavailable("No edge host is online to run the camera; start an edge worker and try again."))
+            continue
+        if not host.public_key:
+            placed.append(Unavailable(f"Edge host {host.name} has not reported its key yet; try again shortly."))
+            continue
+        load[host.id] = load.get(host.id, 0) + 1
+        placed.append(host)
+    return placed
+
+
+def connect_cameras(requests: list[dict]) -> list[ConnectOutcome]:
+    """Connect many cameras (bulk onboarding), each as ``connect_camera`` would: one record and one
+    ``connect`` operation per camera. A camera that cannot be connected (its name taken or given twice,
+    an unknown host, no host online) is refused alone; the others go on.
+
+    The records and operations are written in one transaction and the edge tasks sent after it
+    commits (so no edge host hears of an operation before it exists); a camera whose task the
+    broker refuses is deleted again and refused (503), as is every camera after it."""
+    outcomes = [ConnectOutcome(r["name"]) for r in requests]
+    first_index: dict[str, int] = {}
+    for index, request in enumerate(requests):
+        name = request["name"]
+        if name in first_index:
+            outcomes[index].error = Conflict(f"name: {name!r} is given twice in this request (first as camera "
+                                             f"{first_index[name]}).", {"name": ["given twice in this request"]})
+        else:
+            first_index[name] = index
+    taken = set(Camera.objects.filter(name__in=list(first_index)).values_list("name", flat=True))
+    for outcome in outcomes:
+        if outcome.error is None and outcome.name in taken:
+            outcome.error = Conflict(f"A camera named {outcome.name!r} already exists.", {"name": ["already exists"]})
+    pending = [i for i, outcome in enumerate(outcomes) if outcome.error is None]
+    image = default_camera_image() if any(not requests[i].get("image_tag") for i in pending) else ""
+    for index, host in zip(pending, _placements([requests[i].get("host") or None for i in pending]), strict=True):
+        if isinstance(host, DomainError):
+            outcomes[index].error = host
+        else:
+            outcomes[index].camera = _new_camera(requests[index], host, image)
+    queued = [o for o in outcomes if o.camera is not None]
+    operations = [Operation(kind=OperationKind.CONNECT, camera=o.camera, camera_name=o.name, host=o.camera.host)
+                  for o in queued]
+    for outcome, op in zip(queued, operations, strict=True):
+        outcome.camera.last_operation = op
+    try:
+        with transaction.atomic():  # last_operation is checked at commit (deferred constraint)
+            Camera.objects.bulk_create([o.camera for o in queued])
+            Operation.objects.bulk_create(operations)
+    except IntegrityError:  # a name taken meanwhile: one by one, so that only that camera is refused
+        return _connect_one_by_one(requests, outcomes)
+    _send_connects(queued)
+    return outcomes
+
+
+def _new_camera(request: dict, host: EdgeHost, default_image: str) -> Camera:
+    rtsp_endpoint, rtmp_endpoint = request["rtsp_endpoint"], request.get("rtmp_endpoint") or ""
+    return Camera(
+        name=request["name"],
+        rtsp_endpoint_encrypted=crypto.encrypt(rtsp_endpoint),
+        rtsp_endpoint_masked=mask_url(rtsp_endpoint),
+        rtmp_endpoint_encrypted=crypto.encrypt(rtmp_endpoint) if rtmp_endpoint else "",
+        rtmp_endpoint_masked=mask_rtmp(rtmp_endpoint),
+        rtsp_transport=request.get("rtsp_transport") or "tcp",
+        image_tag=request.get("image_tag") or default_image,
+        host=host,
+        desired_state=DesiredState.RUNNING,
+        status="pending",
+    )
+
+
+def _connect_one_by_one(requests: list[dict], outcomes: list[ConnectOutcome]) -> list[ConnectOutcome]:
+    for request, outcome in zip(requests, outcomes, strict=True):
+        if outcome.camera is None:
+            continue
+        outcome.camera = None
+        try:
+            outcome.camera = connect_camera(**request)
+        except DomainError as exc:
+            outcome.error = exc
+    return outcomes
+
+
+def _send_connects(queued: list[ConnectOutcome]) -> None:
+    from kombu.exceptions import OperationalError as BrokerError
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    unsent: list[ConnectOutcome] = []
+    for outcome in queued:
+        camera = outcome.camera
+        if unsent:  # the broker refused one: do not wait on it again for each of the rest
+            unsent.append(outcome)
+            continue
+        try:
+            _dispatch_ensure_running(camera, camera.last_operation)
+        except (BrokerError, RedisConnectionError) as exc:
+            logger.warning("bulk connect: broker unreachable at camera %s: %s", camera.name, exc)
+            unsent.append(outcome)
+            continue
+        logger.info("camera %s: connect queued on host %s (operation %s)", camera.name, camera.host.name,
+                    camera.last_operation_id,
+                    extra={"camera": camera.name, "host": camera.host.name, "operation": camera.last_operation_id})
+    if unsent:
+        with transaction.atomic():
+            ids = [o.camera.id for o in unsent]
+            Camera.objects.filter(id__in=ids).update(last_operation=None)
+            Operation.objects.filter(camera_id__in=ids).delete()
+            Camera.objects.filter(id__in=ids).delete()
+        for outcome in unsent:
+            outcome.camera = None
+            outcome.error = Unavailable("The message broker (Redis) is unreachable; the camera was not connected.")
 
 
 def _queue(camera: Camera, kind: str, desired: str, send, status: str | None = None) -> Camera:

@@ -1,9 +1,11 @@
 """OpenAPI 3 description of the API (drf-spectacular): the shapes the routes answer, and the errors.
 
-The serializers here only *describe* JSON for the schema (``/api/schema/``, ``/api/docs/``); the
-views build their bodies in ``processes.selectors`` and ``settings_app.selectors``. Views declare
-their success responses with ``extend_schema``; ``AutoSchema`` adds to every operation the errors
-it can answer (``{"code", "message", "errors"}``), so a new route cannot forget them:
+Most serializers here only *describe* JSON for the schema (``/api/schema/``, ``/api/docs/``); the
+views build those bodies in ``processes.selectors`` and ``settings_app.selectors``. The camera
+record is the exception: ``processes.outputs.StreamProcessSerializer`` both answers and documents
+it. Views declare their success responses with ``extend_schema``; ``AutoSchema`` adds to every
+operation the errors it can answer (``{"code", "message", "errors"}``), so a new route cannot
+forget them:
 
 * 401 on every route (no or bad token), 503 on every route (database or broker unreachable),
   414 on every route (a URL over gunicorn's 4094-byte request line);
@@ -26,15 +28,7 @@ from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiRespo
 from rest_framework import serializers
 
 from edgeproxy.contracts.names import CAMERA_NAME_RULE, IMAGE_RULE, REGISTRY_URL_RULE, TAG_RULE
-from edgeproxy.contracts.statuses import CameraStatus, DesiredState, OperationKind, OperationState
-from worker.camera.keys import STATES as STREAM_STATES
-
-
-
-def _choices(names) -> list[tuple[str, str]]:
-    """A contract enum as choices, labelled like Django's model choices (the same enums in the schema)."""
-    return [(member.value, member.name.replace("_", " ").title()) for member in names]
-
+from processes.outputs import OperationSerializer, StreamProcessSerializer
 
 # --- errors ----------------------------------------------------------------------------------
 
@@ -76,92 +70,8 @@ def errors(*codes: int) -> dict:
 
 
 # --- the camera record (StreamProcess) -------------------------------------------------------
-
-
-class ContainerStateSerializer(serializers.Serializer):
-    Status = serializers.CharField(required=False)
-    Running = serializers.BooleanField(required=False)
-    Paused = serializers.BooleanField(required=False)
-    Restarting = serializers.BooleanField(required=False)
-    OOMKilled = serializers.BooleanField(required=False)
-    Dead = serializers.BooleanField(required=False)
-    Pid = serializers.IntegerField(required=False)
-    ExitCode = serializers.IntegerField(required=False)
-    Error = serializers.CharField(required=False, allow_null=True)
-    StartedAt = serializers.CharField(required=False, help_text="RFC 3339")
-    FinishedAt = serializers.CharField(required=False, help_text="RFC 3339")
-
-    class Meta:
-        ref_name = "ContainerState"
-
-
-class ProcessLogsSerializer(serializers.Serializer):
-    stdout = serializers.CharField(allow_null=True, help_text="base64, last 100 lines, passwords redacted")
-    stderr = serializers.CharField(allow_null=True, help_text="base64, last 100 lines, passwords redacted")
-
-    class Meta:
-        ref_name = "ProcessLogs"
-
-
-class RtmpStreamStatusSerializer(serializers.Serializer):
-    streaming = serializers.BooleanField()
-    storing = serializers.BooleanField()
-
-    class Meta:
-        ref_name = "RtmpStreamStatus"
-
-
-class StreamStatusSerializer(serializers.Serializer):
-    state = serializers.ChoiceField(choices=list(STREAM_STATES), required=False)
-    fps = serializers.FloatField(required=False, help_text="frames received per second (3 s window)")
-    width = serializers.IntegerField(required=False, allow_null=True)
-    height = serializers.IntegerField(required=False, allow_null=True)
-    codec = serializers.CharField(required=False, allow_null=True)
-    last_frame_at = serializers.IntegerField(required=False, allow_null=True, help_text="ms since epoch")
-    reconnects = serializers.IntegerField(required=False)
-    last_error = serializers.CharField(required=False, allow_null=True)
-
-    class Meta:
-        ref_name = "StreamStatus"
-
-
-class OperationSerializer(serializers.Serializer):
-    id = serializers.UUIDField(help_text="also the Celery task id: GET /api/v1/tasks/{id}")
-    kind = serializers.ChoiceField(choices=_choices(OperationKind))
-    state = serializers.ChoiceField(choices=_choices(OperationState))
-    error = serializers.CharField(allow_null=True)
-    created = serializers.IntegerField(help_text="ms since epoch")
-    finished = serializers.IntegerField(allow_null=True, help_text="ms since epoch")
-
-    class Meta:
-        ref_name = "Operation"
-
-
-PROCESS_STATUSES = tuple(s.value for s in CameraStatus)
-
-
-class StreamProcessSerializer(serializers.Serializer):
-    name = serializers.CharField(help_text="unique in the fleet; also the gRPC device_id")
-    rtsp_endpoint = serializers.CharField(help_text="password masked: rtsp://user:***@host/...")
-    rtmp_endpoint = serializers.CharField(required=False)
-    container_id = serializers.CharField(allow_blank=True)
-    image_tag = serializers.CharField()
-    created = serializers.IntegerField(help_text="ms since epoch")
-    modified = serializers.IntegerField(help_text="ms since epoch")
-    status = serializers.ChoiceField(choices=PROCESS_STATUSES)
-    state = ContainerStateSerializer()
-    logs = ProcessLogsSerializer()
-    rtmp_stream_status = RtmpStreamStatusSerializer()
-    upgrade_available = serializers.BooleanField()
-    newer_version = serializers.CharField(required=False)
-    host = serializers.CharField(help_text="the edge host that runs it")
-    desired_state = serializers.ChoiceField(choices=_choices(DesiredState))
-    operation = OperationSerializer(allow_null=True, help_text="the last operation")
-    stream = StreamStatusSerializer(allow_null=True, help_text="live facts from the camera process")
-
-    class Meta:
-        ref_name = "StreamProcess"
-
+# StreamProcessSerializer and OperationSerializer are processes/outputs.py's: the camera routes
+# answer with them, so the answers and this document have one definition.
 
 class DeletedProcessSerializer(serializers.Serializer):
     name = serializers.CharField()
@@ -434,6 +344,8 @@ class AutoSchema(openapi.AutoSchema):
         for code in sorted(wanted):
             if str(code) not in responses:
                 responses[str(code)] = self._get_response_for_code(error(code), str(code), direction=direction)
+        if self.method == "GET":  # django.middleware.http.ConditionalGetMiddleware
+            responses.setdefault("304", {"description": "Not Modified: If-None-Match named the answer's ETag."})
         return dict(sorted(responses.items()))
 
 
@@ -447,9 +359,14 @@ ANNOTATION_PARAMETERS = [
 
 
 # After the scheme of an RTSP or RTMP URL: a host first (user:password@ allowed), no white space or
-# control characters anywhere (processes.api._check_url).
-_URL_REST = r"(?:[^\s@/?#:\u0000-\u001f\u007f]+(?::[^\s@/?#\u0000-\u001f\u007f]*)?@)?" \
-            r"[^\s@/?#:\[\]\u0000-\u001f\u007f]+(?::[0-9]{0,4})?(?:[/?#][^\s\u0000-\u001f\u007f]*)?"
+# control characters anywhere (processes.api._check_url). Python's white space also has U+0085.
+# In the user and host part, urlsplit refuses brackets outside an IPv6 address and the characters
+# whose NFKC form holds / ? # @ or : (these 19, found with unicodedata over every code point).
+_NOT_SPACE = r"\s\u0000-\u001f\u007f\u0085"
+_NETLOC_REFUSED = r"\[\]\u2047-\u2049\u2100\u2101\u2105\u2106\u2a74\ufe13\ufe16\ufe55\ufe56\ufe5f\ufe6b" \
+                  r"\uff03\uff0f\uff1a\uff1f\uff20"
+_URL_REST = rf"(?:[^{_NOT_SPACE}@/?#:{_NETLOC_REFUSED}]+(?::[^{_NOT_SPACE}@/?#{_NETLOC_REFUSED}]*)?@)?" \
+            rf"[^{_NOT_SPACE}@/?#:{_NETLOC_REFUSED}]+(?::[0-9]{{0,4}})?(?:[/?#][^{_NOT_SPACE}]*)?"
 
 
 def document_rules(result, generator, request, public):

@@ -1,0 +1,280 @@
+"""The camera record (``StreamProcess``) and its last operation as the API answers them.
+
+One definition, used for the answers and for the OpenAPI document: ``StreamProcessSerializer``.
+``camera_list_json`` is the fast path of the full lists (``GET /processlist``, ``/processupgrades``)
+for thousands of cameras: plain rows instead of model objects and fields. It answers the same
+bytes as the serializer (``tests/processes/test_paged_lists.py`` compares them over the API).
+"""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+from rest_framework.fields import SkipField
+from rest_framework.renderers import JSONRenderer
+
+from edgeproxy.contracts.statuses import CameraStatus
+from processes import selectors
+from processes.models import DesiredState, EdgeHost, OperationKind, OperationState
+from worker.camera.keys import STATES as STREAM_STATES
+
+PROCESS_STATUSES = tuple(status.value for status in CameraStatus)
+
+
+class MillisecondsField(serializers.IntegerField):
+    """A datetime as integer milliseconds since epoch."""
+
+    def to_representation(self, value):
+        return selectors.ms(value)
+
+
+class NullIfBlankCharField(serializers.CharField):
+    """A string, or null where the model stores an empty one."""
+
+    def get_attribute(self, instance):
+        return super().get_attribute(instance) or None
+
+
+class OmittedIfBlankCharField(serializers.CharField):
+    """A string left out of the answer where the model stores an empty one (optional URLs)."""
+
+    def get_attribute(self, instance):
+        value = super().get_attribute(instance)
+        if not value:
+            raise SkipField()
+        return value
+
+
+# --- the JSON the runtimes report, answered as stored; these describe it ------------------------
+
+
+class ContainerStateSerializer(serializers.Serializer):
+    Status = serializers.CharField(required=False)
+    Running = serializers.BooleanField(required=False)
+    Paused = serializers.BooleanField(required=False)
+    Restarting = serializers.BooleanField(required=False)
+    OOMKilled = serializers.BooleanField(required=False)
+    Dead = serializers.BooleanField(required=False)
+    Pid = serializers.IntegerField(required=False)
+    ExitCode = serializers.IntegerField(required=False)
+    Error = serializers.CharField(required=False, allow_null=True)
+    StartedAt = serializers.CharField(required=False, help_text="RFC 3339")
+    FinishedAt = serializers.CharField(required=False, help_text="RFC 3339")
+
+    class Meta:
+        ref_name = "ContainerState"
+
+
+class ProcessLogsSerializer(serializers.Serializer):
+    stdout = serializers.CharField(allow_null=True, help_text="base64, last 100 lines, passwords redacted")
+    stderr = serializers.CharField(allow_null=True, help_text="base64, last 100 lines, passwords redacted")
+
+    class Meta:
+        ref_name = "ProcessLogs"
+
+
+class RtmpStreamStatusSerializer(serializers.Serializer):
+    streaming = serializers.BooleanField()
+    storing = serializers.BooleanField()
+
+    class Meta:
+        ref_name = "RtmpStreamStatus"
+
+
+class StreamStatusSerializer(serializers.Serializer):
+    state = serializers.ChoiceField(choices=list(STREAM_STATES), required=False)
+    fps = serializers.FloatField(required=False, help_text="frames received per second (3 s window)")
+    width = serializers.IntegerField(required=False, allow_null=True)
+    height = serializers.IntegerField(required=False, allow_null=True)
+    codec = serializers.CharField(required=False, allow_null=True)
+    last_frame_at = serializers.IntegerField(required=False, allow_null=True, help_text="ms since epoch")
+    reconnects = serializers.IntegerField(required=False)
+    last_error = serializers.CharField(required=False, allow_null=True)
+
+    class Meta:
+        ref_name = "StreamStatus"
+
+
+# --- the record ------------------------------------------------------------------------------
+
+
+class OperationSerializer(serializers.Serializer):
+    id = serializers.UUIDField(help_text="also the Celery task id: GET /api/v1/tasks/{id}")
+    kind = serializers.ChoiceField(choices=OperationKind.choices)
+    state = serializers.ChoiceField(choices=OperationState.choices)
+    error = NullIfBlankCharField(allow_null=True)
+    created = MillisecondsField(help_text="ms since epoch")
+    finished = MillisecondsField(allow_null=True, help_text="ms since epoch")
+
+    class Meta:
+        ref_name = "Operation"
+
+
+def _shown_status(camera) -> str:
+    return selectors.camera_status(camera, camera.host.is_online)
+
+
+def _newer_version(field: serializers.Field, camera) -> str | None:
+    """The camera host's newest local version of its image, if newer; one index per answer."""
+    upgrades = field.context.get("upgrades")
+    if upgrades is None:
+        upgrades = selectors.UpgradeIndex()
+        field.context["upgrades"] = upgrades
+    return upgrades.newer_version(camera)
+
+
+class _CameraFact(serializers.Field):
+    """A value computed from the whole camera (``source="*"``), read only."""
+
+    def __init__(self, **kwargs):
+        super().__init__(source="*", read_only=True, **kwargs)
+
+
+@extend_schema_field({"type": "string", "enum": list(PROCESS_STATUSES)})
+class StatusField(_CameraFact):
+    def to_representation(self, camera):
+        return _shown_status(camera)
+
+
+@extend_schema_field(ContainerStateSerializer)
+class ContainerStateField(_CameraFact):
+    def to_representation(self, camera):
+        return camera.state or selectors.empty_state(_shown_status(camera))
+
+
+@extend_schema_field(ProcessLogsSerializer)
+class LogsField(_CameraFact):
+    def to_representation(self, camera):
+        logs = camera.logs or {}
+        return {"stdout": logs.get("stdout"), "stderr": logs.get("stderr")}
+
+
+@extend_schema_field(RtmpStreamStatusSerializer)
+class RtmpStreamStatusField(_CameraFact):
+    def to_representation(self, camera):
+        return selectors.rtmp_stream_status(camera.stream, camera.storing)
+
+
+@extend_schema_field(serializers.BooleanField())
+class UpgradeAvailableField(_CameraFact):
+    def to_representation(self, camera):
+        return _newer_version(self, camera) is not None
+
+
+@extend_schema_field(serializers.CharField())
+class NewerVersionField(serializers.Field):
+    """Left out of the answer when there is no newer version (so not read-only: optional in the schema)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(source="*", required=False, **kwargs)
+
+    def get_attribute(self, camera):
+        newer = _newer_version(self, camera)
+        if newer is None:
+            raise SkipField()
+        return newer
+
+    def to_representation(self, value):
+        return value
+
+
+@extend_schema_field(StreamStatusSerializer(allow_null=True))
+class StreamField(_CameraFact):
+    def get_attribute(self, camera):
+        return camera.stream or None
+
+    def to_representation(self, value):
+        return value
+
+
+class StreamProcessSerializer(serializers.Serializer):
+    """The camera record of every route that answers a camera (``docs/api.md``)."""
+
+    name = serializers.CharField(help_text="unique in the fleet; also the gRPC device_id")
+    rtsp_endpoint = serializers.CharField(source="rtsp_endpoint_masked",
+                                          help_text="password masked: rtsp://user:***@host/...")
+    rtmp_endpoint = OmittedIfBlankCharField(source="rtmp_endpoint_masked", required=False,
+                                            help_text="masked; absent when the camera has none")
+    container_id = serializers.CharField(allow_blank=True)
+    image_tag = serializers.CharField()
+    created = MillisecondsField(help_text="ms since epoch")
+    modified = MillisecondsField(help_text="ms since epoch")
+    status = StatusField()
+    state = ContainerStateField()
+    logs = LogsField()
+    rtmp_stream_status = RtmpStreamStatusField()
+    upgrade_available = UpgradeAvailableField()
+    newer_version = NewerVersionField()
+    host = serializers.CharField(source="host.name", help_text="the edge host that runs it")
+    desired_state = serializers.ChoiceField(choices=DesiredState.choices)
+    operation = OperationSerializer(source="last_operation", allow_null=True, help_text="the last operation")
+    stream = StreamField(help_text="live facts from the camera process")
+
+    class Meta:
+        ref_name = "StreamProcess"
+
+
+def camera_record(camera) -> dict:
+    return StreamProcessSerializer(camera).data
+
+
+def operation_record(op) -> dict | None:
+    return None if op is None else OperationSerializer(op).data
+
+
+# --- the fast path of the full lists ----------------------------------------------------------
+
+_LIST_COLUMNS = (
+    "name", "rtsp_endpoint_masked", "rtmp_endpoint_masked", "container_id", "image_tag", "created", "modified",
+    "status", "desired_state", "storing", "host_id", "state", "logs", "stream",
+    "last_operation__id", "last_operation__kind", "last_operation__state", "last_operation__error",
+    "last_operation__created", "last_operation__finished",
+)
+
+
+def camera_list_json(host: str | None = None, status: str | None = None) -> bytes:
+    """Every camera (of ``host``, with shown ``status``) as StreamProcessSerializer would render the
+    list, built for 2,000+ cameras: rows instead of model objects, one JSON encoding at the end."""
+    hosts_by_id = {h.id: h for h in EdgeHost.objects.only("id", "name", "last_heartbeat", "images")}
+    cutoff = EdgeHost.online_cutoff()
+    online = {hid: h.last_heartbeat is not None and h.last_heartbeat >= cutoff for hid, h in hosts_by_id.items()}
+    upgrades = selectors.UpgradeIndex()
+    ms = selectors.ms
+    qs = selectors.cameras(host=host)
+    records = []
+    for row in qs.values_list(*_LIST_COLUMNS):
+        (name, masked, rtmp, container_id, image_tag, created, modified, stored_status, desired, storing, host_id,
+         state, logs, stream, op_id, op_kind, op_state, op_error, op_created, op_finished) = row
+        edge = hosts_by_id[host_id]
+        shown = selectors.shown_status(stored_status, online[host_id])
+        if status and shown != status:
+            continue
+        newer = upgrades.newer_for(host_id, edge.images, image_tag)
+        record = {"name": name, "rtsp_endpoint": masked}
+        if rtmp:
+            record["rtmp_endpoint"] = rtmp
+        logs = logs or {}
+        record.update({
+            "container_id": container_id,
+            "image_tag": image_tag,
+            "created": ms(created),
+            "modified": ms(modified),
+            "status": shown,
+            "state": state or selectors.empty_state(shown),
+            "logs": {"stdout": logs.get("stdout"), "stderr": logs.get("stderr")},
+            "rtmp_stream_status": selectors.rtmp_stream_status(stream, storing),
+            "upgrade_available": newer is not None,
+        })
+        if newer is not None:
+            record["newer_version"] = newer
+        record.update({
+            "host": edge.name,
+            "desired_state": desired,
+            "operation": None if op_id is None else {
+                "id": str(op_id), "kind": op_kind, "state": op_state, "error": op_error or None,
+                "created": ms(op_created), "finished": ms(op_finished),
+            },
+            "stream": stream or None,
+        })
+        records.append(record)
+    return JSONRenderer().render(records)
