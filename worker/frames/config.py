@@ -128,7 +128,7 @@ class FrameServerConfig:
             raise ConfigError(f"LOG_LEVEL must be one of debug, info, warning, error; got {level.lower()!r}")
         redis_default = env.get("REDIS_URL", "").strip() or "redis://127.0.0.1:6379/0"
         host = env.get("EDGEPROXY_HOST_NAME", "").strip() or socket.gethostname().lower()
-        tokens = tuple(dict.fromkeys(tokens))
+        unique_tokens = tuple(dict.fromkeys(tokens))
         try:
             shm = ShmSettings.from_env(env)
         except SettingsError as exc:
@@ -136,13 +136,13 @@ class FrameServerConfig:
         return cls(
             shm=shm,
             port=_int(env, "EDGEPROXY_GRPC_PORT", 50001, 1, 65535),
-            bind=_bind(env, tokens),
+            bind=_bind(env, unique_tokens),
             workers=_int(env, "EDGEPROXY_GRPC_WORKERS", 16, 1, 1024),
             max_message_bytes=_int(env, "EDGEPROXY_GRPC_MAX_MESSAGE_MB", 64, 8, 2047) * 1024 * 1024,
             redis_url=env.get("EDGEPROXY_FRAMES_REDIS_URL", "").strip() or "redis://127.0.0.1:6379/0",
             host=host,
             broker_url=env.get("CELERY_BROKER_URL", "").strip() or redis_default,
-            tokens=tokens,
+            tokens=unique_tokens,
             tls_cert=tls_cert,
             tls_key=tls_key,
             wait_ms=_int(env, "EDGEPROXY_FRAMES_WAIT_MS", 2000, 0, 60000),
