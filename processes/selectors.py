@@ -1,6 +1,8 @@
 """Reads: cameras, hosts and operations as the API shows them. Never waits on an edge host."""
 
 import json
+from datetime import datetime
+from typing import TYPE_CHECKING, TypedDict, overload
 
 from django.db.models import Count, QuerySet, TextField
 from django.db.models.functions import Cast
@@ -9,9 +11,30 @@ from processes.models import Camera, EdgeHost, Operation
 from settings_app.versions import highest_version, is_newer, local_tags, split_image
 from worker.runtimes.base import STATE_KEYS, ZERO_TIME
 
+if TYPE_CHECKING:
+    from django_stubs_ext import WithAnnotations
 
-def ms(dt) -> int | None:
+
+class HostCounts(TypedDict):
+    """What ``hosts()`` annotates each host with."""
+
+    camera_count: int
+
+
+@overload
+def ms(dt: datetime) -> int: ...
+@overload
+def ms(dt: datetime | None) -> int | None: ...
+
+
+def ms(dt: datetime | None) -> int | None:
     return int(dt.timestamp() * 1000) if dt else None
+
+
+@overload
+def operation_payload(op: Operation) -> dict: ...
+@overload
+def operation_payload(op: Operation | None) -> dict | None: ...
 
 
 def operation_payload(op: Operation | None) -> dict | None:
@@ -32,7 +55,7 @@ def operation_detail(op: Operation) -> dict:
     body.update(
         {
             "camera": op.camera_name or None,
-            "host": op.host.name if op.host_id else None,
+            "host": op.host.name if op.host else None,
             "started": ms(op.started),
             "progress": op.progress or {},
         }
@@ -42,7 +65,7 @@ def operation_detail(op: Operation) -> dict:
 
 
 def _empty_state(status: str) -> dict:
-    state = dict.fromkeys(STATE_KEYS, False)
+    state: dict[str, object] = dict.fromkeys(STATE_KEYS, False)
     state.update({"Status": status, "Pid": 0, "ExitCode": 0, "Error": "", "StartedAt": ZERO_TIME, "FinishedAt": ZERO_TIME})
     return state
 
@@ -204,11 +227,11 @@ def host_payload(host: EdgeHost, camera_count: int | None = None) -> dict:
     }
 
 
-def hosts() -> QuerySet[EdgeHost]:
+def hosts() -> "QuerySet[WithAnnotations[EdgeHost, HostCounts]]":
     return EdgeHost.objects.annotate(camera_count=Count("cameras")).order_by("name")
 
 
-def online_hosts() -> QuerySet[EdgeHost]:
+def online_hosts() -> "QuerySet[WithAnnotations[EdgeHost, HostCounts]]":
     return hosts().filter(last_heartbeat__gte=EdgeHost.online_cutoff())
 
 

@@ -399,6 +399,7 @@ def host_restarted(host: EdgeHost) -> None:
 
 
 def _redispatch(op: Operation) -> None:
+    assert op.host is not None  # only operations of a known host are sent again
     camera = op.camera
     kind = op.kind
     if kind == OperationKind.PULL:
@@ -558,7 +559,7 @@ def expire_operations(now=None) -> int:
                                "sent_again": op.progress.get("sent_again", 0) + 1}
                 op.save(update_fields=["progress"])
                 logger.warning("operation %s (%s %s) still pending on %s: sent again", op.id, op.kind,
-                               op.camera_name, op.host.name)
+                               op.camera_name, op.host.name)  # type: ignore[union-attr]  # online: it has one
                 _redispatch(op)
                 handled += 1
     return handled
@@ -592,6 +593,7 @@ def move_camera(camera: Camera, host_name: str) -> Camera:
 
 def _continue_move(op: Operation, now) -> None:
     """The old host removed the camera: place it on the new host and start it there."""
+    assert op.camera_id is not None and op.host is not None  # a move has both
     camera = Camera.objects.select_for_update().select_related("host").get(id=op.camera_id)
     camera.host = op.host
     camera.container_id = ""
@@ -611,7 +613,7 @@ def _continue_move(op: Operation, now) -> None:
 
 def pull_image(repository: str, version: str, host_name: str | None = None) -> list[Operation]:
     """One pull operation per target host: the named one, or every online host."""
-    targets = [selectors.host_by_name(host_name)] if host_name else list(selectors.online_hosts())
+    targets = [h for h in [selectors.host_by_name(host_name)] if h] if host_name else list(selectors.online_hosts())
     if not targets:
         raise Unavailable("No edge host is online to pull the image.")
     ops = []
@@ -736,6 +738,7 @@ def upgrade_camera(camera: Camera, newer_version: str | None = None, image_tag: 
     repository, current = split_image(image_tag or camera.image_tag)
     versions = [t for t in sort_tags(local_tags(host.images or [], repository)) if t != "latest"]
     listed = ", ".join(versions) if versions else "none"
+    version: str | None
     if newer_version:
         if newer_version not in local_tags(host.images or [], repository):
             raise Conflict(f"Image {repository}:{newer_version} is not on edge host {host.name}; versions there: "

@@ -162,6 +162,7 @@ class EdgeAgent:
         self._rtmp: dict[str, bool] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._gathering_since: float | None = None  # while a heartbeat's report is being gathered
         self.outbox = ReportOutbox(Path(settings.STATE_DIR) / f"edge-{self.host}-outbox.jsonl", self._publish)
 
     # --- talking to the control plane --------------------------------------------------------
@@ -401,7 +402,7 @@ class EdgeAgent:
 
     def start_heartbeats(self) -> None:
         self.outbox.start()
-        self._gathering_since: float | None = None
+        self._gathering_since = None
         self._thread = threading.Thread(target=self._beat_forever, name="edge-heartbeat", daemon=True)
         self._thread.start()
         threading.Thread(target=self._alive_forever, name="edge-alive", daemon=True).start()

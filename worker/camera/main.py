@@ -188,7 +188,8 @@ class CameraProcess:
             self.rtmp.start()
         self._start_ingest()
         while not self.stop.wait(0.5):
-            if self.ingest_thread is None or not self.ingest_thread.is_alive():  # never expected: Ingest.run catches everything
+            thread = self.ingest_thread
+            if thread is None or not thread.is_alive():  # never expected: Ingest.run catches everything
                 log.error("the ingest thread ended unexpectedly; restarting it")
                 self._start_ingest()
             if not self.status.thread.is_alive():
