@@ -159,10 +159,10 @@ class EdgeAgent:
         self.frames = redis.Redis.from_url(settings.FRAMES_REDIS_URL, socket_timeout=5, socket_connect_timeout=5)
         self._log_digests: dict[str, str] = {}
         self._beats = 0
+        self._gathering_since: float | None = None  # while a heartbeat's report is being gathered
         self._rtmp: dict[str, bool] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._gathering_since: float | None = None  # while a heartbeat's report is being gathered
         self.outbox = ReportOutbox(Path(settings.STATE_DIR) / f"edge-{self.host}-outbox.jsonl", self._publish)
 
     # --- talking to the control plane --------------------------------------------------------
