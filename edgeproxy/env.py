@@ -13,6 +13,7 @@ runs without it).
 
 import os
 from collections.abc import Mapping
+from typing import overload
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -36,6 +37,12 @@ def envfile(name: str, env: Mapping[str, str] | None = None) -> str | None:
             return fh.read()
     except OSError as exc:
         raise SettingError(f"{name}: cannot read {path!r}: {exc.strerror}") from None
+
+
+@overload
+def envstr(name: str, default: str, env: Mapping[str, str] | None = None) -> str: ...
+@overload
+def envstr(name: str, default: None = None, env: Mapping[str, str] | None = None) -> str | None: ...
 
 
 def envstr(name: str, default: str | None = None, env: Mapping[str, str] | None = None) -> str | None:

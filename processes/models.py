@@ -1,6 +1,7 @@
 """Edge hosts, the cameras placed on them, and the operations that drive them."""
 
 import uuid
+from typing import Any
 
 from django.conf import settings
 from django.db import models
@@ -41,7 +42,7 @@ class EdgeHost(models.Model):
         return statuses.host_is_online(self.last_heartbeat, self.online_cutoff())
 
 
-def _choices(name: str, contract) -> type[models.TextChoices]:
+def _choices(name: str, contract) -> Any:
     """Django choices with the names and values of a contract enum (one list of names, there)."""
     return models.TextChoices(name, [(member.name, member.value) for member in contract], module=__name__)
 

@@ -1,11 +1,28 @@
 """Reads: cameras, hosts and operations as the API shows them. Never waits on an edge host."""
 
+from typing import TYPE_CHECKING, TypedDict, overload
+
 from django.db.models import Count, Q, QuerySet
 
 from edgeproxy.contracts.statuses import STATE_KEYS, ZERO_TIME, shown_status
 from edgeproxy.contracts.times import ms
 from processes.models import Camera, EdgeHost, Operation
 from settings_app.versions import highest_version, is_newer, local_tags, split_image
+
+if TYPE_CHECKING:
+    from django_stubs_ext import WithAnnotations
+
+
+class HostCounts(TypedDict):
+    """What ``hosts()`` annotates each host with."""
+
+    camera_count: int
+
+
+@overload
+def operation_payload(op: Operation) -> dict: ...
+@overload
+def operation_payload(op: Operation | None) -> dict | None: ...
 
 
 def operation_payload(op: Operation | None) -> dict | None:
@@ -26,7 +43,7 @@ def operation_detail(op: Operation) -> dict:
     body.update(
         {
             "camera": op.camera_name or None,
-            "host": op.host.name if op.host_id else None,
+            "host": op.host.name if op.host else None,
             "started": ms(op.started),
             "progress": op.progress or {},
         }
@@ -37,7 +54,7 @@ def operation_detail(op: Operation) -> dict:
 
 def empty_state(status: str) -> dict:
     """The ContainerState of a camera with no process observed."""
-    state = dict.fromkeys(STATE_KEYS, False)
+    state: dict[str, object] = dict.fromkeys(STATE_KEYS, False)
     state.update({"Status": status, "Pid": 0, "ExitCode": 0, "Error": "", "StartedAt": ZERO_TIME,
                   "FinishedAt": ZERO_TIME})
     return state
@@ -108,11 +125,11 @@ def host_payload(host: EdgeHost, camera_count: int | None = None) -> dict:
     }
 
 
-def hosts() -> QuerySet[EdgeHost]:
+def hosts() -> "QuerySet[WithAnnotations[EdgeHost, HostCounts]]":
     return EdgeHost.objects.annotate(camera_count=Count("cameras")).order_by("name")
 
 
-def online_hosts() -> QuerySet[EdgeHost]:
+def online_hosts() -> "QuerySet[WithAnnotations[EdgeHost, HostCounts]]":
     return hosts().filter(last_heartbeat__gte=EdgeHost.online_cutoff())
 
 

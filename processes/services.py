@@ -222,13 +222,13 @@ def connect_cameras(requests: list[dict]) -> list[ConnectOutcome]:
         else:
             outcomes[index].camera = _new_camera(requests[index], host, image)
     queued = [o for o in outcomes if o.camera is not None]
-    operations = [Operation(kind=OperationKind.CONNECT, camera=o.camera, camera_name=o.name, host=o.camera.host)
-                  for o in queued]
-    for outcome, op in zip(queued, operations, strict=True):
-        outcome.camera.last_operation = op
+    cameras = [o.camera for o in queued if o.camera is not None]  # the same, typed
+    operations = [Operation(kind=OperationKind.CONNECT, camera=c, camera_name=c.name, host=c.host) for c in cameras]
+    for camera, op in zip(cameras, operations, strict=True):
+        camera.last_operation = op
     try:
         with transaction.atomic():  # last_operation is checked at commit (deferred constraint)
-            Camera.objects.bulk_create([o.camera for o in queued])
+            Camera.objects.bulk_create(cameras)
             Operation.objects.bulk_create(operations)
     except IntegrityError:  # a name taken meanwhile: one by one, so that only that camera is refused
         return _connect_one_by_one(requests, outcomes)
@@ -271,6 +271,7 @@ def _send_connects(queued: list[ConnectOutcome]) -> None:
     unsent: list[ConnectOutcome] = []
     for outcome in queued:
         camera = outcome.camera
+        assert camera is not None and camera.last_operation is not None  # queued: saved with its operation
         if unsent:  # the broker refused one: do not wait on it again for each of the rest
             unsent.append(outcome)
             continue
@@ -285,7 +286,7 @@ def _send_connects(queued: list[ConnectOutcome]) -> None:
                     extra={"camera": camera.name, "host": camera.host.name, "operation": camera.last_operation_id})
     if unsent:
         with transaction.atomic():
-            ids = [o.camera.id for o in unsent]
+            ids = [o.camera.id for o in unsent if o.camera is not None]
             Camera.objects.filter(id__in=ids).update(last_operation=None)
             Operation.objects.filter(camera_id__in=ids).delete()
             Camera.objects.filter(id__in=ids).delete()
@@ -548,6 +549,7 @@ def host_restarted(host: EdgeHost) -> None:
 
 
 def _redispatch(op: Operation) -> None:
+    assert op.host is not None  # only operations of a known host are sent again
     camera = op.camera
     kind = op.kind
     if kind == OperationKind.PULL:
@@ -708,7 +710,7 @@ def expire_operations(now=None) -> int:
                                "sent_again": op.progress.get("sent_again", 0) + 1}
                 op.save(update_fields=["progress"])
                 logger.warning("operation %s (%s %s) still pending on %s: sent again", op.id, op.kind,
-                               op.camera_name, op.host.name)
+                               op.camera_name, op.host.name)  # type: ignore[union-attr]  # online: it has one
                 _redispatch(op)
                 handled += 1
     return handled
@@ -742,6 +744,7 @@ def move_camera(camera: Camera, host_name: str) -> Camera:
 
 def _continue_move(op: Operation, now) -> None:
     """The old host removed the camera: place it on the new host and start it there."""
+    assert op.camera_id is not None and op.host is not None  # a move has both
     camera = Camera.objects.select_for_update().select_related("host").get(id=op.camera_id)
     camera.host = op.host
     camera.container_id = ""
@@ -891,6 +894,7 @@ def upgrade_camera(camera: Camera, newer_version: str | None = None, image_tag: 
     repository, current = split_image(image_tag or camera.image_tag)
     versions = [t for t in sort_tags(local_tags(host.images or [], repository)) if t != "latest"]
     listed = ", ".join(versions) if versions else "none"
+    version: str | None
     if newer_version:
         if newer_version not in local_tags(host.images or [], repository):
             raise ImageNotOnHost(f"Image {repository}:{newer_version} is not on edge host {host.name}; versions there: "

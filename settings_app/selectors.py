@@ -111,7 +111,7 @@ def _unix_seconds(rfc3339: str | None) -> int | None:
 
 def all_images(hosts) -> list[dict]:
     """Every local image of every host, one row per host and image id (Docker's image list shape)."""
-    rows = []
+    rows: list[dict] = []
     for host in hosts:
         by_id: dict[str, dict] = {}
         for img in host.images or []:

@@ -161,6 +161,7 @@ class EdgeAgent:
         self.frames = redis.Redis.from_url(settings.FRAMES_REDIS_URL, socket_timeout=5, socket_connect_timeout=5)
         self._log_digests: dict[str, str] = {}
         self._beats = 0
+        self._gathering_since: float | None = None  # while a heartbeat's report is being gathered
         self._rtmp: dict[str, bool] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -455,7 +456,7 @@ class EdgeAgent:
 
     def start_heartbeats(self) -> None:
         self.outbox.start()
-        self._gathering_since: float | None = None
+        self._gathering_since = None
         self._thread = threading.Thread(target=self._beat_forever, name="edge-heartbeat", daemon=True)
         self._thread.start()
         threading.Thread(target=self._alive_forever, name="edge-alive", daemon=True).start()

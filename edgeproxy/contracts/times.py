@@ -1,6 +1,13 @@
 """Times as the API and the edge reports carry them: milliseconds since the epoch."""
 
 from datetime import datetime
+from typing import overload
+
+
+@overload
+def ms(dt: datetime) -> int: ...
+@overload
+def ms(dt: datetime | None) -> int | None: ...
 
 
 def ms(dt: datetime | None) -> int | None:

@@ -127,9 +127,9 @@ def _url_setting(env, var: str, what: str, required: bool) -> tuple[str, str] | 
         if not url:
             raise ConfigError(f"{var}_FILE {url_file!r} is empty: write {what} into it")
         return f"{var}_FILE", url
-    url = _get(env, var)
-    if url:
-        return var, url
+    value = _get(env, var)
+    if value:
+        return var, value
     if required:
         raise ConfigError(f"{var} is not set: give {what} (or {var}_FILE, a file holding it)")
     return None
@@ -170,8 +170,9 @@ def load_config(env=None) -> Config:
         raise ConfigError(f"EDGEPROXY_CAMERA_NAME {name!r} is not a valid camera name: use 1 to 128 characters "
                           "of letters, digits, '.', '_' and '-', starting with a letter or digit")
 
-    rtsp_url = _url_setting(env, "EDGEPROXY_RTSP_URL", "the RTSP URL", required=True)
-    rtsp_url = _check_url(rtsp_url[0], rtsp_url[1], RTSP_SCHEMES, "rtsp://host[:port]/path, with credentials if needed")
+    rtsp_setting = _url_setting(env, "EDGEPROXY_RTSP_URL", "the RTSP URL", required=True)
+    assert rtsp_setting is not None  # required: a missing URL raised ConfigError
+    rtsp_url = _check_url(*rtsp_setting, RTSP_SCHEMES, "rtsp://host[:port]/path, with credentials if needed")
 
     transport = _choice(env, "EDGEPROXY_RTSP_TRANSPORT", "tcp", ("tcp", "udp"))
     buffer_seconds = _number(env, "EDGEPROXY_BUFFER_SECONDS", 10.0, 0.0, 3600.0)
@@ -186,9 +187,8 @@ def load_config(env=None) -> Config:
     if scheme != "unix":
         _check_url("EDGEPROXY_REDIS_URL", redis_url, REDIS_SCHEMES, "redis://host:6379/0")
 
-    rtmp_url = _url_setting(env, "EDGEPROXY_RTMP_URL", "the RTMP URL", required=False)
-    if rtmp_url:
-        rtmp_url = _check_url(rtmp_url[0], rtmp_url[1], RTMP_SCHEMES, "rtmp://host[:port]/app/stream")
+    rtmp_setting = _url_setting(env, "EDGEPROXY_RTMP_URL", "the RTMP URL", required=False)
+    rtmp_url = _check_url(*rtmp_setting, RTMP_SCHEMES, "rtmp://host[:port]/app/stream") if rtmp_setting else None
 
     backoff_initial = _number(env, "EDGEPROXY_BACKOFF_INITIAL_S", 0.5, 0.05, 60.0)
     backoff_max = _number(env, "EDGEPROXY_BACKOFF_MAX_S", 30.0, 0.1, 3600.0)

@@ -49,9 +49,8 @@ def _video_range(yuv: np.ndarray, width: int, height: int) -> np.ndarray:
     global _FULL_TO_VIDEO_RANGE
     if _FULL_TO_VIDEO_RANGE is None:
         levels = np.arange(256, dtype=np.float64)
-        luma = np.round(16 + levels * 219 / 255)
-        chroma = np.round(128 + (levels - 128) * 224 / 255)
-        _FULL_TO_VIDEO_RANGE = (luma.astype(np.uint8), chroma.astype(np.uint8))
+        _FULL_TO_VIDEO_RANGE = (np.round(16 + levels * 219 / 255).astype(np.uint8),
+                                np.round(128 + (levels - 128) * 224 / 255).astype(np.uint8))
     luma, chroma = _FULL_TO_VIDEO_RANGE
     out = np.empty_like(yuv)
     cv2.LUT(yuv[:height], luma, dst=out[:height])

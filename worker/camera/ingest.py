@@ -29,6 +29,7 @@ import time
 import av
 import av.error
 import numpy as np
+from av.video.codeccontext import VideoCodecContext
 from av.video.reformatter import VideoReformatter
 import redis
 
@@ -109,7 +110,7 @@ class Ingest:
         self.seq = 0  # published frames of this process
         self.reformatter = VideoReformatter()  # one swscale context for all frames (see ring.to_bgr24)
         self.publish_i420 = getattr(cfg, "publish_format", "i420") == I420
-        self._i420_buf = None  # reused for decoders whose planes have padded rows
+        self._i420_buf: np.ndarray | None = None  # reused for decoders whose planes have padded rows
         self.codec: dict | None = None
         self.codec_json: str | None = None
         self.last_codec_write = 0.0
@@ -138,7 +139,7 @@ class Ingest:
 
     # ------------------------------------------------------------------ session bookkeeping
     def _reset_session(self) -> None:
-        self.cc = None
+        self.cc: VideoCodecContext | None = None
         self.have_key = False
         self.gop: list = []
         self.gop_broken = True
@@ -343,6 +344,7 @@ class Ingest:
 
     def _decode(self, packet, is_key: bool, wall: int, mono: float) -> None:
         cc = self.cc
+        assert cc is not None, "decoding outside a session"
         st = self.state
         try:
             if st.demand == DEMAND_ALL:
@@ -468,7 +470,7 @@ class Ingest:
             src = np.lib.stride_tricks.as_strided(rows, (h, w), (plane.line_size, 1))
             buf[offset:offset + w * h].reshape(h, w)[...] = src
             offset += w * h
-        return memoryview(buf)
+        return buf.data
 
     # ------------------------------------------------------------------ Redis
     def _set_codec(self, info: dict) -> None:

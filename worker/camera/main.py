@@ -109,7 +109,7 @@ class StatusWriter:
         st = self.state
         status = st.status()
         status["rtmp_streaming"] = self.rtmp.streaming() if self.rtmp is not None else False
-        replies = []
+        replies: list = []
         pipe = self.pipe
         pipe.command("SET", self.k_status, json.dumps(status, separators=(",", ":")), "PX", self.ttl_ms)
         pipe.command("MGET", self.k_rtmp, self.k_storage, callback=replies.append)
@@ -188,7 +188,8 @@ class CameraProcess:
             self.rtmp.start()
         self._start_ingest()
         while not self.stop.wait(0.5):
-            if not self.ingest_thread.is_alive():  # never expected: Ingest.run catches everything
+            thread = self.ingest_thread
+            if thread is None or not thread.is_alive():  # never expected: Ingest.run catches everything
                 log.error("the ingest thread ended unexpectedly; restarting it")
                 self._start_ingest()
             if not self.status.thread.is_alive():

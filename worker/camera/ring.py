@@ -23,10 +23,14 @@ import base64
 import collections
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 from fractions import Fraction
+from typing import TYPE_CHECKING
 
 from worker.camera import keys
+
+if TYPE_CHECKING:
+    import numpy as np
 
 # Fetch size for XRANGE/XREVRANGE while reading the ring.
 _BATCH = 512
@@ -222,7 +226,7 @@ def _time_base(codec: dict) -> Fraction:
 
 
 def decode_range(redis_client, camera: str, start_ms: int, end_ms: int, *, follow_s: float = 0.0,
-                 threads: int = 0) -> Iterator[tuple[dict, "object"]]:
+                 threads: int = 0) -> Generator[tuple[dict, np.ndarray], None, None]:
     """Decode the buffered packets of ``camera`` received in ``[start_ms, end_ms]`` (wall-clock ms).
 
     Yields ``(meta, image)`` in presentation order, every frame whose receive time ``ts`` lies in

@@ -140,6 +140,8 @@ class RtmpForwarder:
             pass
 
     def _run(self) -> None:
+        url = self.url
+        assert url, "the forwarder runs only with a URL (start)"
         out = None
         out_stream = None
         session_number = None
@@ -170,7 +172,7 @@ class RtmpForwarder:
                         self._wake.clear()
                         continue
                     try:
-                        out = open_rtmp_output(self.url, self.open_timeout)
+                        out = open_rtmp_output(url, self.open_timeout)
                         out_stream = out.add_stream_from_template(session.template, opaque=True)
                         if session.has_extradata:
                             # Connect and send the header now (otherwise the first packet does it).
@@ -221,6 +223,7 @@ class RtmpForwarder:
                 packet.duration = duration
                 packet.time_base = session.time_base
                 packet.is_keyframe = is_key
+                assert out_stream is not None  # opened with out
                 packet.stream = out_stream
                 try:
                     out.mux(packet)

@@ -44,6 +44,7 @@ import re
 import secrets
 import struct
 import time
+from collections.abc import Callable
 
 import numpy as np
 
@@ -149,6 +150,8 @@ def ring_name(camera: str, camera_id: str = "") -> str:
 def prepare_dir(settings: ShmSettings) -> str:
     """Create the ring directory (mode 3770, the configured group) if missing; returns its path."""
     path = settings.directory
+    if not path:
+        raise ValueError("frame rings are off (EDGEPROXY_FRAMES_SHM_DIR)")
     try:
         os.mkdir(path, 0o700)
     except FileExistsError:
@@ -161,7 +164,7 @@ def prepare_dir(settings: ShmSettings) -> str:
 
 def remove_ring(settings: ShmSettings, camera: str, camera_id: str = "") -> bool:
     """Delete a camera's ring file (runtime: camera stopped, deleted or found dead). True if it was there."""
-    if not settings.enabled:
+    if not settings.directory:  # rings are off (settings.enabled, spelled so that mypy sees a str below)
         return False
     try:
         os.unlink(os.path.join(settings.directory, ring_name(camera, camera_id)))
@@ -179,6 +182,7 @@ def _round_up(size: int) -> int:
 _SYS_FUTEX = {"x86_64": 202, "aarch64": 98, "arm64": 98}.get(platform.machine())
 _FUTEX_WAIT = 0
 _FUTEX_WAKE = 1
+_syscall: Callable[..., int] | None
 try:
     _libc = ctypes.CDLL(None, use_errno=True)
     _syscall = _libc.syscall
@@ -251,10 +255,10 @@ class FrameRingWriter:
         _HEADER.pack_into(mm, 0, MAGIC, VERSION, self.slots, slot_bytes, ring_id, os.getpid(), 0, self.seq, 0,
                           time.time_ns() // 1_000_000, self._streaming, self.seq & 0xFFFFFFFF)
         os.rename(tmp, self.path)
-        old = self._mm
-        if old is not None:
+        old, words = self._mm, self._words
+        if old is not None and words is not None:
             _U32.pack_into(old, _OFF_CLOSED, 1)
-            _futex_wake(self._words.ctypes.data + _OFF_FUTEX)
+            _futex_wake(words.ctypes.data + _OFF_FUTEX)
             self._words = None
             try:
                 old.close()
@@ -276,14 +280,17 @@ class FrameRingWriter:
         if size > self.slot_bytes:
             self._create(size)
         offset = self._slot_offset((self.seq + 1) % self.slots)
-        _U64.pack_into(self._mm, offset, 0)  # seqlock: being written
-        return np.frombuffer(self._mm, np.uint8, size, offset + SLOT_HEADER_SIZE).reshape(height, width, 3)
+        mm = self._mm
+        assert mm is not None, "ring closed"
+        _U64.pack_into(mm, offset, 0)  # seqlock: being written
+        return np.frombuffer(mm, np.uint8, size, offset + SLOT_HEADER_SIZE).reshape(height, width, 3)
 
     def commit(self, height: int, width: int, ts: int, pts: int, dts: int, time_base: float, keyframe: int,
                packet: int, is_keyframe: bool, is_corrupt: bool, frame_type: str, pix_fmt: str,
                codec_name: str) -> int:
         """Publish the frame written into ``begin``'s array; returns its seq."""
-        mm = self._mm
+        mm, words = self._mm, self._words
+        assert mm is not None and words is not None, "ring closed"
         seq = self.seq + 1
         offset = self._slot_offset(seq % self.slots)
         size = height * width * 3
@@ -300,7 +307,7 @@ class FrameRingWriter:
         _U64.pack_into(mm, _OFF_WRITE_SEQ, seq)
         _U32.pack_into(mm, _OFF_FUTEX, seq & 0xFFFFFFFF)
         self.seq = seq
-        _futex_wake(self._words.ctypes.data + _OFF_FUTEX)
+        _futex_wake(words.ctypes.data + _OFF_FUTEX)
         return seq
 
     def heartbeat(self, streaming: bool) -> None:
@@ -316,11 +323,11 @@ class FrameRingWriter:
 
     def close(self) -> None:
         """Mark the ring closed, wake readers, and delete the file (the camera stops)."""
-        mm = self._mm
-        if mm is None:
+        mm, words = self._mm, self._words
+        if mm is None or words is None:
             return
         _U32.pack_into(mm, _OFF_CLOSED, 1)
-        _futex_wake(self._words.ctypes.data + _OFF_FUTEX)
+        _futex_wake(words.ctypes.data + _OFF_FUTEX)
         try:
             with open(self.path, "rb") as fh:  # only our own file: a newer camera may own the name
                 header = fh.read(_HEADER.size)

@@ -10,8 +10,12 @@ import collections
 import os
 import threading
 import time
+from typing import TYPE_CHECKING
 
 from worker.camera import keys
+
+if TYPE_CHECKING:
+    from worker.camera.shm import FrameRingWriter
 
 # Demand levels (what consumers asked for in the last DEMAND_TTL_MS).
 DEMAND_NONE = 0
@@ -54,7 +58,7 @@ class CameraState:
         self.rtmp_error: str | None = None
         self.storing = False
         self.bus_ok = True
-        self.frames_ring = None  # shm.FrameRingWriter, when frames go to shared memory
+        self.frames_ring: FrameRingWriter | None = None  # when frames go to shared memory
 
         self.packets = 0
         self.keyframes = 0

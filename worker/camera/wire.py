@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import collections
 import select
+from typing import Any
 
 import redis
 from redis.exceptions import ResponseError
@@ -36,8 +37,9 @@ class FastPipe:
     def __init__(self, url: str, socket_timeout: float = 3.0, connect_timeout: float = 1.0, on_error=None):
         self._pool = redis.Redis.from_url(url, protocol=2, socket_timeout=socket_timeout,
                                           socket_connect_timeout=connect_timeout).connection_pool
-        self._conn = None
-        self._sock = None
+        # redis-py's connection and the socket it keeps privately (``_sock``): no public type.
+        self._conn: Any = None
+        self._sock: Any = None
         self._sendmsg = True
         self._pieces: list = []
         self._buf = bytearray()
@@ -58,7 +60,7 @@ class FastPipe:
                     self._big(arg)
                     buf = self._buf
                     continue
-                buf += b"$%d\r\n%b\r\n" % (len(arg), arg)
+                buf += b"$%d\r\n%b\r\n" % (len(arg), bytes(arg) if isinstance(arg, bytearray) else arg)
             elif isinstance(arg, memoryview):
                 buf += b"$%d\r\n" % arg.nbytes
                 self._big(arg)

@@ -107,7 +107,7 @@ class FrameServerConfig:
         level = envchoice("LOG_LEVEL", "info", ("debug", "info", "warning", "error"), env).upper()
         redis_default = text("REDIS_URL", "redis://127.0.0.1:6379/0")
         host = text("EDGEPROXY_HOST_NAME", socket.gethostname().lower())
-        tokens = tuple(dict.fromkeys(tokens))
+        unique_tokens = tuple(dict.fromkeys(tokens))
         try:
             shm = ShmSettings.from_env(env)
         except SettingsError as exc:
@@ -115,13 +115,13 @@ class FrameServerConfig:
         return cls(
             shm=shm,
             port=envint("EDGEPROXY_GRPC_PORT", 50001, 1, 65535, env),
-            bind=_bind(env, tokens),
+            bind=_bind(env, unique_tokens),
             workers=envint("EDGEPROXY_GRPC_WORKERS", 16, 1, 1024, env),
             max_message_bytes=envint("EDGEPROXY_GRPC_MAX_MESSAGE_MB", 64, 8, 2047, env) * 1024 * 1024,
             redis_url=text("EDGEPROXY_FRAMES_REDIS_URL", "redis://127.0.0.1:6379/0"),
             host=host,
             broker_url=text("CELERY_BROKER_URL", redis_default),
-            tokens=tokens,
+            tokens=unique_tokens,
             tls_cert=tls_cert.encode() if tls_cert is not None else None,
             tls_key=tls_key.encode() if tls_key is not None else None,
             wait_ms=envint("EDGEPROXY_FRAMES_WAIT_MS", 2000, 0, 60000, env),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from typing import Any
 
 from google.protobuf.descriptor import FieldDescriptor
 
@@ -148,8 +149,10 @@ def video_buffer(frames: int, first_id, last_id) -> pb.VideoBuffer:
 
 def list_stream(name: str, entry: dict) -> pb.ListStream:
     """``ListStream`` from a host camera table entry (``state`` holds Docker ContainerState keys)."""
-    state = entry.get("state") if isinstance(entry.get("state"), dict) else {}
-    health = state.get("Health") if isinstance(state.get("Health"), dict) else {}
+    state = entry.get("state")
+    state = state if isinstance(state, dict) else {}
+    health = state.get("Health")
+    health = health if isinstance(health, dict) else {}
     return pb.ListStream(
         name=name,
         status=str(state.get("Status") or entry.get("status") or ""),
@@ -179,7 +182,7 @@ def message_to_dict(message) -> dict:
 
     Unset sub-messages are ``None``, repeated fields lists, scalars their (possibly default) value.
     """
-    out = {}
+    out: dict[str, Any] = {}
     for field in message.DESCRIPTOR.fields:
         value = getattr(message, field.name)
         if field.is_repeated:

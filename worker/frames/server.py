@@ -175,7 +175,7 @@ class _Watcher:
         self.frame_key = frame_key
         self.cond = threading.Condition()
         self.meta: dict | None = None
-        self.raw = None
+        self.raw: bytes | str | None = None
         self.error: BaseException | None = None
         self.waiters = 0
         self.running = False
@@ -446,7 +446,7 @@ class ImageServicer(pb_grpc.ImageServicer):
         wait_s = min(self.config.wait_ms / 1000.0, max(0.0, self._time_left(context) - 0.05))
         deadline = time.monotonic() + wait_s
         while True:
-            if acceptable(meta):
+            if meta is not None and acceptable(meta):
                 cached = self._cached_frame(name, keyframe_only, frame_key, meta, acceptable)
                 if cached is not None:
                     return self._frame_reply(context, cached)
@@ -580,8 +580,8 @@ class ImageServicer(pb_grpc.ImageServicer):
                 return cached
             meta_raw, data = self.redis.hmget(frame_key, "meta", "data")
             fetched = convert.parse_json(meta_raw)
-            if not fetched or data is None or not acceptable(fetched):
-                return None  # gone (expired) between the two reads
+            if not fetched or not isinstance(data, bytes) or not acceptable(fetched):
+                return None  # gone (expired) between the two reads (the client never decodes: bytes)
             try:  # I420 from the camera is converted to BGR24 here, once per frame for every caller
                 message = convert.video_frame(name, fetched, data)
             except frame_format.FrameFormatError as exc:

@@ -10,6 +10,7 @@ call can carry the settings of both), options neither takes are a TypeError.
 from __future__ import annotations
 
 import inspect
+from typing import TYPE_CHECKING
 
 from .base import (
     LABEL_CAMERA,
@@ -23,6 +24,9 @@ from .base import (
     Runtime,
     RuntimeError_,
 )
+
+if TYPE_CHECKING:
+    from .docker import DockerRuntime
 
 KINDS = ("auto", "docker", "local")
 
@@ -52,8 +56,8 @@ def get_runtime(host: str, kind: str = "auto", **options) -> Runtime:
         raise ValueError(f"unknown runtime kind {kind!r}: expected one of {', '.join(KINDS)}")
     from .local import LocalRuntime
 
-    classes = [LocalRuntime]
-    docker_cls = None
+    classes: list[type[Runtime]] = [LocalRuntime]
+    docker_cls: type[DockerRuntime] | None = None
     try:
         from .docker import DockerRuntime as docker_cls
     except ImportError:
@@ -68,6 +72,6 @@ def get_runtime(host: str, kind: str = "auto", **options) -> Runtime:
 
     if kind == "auto":
         kind = "docker" if docker_cls is not None and docker_cls.available(timeout=1.0) else "local"
-    cls = docker_cls if kind == "docker" else LocalRuntime
+    cls = docker_cls if kind == "docker" and docker_cls is not None else LocalRuntime
     accepted = _accepted(cls)
     return cls(host, **{key: value for key, value in options.items() if key in accepted})

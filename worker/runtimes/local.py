@@ -158,9 +158,9 @@ class _AdoptedProcess:
     def wait(self, timeout: float | None = None) -> int:
         if self.returncode is None:
             if not select.select([self._pidfd], [], [], timeout)[0]:
-                raise subprocess.TimeoutExpired(f"pid {self.pid}", timeout)
+                raise subprocess.TimeoutExpired(f"pid {self.pid}", timeout)  # type: ignore[arg-type]  # never None here
             self._exited()
-        return self.returncode
+        return self.returncode  # type: ignore[return-value]  # _exited() always sets it
 
     def send_signal(self, sig: int) -> None:
         if self.poll() is None:
@@ -350,7 +350,7 @@ class LocalRuntime(Runtime):
         for cam, proc in procs:
             with cam.lock:
                 if cam.proc is proc:
-                    self._reap(cam, proc.returncode, restart=False)
+                    self._reap(cam, proc.returncode, restart=False)  # type: ignore[arg-type]  # joined: set
         self._release()
 
     def _release(self) -> None:
@@ -554,7 +554,7 @@ class LocalRuntime(Runtime):
                  extra={"camera": cam.spec.name, "host": self.host})
         return True
 
-    def _kill_orphans(self, orphans: list[tuple[int, str]]) -> None:
+    def _kill_orphans(self, orphans: list[tuple[int, str | None]]) -> None:
         """Camera processes of a previous worker on this host (killed before it could stop them)
         that are not adopted. Only processes ``_identify`` recognised: signalled through a pidfd."""
         if not orphans:
@@ -766,7 +766,7 @@ class LocalRuntime(Runtime):
         self._wait_or_kill(proc, timeout)
         with cam.lock:
             if cam.proc is proc:
-                self._reap(cam, proc.returncode)
+                self._reap(cam, proc.returncode)  # type: ignore[arg-type]  # waited for: set
 
     def _discard(self, cam: _Camera, timeout: float) -> None:
         with cam.lock:
