@@ -410,6 +410,30 @@ def _apply_observation(camera: Camera, observed: dict | None, stream: dict | Non
     return ["container_id", "state", "logs", "stream", "status", "observed_at", "modified"]
 
 
+# What a heartbeat may change on a camera row; ``modified`` moves only with the first three (the
+# record's own state), not with its logs or live stream facts.
+_OBSERVED_FIELDS = ("container_id", "state", "status", "logs", "stream")
+_RECORD_FIELDS = {"container_id", "state", "status"}
+
+
+def _heartbeat_changes(camera: Camera, observed: dict | None, stream: dict | None, now) -> list[str]:
+    """Apply a heartbeat's observation; the fields to write, or none when nothing changed.
+
+    A heartbeat every few seconds from every host must not rewrite every camera row: only what
+    changed is written. ``observed_at`` is written with any change, and on the first observation
+    after an operation ended (what reconciliation waits for) even without one."""
+    before = {name: getattr(camera, name) for name in _OBSERVED_FIELDS}
+    observed_before = camera.observed_at
+    _apply_observation(camera, observed, stream, now)
+    changed = [name for name in _OBSERVED_FIELDS if getattr(camera, name) != before[name]]
+    last = camera.last_operation
+    first_since_operation = observed_before is None or bool(last and last.finished and observed_before <= last.finished)
+    if not changed and not first_since_operation:
+        camera.observed_at = observed_before
+        return []
+    return [*changed, "observed_at", *(["modified"] if _RECORD_FIELDS.intersection(changed) else [])]
+
+
 class OperationNotFound(Exception):
     """A report names an operation the database does not show (yet): the task was sent inside
     the transaction that creates the operation, and a fast edge host can answer before it commits.
@@ -527,8 +551,9 @@ def record_heartbeat(host_name: str, report: dict) -> EdgeHost:
                     camera.logs = seen["logs"]
                     camera.save(update_fields=["logs"])
                 continue
-            fields = _apply_observation(camera, seen, streams.get(camera.name), now)
-            camera.save(update_fields=fields)
+            fields = _heartbeat_changes(camera, seen, streams.get(camera.name), now)
+            if fields:
+                camera.save(update_fields=fields)
     return host
 
 

@@ -117,6 +117,34 @@ def test_heartbeat_applies_the_observed_state_of_idle_cameras(api, edge, broker)
     assert Camera.objects.get().host.strays == ["stray-cam"]
 
 
+def test_a_heartbeat_writes_only_the_cameras_whose_observation_changed(api, edge, broker):
+    """Every host beats every few seconds: a camera whose observation did not change costs no write,
+    and its ``modified`` (and so its ETag) stays."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    names = ("cam-1", "cam-2", "cam-3")
+    edge.register("edge-a")
+    for name in names:
+        assert connect(api, name).status_code == 202
+        finish(name, observed=RUNNING)
+    seen = [{"name": name, **RUNNING} for name in names]
+    edge.register("edge-a", cameras=seen)  # the first observation after the operations is recorded
+    modified = {c.name: c.modified for c in Camera.objects.all()}
+
+    def camera_writes(cameras: list[dict]) -> list[str]:
+        with CaptureQueriesContext(connection) as queries:
+            edge.register("edge-a", cameras=cameras)
+        return [q["sql"] for q in queries if q["sql"].startswith('UPDATE "processes_camera"')]
+
+    assert camera_writes(seen) == []
+    assert {c.name: c.modified for c in Camera.objects.all()} == modified
+    assert len(camera_writes([seen[0], {**seen[1], "status": "restarting"}, seen[2]])) == 1
+    assert api.get("/api/v1/process/cam-2").json()["status"] == "restarting"
+    assert Camera.objects.get(name="cam-2").modified > modified["cam-2"]
+    assert Camera.objects.get(name="cam-1").modified == modified["cam-1"]
+
+
 def test_annotations_filter_and_limit(api, db):
     for i, (camera, kind) in enumerate([("cam-a", "person"), ("cam-a", "car"), ("cam-b", "person")]):
         services.record_annotation({"device_name": camera, "type": kind, "start_timestamp": 1000 + i})
