@@ -39,7 +39,7 @@ def ms(seconds: float) -> float:
 def raw_docker_start(client, image: str, volumes: str, n: int) -> list[float]:
     binds = [v for v in volumes.split(",") if v]
     times = []
-    for i in range(n):
+    for _ in range(n):
         name = f"bench-raw-{uuid.uuid4().hex[:8]}"
         t0 = time.perf_counter()
         container = client.containers.create(
@@ -101,7 +101,8 @@ hosts = EdgeHost.objects.bulk_create([EdgeHost(name=f"sim-{{i:03d}}", queue=f"ho
     for i in range({hosts})])
 secret = crypto.encrypt("rtsp://user:pass@10.0.0.1/stream")
 state = {{"Status": "running", "Running": True, "Paused": False, "Restarting": False, "OOMKilled": False,
-         "Dead": False, "Pid": 1234, "ExitCode": 0, "Error": "", "StartedAt": "2026-01-01T00:00:00Z", "FinishedAt": ZERO_TIME}}
+         "Dead": False, "Pid": 1234, "ExitCode": 0, "Error": "", "StartedAt": "2026-01-01T00:00:00Z",
+         "FinishedAt": ZERO_TIME}}
 logs = {{"stdout": "c3RyZWFtaW5nCg==" * 20, "stderr": None}}
 stream = {{"state": "streaming", "fps": 25.0, "width": 640, "height": 480, "codec": "h264"}}
 Camera.objects.bulk_create([Camera(name=f"sim-cam-{{i:05d}}", rtsp_endpoint_encrypted=secret,

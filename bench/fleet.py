@@ -54,14 +54,15 @@ def run_simulated_hosts(hosts: list[str], heartbeat: float) -> None:
 
         def _state(self, running: bool) -> dict:
             state = dict.fromkeys(STATE_KEYS, False)
-            state.update({"Status": "running" if running else "exited", "Running": running, "Pid": 4242 if running else 0,
-                          "ExitCode": 0, "Error": "", "StartedAt": "2026-01-01T00:00:00Z", "FinishedAt": "0001-01-01T00:00:00Z"})
+            state.update({"Status": "running" if running else "exited", "Running": running,
+                          "Pid": 4242 if running else 0, "ExitCode": 0, "Error": "",
+                          "StartedAt": "2026-01-01T00:00:00Z", "FinishedAt": "0001-01-01T00:00:00Z"})
             return state
 
         def ensure_running(self, spec):
             with self.lock:
-                observed = Observed(spec.name, spec.camera_id, uuid.uuid4().hex * 2, "running", self._state(True), spec.image,
-                                    {"stdout": None, "stderr": None})
+                observed = Observed(spec.name, spec.camera_id, uuid.uuid4().hex * 2, "running", self._state(True),
+                                    spec.image, {"stdout": None, "stderr": None})
                 current = self.cameras.get(spec.name)
                 if current and current.status == "running":
                     return current

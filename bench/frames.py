@@ -228,14 +228,16 @@ def cpu_rows(args, workdir: Path, redis_server, address: str, camera: str, url: 
         for p in procs:
             p.join(10)
         per_min = {k: (after[k] - before[k]) / elapsed * 60 for k in pids}
-        per_min["reader processes"] = sum(a - b for a, b in zip(after_readers, before_readers)) / elapsed * 60
+        per_min["reader processes"] = (sum(a - b for a, b in zip(after_readers, before_readers, strict=True))
+                                       / elapsed * 60)
         rows.append({"cpu": True, "size": camera.split("-", 1)[1], "readers": n, "writable": writable, **per_min,
                      "total": sum(per_min.values()),
                      "frames_s": min(r["distinct"] for r in results) / window,
                      "via": ",".join(sorted({v for r in results for v in r["via"]})), "load": os.getloadavg()[0]})
         r = rows[-1]
         print(f"  {n} reader(s) {'copy' if writable else 'view'}: camera {r['camera']:.2f} + redis {r['redis']:.2f} "
-              f"+ frame server {r['frame server']:.2f} + readers {r['reader processes']:.2f} = {r['total']:.2f} CPU-s/min; "
+              f"+ frame server {r['frame server']:.2f} + readers {r['reader processes']:.2f} "
+              f"= {r['total']:.2f} CPU-s/min; "
               f"{r['frames_s']:.1f} frames/s per reader (via {r['via']}; load {r['load']:.2f})", flush=True)
     # The baseline runs after the camera process has stopped: same stream, same machine.
     parts[-1].stop()
@@ -282,13 +284,15 @@ def verdicts(rows: list[dict], fps: int) -> None:
             print(f"  {size}: NOT COMPARABLE, readers got only {got} frames/s (not every frame)")
         one = next(r for r in cpu if r["readers"] == 1 and not r["writable"])
         print(f"  {size} end to end, 1 local reader (view) = {one['total']:.2f} vs ffmpeg bgr24 {one['ffmpeg']:.2f}: "
-              f"ratio {one['total'] / one['ffmpeg']:.2f} (<= 1.20) {'OK' if one['total'] / one['ffmpeg'] <= 1.2 else 'MISS'}")
+              f"ratio {one['total'] / one['ffmpeg']:.2f} (<= 1.20) "
+              f"{'OK' if one['total'] / one['ffmpeg'] <= 1.2 else 'MISS'}")
         for r in cpu:
             if r is one:
                 continue
             if r["writable"]:
                 print(f"  {size} end to end, 1 local reader (copy) = {r['total']:.2f} vs ffmpeg {r['ffmpeg']:.2f}: "
-                      f"ratio {r['total'] / r['ffmpeg']:.2f} (<= 1.20) {'OK' if r['total'] / r['ffmpeg'] <= 1.2 else 'MISS'}")
+                      f"ratio {r['total'] / r['ffmpeg']:.2f} (<= 1.20) "
+                      f"{'OK' if r['total'] / r['ffmpeg'] <= 1.2 else 'MISS'}")
                 continue
             extra = (r["total"] - one["total"]) / (r["readers"] - 1) / one["total"] * 100
             print(f"  {size} {r['readers']} local readers = {r['total']:.2f}: {extra:+.1f} % per extra reader over "

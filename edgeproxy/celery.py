@@ -20,7 +20,7 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks(["processes", "settings_app", "worker"])
 
 # Control-worker liveness for /healthz and /metrics; redaction of Celery's own log handlers.
-import edgeproxy.celery_inspect  # noqa: E402,F401 - inspect conf/report answers without passwords
+import edgeproxy.celery_inspect  # noqa: E402 - inspect conf/report answers without passwords
 import edgeproxy.liveness  # noqa: E402,F401
 
 __all__ = ["CONTROL_QUEUE", "app", "host_queue"]  # the queue names are the contracts' (edgeproxy.contracts.tasks)

@@ -9,9 +9,9 @@ the same answers, with every password in a URL (and every other recognisable sec
 from __future__ import annotations
 
 from celery.utils.serialization import jsonify, strtobool
-from kombu.utils.encoding import safe_repr
 from celery.worker import control  # registers Celery's commands first: ours replace them
 from celery.worker.control import inspect_command, ok
+from kombu.utils.encoding import safe_repr
 
 from worker.redaction import redact
 

@@ -21,10 +21,11 @@ server itself cannot be reached), ``InvalidRequest``, ``NotAuthorized``, ``Frame
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 import grpc
 import numpy as np
@@ -193,7 +194,7 @@ class FrameClient:
         self._closed.set()
         self._channel.close()
 
-    def __enter__(self) -> "FrameClient":
+    def __enter__(self) -> FrameClient:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -221,10 +222,8 @@ class FrameClient:
         seq = None
         for key, value in call.initial_metadata() or ():
             if key == SEQ_METADATA and value:
-                try:
+                with contextlib.suppress(ValueError):
                     seq = int(value)
-                except ValueError:
-                    pass
         return frame, seq
 
     def latest(self, name: str, keyframe_only: bool = False, timeout: float | None = None,

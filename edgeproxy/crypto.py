@@ -22,7 +22,8 @@ def _fernet() -> Fernet:
         except ValueError:
             raise ImproperlyConfigured(
                 "EDGEPROXY_ENCRYPTION_KEY must be a Fernet key (32 url-safe base64-encoded bytes); "
-                "make one with: python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'"
+                "make one with: python -c "
+                "'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'"
             ) from None
     digest = hashlib.sha256(b"edgeproxy-at-rest:" + settings.SECRET_KEY.encode()).digest()
     return Fernet(base64.urlsafe_b64encode(digest))

@@ -11,6 +11,7 @@ redacted like every other line.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -68,10 +69,8 @@ def _beat(hostname: str) -> None:
                 log.warning("control worker liveness not recorded (until the broker answers): %s", exc)
             failing = True
         _stop.wait(_interval())
-    try:
+    with contextlib.suppress(redis.RedisError):
         client.zrem(SEEN_KEY, hostname)
-    except redis.RedisError:
-        pass
 
 
 @signals.worker_ready.connect

@@ -3,7 +3,6 @@ from rest_framework.authtoken.models import TokenProxy
 
 from processes.models import Annotation, Camera, EdgeHost, Operation
 
-
 # API tokens are knox's (stored hashed, listed under "Knox"); DRF's plain token table stays empty.
 admin.site.unregister(TokenProxy)
 
@@ -12,7 +11,8 @@ admin.site.unregister(TokenProxy)
 class EdgeHostAdmin(admin.ModelAdmin):
     list_display = ("name", "runtime", "last_heartbeat", "frames_address")
     search_fields = ("name",)
-    readonly_fields = ("queue", "runtime", "last_heartbeat", "facts", "images", "frames_address", "public_key", "created")
+    readonly_fields = ("queue", "runtime", "last_heartbeat", "facts", "images", "frames_address", "public_key",
+                       "created")
 
 
 @admin.register(Camera)

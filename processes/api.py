@@ -124,7 +124,8 @@ def operation_response(request, camera_name: str, operation_id) -> Response:
 
 
 class ProcessCollection(OperationView):
-    @extend_schema(request=ConnectSerializer, summary="Connect a camera (create and start)", examples=oas.CONNECT_EXAMPLES)
+    @extend_schema(request=ConnectSerializer, summary="Connect a camera (create and start)",
+                   examples=oas.CONNECT_EXAMPLES)
     def post(self, request):
         data = ConnectSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -195,7 +196,8 @@ class ProcessStop(OperationView):
 
 
 class ProcessList(APIView):
-    @extend_schema(summary="Every camera (filters: host, status)", responses={200: oas.StreamProcessSerializer(many=True)},
+    @extend_schema(summary="Every camera (filters: host, status)",
+                   responses={200: oas.StreamProcessSerializer(many=True)},
                    parameters=[oas.query("host", description="only the cameras of this edge host"),
                                oas.query("status", description="only the cameras with this status")])
     def get(self, request):
@@ -242,7 +244,8 @@ class ProcessUpgrades(OperationView):
 
 class ProcessFrame(APIView):
     @extend_schema(summary="The newest frame of a camera as JPEG (?keyframe=true for the newest keyframe)",
-                   responses=oas.JPEG_RESPONSES, parameters=[oas.query("keyframe", description="true: the newest keyframe")])
+                   responses=oas.JPEG_RESPONSES,
+                   parameters=[oas.query("keyframe", description="true: the newest keyframe")])
     def get(self, request, name):
         keyframe = request.query_params.get("keyframe", "false").lower() in ("1", "true", "yes")
         jpeg = services.camera_snapshot(services.get_camera(name), keyframe_only=keyframe)
@@ -334,8 +337,9 @@ class TaskList(PagedList):
 
 
 class BulkConnectSerializer(serializers.Serializer):
-    cameras = serializers.ListField(child=ConnectSerializer(), min_length=1, max_length=services.MAX_BULK_CONNECT,
-                                    help_text=f"1 to {services.MAX_BULK_CONNECT} connect bodies, as POST /process takes")
+    cameras = serializers.ListField(
+        child=ConnectSerializer(), min_length=1, max_length=services.MAX_BULK_CONNECT,
+        help_text=f"1 to {services.MAX_BULK_CONNECT} connect bodies, as POST /process takes")
 
 
 class BulkOutcomeSerializer(serializers.Serializer):

@@ -147,7 +147,8 @@ class Annotation(models.Model):
 
     class Meta:
         ordering = ["-start_timestamp"]
-        indexes = [models.Index(fields=["camera_name", "start_timestamp"]), models.Index(fields=["type", "start_timestamp"])]
+        indexes = [models.Index(fields=["camera_name", "start_timestamp"]),
+                   models.Index(fields=["type", "start_timestamp"])]
 
     def __str__(self) -> str:
         return f"{self.type} on {self.camera_name} at {self.start_timestamp}"

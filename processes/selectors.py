@@ -160,7 +160,7 @@ def annotation_payload(annotation) -> dict:
     }
 
 
-def annotations(camera: str | None = None, type: str | None = None, start: int | None = None,
+def annotations(camera: str | None = None, type: str | None = None, start: int | None = None,  # noqa: A002 - the API's name
                 end: int | None = None, limit: int = 1000) -> list[dict]:
     from processes.models import Annotation
 

@@ -30,7 +30,8 @@ RETRY_MAX_SECONDS = 5.0
 
 
 def retry_delay(retries: int) -> float:
-    """Exponential back-off with jitter: 0.25 s, 0.5 s, 1 s ... up to 5 s (a report lands within seconds of the database's return)."""
+    """Exponential back-off with jitter: 0.25 s, 0.5 s, 1 s ... up to 5 s (a report lands within seconds of the
+    database's return)."""
     return min(RETRY_MAX_SECONDS, 0.25 * 2 ** min(retries, 8)) * random.uniform(0.5, 1.0)
 
 

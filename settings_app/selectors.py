@@ -25,7 +25,7 @@ def configured_registry() -> str:
 
 def settings_payload(current: EdgeSettings | None = None) -> dict:
     current = current or edge_settings()
-    body = {
+    return {
         "name": current.name,
         "edge_key": current.edge_key or None,
         "edge_secret": "***" if current.has_edge_secret else None,
@@ -38,7 +38,6 @@ def settings_payload(current: EdgeSettings | None = None) -> dict:
         "created": ms(current.created) if current.pk else None,
         "modified": ms(current.modified) if current.pk else None,
     }
-    return body
 
 
 def camera_type(repository: str) -> str:

@@ -154,7 +154,8 @@ class EdgeAgent:
             kind=settings.EDGEPROXY_RUNTIME,
             network=settings.EDGEPROXY_CAMERA_NETWORK,
             volumes=settings.EDGEPROXY_CAMERA_VOLUMES,
-            command=settings.EDGEPROXY_LOCAL_CAMERA_COMMAND.split() if settings.EDGEPROXY_LOCAL_CAMERA_COMMAND else None,
+            command=(settings.EDGEPROXY_LOCAL_CAMERA_COMMAND.split() if settings.EDGEPROXY_LOCAL_CAMERA_COMMAND
+                     else None),
         )
         key_path = Path(settings.STATE_DIR) / f"edge-{self.host}.key"
         self.key = sealing.load_or_create_key(key_path)
@@ -209,7 +210,8 @@ class EdgeAgent:
         try:
             raw = sealing.unseal(self.key, sealed_spec)
         except Exception:  # noqa: BLE001 - a spec sealed to another key (host key was replaced)
-            self._finished(operation_id, False, f"camera {camera_name}: the spec could not be opened with this host's key")
+            self._finished(operation_id, False,
+                           f"camera {camera_name}: the spec could not be opened with this host's key")
             return
         spec = self.spec_from(raw)
         self._rtmp[spec.name] = bool(spec.rtmp_url)
@@ -366,7 +368,7 @@ class EdgeAgent:
         except redis.RedisError:
             return {}
         streams = {}
-        for name, value in zip(names, values):
+        for name, value in zip(names, values, strict=True):
             if value:
                 try:
                     streams[name] = json.loads(value)

@@ -375,9 +375,9 @@ def document_rules(result, generator, request, public):
     schemas = result.get("components", {}).get("schemas", {})
     for component in schemas.values():
         properties = component.get("properties") or {}
-        if component is schemas.get("ConnectRequest") or component is schemas.get("NameRequest"):
-            if "name" in properties:
-                properties["name"].setdefault("pattern", f"^{CAMERA_NAME_RULE.pattern}$")
+        if ((component is schemas.get("ConnectRequest") or component is schemas.get("NameRequest"))
+                and "name" in properties):
+            properties["name"].setdefault("pattern", f"^{CAMERA_NAME_RULE.pattern}$")
         if component is schemas.get("ConnectRequest"):  # schemes in any case (see processes.api._check_url)
             if "rtsp_endpoint" in properties:
                 properties["rtsp_endpoint"].update({"pattern": f"^[Rr][Tt][Ss][Pp][Ss]?://{_URL_REST}$",

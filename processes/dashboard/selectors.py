@@ -218,7 +218,8 @@ def snapshot_unavailable(camera: Camera) -> str | None:
     status = selectors.camera_status(camera, camera.host.is_online)
     if status == CameraStatus.OFFLINE:
         return f"Edge host {camera.host.name} is offline."
-    if status == CameraStatus.STOPPED or (status == CameraStatus.EXITED and camera.desired_state == DesiredState.STOPPED):
+    if status == CameraStatus.STOPPED or (status == CameraStatus.EXITED
+                                          and camera.desired_state == DesiredState.STOPPED):
         return f"Camera {camera.name} is stopped."
     if status in (CameraStatus.PENDING, CameraStatus.REMOVING):
         return f"Camera {camera.name} is {status}…"
@@ -282,7 +283,8 @@ def settings_overview(request_host: str, secure: bool) -> dict:
         flower = f"{'https' if secure else 'http'}://{hostname}:{settings.EDGEPROXY_FLOWER_PORT}/"
     hosts = list(selectors.hosts())
     images = [{"host": h.name, "online": h.is_online,
-               "images": sorted(f"{i.get('repository')}:{i.get('tag')}" for i in (h.images or []) if i.get("repository"))}
+               "images": sorted(f"{i.get('repository')}:{i.get('tag')}"
+                                for i in (h.images or []) if i.get("repository"))}
               for h in hosts]
     return {
         "fleet": settings_selectors.settings_payload(),

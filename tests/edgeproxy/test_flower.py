@@ -62,8 +62,8 @@ def test_flower_pages_and_api_show_no_redis_password(tmp_path, protected_redis):
 
         info = wait_until(worker_with_conf, 60, interval=0.5, message="Flower to show the worker's configuration")
         conf = info["conf"]
-        assert conf["REDIS_URL"].startswith("redis://:") and conf["REDIS_URL"].endswith("@127.0.0.1:"
-                                                                                        f"{protected_redis.rsplit(':', 1)[1]}")
+        assert conf["REDIS_URL"].startswith("redis://:") and conf["REDIS_URL"].endswith(
+            f"@127.0.0.1:{protected_redis.rsplit(':', 1)[1]}")
         name = next(n for n in get("/api/workers").json() if n.startswith("flowertest@"))
         pages = {}
         for path in ("/", "/workers", f"/worker/{name}", "/broker", "/tasks", "/api/workers", "/api/workers?refresh=1",

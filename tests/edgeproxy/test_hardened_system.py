@@ -40,7 +40,7 @@ def self_signed(directory: Path) -> tuple[Path, Path]:
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "edgeproxy frames test")])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
             .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
             .not_valid_after(now + datetime.timedelta(days=2))
@@ -50,7 +50,8 @@ def self_signed(directory: Path) -> tuple[Path, Path]:
             .sign(key, hashes.SHA256()))
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "frames.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (directory / "frames.key").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+    (directory / "frames.key").write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                                             serialization.PrivateFormat.PKCS8,
                                                              serialization.NoEncryption()))
     return directory / "frames.pem", directory / "frames.key"
 
@@ -111,7 +112,8 @@ def test_cors_only_for_the_configured_origin(hardened):
     for other in ("https://evil.example", "http://ops.example.com", "null"):
         refused = requests.options(url, timeout=10, headers={"Origin": other, "Access-Control-Request-Method": "POST"})
         assert "Access-Control-Allow-Origin" not in refused.headers, other
-        assert "Access-Control-Allow-Origin" not in hardened.get("/api/v1/processlist", headers={"Origin": other}).headers
+        listed = hardened.get("/api/v1/processlist", headers={"Origin": other})
+        assert "Access-Control-Allow-Origin" not in listed.headers
 
 
 def test_metrics_bearer_token(hardened):
@@ -161,12 +163,10 @@ def test_frames_over_tls_with_an_api_key(hardened, rtsp_camera):
     assert frame.headers["Content-Type"] == "image/jpeg" and frame.content[:2] == b"\xff\xd8"
     address = f"127.0.0.1:{hardened.frame_ports['test-hardened']}"
     ca = hardened.tls_cert.read_bytes()
-    with FrameClient(address, tls=True, root_certificates=ca, timeout=5) as anonymous:
-        with pytest.raises(NotAuthorized):
-            anonymous.list()
-    with FrameClient(address, token=FRAMES_KEY, timeout=3) as plaintext:
-        with pytest.raises(ServerUnavailable):
-            plaintext.list()
+    with FrameClient(address, tls=True, root_certificates=ca, timeout=5) as anonymous, pytest.raises(NotAuthorized):
+        anonymous.list()
+    with FrameClient(address, token=FRAMES_KEY, timeout=3) as plaintext, pytest.raises(ServerUnavailable):
+        plaintext.list()
     with FrameClient(address, token=FRAMES_KEY, tls=True, root_certificates=ca, timeout=5) as client:
         assert "tls-cam" in [camera["name"] for camera in client.list()]
     assert hardened.delete("/api/v1/process/tls-cam?wait=30").status_code == 200

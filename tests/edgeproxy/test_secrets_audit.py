@@ -13,6 +13,7 @@ edge secret and the API tokens appear nowhere, and are encrypted (tokens: hashed
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import re
 import threading
@@ -85,10 +86,8 @@ class RedisMonitor:
         self._stop.set()
         self.client.set("edgeproxy:test:monitor-stop", "1", ex=5)  # wakes the reader
         self._thread.join(5)
-        try:
+        with contextlib.suppress(Exception):
             self._monitor.connection.disconnect()
-        except Exception:  # noqa: BLE001
-            pass
         return b"\n".join(self.commands)
 
 
@@ -165,7 +164,8 @@ def test_no_secret_in_any_output(system, password_camera, docker_client, redis_s
         call("POST", f"/api/v1/settings/overwrite/{'k' * 300}:{EDGE_SECRET}", expect=(400,))
 
         # A camera with the right password: connect, stream, stop, start.
-        connected = call("POST", "/api/v1/process?wait=30", {"name": "audit-cam", "rtsp_endpoint": password_camera.url()})
+        connected = call("POST", "/api/v1/process?wait=30",
+                         {"name": "audit-cam", "rtsp_endpoint": password_camera.url()})
         assert connected.json()["rtsp_endpoint"] == f"rtsp://admin:***@127.0.0.1:{password_camera.port}/test"
         system.wait_camera("audit-cam", lambda c: (c["stream"] or {}).get("state") == "streaming", 30)
         # And one with a wrong password: it runs, the camera refuses it, the error is visible.

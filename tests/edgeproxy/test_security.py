@@ -161,7 +161,7 @@ def _flower(redis_server, tmp_path, args: list[str], env: dict) -> tuple[subproc
         "DJANGO_SETTINGS_MODULE": "edgeproxy.settings", "PYTHONPATH": str(REPO), "REDIS_URL": redis_server.url,
         "SECRET_KEY": "test-secret-key-not-for-production", "EDGEPROXY_STATE_DIR": str(tmp_path), **env,
     }
-    log = open(tmp_path / f"flower-{port}.log", "wb")
+    log = open(tmp_path / f"flower-{port}.log", "wb")  # noqa: SIM115 - Flower's output for its whole life
     process = subprocess.Popen([sys.executable, "-m", "celery", "-A", "edgeproxy.celery", "flower",
                                 f"--port={port}", "--address=127.0.0.1", *args],
                                cwd=REPO, env=full_env, stdout=log, stderr=subprocess.STDOUT)

@@ -2,7 +2,6 @@
 
 import pytest
 
-
 pytestmark = pytest.mark.docker
 
 
@@ -39,7 +38,8 @@ def test_wait_returns_final_record(system, rtsp_camera):
 
 
 def test_stop_keeps_record_and_start_brings_it_back(system, rtsp_camera, docker_client):
-    assert system.post("/api/v1/process?wait=30", {"name": "yard-cam", "rtsp_endpoint": rtsp_camera.url()}).status_code == 200
+    connected = system.post("/api/v1/process?wait=30", {"name": "yard-cam", "rtsp_endpoint": rtsp_camera.url()})
+    assert connected.status_code == 200
     running = system.camera("yard-cam")
 
     stopped = system.post("/api/v1/process/yard-cam/stop?wait=30")
@@ -93,7 +93,8 @@ def test_list_shows_every_camera_and_filters(system, rtsp_camera):
 
 
 def test_info_and_original_routes_agree(system, rtsp_camera):
-    assert system.post("/api/v1/process?wait=30", {"name": "info-cam", "rtsp_endpoint": rtsp_camera.url()}).status_code == 200
+    connected = system.post("/api/v1/process?wait=30", {"name": "info-cam", "rtsp_endpoint": rtsp_camera.url()})
+    assert connected.status_code == 200
     info = system.get("/api/v1/process/info/info-cam")
     original = system.get("/api/v1/process/info-cam")
     assert info.status_code == original.status_code == 200

@@ -278,7 +278,7 @@ def test_database_unwritable_for_20s_during_a_burst_loses_no_operation(conc, rts
 
     clients = [Client(conc) for _ in names]
     with ThreadPoolExecutor(max_workers=len(names)) as pool:
-        running = [pool.submit(run, client, name) for client, name in zip(clients, names)]
+        running = [pool.submit(run, client, name) for client, name in zip(clients, names, strict=True)]
         time.sleep(10)  # the burst runs for a while before the outage
         outage_started = time.monotonic()
         with unwritable_database(conc):
@@ -293,7 +293,7 @@ def test_database_unwritable_for_20s_during_a_burst_loses_no_operation(conc, rts
         for i in range(0, len(accepted), 200):
             chunk = accepted[i:i + 200]
             marks = ", ".join(["%s"] * len(chunk))
-            rows += conc.sql(f"SELECT id, state, error FROM processes_operation WHERE id IN ({marks})",
+            rows += conc.sql(f"SELECT id, state, error FROM processes_operation WHERE id IN ({marks})",  # noqa: S608 - only %s marks
                              tuple(_db_id(conc, op) for op in chunk))
         return len(rows) == len(accepted) and all(state not in ("pending", "running") for _, state, _ in rows) and rows
 

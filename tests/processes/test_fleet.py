@@ -131,7 +131,8 @@ def test_stray_container_is_removed_and_unlabelled_one_is_left_alone(fleet, rtsp
                                            volumes=camera_image[1].split(","), network_mode="host")
     try:
         # Forget the camera behind the host's back: its container becomes a stray.
-        fleet._manage("shell", "-c", "from processes.models import Camera; Camera.objects.filter(name='stray-cam').delete()")
+        fleet._manage("shell", "-c",
+                      "from processes.models import Camera; Camera.objects.filter(name='stray-cam').delete()")
 
         def gone():
             try:
@@ -263,7 +264,7 @@ def restart_docker_engine():
     os.kill(pid, signal.SIGTERM)
     wait_until(lambda: subprocess.run(["pidof", "dockerd"], capture_output=True).returncode != 0, 60,
                message="dockerd to stop")
-    log = open("/var/log/edgeproxy-dockerd.log", "ab")
+    log = open("/var/log/edgeproxy-dockerd.log", "ab")  # noqa: SIM115 - dockerd's output for its whole life
     subprocess.Popen(["dockerd"], stdout=log, stderr=log, start_new_session=True)
     wait_until(lambda: subprocess.run(["docker", "info"], capture_output=True).returncode == 0, 60,
                message="dockerd to start")

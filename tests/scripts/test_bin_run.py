@@ -276,7 +276,7 @@ def test_bin_run_survives_each_crash_and_stops_cleanly(tmp_path):
             seen |= {started(pid) for pid in before.values()}
             killed_at = time.time()
             os.kill(before[program], signal.SIGKILL)
-            wait_until(lambda p=program: program_is_back(run, p, before[p]), 10, interval=0.1,
+            wait_until(lambda p=program, b=before: program_is_back(run, p, b[p]), 10, interval=0.1,
                        message=f"{program} to be back after SIGKILL")
             after = run.pids()
             others = {p: before[p] for p in PROGRAMS if p != program}

@@ -144,7 +144,8 @@ def test_remote_versions_come_from_the_configured_registry_and_are_null_when_it_
     try:
         assert system.post("/api/v1/settings", {"registry_url": registry.url}).status_code == 200
         assert system.get("/api/v1/settings").json()["registry_url"] == registry.url
-        for path in (f"/api/v1/settings/dockerimageslocally/{repository}", f"/api/v1/devicedockerimages?tag={repository}"):
+        for path in (f"/api/v1/settings/dockerimageslocally/{repository}",
+                     f"/api/v1/devicedockerimages?tag={repository}"):
             body = system.get(path).json()
             assert body["highest_remote_version"] == "0.0.11", body
             assert body["remote_versions"] == ["0.0.9", "0.0.10", "0.0.11"]
@@ -152,7 +153,8 @@ def test_remote_versions_come_from_the_configured_registry_and_are_null_when_it_
             assert edge_a["highest_remote_version"] == "0.0.11"
             assert edge_a["has_upgrade"] is (edge_a["current_version"] != "0.0.11")
         # A repository without a registry host is looked up in the configured registry.
-        assert system.get("/api/v1/devicedockerimages?tag=edgeproxy/camera").json()["highest_remote_version"] == "0.0.11"
+        images = system.get("/api/v1/devicedockerimages?tag=edgeproxy/camera").json()
+        assert images["highest_remote_version"] == "0.0.11"
         unknown = system.get("/api/v1/devicedockerimages?tag=edgeproxy/unknown").json()
         assert unknown["highest_remote_version"] is None and unknown["has_upgrade"] is False
 
@@ -221,7 +223,8 @@ def test_camera_image_and_registry_are_editable_in_the_admin(system, camera_vers
     assert form.status_code == 200 and 'name="camera_image"' in form.text and 'name="registry_url"' in form.text
 
     def save(camera_image: str, registry_url: str) -> requests.Response:
-        return browser.post(system.base_url + change_path, timeout=10, headers={"Referer": system.base_url + change_path},
+        return browser.post(system.base_url + change_path, timeout=10,
+                            headers={"Referer": system.base_url + change_path},
                             data={"csrfmiddlewaretoken": browser.cookies["csrftoken"], "name": "default", **kept,
                                   "camera_image": camera_image, "registry_url": registry_url, "edge_secret": ""})
 

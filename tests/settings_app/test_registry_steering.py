@@ -28,7 +28,7 @@ class Recorder:
         recorder = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802 - http.server's name
+            def do_GET(self):  # http.server's name
                 recorder.requests.append(self.path)
                 status, headers, body = recorder.reply(self.path)
                 self.send_response(status)

@@ -60,8 +60,9 @@ def test_pull_of_unreachable_image_fails_cleanly(system):
     op = response.json()["operations"][0]
     from tests.support.services import wait_until
 
-    final = wait_until(lambda: (t := system.get(f"/api/v1/tasks/{op['id']}").json())["state"] in ("failed", "succeeded") and t,
-                       90, interval=0.3, message="pull to end")
+    final = wait_until(
+        lambda: (t := system.get(f"/api/v1/tasks/{op['id']}").json())["state"] in ("failed", "succeeded") and t,
+        90, interval=0.3, message="pull to end")
     assert final["state"] == "failed"
     assert final["error"] and "Traceback" not in final["error"]
     assert system.get("/api/v1/settings/dockerpullimage?host=nowhere").status_code == 404

@@ -6,6 +6,7 @@ The registry listens on 127.0.0.1:<free port>, which a Docker engine treats as i
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import tarfile
@@ -76,10 +77,8 @@ def push(client: docker.DockerClient, repository: str, tag: str) -> None:
 
 def untag(client: docker.DockerClient, image: str) -> None:
     """Remove a local tag (the image goes too when nothing else uses it); never prunes anything else."""
-    try:
+    with contextlib.suppress(docker.errors.ImageNotFound):
         client.images.remove(image, force=True, noprune=False)
-    except docker.errors.ImageNotFound:
-        pass
 
 
 def has_image(client: docker.DockerClient, image: str) -> bool:

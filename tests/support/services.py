@@ -6,6 +6,7 @@ daemonised server would linger as a zombie after it is killed.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -39,7 +40,8 @@ def wait_until(predicate, timeout: float, interval: float = 0.05, message: str =
         if value:
             return value
         time.sleep(interval)
-    raise TimeoutError(f"timed out after {timeout}s waiting for {message}" + (f" (last error: {last_error!r})" if last_error else ""))
+    raise TimeoutError(f"timed out after {timeout}s waiting for {message}"
+                       + (f" (last error: {last_error!r})" if last_error else ""))
 
 
 def wait_port(port: int, timeout: float = 10.0, host: str = "127.0.0.1") -> None:
@@ -58,7 +60,7 @@ class Process:
         self.args = args
         self.log_path = Path(log_path)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._log = open(self.log_path, "ab")
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.popen = subprocess.Popen(
             args, stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=cwd or REPO, start_new_session=True
         )
@@ -76,10 +78,8 @@ class Process:
 
     def stop(self, timeout: float = 10.0) -> int | None:
         if self.alive():
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.popen.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
             try:
                 self.popen.wait(timeout)
             except subprocess.TimeoutExpired:

@@ -43,7 +43,8 @@ def fresh_database_url(name: str) -> str:
 
 class System:
     def __init__(self, workdir: Path, redis_url: str, database_url: str | None, camera_image: str = "",
-                 camera_volumes: str = "", runtime: str = "docker", heartbeat: float = 1.0, extra_env: dict | None = None):
+                 camera_volumes: str = "", runtime: str = "docker", heartbeat: float = 1.0,
+                 extra_env: dict | None = None):
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.redis_url = redis_url
@@ -83,8 +84,8 @@ class System:
         self.session.headers["Authorization"] = f"Token {self.token}"
         self.api = self._start(
             "api",
-            [sys.executable, "-m", "gunicorn", "-c", "python:edgeproxy.gunicorn_conf", "edgeproxy.wsgi", "--bind", f"127.0.0.1:{self.port}",
-             "--workers", "2", "--threads", "8"],
+            [sys.executable, "-m", "gunicorn", "-c", "python:edgeproxy.gunicorn_conf", "edgeproxy.wsgi",
+             "--bind", f"127.0.0.1:{self.port}", "--workers", "2", "--threads", "8"],
         )
         self.control = self._start(
             "control",

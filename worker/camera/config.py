@@ -25,7 +25,7 @@ non-zero (``python -m worker.camera``). Nothing else makes it exit non-zero.
 | ``EDGEPROXY_LOG_LEVEL`` | ``INFO`` | Python log level |
 | ``EDGEPROXY_LOG_FORMAT`` | ``text`` | ``text`` or ``json`` (one JSON object a line) |
 | ``EDGEPROXY_FFMPEG_LOG_LEVEL`` | ``quiet`` | FFmpeg's own messages: ``quiet``, ``error``, ``warning``, ``info`` (redacted) |
-"""
+"""  # noqa: E501 - rows of a Markdown table cannot wrap
 
 from __future__ import annotations
 

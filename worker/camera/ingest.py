@@ -21,6 +21,7 @@ again, forever, in this same thread. Only ``stop`` ends it.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 import threading
@@ -29,9 +30,9 @@ import time
 import av
 import av.error
 import numpy as np
+import redis
 from av.video.codeccontext import VideoCodecContext
 from av.video.reformatter import VideoReformatter
-import redis
 
 from worker.camera import keys
 from worker.camera.backoff import Backoff, tcp_reachable
@@ -159,7 +160,7 @@ class Ingest:
         while not self.stop.is_set():
             try:
                 self._attempt(first)
-            except Exception:  # noqa: BLE001 - a bug in the bookkeeping must not end ingest either
+            except Exception:  # a bug in the bookkeeping must not end ingest either
                 log.exception("unexpected error between connection attempts")
                 self.stop.wait(1.0)
             first = False
@@ -170,7 +171,7 @@ class Ingest:
         problem: BaseException | None = None
         try:
             self._session()
-        except Exception as exc:  # noqa: BLE001 - whatever happens, ingest goes on
+        except Exception as exc:  # whatever happens, ingest goes on
             problem = exc
             if not isinstance(exc, (Disconnected, StreamError, av.error.FFmpegError, *_REDIS_ERRORS)):
                 log.exception("unexpected error in the ingest loop (will reconnect)")
@@ -270,10 +271,8 @@ class Ingest:
                 on_packet(packet)
             raise Disconnected("the camera ended the stream")
         finally:
-            try:
+            with contextlib.suppress(Exception):
                 container.close()
-            except Exception:  # noqa: BLE001
-                pass
             self.container = None
 
     def _end_session(self) -> None:
@@ -284,10 +283,8 @@ class Ingest:
         self.pts_ts.clear()
         self.gop = []
         self.cc = None
-        try:  # the last ring entries of the session
+        with contextlib.suppress(Exception):  # the last ring entries of the session
             self._flush(time.monotonic())
-        except Exception:  # noqa: BLE001
-            pass
 
     # ------------------------------------------------------------------ the hot path
     def _on_packet(self, packet) -> None:

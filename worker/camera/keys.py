@@ -37,7 +37,7 @@ Details (camera process, see docs/camera.md):
   ``state`` is ``error`` when the last attempt failed in a way a retry will not cure by itself
   (401/403/404 and other RTSP client errors, no video track); the camera keeps retrying anyway.
 * ``rtmp``: absent means on when the camera has an RTMP URL.
-"""
+"""  # noqa: E501 - rows of a Markdown table cannot wrap
 
 PREFIX = "edgeproxy:cam:"
 

@@ -10,6 +10,7 @@ keyframe. A new RTSP session (reconnect) starts a new RTMP connection.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import queue
@@ -181,10 +182,8 @@ class RtmpForwarder:
                             out.start_encoding()
                     except Exception as exc:  # noqa: BLE001
                         if out is not None:
-                            try:
+                            with contextlib.suppress(Exception):
                                 out.close()
-                            except Exception:  # noqa: BLE001
-                                pass
                         out = None
                         delay = self._backoff.next_delay()
                         next_try = time.monotonic() + delay
@@ -247,9 +246,7 @@ class RtmpForwarder:
 
     def _close(self, out, reason: str | None) -> None:
         self._open = False
-        try:
+        with contextlib.suppress(Exception):  # a broken connection cannot be closed cleanly
             out.close()
-        except Exception:  # noqa: BLE001 - a broken connection cannot be closed cleanly
-            pass
         if reason:
             log.info("rtmp: disconnected from %s (%s)", self.masked, reason)

@@ -34,6 +34,7 @@ one; the old file's memory goes once the last reader lets go of it.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import dataclasses
 import grp
@@ -106,7 +107,7 @@ class ShmSettings:
         return bool(self.directory)
 
     @classmethod
-    def from_env(cls, env=None) -> "ShmSettings":
+    def from_env(cls, env=None) -> ShmSettings:
         env = os.environ if env is None else env
         directory = (env.get("EDGEPROXY_FRAMES_SHM_DIR") or "").strip() or DEFAULT_DIR
         if directory.lower() in ("off", "none", "0"):
@@ -260,10 +261,8 @@ class FrameRingWriter:
             _U32.pack_into(old, _OFF_CLOSED, 1)
             _futex_wake(words.ctypes.data + _OFF_FUTEX)
             self._words = None
-            try:
+            with contextlib.suppress(BufferError):  # a frame array still refers to it: freed with that array
                 old.close()
-            except BufferError:  # a frame array still refers to it: freed with that array
-                pass
         self._mm = mm
         self._words = np.frombuffer(mm, np.uint8, HEADER_SIZE)
         self.ring_id = ring_id
@@ -337,10 +336,8 @@ class FrameRingWriter:
             pass
         self._words = None
         self._mm = None
-        try:
+        with contextlib.suppress(BufferError):
             mm.close()
-        except BufferError:
-            pass
 
 
 # --- reader ----------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ unanswered callbacks are dropped) and reconnects on the next ``send``.
 from __future__ import annotations
 
 import collections
+import contextlib
 import select
 from typing import Any
 
@@ -111,10 +112,8 @@ class FastPipe:
     def reset(self) -> None:
         """Drop the connection and everything queued or unanswered."""
         if self._conn is not None:
-            try:
+            with contextlib.suppress(Exception):
                 self._conn.disconnect()
-            except Exception:  # noqa: BLE001
-                pass
         self._conn = self._sock = None
         self._pieces = []
         self._buf = bytearray()

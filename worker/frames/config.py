@@ -19,7 +19,7 @@
 | ``EDGEPROXY_FRAMES_ANNOTATE_BURST`` | ``100`` | calls a caller may make at once before the rate applies |
 | ``LOG_LEVEL`` | ``info`` | debug / info / warning / error |
 | ``EDGEPROXY_FRAMES_SHM_DIR``, ``..._SHM_GROUP``, ``..._SHM_SLOTS``, ``..._VIA_REDIS`` | see ``worker/camera/shm.py`` | the shared-memory frame rings this server reads |
-"""
+"""  # noqa: E501 - rows of a Markdown table cannot wrap
 
 from __future__ import annotations
 
@@ -84,7 +84,7 @@ class FrameServerConfig:
         return f"{self.bind}:{self.port}"
 
     @classmethod
-    def from_env(cls, env=None) -> "FrameServerConfig":
+    def from_env(cls, env=None) -> FrameServerConfig:
         env = os.environ if env is None else env
 
         def text(name: str, default: str) -> str:

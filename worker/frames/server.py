@@ -386,7 +386,7 @@ class ImageServicer(pb_grpc.ImageServicer):
             while not self._stopped.wait(interval_s):
                 try:
                     self._forget_stale_frames()
-                except Exception:  # noqa: BLE001 - housekeeping must never die
+                except Exception:  # housekeeping must never die
                     log.exception("housekeeping failed")
 
         threading.Thread(target=loop, name="frames-housekeeping", daemon=True).start()
@@ -482,7 +482,7 @@ class ImageServicer(pb_grpc.ImageServicer):
 
         return acceptable
 
-    def _ring(self, name: str, ring_file: str, ring_id) -> "shm.FrameRingReader | None":
+    def _ring(self, name: str, ring_file: str, ring_id) -> shm.FrameRingReader | None:
         """The camera's shared-memory ring, mapped once and again when the camera made a new one
         (a bigger ring: the old one says closed; a new process after a crash: the status names
         another ring and the old one's heartbeat stopped)."""
@@ -510,7 +510,7 @@ class ImageServicer(pb_grpc.ImageServicer):
             self._rings[name] = fresh
             return fresh
 
-    def _latest_from_ring(self, context, name: str, reader: "shm.FrameRingReader", keyframe_only: bool, after):
+    def _latest_from_ring(self, context, name: str, reader: shm.FrameRingReader, keyframe_only: bool, after):
         """``VideoLatestImage`` from the shared-memory ring (same rules as from Redis)."""
         run = self._demand_run(name, keyframe_only, reader.newest_seq(keyframe_only) or None)
 
@@ -535,7 +535,7 @@ class ImageServicer(pb_grpc.ImageServicer):
         raise Abort(grpc.StatusCode.UNAVAILABLE,
                     f"camera {name!r}: no {what} within {wait_s * 1000:.0f} ms (decoding starts on demand; retry)")
 
-    def _ring_frame(self, name: str, keyframe_only: bool, reader: "shm.FrameRingReader", seq: int):
+    def _ring_frame(self, name: str, keyframe_only: bool, reader: shm.FrameRingReader, seq: int):
         """The serialized ``VideoFrame`` of the ring's newest frame: pixels copied once from the
         slot, straight behind the other fields (no conversion; one serialization for every caller)."""
         cache_key = (name, keyframe_only)
@@ -618,7 +618,7 @@ class ImageServicer(pb_grpc.ImageServicer):
             if watcher is not None and not watcher.running:
                 self._watchers.pop(key, None)
 
-    def _frame_reply(self, context, cached: "_Frame") -> bytes:
+    def _frame_reply(self, context, cached: _Frame) -> bytes:
         context.send_initial_metadata(((SEQ_METADATA, str(cached.meta.get("seq", ""))),))
         return cached.blob
 
@@ -644,12 +644,12 @@ class ImageServicer(pb_grpc.ImageServicer):
         try:
             from worker.camera.ring import decode_range
         except ImportError as exc:
-            raise Abort(grpc.StatusCode.UNIMPLEMENTED, f"buffer decoding not available: {exc}")
+            raise Abort(grpc.StatusCode.UNIMPLEMENTED, f"buffer decoding not available: {exc}") from exc
         try:
             decoder = decode_range(self.redis, name, start, end, follow_s=BUFFER_FOLLOW_S)
             first = next(decoder, None)
         except LookupError as exc:  # no codec info: the camera never connected
-            raise Abort(grpc.StatusCode.UNAVAILABLE, f"camera {name!r}: {exc}")
+            raise Abort(grpc.StatusCode.UNAVAILABLE, f"camera {name!r}: {exc}") from exc
         frames = itertools.chain((first,), decoder) if first is not None else ()
         sent = 0
         try:
@@ -742,9 +742,9 @@ class ImageServicer(pb_grpc.ImageServicer):
         event["host"] = self.config.host
         try:
             self.annotations.send(event)
-        except Exception as exc:  # noqa: BLE001 - kombu raises OperationalError and friends
+        except Exception as exc:  # kombu raises OperationalError and friends
             log.warning("Annotate: hand-off to the control plane failed: %s", exc)
-            raise Abort(grpc.StatusCode.UNAVAILABLE, f"cannot hand the annotation to the control plane: {exc}")
+            raise Abort(grpc.StatusCode.UNAVAILABLE, f"cannot hand the annotation to the control plane: {exc}") from exc
         return pb.AnnotateResponse(device_name=request.device_name, remote_stream_id=request.remote_stream_id,
                                    type=request.type, start_timestamp=request.start_timestamp)
 

@@ -59,7 +59,9 @@ def get_runtime(host: str, kind: str = "auto", **options) -> Runtime:
     classes: list[type[Runtime]] = [LocalRuntime]
     docker_cls: type[DockerRuntime] | None = None
     try:
-        from .docker import DockerRuntime as docker_cls
+        from .docker import DockerRuntime
+
+        docker_cls = DockerRuntime
     except ImportError:
         if kind == "docker":
             raise RuntimeError_("the docker SDK is not installed: the Docker runtime is unavailable") from None

@@ -107,7 +107,7 @@ class Observed:
         }
 
 
-class RuntimeError_(Exception):
+class RuntimeError_(Exception):  # noqa: N801 - the builtin's name, underscored
     """A runtime operation failed; the message is safe to show (no secrets, no raw daemon dump)."""
 
 

@@ -27,7 +27,7 @@ import os
 import tarfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import docker
 import docker.errors
@@ -115,7 +115,7 @@ def _daemon(action: str):
 
 def _rfc3339_from_unix(seconds) -> str:
     try:
-        return datetime.fromtimestamp(int(seconds), tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return datetime.fromtimestamp(int(seconds), tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     except (TypeError, ValueError, OverflowError, OSError):
         return ""
 

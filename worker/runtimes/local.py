@@ -48,7 +48,7 @@ import sys
 import threading
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from edgeproxy.env import envstr
@@ -86,7 +86,7 @@ _ENV_PASSTHROUGH = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ",
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _exit_code(returncode: int) -> int:
@@ -686,7 +686,7 @@ class LocalRuntime(Runtime):
                     self._supervise_one(cam)
                     if cam.proc is not None:
                         self._drain_logs(cam)
-                except Exception:  # noqa: BLE001 - the supervisor must outlive any one camera
+                except Exception:  # the supervisor must outlive any one camera
                     log.exception("local runtime supervisor failed on camera %s", cam.spec.name,
                                   extra={"camera": cam.spec.name, "host": self.host})
 
@@ -831,10 +831,8 @@ class LocalRuntime(Runtime):
         except (ValueError, OSError, AttributeError):
             memory = None
         os_name = platform.system()
-        try:
+        with contextlib.suppress(OSError):
             os_name = platform.freedesktop_os_release().get("PRETTY_NAME") or os_name
-        except OSError:
-            pass
         return {
             "runtime": "local",
             "server_version": f"python {platform.python_version()}",

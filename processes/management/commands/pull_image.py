@@ -46,7 +46,8 @@ class Command(BaseCommand):
         parser.add_argument("image", nargs="?", help="repo[:tag]; default: the configured camera image")
         parser.add_argument("--tag", help="the tag (version) to pull, instead of :tag in IMAGE")
         parser.add_argument("--host", help="only this edge host (default: every online host)")
-        parser.add_argument("--timeout", type=float, default=1800.0, help="seconds to wait for the pulls (default 1800)")
+        parser.add_argument("--timeout", type=float, default=1800.0,
+                            help="seconds to wait for the pulls (default 1800)")
 
     def handle(self, *args, image=None, tag=None, host=None, timeout=1800.0, **options):
         repository, image_tag = split_image(image or default_camera_image())

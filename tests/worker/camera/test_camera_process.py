@@ -285,7 +285,8 @@ def test_keyframes_only_demand_decodes_only_keyframes(tmp_path, servers, cameras
     seconds = (after["updated_at"] - before["updated_at"]) / 1000
     decoded_rate = (after["decoded_frames"] - before["decoded_frames"]) / seconds
     assert abs(decoded_rate - FPS / gop) <= 0.3 * FPS / gop, decoded_rate  # ~1/GOP of the frames
-    assert after["decoded_keyframes"] - before["decoded_keyframes"] == after["decoded_frames"] - before["decoded_frames"]
+    assert (after["decoded_keyframes"] - before["decoded_keyframes"]
+            == after["decoded_frames"] - before["decoded_frames"])
     latest = program.frame("latest")
     assert latest is not None and latest[0]["is_keyframe"] is True
     assert after["demand"] == "keyframes"
@@ -312,7 +313,7 @@ def test_ring_holds_the_configured_seconds_and_decode_range_returns_every_frame(
     assert first[b"key"] == b"1", "the ring must start at a keyframe"
     assert buffer_s - 0.2 <= span <= buffer_s + 1.2, span  # buffer, plus at most one GOP
     ids = [int(e[0].split(b"-")[0]) for e in entries]
-    assert ids == sorted(ids) and all(int(f[b"ts"]) == i for i, (_, f) in zip(ids, entries))
+    assert ids == sorted(ids) and all(int(f[b"ts"]) == i for i, (_, f) in zip(ids, entries, strict=True))
     info = ring_info(r, program.name)
     assert info["frames"] >= len(entries) and abs(info["fps"] - FPS) < 3
 

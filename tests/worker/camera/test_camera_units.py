@@ -18,7 +18,7 @@ def test_backoff_doubles_from_half_a_second_to_a_30_second_cap_with_jitter():
     backoff = Backoff(0.5, 30.0, jitter=0.2, rng=random.Random(7))
     delays = [backoff.next_delay() for _ in range(12)]
     bases = [0.5, 1, 2, 4, 8, 16, 30, 30, 30, 30, 30, 30]
-    for delay, base in zip(delays, bases):
+    for delay, base in zip(delays, bases, strict=True):
         assert base * 0.8 <= delay <= min(30.0, base * 1.2)
     assert len({round(d, 6) for d in delays[6:]}) > 1, "no jitter at the cap"
     backoff.reset()

@@ -54,7 +54,7 @@ def http_server(media):
     hits = []
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802
+        def do_GET(self):
             hits.append(self.path)
             data = media.read_bytes()
             self.send_response(200)

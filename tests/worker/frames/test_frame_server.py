@@ -16,7 +16,15 @@ import pytest
 from edgeproxy.client import CameraNotFound, CameraUnavailable, FrameClient, InvalidRequest, latest_jpeg
 from tests.support.services import wait_until
 from tests.worker.frames.conftest import (
-    CAMERA, DOWN_CAMERA, FPS, HEIGHT, HOST, NO_PROCESS_CAMERA, SHM_DIR, WIDTH, status_of,
+    CAMERA,
+    DOWN_CAMERA,
+    FPS,
+    HEIGHT,
+    HOST,
+    NO_PROCESS_CAMERA,
+    SHM_DIR,
+    WIDTH,
+    status_of,
 )
 from worker.camera import keys
 from worker.frames.proto import video_streaming_pb2 as pb
@@ -95,7 +103,7 @@ def test_two_clients_each_get_a_stream_of_ever_newer_frames(stub):
     assert not errors, errors
     for slot, seen in results.items():
         # never older than a frame already returned to that caller
-        assert all(b >= a for a, b in zip(seen, seen[1:])), f"client {slot} went back in time"
+        assert all(b >= a for a, b in zip(seen, seen[1:], strict=False)), f"client {slot} went back in time"
         distinct = sorted(set(seen))
         # both clients see (nearly) every frame: nothing is split between them
         assert len(distinct) >= FPS * duration * 0.5, f"client {slot}: {len(distinct)} frames in {duration}s"
@@ -109,7 +117,7 @@ def test_after_metadata_returns_each_frame_once(frame_server):
         got = [meta for _image, meta in frames.frames(CAMERA, limit=15)]
     seqs = [m["seq"] for m in got]
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
-    assert all(b["timestamp"] > a["timestamp"] for a, b in zip(got, got[1:]))
+    assert all(b["timestamp"] > a["timestamp"] for a, b in zip(got, got[1:], strict=False))
 
 
 def test_keyframe_only(stub, frames_redis):

@@ -152,7 +152,7 @@ def _self_signed(tmp_path):
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
             .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
             .not_valid_after(now + datetime.timedelta(days=2))
@@ -182,16 +182,16 @@ def test_api_keys_and_tls(workdir, frames_redis, tmp_path):
                 anonymous.system_time()
             with pytest.raises(NotAuthorized):
                 list(anonymous.buffered("x", 1, 2))
-        with FrameClient(address, token="wrong", tls=True, root_certificates=cert_pem) as wrong:
-            with pytest.raises(NotAuthorized):
-                wrong.list()
+        with FrameClient(address, token="wrong", tls=True, root_certificates=cert_pem) as wrong, \
+                pytest.raises(NotAuthorized):
+            wrong.list()
         for token in ("env-key-2", "file-key-1"):
             with FrameClient(address, token=token, tls=True, root_certificates=cert_pem) as frames:
                 assert abs(frames.system_time() - now_ms()) < 2000
         # plaintext to a TLS port does not work
-        with FrameClient(address, token="env-key-1", timeout=2) as plaintext:
-            with pytest.raises((ServerUnavailable, CameraUnavailable)):
-                plaintext.system_time()
+        with FrameClient(address, token="env-key-1", timeout=2) as plaintext, \
+                pytest.raises((ServerUnavailable, CameraUnavailable)):
+            plaintext.system_time()
     finally:
         process.stop()
     assert "env-key" not in process.output() and "file-key" not in process.output()

@@ -39,7 +39,8 @@ def listening_addresses(port: int) -> set[str]:
     return found
 
 
-LOOPBACK = {"0100007F", "00000000000000000000000001000000", "0000000000000000FFFF00000100007F"}  # 127.0.0.1, ::1, ::ffff:127.0.0.1
+# 127.0.0.1, ::1, ::ffff:127.0.0.1
+LOOPBACK = {"0100007F", "00000000000000000000000001000000", "0000000000000000FFFF00000100007F"}
 
 
 class FrameServer:
@@ -135,7 +136,7 @@ def test_every_rpc_needs_the_key_when_one_is_configured(workdir, frames_redis, c
                 request = annotation()
             call = getattr(server.stub, method.name)
             for metadata in ((), (("authorization", "Token wrong"),), (("authorization", "the-key"),)):
-                code, details = status_of(lambda: call(request, metadata=metadata, timeout=5))
+                code, details = status_of(lambda c=call, r=request, m=metadata: c(r, metadata=m, timeout=5))
                 assert code == grpc.StatusCode.UNAUTHENTICATED, (method.name, metadata, code, details)
             checked.append(method.name)
         assert len(checked) == len(service.methods) >= 8 and "Annotate" in checked
@@ -150,7 +151,7 @@ def test_every_rpc_needs_the_key_when_one_is_configured(workdir, frames_redis, c
 def test_annotate_refuses_cameras_not_on_this_host(workdir, frames_redis, control):
     with FrameServer(workdir, frames_redis.url, "unknown-camera") as server:
         for name in ("cam-guards-nowhere", "../etc", "x" * 300):
-            code, details = status_of(lambda: server.stub.Annotate(annotation(name), timeout=10))
+            code, details = status_of(lambda n=name: server.stub.Annotate(annotation(n), timeout=10))
             assert code == grpc.StatusCode.NOT_FOUND and "not found" in details, (name, code, details)
         assert control.llen(CONTROL_QUEUE) == 0
         server.stub.Annotate(annotation(), timeout=10)

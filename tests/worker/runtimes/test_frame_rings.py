@@ -49,7 +49,7 @@ def test_connect_delete_cycles_leave_nothing_in_shared_memory(kind, make_runtime
         spec = camera_spec(runtime, source)
         runtime.ensure_running(spec)
         path = ring_of(ring_dir, spec)
-        wait_until(lambda: os.path.exists(path), 30, message="ring made by the camera")
+        wait_until(lambda p=path: os.path.exists(p), 30, message="ring made by the camera")
         assert runtime.remove(spec.name, timeout=5)
         assert not os.path.exists(path)
     assert os.listdir(ring_dir) == []

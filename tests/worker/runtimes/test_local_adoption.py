@@ -75,7 +75,7 @@ def test_a_new_worker_adopts_the_cameras_of_a_killed_one(make_runtime, local_sta
     runtime = make_runtime("local", host=host)
     adopted = [runtime.observe(name) for name, _, _, _ in cameras]
     assert [ring_id(ring) for ring in rings] == made, "an adopted camera's ring was freed or replaced"
-    for (name, _, _, _), (pid, start), ring in zip(cameras, processes, rings):
+    for (name, _, _, _), (pid, start) in zip(cameras, processes, strict=True):
         observed = runtime.observe(name)
         assert observed.status == "running" and observed.state["Pid"] == pid
         assert _alive(pid, start), "the camera process was replaced"
