@@ -588,7 +588,8 @@ def _redispatch(op: Operation) -> None:
             _dispatch_ensure_running(camera, op)
     elif camera is None or kind == OperationKind.DELETE:
         _send(messages.Remove(operation_id=str(op.id), camera_name=op.camera_name), op.host)
-    elif kind == OperationKind.STOP or (kind == OperationKind.RECONCILE and camera.desired_state == DesiredState.STOPPED):
+    elif kind == OperationKind.STOP or (
+            kind == OperationKind.RECONCILE and camera.desired_state == DesiredState.STOPPED):
         _send(messages.Stop(operation_id=str(op.id), camera_name=camera.name), op.host)
     elif kind in (OperationKind.CONNECT, OperationKind.START, OperationKind.RECONCILE):
         _dispatch_ensure_running(camera, op)
@@ -882,10 +883,10 @@ def record_upgrade_result(operation_id: str, ok: bool, error: str = "", observed
         if op is None:
             raise OperationNotFound(operation_id)
         if not op.is_active:
-            if ok and image and op.camera_id:
-                if Camera.objects.filter(id=op.camera_id).exclude(image_tag=image).update(
-                        image_tag=image, modified=timezone.now()):
-                    logger.info("camera %s: now on image %s (late result of operation %s)", op.camera_name, image, op.id)
+            if ok and image and op.camera_id and Camera.objects.filter(id=op.camera_id).exclude(
+                    image_tag=image).update(image_tag=image, modified=timezone.now()):
+                logger.info("camera %s: now on image %s (late result of operation %s)", op.camera_name, image,
+                            op.id)
             return
         if progress:
             op.progress = {**op.progress, **progress}
