@@ -314,17 +314,15 @@ class HostCollection(PagedList):
 
 
 class TaskList(PagedList):
+    serializer_class = outputs.TaskSerializer
     filterset_class = filters.OperationFilter
     tiebreak = "id"
 
     def get_queryset(self):
         return selectors.operation_list()
 
-    def records(self, items) -> list:
-        return [selectors.operation_detail(op) for op in items]
-
     @extend_schema(summary="Operations, newest first, a page at a time (filters: camera, host, kind, state)",
-                   responses={200: oas.TaskSerializer(many=True)},
+                   responses={200: outputs.TaskSerializer(many=True)},
                    parameters=[*filters.OPERATION_PARAMETERS, *lists.PAGE_PARAMETERS, *lists.PAGE_HEADERS])
     def get(self, request):
         return super().get(request)
@@ -422,12 +420,12 @@ class HostDetail(APIView):
 
 
 class TaskDetail(APIView):
-    @extend_schema(summary="An asynchronous operation", responses={200: oas.TaskSerializer})
+    @extend_schema(summary="An asynchronous operation", responses={200: outputs.TaskSerializer})
     def get(self, request, task_id):
         op = selectors.operation_by_id(task_id)
         if op is None:
             raise NotFound(f"No task {task_id}.")
-        return Response(selectors.operation_detail(op))
+        return Response(outputs.TaskSerializer(op).data)
 
 
 def _int_param(request, name: str, minimum: int | None = None, maximum: int | None = None) -> int | None:

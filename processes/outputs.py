@@ -1,6 +1,9 @@
-"""The camera record (``StreamProcess``) and its last operation as the API answers them.
+"""The camera record (``StreamProcess``), its last operation, tasks, edge hosts and annotations as
+the API answers them.
 
-One definition, used for the answers and for the OpenAPI document: ``StreamProcessSerializer``.
+One definition of each, used for the answers and for the OpenAPI document (``edgeproxy.api.schema``
+imports them): ``StreamProcessSerializer``, ``TaskSerializer``, ``EdgeHostSerializer``,
+``AnnotationSerializer``.
 ``camera_list_json`` is the fast path of the full lists (``GET /processlist``, ``/processupgrades``)
 for thousands of cameras: plain rows instead of model objects and fields. It answers the same
 bytes as the serializer (``tests/processes/test_paged_lists.py`` compares them over the API).
@@ -212,6 +215,46 @@ class StreamProcessSerializer(serializers.Serializer):
 
     class Meta:
         ref_name = "StreamProcess"
+
+
+class DictOrEmptyField(serializers.DictField):
+    """A JSON object, or {} where the model stores none."""
+
+    def get_attribute(self, instance):
+        return super().get_attribute(instance) or {}
+
+
+class _OmittedField(serializers.Field):
+    """Documents a key the serializer's ``to_representation`` adds itself (never rendered as a field)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(source="*", required=False, **kwargs)
+
+    def get_attribute(self, instance):
+        raise SkipField()
+
+
+@extend_schema_field(serializers.CharField())
+class _OmittedCharField(_OmittedField):
+    pass
+
+
+class TaskSerializer(OperationSerializer):
+    # An operation in detail (GET /tasks, /tasks/{id}, the image pull): its stored result's keys at the end.
+
+    camera = NullIfBlankCharField(source="camera_name", allow_null=True)
+    host = serializers.CharField(source="host.name", allow_null=True)
+    started = MillisecondsField(allow_null=True, help_text="ms since epoch")
+    progress = DictOrEmptyField(help_text="pulls: bytes and layers done")
+    response = _OmittedCharField(help_text="pulls: the pull log, at the end")
+
+    class Meta:
+        ref_name = "Task"
+
+    def to_representation(self, op):
+        body = super().to_representation(op)
+        body.update(op.result or {})  # as stored: e.g. a pull's "response"
+        return body
 
 
 def camera_record(camera) -> dict:

@@ -1,6 +1,6 @@
 """Reads: cameras, hosts and operations as the API shows them. Never waits on an edge host."""
 
-from typing import TYPE_CHECKING, TypedDict, overload
+from typing import TYPE_CHECKING, TypedDict
 
 from django.db.models import Count, Q, QuerySet
 
@@ -17,39 +17,6 @@ class HostCounts(TypedDict):
     """What ``hosts()`` annotates each host with."""
 
     camera_count: int
-
-
-@overload
-def operation_payload(op: Operation) -> dict: ...
-@overload
-def operation_payload(op: Operation | None) -> dict | None: ...
-
-
-def operation_payload(op: Operation | None) -> dict | None:
-    if op is None:
-        return None
-    return {
-        "id": str(op.id),
-        "kind": op.kind,
-        "state": op.state,
-        "error": op.error or None,
-        "created": ms(op.created),
-        "finished": ms(op.finished),
-    }
-
-
-def operation_detail(op: Operation) -> dict:
-    body = operation_payload(op)
-    body.update(
-        {
-            "camera": op.camera_name or None,
-            "host": op.host.name if op.host else None,
-            "started": ms(op.started),
-            "progress": op.progress or {},
-        }
-    )
-    body.update(op.result or {})
-    return body
 
 
 def empty_state(status: str) -> dict:

@@ -28,7 +28,7 @@ from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiRespo
 from rest_framework import serializers
 
 from edgeproxy.contracts.names import CAMERA_NAME_RULE, IMAGE_RULE, REGISTRY_URL_RULE, TAG_RULE
-from processes.outputs import OperationSerializer, StreamProcessSerializer
+from processes.outputs import OperationSerializer, StreamProcessSerializer, TaskSerializer
 
 # --- errors ----------------------------------------------------------------------------------
 
@@ -132,17 +132,6 @@ class EdgeHostSerializer(serializers.Serializer):
 
     class Meta:
         ref_name = "EdgeHost"
-
-
-class TaskSerializer(OperationSerializer):
-    camera = serializers.CharField(allow_null=True)
-    host = serializers.CharField(allow_null=True)
-    started = serializers.IntegerField(allow_null=True, help_text="ms since epoch")
-    progress = serializers.DictField(help_text="pulls: bytes and layers done")
-    response = serializers.CharField(required=False, help_text="pulls: the pull log, at the end")
-
-    class Meta:
-        ref_name = "Task"
 
 
 class PullResponseSerializer(serializers.Serializer):
