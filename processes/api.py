@@ -297,17 +297,15 @@ class CameraList(PagedList):
 class HostCollection(PagedList):
     """Every edge host; a page of them with ``limit`` or ``offset`` (the full list stays the default)."""
 
+    serializer_class = outputs.EdgeHostSerializer
     filterset_class = filters.HostFilter
     pagination_class = lists.OptionalListPagination
 
     def get_queryset(self):
         return selectors.hosts()
 
-    def records(self, items) -> list:
-        return [selectors.host_payload(h, h.camera_count) for h in items]
-
     @extend_schema(summary="Edge hosts (filters: online, name_prefix; a page with limit or offset)",
-                   responses={200: oas.EdgeHostSerializer(many=True)},
+                   responses={200: outputs.EdgeHostSerializer(many=True)},
                    parameters=[*filters.HOST_PARAMETERS, *lists.PAGE_PARAMETERS, *lists.PAGE_HEADERS])
     def get(self, request):
         return super().get(request)
@@ -411,12 +409,12 @@ class CameraBulkConnect(APIView):
 
 
 class HostDetail(APIView):
-    @extend_schema(summary="One edge host", responses={200: oas.EdgeHostSerializer})
+    @extend_schema(summary="One edge host", responses={200: outputs.EdgeHostSerializer})
     def get(self, request, name):
         host = selectors.host_by_name(name)
         if host is None:
             raise NotFound(f"No edge host named {name!r}.")
-        return Response(selectors.host_payload(host, host.camera_count))
+        return Response(outputs.EdgeHostSerializer(host).data)
 
 
 class TaskDetail(APIView):

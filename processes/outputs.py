@@ -257,6 +257,45 @@ class TaskSerializer(OperationSerializer):
         return body
 
 
+# --- edge hosts ------------------------------------------------------------------------------
+
+
+class HostImageSerializer(serializers.Serializer):
+    repository = serializers.CharField()
+    tag = serializers.CharField(allow_blank=True)
+    id = serializers.CharField(allow_blank=True)
+    size = serializers.IntegerField(allow_null=True, required=False)
+    created = serializers.CharField(allow_null=True, required=False)
+
+    class Meta:
+        ref_name = "HostImage"
+
+
+@extend_schema_field(HostImageSerializer(many=True))
+class HostImagesField(serializers.Field):
+    """The image inventory as the edge host reported it, answered as stored."""
+
+    def to_representation(self, value):
+        return value
+
+
+class EdgeHostSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    queue = serializers.CharField()
+    online = serializers.BooleanField(source="is_online",
+                                      help_text="heard from within EDGEPROXY_OFFLINE_AFTER_BEATS heartbeats")
+    last_heartbeat = MillisecondsField(allow_null=True, help_text="ms since epoch")
+    runtime = serializers.CharField(allow_blank=True)
+    facts = serializers.DictField()
+    frames_address = NullIfBlankCharField(allow_null=True)
+    cameras = serializers.IntegerField(source="camera_count")  # selectors.hosts() counts them
+    images = HostImagesField()
+    created = MillisecondsField(help_text="ms since epoch")
+
+    class Meta:
+        ref_name = "EdgeHost"
+
+
 def camera_record(camera) -> dict:
     return StreamProcessSerializer(camera).data
 

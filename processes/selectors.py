@@ -77,21 +77,6 @@ def camera_by_name(name: str) -> Camera | None:
     return Camera.objects.select_related("host", "last_operation").filter(name=name).first()
 
 
-def host_payload(host: EdgeHost, camera_count: int | None = None) -> dict:
-    return {
-        "name": host.name,
-        "queue": host.queue,
-        "online": host.is_online,
-        "last_heartbeat": ms(host.last_heartbeat),
-        "runtime": host.runtime,
-        "facts": host.facts,
-        "frames_address": host.frames_address or None,
-        "cameras": camera_count if camera_count is not None else host.cameras.count(),
-        "images": host.images,
-        "created": ms(host.created),
-    }
-
-
 def hosts() -> "QuerySet[WithAnnotations[EdgeHost, HostCounts]]":
     return EdgeHost.objects.annotate(camera_count=Count("cameras")).order_by("name")
 

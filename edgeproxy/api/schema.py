@@ -107,33 +107,6 @@ WAIT_PARAMETER = OpenApiParameter(
 # --- hosts, tasks, settings, images, annotations ----------------------------------------------
 
 
-class HostImageSerializer(serializers.Serializer):
-    repository = serializers.CharField()
-    tag = serializers.CharField(allow_blank=True)
-    id = serializers.CharField(allow_blank=True)
-    size = serializers.IntegerField(allow_null=True, required=False)
-    created = serializers.CharField(allow_null=True, required=False)
-
-    class Meta:
-        ref_name = "HostImage"
-
-
-class EdgeHostSerializer(serializers.Serializer):
-    name = serializers.CharField()
-    queue = serializers.CharField()
-    online = serializers.BooleanField(help_text="heard from within EDGEPROXY_OFFLINE_AFTER_BEATS heartbeats")
-    last_heartbeat = serializers.IntegerField(allow_null=True, help_text="ms since epoch")
-    runtime = serializers.CharField(allow_blank=True)
-    facts = serializers.DictField()
-    frames_address = serializers.CharField(allow_null=True)
-    cameras = serializers.IntegerField()
-    images = HostImageSerializer(many=True)
-    created = serializers.IntegerField(help_text="ms since epoch")
-
-    class Meta:
-        ref_name = "EdgeHost"
-
-
 class PullResponseSerializer(serializers.Serializer):
     operations = TaskSerializer(many=True)
 
