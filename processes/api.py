@@ -443,14 +443,13 @@ def _int_param(request, name: str, minimum: int | None = None, maximum: int | No
 
 class AnnotationList(APIView):
     @extend_schema(summary="Annotation events (filters: camera, type, from, to in ms; limit)",
-                   responses={200: oas.AnnotationSerializer(many=True)}, parameters=oas.ANNOTATION_PARAMETERS)
+                   responses={200: outputs.AnnotationSerializer(many=True)}, parameters=oas.ANNOTATION_PARAMETERS)
     def get(self, request):
-        return Response(
-            selectors.annotations(
-                camera=request.query_params.get("camera"),
-                type=request.query_params.get("type"),
-                start=_int_param(request, "from", 0),
-                end=_int_param(request, "to", 0),
-                limit=_int_param(request, "limit", 1, 10000) or 1000,
-            )
+        found = selectors.annotations(
+            camera=request.query_params.get("camera"),
+            type=request.query_params.get("type"),
+            start=_int_param(request, "from", 0),
+            end=_int_param(request, "to", 0),
+            limit=_int_param(request, "limit", 1, 10000) or 1000,
         )
+        return Response(outputs.AnnotationSerializer(found, many=True).data)

@@ -17,6 +17,7 @@ from rest_framework.fields import SkipField
 from rest_framework.renderers import JSONRenderer
 
 from edgeproxy.contracts.statuses import CameraStatus
+from edgeproxy.contracts.times import ms
 from processes import selectors
 from processes.models import DesiredState, EdgeHost, OperationKind, OperationState
 from worker.camera.keys import STATES as STREAM_STATES
@@ -28,7 +29,7 @@ class MillisecondsField(serializers.IntegerField):
     """A datetime as integer milliseconds since epoch."""
 
     def to_representation(self, value):
-        return selectors.ms(value)
+        return ms(value)
 
 
 class NullIfBlankCharField(serializers.CharField):
@@ -296,6 +297,25 @@ class EdgeHostSerializer(serializers.Serializer):
         ref_name = "EdgeHost"
 
 
+# --- annotations -----------------------------------------------------------------------------
+
+
+class AnnotationSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    device_name = serializers.CharField(source="camera_name")
+    host = NullIfBlankCharField(allow_null=True)
+    type = serializers.CharField()
+    start_timestamp = serializers.IntegerField(help_text="ms since epoch")
+    end_timestamp = serializers.IntegerField(allow_null=True)
+    object_type = NullIfBlankCharField(allow_null=True)
+    confidence = serializers.FloatField(allow_null=True)
+    data = serializers.DictField(help_text="every field of the AnnotateRequest")
+    created = MillisecondsField()
+
+    class Meta:
+        ref_name = "Annotation"
+
+
 def camera_record(camera) -> dict:
     return StreamProcessSerializer(camera).data
 
@@ -321,7 +341,6 @@ def camera_list_json(host: str | None = None, status: str | None = None) -> byte
     cutoff = EdgeHost.online_cutoff()
     online = {hid: h.last_heartbeat is not None and h.last_heartbeat >= cutoff for hid, h in hosts_by_id.items()}
     upgrades = selectors.UpgradeIndex()
-    ms = selectors.ms
     qs = selectors.cameras(host=host)
     records = []
     for row in qs.values_list(*_LIST_COLUMNS):

@@ -5,8 +5,7 @@ from typing import TYPE_CHECKING, TypedDict
 from django.db.models import Count, Q, QuerySet
 
 from edgeproxy.contracts.statuses import STATE_KEYS, ZERO_TIME, shown_status
-from edgeproxy.contracts.times import ms
-from processes.models import Camera, EdgeHost, Operation
+from processes.models import Annotation, Camera, EdgeHost, Operation
 from settings_app.versions import highest_version, is_newer, local_tags, split_image
 
 if TYPE_CHECKING:
@@ -97,25 +96,8 @@ def operation_by_id(operation_id) -> Operation | None:
     return Operation.objects.select_related("host").filter(id=operation_id).first()
 
 
-def annotation_payload(annotation) -> dict:
-    return {
-        "id": annotation.id,
-        "device_name": annotation.camera_name,
-        "host": annotation.host or None,
-        "type": annotation.type,
-        "start_timestamp": annotation.start_timestamp,
-        "end_timestamp": annotation.end_timestamp,
-        "object_type": annotation.object_type or None,
-        "confidence": annotation.confidence,
-        "data": annotation.data,
-        "created": ms(annotation.created),
-    }
-
-
 def annotations(camera: str | None = None, type: str | None = None, start: int | None = None,
-                end: int | None = None, limit: int = 1000) -> list[dict]:
-    from processes.models import Annotation
-
+                end: int | None = None, limit: int = 1000) -> list[Annotation]:
     qs = Annotation.objects.all()
     if camera:
         qs = qs.filter(camera_name=camera)
@@ -125,4 +107,4 @@ def annotations(camera: str | None = None, type: str | None = None, start: int |
         qs = qs.filter(start_timestamp__gte=start)
     if end is not None:
         qs = qs.filter(start_timestamp__lte=end)
-    return [annotation_payload(a) for a in qs.order_by("-start_timestamp", "-id")[:limit]]
+    return list(qs.order_by("-start_timestamp", "-id")[:limit])

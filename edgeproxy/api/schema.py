@@ -183,22 +183,6 @@ class LocalImageSerializer(serializers.Serializer):
         ref_name = "LocalImage"
 
 
-class AnnotationSerializer(serializers.Serializer):
-    id = serializers.IntegerField()
-    device_name = serializers.CharField()
-    host = serializers.CharField(allow_null=True)
-    type = serializers.CharField()
-    start_timestamp = serializers.IntegerField(help_text="ms since epoch")
-    end_timestamp = serializers.IntegerField(allow_null=True)
-    object_type = serializers.CharField(allow_null=True)
-    confidence = serializers.FloatField(allow_null=True)
-    data = serializers.DictField(help_text="every field of the AnnotateRequest")
-    created = serializers.IntegerField()
-
-    class Meta:
-        ref_name = "Annotation"
-
-
 def ecma_pattern(rule: re.Pattern, optional: bool = False) -> str:
     """A Python rule checked with ``fullmatch`` as an OpenAPI (ECMA 262) pattern; ``optional``: or empty."""
     body = rule.pattern.replace(r"\x", r"\u00")
