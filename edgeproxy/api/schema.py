@@ -1,11 +1,11 @@
 """OpenAPI 3 description of the API (drf-spectacular): the shapes the routes answer, and the errors.
 
-Most serializers here only *describe* JSON for the schema (``/api/schema/``, ``/api/docs/``); the
-views build those bodies in ``processes.selectors`` and ``settings_app.selectors``. The camera
-record is the exception: ``processes.outputs.StreamProcessSerializer`` both answers and documents
-it. Views declare their success responses with ``extend_schema``; ``AutoSchema`` adds to every
-operation the errors it can answer (``{"code", "message", "errors"}``), so a new route cannot
-forget them:
+The records the routes answer (camera, operation, task, edge host, annotation, settings) have one
+definition each, in ``processes.outputs`` and ``settings_app.outputs``: the views render with them
+and declare them as their responses. The serializers here only *describe* the other bodies for the
+schema (``/api/schema/``, ``/api/docs/``). Views declare their success responses with
+``extend_schema``; ``AutoSchema`` adds to every operation the errors it can answer
+(``{"code", "message", "errors"}``), so a new route cannot forget them:
 
 * 401 on every route (no or bad token), 503 on every route (database or broker unreachable),
   414 on every route (a URL over gunicorn's 4094-byte request line);
@@ -70,8 +70,8 @@ def errors(*codes: int) -> dict:
 
 
 # --- the camera record (StreamProcess) -------------------------------------------------------
-# StreamProcessSerializer and OperationSerializer are processes/outputs.py's: the camera routes
-# answer with them, so the answers and this document have one definition.
+# StreamProcessSerializer, OperationSerializer and TaskSerializer are processes/outputs.py's: the
+# routes answer with them, so the answers and this document have one definition.
 
 class DeletedProcessSerializer(serializers.Serializer):
     name = serializers.CharField()
@@ -112,23 +112,6 @@ class PullResponseSerializer(serializers.Serializer):
 
     class Meta:
         ref_name = "PullOperations"
-
-
-class SettingsResponseSerializer(serializers.Serializer):
-    name = serializers.CharField()
-    edge_key = serializers.CharField(allow_null=True)
-    edge_secret = serializers.CharField(allow_null=True, help_text='"***" when set; never the secret')
-    project_id = serializers.CharField(allow_null=True)
-    region = serializers.CharField(allow_null=True)
-    registry_id = serializers.CharField(allow_null=True)
-    gateway_id = serializers.CharField(allow_null=True)
-    camera_image = serializers.CharField(help_text="image new cameras run")
-    registry_url = serializers.CharField(allow_null=True, required=False, help_text="registry asked for newer versions")
-    created = serializers.IntegerField(allow_null=True)
-    modified = serializers.IntegerField(allow_null=True)
-
-    class Meta:
-        ref_name = "Settings"
 
 
 class HostImageVersionSerializer(serializers.Serializer):
