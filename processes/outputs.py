@@ -1,9 +1,9 @@
 """The camera record (``StreamProcess``), its last operation, tasks, edge hosts and annotations as
 the API answers them.
 
-One definition of each, used for the answers and for the OpenAPI document (``edgeproxy.api.schema``
-imports them): ``StreamProcessSerializer``, ``TaskSerializer``, ``EdgeHostSerializer``,
-``AnnotationSerializer``.
+One definition of each, used for the answers and for the OpenAPI document (the views render with
+them and declare them as their responses): ``StreamProcessSerializer``, ``OperationSerializer``,
+``TaskSerializer``, ``EdgeHostSerializer``, ``AnnotationSerializer``.
 ``camera_list_json`` is the fast path of the full lists (``GET /processlist``, ``/processupgrades``)
 for thousands of cameras: plain rows instead of model objects and fields. It answers the same
 bytes as the serializer (``tests/processes/test_paged_lists.py`` compares them over the API).
@@ -225,19 +225,15 @@ class DictOrEmptyField(serializers.DictField):
         return super().get_attribute(instance) or {}
 
 
-class _OmittedField(serializers.Field):
-    """Documents a key the serializer's ``to_representation`` adds itself (never rendered as a field)."""
+@extend_schema_field(serializers.CharField())
+class ResultTextField(serializers.Field):
+    """A text key of the stored result: documented here, answered by ``TaskSerializer.to_representation``."""
 
     def __init__(self, **kwargs):
         super().__init__(source="*", required=False, **kwargs)
 
     def get_attribute(self, instance):
         raise SkipField()
-
-
-@extend_schema_field(serializers.CharField())
-class _OmittedCharField(_OmittedField):
-    pass
 
 
 class TaskSerializer(OperationSerializer):
@@ -247,7 +243,7 @@ class TaskSerializer(OperationSerializer):
     host = serializers.CharField(source="host.name", allow_null=True)
     started = MillisecondsField(allow_null=True, help_text="ms since epoch")
     progress = DictOrEmptyField(help_text="pulls: bytes and layers done")
-    response = _OmittedCharField(help_text="pulls: the pull log, at the end")
+    response = ResultTextField(help_text="pulls: the pull log, at the end")
 
     class Meta:
         ref_name = "Task"
