@@ -300,34 +300,30 @@ class CameraList(PagedList):
 class HostCollection(PagedList):
     """Every edge host; a page of them with ``limit`` or ``offset`` (the full list stays the default)."""
 
+    serializer_class = outputs.EdgeHostSerializer
     filterset_class = filters.HostFilter
     pagination_class = lists.OptionalListPagination
 
     def get_queryset(self):
         return selectors.hosts()
 
-    def records(self, items) -> list:
-        return [selectors.host_payload(h, h.camera_count) for h in items]
-
     @extend_schema(summary="Edge hosts (filters: online, name_prefix; a page with limit or offset)",
-                   responses={200: oas.EdgeHostSerializer(many=True)},
+                   responses={200: outputs.EdgeHostSerializer(many=True)},
                    parameters=[*filters.HOST_PARAMETERS, *lists.PAGE_PARAMETERS, *lists.PAGE_HEADERS])
     def get(self, request):
         return super().get(request)
 
 
 class TaskList(PagedList):
+    serializer_class = outputs.TaskSerializer
     filterset_class = filters.OperationFilter
     tiebreak = "id"
 
     def get_queryset(self):
         return selectors.operation_list()
 
-    def records(self, items) -> list:
-        return [selectors.operation_detail(op) for op in items]
-
     @extend_schema(summary="Operations, newest first, a page at a time (filters: camera, host, kind, state)",
-                   responses={200: oas.TaskSerializer(many=True)},
+                   responses={200: outputs.TaskSerializer(many=True)},
                    parameters=[*filters.OPERATION_PARAMETERS, *lists.PAGE_PARAMETERS, *lists.PAGE_HEADERS])
     def get(self, request):
         return super().get(request)
@@ -417,21 +413,21 @@ class CameraBulkConnect(APIView):
 
 
 class HostDetail(APIView):
-    @extend_schema(summary="One edge host", responses={200: oas.EdgeHostSerializer})
+    @extend_schema(summary="One edge host", responses={200: outputs.EdgeHostSerializer})
     def get(self, request, name):
         host = selectors.host_by_name(name)
         if host is None:
             raise NotFound(f"No edge host named {name!r}.")
-        return Response(selectors.host_payload(host, host.camera_count))
+        return Response(outputs.EdgeHostSerializer(host).data)
 
 
 class TaskDetail(APIView):
-    @extend_schema(summary="An asynchronous operation", responses={200: oas.TaskSerializer})
+    @extend_schema(summary="An asynchronous operation", responses={200: outputs.TaskSerializer})
     def get(self, request, task_id):
         op = selectors.operation_by_id(task_id)
         if op is None:
             raise NotFound(f"No task {task_id}.")
-        return Response(selectors.operation_detail(op))
+        return Response(outputs.TaskSerializer(op).data)
 
 
 def _int_param(request, name: str, minimum: int | None = None, maximum: int | None = None) -> int | None:
@@ -451,14 +447,13 @@ def _int_param(request, name: str, minimum: int | None = None, maximum: int | No
 
 class AnnotationList(APIView):
     @extend_schema(summary="Annotation events (filters: camera, type, from, to in ms; limit)",
-                   responses={200: oas.AnnotationSerializer(many=True)}, parameters=oas.ANNOTATION_PARAMETERS)
+                   responses={200: outputs.AnnotationSerializer(many=True)}, parameters=oas.ANNOTATION_PARAMETERS)
     def get(self, request):
-        return Response(
-            selectors.annotations(
-                camera=request.query_params.get("camera"),
-                type=request.query_params.get("type"),
-                start=_int_param(request, "from", 0),
-                end=_int_param(request, "to", 0),
-                limit=_int_param(request, "limit", 1, 10000) or 1000,
-            )
+        found = selectors.annotations(
+            camera=request.query_params.get("camera"),
+            type=request.query_params.get("type"),
+            start=_int_param(request, "from", 0),
+            end=_int_param(request, "to", 0),
+            limit=_int_param(request, "limit", 1, 10000) or 1000,
         )
+        return Response(outputs.AnnotationSerializer(found, many=True).data)

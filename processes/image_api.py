@@ -10,6 +10,7 @@ from edgeproxy.api import schema as oas
 from edgeproxy.api.errors import Invalid
 from edgeproxy.api.permissions import may_change
 from edgeproxy.contracts.names import REPOSITORY_RULE, TAG_RULE, split_image
+from processes import outputs
 from processes import selectors as process_selectors
 from processes import services as process_services
 from settings_app import selectors
@@ -103,4 +104,4 @@ class PullImage(APIView):
         repository, version = _pull_params(request)
         host_name = request.query_params.get("host") or None
         ops = process_services.pull_image(repository, version, host_name)
-        return Response({"operations": [process_selectors.operation_detail(op) for op in ops]}, status=202)
+        return Response({"operations": outputs.TaskSerializer(ops, many=True).data}, status=202)

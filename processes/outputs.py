@@ -1,6 +1,9 @@
-"""The camera record (``StreamProcess``) and its last operation as the API answers them.
+"""The camera record (``StreamProcess``), its last operation, tasks, edge hosts and annotations as
+the API answers them.
 
-One definition, used for the answers and for the OpenAPI document: ``StreamProcessSerializer``.
+One definition of each, used for the answers and for the OpenAPI document (the views render with
+them and declare them as their responses): ``StreamProcessSerializer``, ``OperationSerializer``,
+``TaskSerializer``, ``EdgeHostSerializer``, ``AnnotationSerializer``.
 ``camera_list_json`` is the fast path of the full lists (``GET /processlist``, ``/processupgrades``)
 for thousands of cameras: plain rows instead of model objects and fields. It answers the same
 bytes as the serializer (``tests/processes/test_paged_lists.py`` compares them over the API).
@@ -14,6 +17,7 @@ from rest_framework.fields import SkipField
 from rest_framework.renderers import JSONRenderer
 
 from edgeproxy.contracts.statuses import CameraStatus
+from edgeproxy.contracts.times import ms
 from processes import selectors
 from processes.models import DesiredState, EdgeHost, OperationKind, OperationState
 from worker.camera.keys import STATES as STREAM_STATES
@@ -25,7 +29,7 @@ class MillisecondsField(serializers.IntegerField):
     """A datetime as integer milliseconds since epoch."""
 
     def to_representation(self, value):
-        return selectors.ms(value)
+        return ms(value)
 
 
 class NullIfBlankCharField(serializers.CharField):
@@ -214,6 +218,100 @@ class StreamProcessSerializer(serializers.Serializer):
         ref_name = "StreamProcess"
 
 
+class DictOrEmptyField(serializers.DictField):
+    """A JSON object, or {} where the model stores none."""
+
+    def get_attribute(self, instance):
+        return super().get_attribute(instance) or {}
+
+
+@extend_schema_field(serializers.CharField())
+class ResultTextField(serializers.Field):
+    """A text key of the stored result: documented here, answered by ``TaskSerializer.to_representation``."""
+
+    def __init__(self, **kwargs):
+        super().__init__(source="*", required=False, **kwargs)
+
+    def get_attribute(self, instance):
+        raise SkipField()
+
+
+class TaskSerializer(OperationSerializer):
+    # An operation in detail (GET /tasks, /tasks/{id}, the image pull): its stored result's keys at the end.
+
+    camera = NullIfBlankCharField(source="camera_name", allow_null=True)
+    host = serializers.CharField(source="host.name", allow_null=True)
+    started = MillisecondsField(allow_null=True, help_text="ms since epoch")
+    progress = DictOrEmptyField(help_text="pulls: bytes and layers done")
+    response = ResultTextField(help_text="pulls: the pull log, at the end")
+
+    class Meta:
+        ref_name = "Task"
+
+    def to_representation(self, op):
+        body = super().to_representation(op)
+        body.update(op.result or {})  # as stored: e.g. a pull's "response"
+        return body
+
+
+# --- edge hosts ------------------------------------------------------------------------------
+
+
+class HostImageSerializer(serializers.Serializer):
+    repository = serializers.CharField()
+    tag = serializers.CharField(allow_blank=True)
+    id = serializers.CharField(allow_blank=True)
+    size = serializers.IntegerField(allow_null=True, required=False)
+    created = serializers.CharField(allow_null=True, required=False)
+
+    class Meta:
+        ref_name = "HostImage"
+
+
+@extend_schema_field(HostImageSerializer(many=True))
+class HostImagesField(serializers.Field):
+    """The image inventory as the edge host reported it, answered as stored."""
+
+    def to_representation(self, value):
+        return value
+
+
+class EdgeHostSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    queue = serializers.CharField()
+    online = serializers.BooleanField(source="is_online",
+                                      help_text="heard from within EDGEPROXY_OFFLINE_AFTER_BEATS heartbeats")
+    last_heartbeat = MillisecondsField(allow_null=True, help_text="ms since epoch")
+    runtime = serializers.CharField(allow_blank=True)
+    facts = serializers.DictField()
+    frames_address = NullIfBlankCharField(allow_null=True)
+    cameras = serializers.IntegerField(source="camera_count")  # selectors.hosts() counts them
+    images = HostImagesField()
+    created = MillisecondsField(help_text="ms since epoch")
+
+    class Meta:
+        ref_name = "EdgeHost"
+
+
+# --- annotations -----------------------------------------------------------------------------
+
+
+class AnnotationSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    device_name = serializers.CharField(source="camera_name")
+    host = NullIfBlankCharField(allow_null=True)
+    type = serializers.CharField()
+    start_timestamp = serializers.IntegerField(help_text="ms since epoch")
+    end_timestamp = serializers.IntegerField(allow_null=True)
+    object_type = NullIfBlankCharField(allow_null=True)
+    confidence = serializers.FloatField(allow_null=True)
+    data = serializers.DictField(help_text="every field of the AnnotateRequest")
+    created = MillisecondsField()
+
+    class Meta:
+        ref_name = "Annotation"
+
+
 def camera_record(camera) -> dict:
     return StreamProcessSerializer(camera).data
 
@@ -239,7 +337,6 @@ def camera_list_json(host: str | None = None, status: str | None = None) -> byte
     cutoff = EdgeHost.online_cutoff()
     online = {hid: h.last_heartbeat is not None and h.last_heartbeat >= cutoff for hid, h in hosts_by_id.items()}
     upgrades = selectors.UpgradeIndex()
-    ms = selectors.ms
     qs = selectors.cameras(host=host)
     records = []
     for row in qs.values_list(*_LIST_COLUMNS):

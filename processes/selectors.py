@@ -1,12 +1,11 @@
 """Reads: cameras, hosts and operations as the API shows them. Never waits on an edge host."""
 
-from typing import TYPE_CHECKING, TypedDict, overload
+from typing import TYPE_CHECKING, TypedDict
 
 from django.db.models import Count, Q, QuerySet
 
 from edgeproxy.contracts.statuses import STATE_KEYS, ZERO_TIME, shown_status
-from edgeproxy.contracts.times import ms
-from processes.models import Camera, EdgeHost, Operation
+from processes.models import Annotation, Camera, EdgeHost, Operation
 from settings_app.versions import highest_version, is_newer, local_tags, split_image
 
 if TYPE_CHECKING:
@@ -17,39 +16,6 @@ class HostCounts(TypedDict):
     """What ``hosts()`` annotates each host with."""
 
     camera_count: int
-
-
-@overload
-def operation_payload(op: Operation) -> dict: ...
-@overload
-def operation_payload(op: Operation | None) -> dict | None: ...
-
-
-def operation_payload(op: Operation | None) -> dict | None:
-    if op is None:
-        return None
-    return {
-        "id": str(op.id),
-        "kind": op.kind,
-        "state": op.state,
-        "error": op.error or None,
-        "created": ms(op.created),
-        "finished": ms(op.finished),
-    }
-
-
-def operation_detail(op: Operation) -> dict:
-    body = operation_payload(op)
-    body.update(
-        {
-            "camera": op.camera_name or None,
-            "host": op.host.name if op.host else None,
-            "started": ms(op.started),
-            "progress": op.progress or {},
-        }
-    )
-    body.update(op.result or {})
-    return body
 
 
 def empty_state(status: str) -> dict:
@@ -110,21 +76,6 @@ def camera_by_name(name: str) -> Camera | None:
     return Camera.objects.select_related("host", "last_operation").filter(name=name).first()
 
 
-def host_payload(host: EdgeHost, camera_count: int | None = None) -> dict:
-    return {
-        "name": host.name,
-        "queue": host.queue,
-        "online": host.is_online,
-        "last_heartbeat": ms(host.last_heartbeat),
-        "runtime": host.runtime,
-        "facts": host.facts,
-        "frames_address": host.frames_address or None,
-        "cameras": camera_count if camera_count is not None else host.cameras.count(),
-        "images": host.images,
-        "created": ms(host.created),
-    }
-
-
 def hosts() -> "QuerySet[WithAnnotations[EdgeHost, HostCounts]]":
     return EdgeHost.objects.annotate(camera_count=Count("cameras")).order_by("name")
 
@@ -145,25 +96,8 @@ def operation_by_id(operation_id) -> Operation | None:
     return Operation.objects.select_related("host").filter(id=operation_id).first()
 
 
-def annotation_payload(annotation) -> dict:
-    return {
-        "id": annotation.id,
-        "device_name": annotation.camera_name,
-        "host": annotation.host or None,
-        "type": annotation.type,
-        "start_timestamp": annotation.start_timestamp,
-        "end_timestamp": annotation.end_timestamp,
-        "object_type": annotation.object_type or None,
-        "confidence": annotation.confidence,
-        "data": annotation.data,
-        "created": ms(annotation.created),
-    }
-
-
 def annotations(camera: str | None = None, type: str | None = None, start: int | None = None,  # noqa: A002 - the API's name
-                end: int | None = None, limit: int = 1000) -> list[dict]:
-    from processes.models import Annotation
-
+                end: int | None = None, limit: int = 1000) -> list[Annotation]:
     qs = Annotation.objects.all()
     if camera:
         qs = qs.filter(camera_name=camera)
@@ -173,4 +107,4 @@ def annotations(camera: str | None = None, type: str | None = None, start: int |
         qs = qs.filter(start_timestamp__gte=start)
     if end is not None:
         qs = qs.filter(start_timestamp__lte=end)
-    return [annotation_payload(a) for a in qs.order_by("-start_timestamp", "-id")[:limit]]
+    return list(qs.order_by("-start_timestamp", "-id")[:limit])

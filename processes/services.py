@@ -22,6 +22,7 @@ from edgeproxy.celery import app as celery_app
 from edgeproxy.contracts import tasks as messages
 from edgeproxy.contracts.errors import Busy, Conflict, DomainError, ImageNotOnHost, NotFound, TimedOut, Unavailable
 from edgeproxy.contracts.statuses import ENDED_STATUSES, RUNNING_STATUSES, CameraStatus
+from edgeproxy.contracts.times import ms
 from processes import selectors
 from processes.models import ACTIVE_STATES, Camera, DesiredState, EdgeHost, Operation, OperationKind, OperationState
 from settings_app.selectors import default_camera_image
@@ -545,7 +546,7 @@ def record_heartbeat(host_name: str, report: dict) -> EdgeHost:
             if last and last.is_active:
                 continue  # the operation's own result will say what happened
             seen = observed.get(camera.name)
-            if last and last.finished and selectors.ms(last.finished) > observed_at_ms:
+            if last and last.finished and ms(last.finished) > observed_at_ms:
                 # Taken before the last operation's result: only its logs are still news.
                 if seen and seen.get("logs") is not None:
                     camera.logs = seen["logs"]

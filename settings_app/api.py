@@ -11,7 +11,7 @@ from edgeproxy.api import schema as oas
 from edgeproxy.api.errors import Invalid
 from edgeproxy.api.fields import StrictCharField
 from edgeproxy.contracts.names import IMAGE_HELP, IMAGE_RULE, REGISTRY_URL_RULE
-from settings_app import selectors, services
+from settings_app import outputs, selectors, services
 from settings_app.registry import check_registry_url
 
 # POST /settings/overwrite/{edge_params}: "-" (the body has the values) or <edge_key>:<edge_secret>.
@@ -47,18 +47,18 @@ def _overwrite(data: dict) -> Response:
     fields = dict(data)
     fields.pop("name", None)
     current = services.overwrite_settings(**fields)
-    return Response(selectors.settings_payload(current))
+    return Response(outputs.SettingsResponseSerializer(current).data)
 
 
 class SettingsView(APIView):
     @extend_schema(summary="Fleet settings (the edge secret is never returned)",
-                   responses={200: oas.SettingsResponseSerializer})
+                   responses={200: outputs.SettingsResponseSerializer})
     def get(self, request):
-        return Response(selectors.settings_payload())
+        return Response(outputs.SettingsResponseSerializer(selectors.edge_settings()).data)
 
     @extend_schema(request=SettingsSerializer, summary="Overwrite settings (original route)",
                    examples=oas.SETTINGS_EXAMPLES,
-                   responses={200: oas.SettingsResponseSerializer})
+                   responses={200: outputs.SettingsResponseSerializer})
     def post(self, request):
         data = SettingsSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -69,7 +69,7 @@ class SettingsOverwrite(APIView):
     """``POST /settings/overwrite/<edge_key>:<edge_secret>``, or the same values as a JSON body."""
 
     @extend_schema(request=SettingsSerializer, summary="Overwrite the edge key and secret (documented route)",
-                   responses={200: oas.SettingsResponseSerializer},
+                   responses={200: outputs.SettingsResponseSerializer},
                    parameters=[oas.path("edge_params", EDGE_PARAMS_RULE,
                                         "<edge_key>:<edge_secret>, or - to use the body")])
     def post(self, request, edge_params: str):

@@ -4,7 +4,6 @@ from datetime import datetime
 
 from django.conf import settings
 
-from edgeproxy.contracts.times import ms
 from settings_app.models import EdgeSettings
 from settings_app.registry import remote_tags
 from settings_app.versions import highest_version, is_newer, sort_tags, split_image
@@ -21,23 +20,6 @@ def default_camera_image() -> str:
 def configured_registry() -> str:
     """The registry asked for newer versions: the fleet settings', else EDGEPROXY_REGISTRY_URL ("" for none)."""
     return (edge_settings().registry_url or settings.EDGEPROXY_REGISTRY_URL or "").strip().rstrip("/")
-
-
-def settings_payload(current: EdgeSettings | None = None) -> dict:
-    current = current or edge_settings()
-    return {
-        "name": current.name,
-        "edge_key": current.edge_key or None,
-        "edge_secret": "***" if current.has_edge_secret else None,
-        "project_id": current.project_id or None,
-        "region": current.region or None,
-        "registry_id": current.registry_id or None,
-        "gateway_id": current.gateway_id or None,
-        "camera_image": default_camera_image(),
-        "registry_url": current.registry_url or settings.EDGEPROXY_REGISTRY_URL or None,
-        "created": ms(current.created) if current.pk else None,
-        "modified": ms(current.modified) if current.pk else None,
-    }
 
 
 def camera_type(repository: str) -> str:

@@ -1,11 +1,11 @@
 """OpenAPI 3 description of the API (drf-spectacular): the shapes the routes answer, and the errors.
 
-Most serializers here only *describe* JSON for the schema (``/api/schema/``, ``/api/docs/``); the
-views build those bodies in ``processes.selectors`` and ``settings_app.selectors``. The camera
-record is the exception: ``processes.outputs.StreamProcessSerializer`` both answers and documents
-it. Views declare their success responses with ``extend_schema``; ``AutoSchema`` adds to every
-operation the errors it can answer (``{"code", "message", "errors"}``), so a new route cannot
-forget them:
+The records the routes answer (camera, operation, task, edge host, annotation, settings) have one
+definition each, in ``processes.outputs`` and ``settings_app.outputs``: the views render with them
+and declare them as their responses. The serializers here only *describe* the other bodies for the
+schema (``/api/schema/``, ``/api/docs/``). Views declare their success responses with
+``extend_schema``; ``AutoSchema`` adds to every operation the errors it can answer
+(``{"code", "message", "errors"}``), so a new route cannot forget them:
 
 * 401 on every route (no or bad token), 503 on every route (database or broker unreachable),
   414 on every route (a URL over gunicorn's 4094-byte request line);
@@ -28,7 +28,7 @@ from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiRespo
 from rest_framework import serializers
 
 from edgeproxy.contracts.names import CAMERA_NAME_RULE, IMAGE_RULE, REGISTRY_URL_RULE, TAG_RULE
-from processes.outputs import OperationSerializer, StreamProcessSerializer
+from processes.outputs import OperationSerializer, StreamProcessSerializer, TaskSerializer
 
 # --- errors ----------------------------------------------------------------------------------
 
@@ -70,8 +70,8 @@ def errors(*codes: int) -> dict:
 
 
 # --- the camera record (StreamProcess) -------------------------------------------------------
-# StreamProcessSerializer and OperationSerializer are processes/outputs.py's: the camera routes
-# answer with them, so the answers and this document have one definition.
+# StreamProcessSerializer, OperationSerializer and TaskSerializer are processes/outputs.py's: the
+# routes answer with them, so the answers and this document have one definition.
 
 class DeletedProcessSerializer(serializers.Serializer):
     name = serializers.CharField()
@@ -107,66 +107,11 @@ WAIT_PARAMETER = OpenApiParameter(
 # --- hosts, tasks, settings, images, annotations ----------------------------------------------
 
 
-class HostImageSerializer(serializers.Serializer):
-    repository = serializers.CharField()
-    tag = serializers.CharField(allow_blank=True)
-    id = serializers.CharField(allow_blank=True)
-    size = serializers.IntegerField(allow_null=True, required=False)
-    created = serializers.CharField(allow_null=True, required=False)
-
-    class Meta:
-        ref_name = "HostImage"
-
-
-class EdgeHostSerializer(serializers.Serializer):
-    name = serializers.CharField()
-    queue = serializers.CharField()
-    online = serializers.BooleanField(help_text="heard from within EDGEPROXY_OFFLINE_AFTER_BEATS heartbeats")
-    last_heartbeat = serializers.IntegerField(allow_null=True, help_text="ms since epoch")
-    runtime = serializers.CharField(allow_blank=True)
-    facts = serializers.DictField()
-    frames_address = serializers.CharField(allow_null=True)
-    cameras = serializers.IntegerField()
-    images = HostImageSerializer(many=True)
-    created = serializers.IntegerField(help_text="ms since epoch")
-
-    class Meta:
-        ref_name = "EdgeHost"
-
-
-class TaskSerializer(OperationSerializer):
-    camera = serializers.CharField(allow_null=True)
-    host = serializers.CharField(allow_null=True)
-    started = serializers.IntegerField(allow_null=True, help_text="ms since epoch")
-    progress = serializers.DictField(help_text="pulls: bytes and layers done")
-    response = serializers.CharField(required=False, help_text="pulls: the pull log, at the end")
-
-    class Meta:
-        ref_name = "Task"
-
-
 class PullResponseSerializer(serializers.Serializer):
     operations = TaskSerializer(many=True)
 
     class Meta:
         ref_name = "PullOperations"
-
-
-class SettingsResponseSerializer(serializers.Serializer):
-    name = serializers.CharField()
-    edge_key = serializers.CharField(allow_null=True)
-    edge_secret = serializers.CharField(allow_null=True, help_text='"***" when set; never the secret')
-    project_id = serializers.CharField(allow_null=True)
-    region = serializers.CharField(allow_null=True)
-    registry_id = serializers.CharField(allow_null=True)
-    gateway_id = serializers.CharField(allow_null=True)
-    camera_image = serializers.CharField(help_text="image new cameras run")
-    registry_url = serializers.CharField(allow_null=True, required=False, help_text="registry asked for newer versions")
-    created = serializers.IntegerField(allow_null=True)
-    modified = serializers.IntegerField(allow_null=True)
-
-    class Meta:
-        ref_name = "Settings"
 
 
 class HostImageVersionSerializer(serializers.Serializer):
@@ -219,22 +164,6 @@ class LocalImageSerializer(serializers.Serializer):
 
     class Meta:
         ref_name = "LocalImage"
-
-
-class AnnotationSerializer(serializers.Serializer):
-    id = serializers.IntegerField()
-    device_name = serializers.CharField()
-    host = serializers.CharField(allow_null=True)
-    type = serializers.CharField()
-    start_timestamp = serializers.IntegerField(help_text="ms since epoch")
-    end_timestamp = serializers.IntegerField(allow_null=True)
-    object_type = serializers.CharField(allow_null=True)
-    confidence = serializers.FloatField(allow_null=True)
-    data = serializers.DictField(help_text="every field of the AnnotateRequest")
-    created = serializers.IntegerField()
-
-    class Meta:
-        ref_name = "Annotation"
 
 
 def ecma_pattern(rule: re.Pattern, optional: bool = False) -> str:

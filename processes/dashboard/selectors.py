@@ -14,6 +14,7 @@ from django.utils import timezone
 from edgeproxy.contracts.statuses import BAD_STATUSES, CameraStatus, DesiredState
 from processes import selectors
 from processes.models import ACTIVE_STATES, Camera, EdgeHost, Operation, OperationState
+from settings_app import outputs as settings_outputs
 from settings_app import selectors as settings_selectors
 from settings_app.versions import is_newer, local_tags, parse_version, sort_tags, split_image
 
@@ -287,7 +288,7 @@ def settings_overview(request_host: str, secure: bool) -> dict:
                                 for i in (h.images or []) if i.get("repository"))}
               for h in hosts]
     return {
-        "fleet": settings_selectors.settings_payload(),
+        "fleet": settings_outputs.SettingsResponseSerializer(settings_selectors.edge_settings()).data,
         "flower_url": flower,
         "images": images,
     }

@@ -9,7 +9,7 @@ import pytest
 from django.test import override_settings
 
 from processes import outputs, selectors, services
-from processes.models import Camera
+from processes.models import Camera, Operation
 from tests.fast.conftest import make_offline
 from tests.fast.test_cameras import IMAGES, RUNNING, connect, finish
 
@@ -101,6 +101,19 @@ def test_task_shows_the_operation_from_queued_to_done(api, online_host, broker):
     finish("front-door", observed=RUNNING)
     done = api.get(f"/api/v1/tasks/{op_id}").json()
     assert done["state"] == "succeeded" and done["finished"] >= done["started"] >= done["created"]
+
+
+def test_a_task_answers_its_result_after_its_own_keys(api, db):
+    """A pull's log (and any other key of the stored result) comes after the operation's keys; a task
+    without camera, host or progress answers null, null and {}."""
+    op = Operation.objects.create(kind="pull", state="succeeded",
+                                  result={"response": "Pulled edgeproxy/camera:0.2.0", "layers": 3})
+    body = api.get(f"/api/v1/tasks/{op.id}").json()
+    assert list(body) == ["id", "kind", "state", "error", "created", "finished", "camera", "host", "started",
+                          "progress", "response", "layers"]
+    assert (body["camera"], body["host"], body["started"], body["progress"]) == (None, None, None, {})
+    assert body["response"] == "Pulled edgeproxy/camera:0.2.0" and body["layers"] == 3
+    assert api.get("/api/v1/tasks").json() == [body]
 
 
 def test_a_task_id_that_is_not_a_uuid_is_404(api):
