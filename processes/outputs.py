@@ -18,7 +18,7 @@ from rest_framework.renderers import JSONRenderer
 
 from edgeproxy.contracts.statuses import CameraStatus
 from edgeproxy.contracts.times import ms
-from processes import selectors
+from processes import live, selectors
 from processes.models import DesiredState, EdgeHost, OperationKind, OperationState
 from worker.camera.keys import STATES as STREAM_STATES
 
@@ -191,8 +191,21 @@ class StreamField(_CameraFact):
         return value
 
 
+class StreamProcessListSerializer(serializers.ListSerializer):
+    """A page of camera records: their live stream facts read from Redis in one round trip."""
+
+    def to_representation(self, data):
+        cameras = list(data.all() if hasattr(data, "all") else data)
+        live.overlay(cameras)
+        return super().to_representation(cameras)
+
+
 class StreamProcessSerializer(serializers.Serializer):
     """The camera record of every route that answers a camera (``docs/api.md``)."""
+
+    def to_representation(self, instance):
+        live.overlay([instance])  # its newest stream facts (processes.live); a list has read them already
+        return super().to_representation(instance)
 
     name = serializers.CharField(help_text="unique in the fleet; also the gRPC device_id")
     rtsp_endpoint = serializers.CharField(source="rtsp_endpoint_masked",
@@ -216,6 +229,7 @@ class StreamProcessSerializer(serializers.Serializer):
 
     class Meta:
         ref_name = "StreamProcess"
+        list_serializer_class = StreamProcessListSerializer
 
 
 class DictOrEmptyField(serializers.DictField):
@@ -326,7 +340,7 @@ _LIST_COLUMNS = (
     "name", "rtsp_endpoint_masked", "rtmp_endpoint_masked", "container_id", "image_tag", "created", "modified",
     "status", "desired_state", "storing", "host_id", "state", "logs", "stream",
     "last_operation__id", "last_operation__kind", "last_operation__state", "last_operation__error",
-    "last_operation__created", "last_operation__finished",
+    "last_operation__created", "last_operation__finished", "observed_at",
 )
 
 
@@ -338,10 +352,13 @@ def camera_list_json(host: str | None = None, status: str | None = None) -> byte
     online = {hid: h.last_heartbeat is not None and h.last_heartbeat >= cutoff for hid, h in hosts_by_id.items()}
     upgrades = selectors.UpgradeIndex()
     qs = selectors.cameras(host=host)
+    rows = list(qs.values_list(*_LIST_COLUMNS))
+    live_streams = live.read([row[0] for row in rows] if host else None)
     records = []
-    for row in qs.values_list(*_LIST_COLUMNS):
+    for row in rows:
         (name, masked, rtmp, container_id, image_tag, created, modified, stored_status, desired, storing, host_id,
-         state, logs, stream, op_id, op_kind, op_state, op_error, op_created, op_finished) = row
+         state, logs, stream, op_id, op_kind, op_state, op_error, op_created, op_finished, observed_at) = row
+        stream = live.newest(stream, observed_at, created, live_streams.get(name))
         edge = hosts_by_id[host_id]
         shown = selectors.shown_status(stored_status, online[host_id])
         if status and shown != status:

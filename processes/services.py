@@ -23,7 +23,7 @@ from edgeproxy.contracts import tasks as messages
 from edgeproxy.contracts.errors import Busy, Conflict, DomainError, ImageNotOnHost, NotFound, TimedOut, Unavailable
 from edgeproxy.contracts.statuses import ENDED_STATUSES, RUNNING_STATUSES, CameraStatus
 from edgeproxy.contracts.times import ms
-from processes import selectors
+from processes import live, selectors
 from processes.models import ACTIVE_STATES, Camera, DesiredState, EdgeHost, Operation, OperationKind, OperationState
 from settings_app.selectors import default_camera_image
 from settings_app.versions import highest_version, is_newer, local_tags, sort_tags, split_image
@@ -368,16 +368,16 @@ def get_camera(name: str) -> Camera:
 
 
 def wait_for_operation(operation_id, seconds: float) -> Operation:
-    """Poll the database until the operation ends or ``seconds`` pass (the workers update it).
-
-    Every 10 ms for the first two seconds (most operations end within them), then every 50 ms."""
-    started = time.monotonic()
-    while True:
-        op = Operation.objects.get(id=operation_id)
-        waited = time.monotonic() - started
-        if op.state not in ACTIVE_STATES or waited >= seconds:
-            return op
-        time.sleep(0.01 if waited < 2 else 0.05)
+    """Wait until the operation ends or ``seconds`` pass (the workers update it): woken by the
+    announcement of its end (``processes.live``), with a look at the database at least every second."""
+    deadline = time.monotonic() + seconds
+    with live.end_waiter(operation_id) as wait:
+        while True:
+            op = Operation.objects.get(id=operation_id)
+            remaining = deadline - time.monotonic()
+            if op.state not in ACTIVE_STATES or remaining <= 0:
+                return op
+            wait(min(remaining, 1.0))
 
 
 # --- reports from edge workers (applied by control tasks) ------------------------------------
@@ -417,16 +417,23 @@ _OBSERVED_FIELDS = ("container_id", "state", "status", "logs", "stream")
 _RECORD_FIELDS = {"container_id", "state", "status"}
 
 
-def _heartbeat_changes(camera: Camera, observed: dict | None, stream: dict | None, now) -> list[str]:
+def _heartbeat_changes(camera: Camera, observed: dict | None, stream: dict | None, now,
+                       live_elsewhere: bool = False) -> list[str]:
     """Apply a heartbeat's observation; the fields to write, or none when nothing changed.
 
     A heartbeat every few seconds from every host must not rewrite every camera row: only what
     changed is written. ``observed_at`` is written with any change, and on the first observation
-    after an operation ended (what reconciliation waits for) even without one."""
+    after an operation ended (what reconciliation waits for) even without one. With
+    ``live_elsewhere`` (the beat's stream facts are in Redis, ``processes.live``), a change of the
+    live stream facts alone (fps, last frame) is no change."""
     before = {name: getattr(camera, name) for name in _OBSERVED_FIELDS}
     observed_before = camera.observed_at
     _apply_observation(camera, observed, stream, now)
     changed = [name for name in _OBSERVED_FIELDS if getattr(camera, name) != before[name]]
+    if live_elsewhere and "stream" in changed and live.stable_part(camera.stream) == live.stable_part(before["stream"]):
+        changed.remove("stream")
+        if not changed:
+            camera.stream = before["stream"]
     last = camera.last_operation
     first_since_operation = observed_before is None or bool(last and last.finished and observed_before <= last.finished)
     if not changed and not first_since_operation:
@@ -479,6 +486,7 @@ def record_operation_result(operation_id: str, ok: bool, error: str = "", observ
         if result:
             op.result = result
         op.save(update_fields=["state", "error", "finished", "started", "result"])
+        transaction.on_commit(lambda: live.announce_end(op.id))
         camera = Camera.objects.select_for_update().filter(id=op.camera_id).first() if op.camera_id else None
         if camera is None:
             return
@@ -486,6 +494,7 @@ def record_operation_result(operation_id: str, ok: bool, error: str = "", observ
             logger.info("camera %s: deleted (operation %s)", camera.name, op.id,
                         extra={"camera": camera.name, "operation": op.id})
             camera.delete()
+            live.forget(camera.name)
             return
         camera.last_operation = op
         fields = _apply_observation(camera, observed, stream, now)
@@ -517,12 +526,17 @@ def _late_result(op: Operation, ok: bool, error: str, observed: dict | None, str
         logger.info("camera %s: deleted (late result of operation %s)", camera.name, op.id,
                     extra={"camera": camera.name, "operation": op.id})
         camera.delete()
+        live.forget(camera.name)
     elif observed is not None:
         camera.save(update_fields=_apply_observation(camera, observed, stream, now))
 
 
 def record_heartbeat(host_name: str, report: dict) -> EdgeHost:
-    """Register or refresh a host and apply the observed state of its cameras."""
+    """Register or refresh a host and apply the observed state of its cameras.
+
+    Its database cost: the host (1 read, 1 write), 1 read of its cameras, and a locked read and a
+    write only for the cameras whose observation changed; the live stream facts of every camera go
+    to Redis in one round trip (``processes.live``)."""
     now = timezone.now()
     defaults = {
         "queue": report.get("queue", ""),
@@ -535,27 +549,46 @@ def record_heartbeat(host_name: str, report: dict) -> EdgeHost:
     if "images" in report:
         defaults["images"] = report["images"]
     observed = {item["name"]: item for item in report.get("cameras", [])}
-    placed_here = set(Camera.objects.filter(host__name=host_name).values_list("name", flat=True))
-    defaults["strays"] = sorted(set(observed) - placed_here)
-    host, _ = EdgeHost.objects.update_or_create(name=host_name, defaults=defaults)
+    placed = list(Camera.objects.select_related("last_operation").filter(host__name=host_name))
+    defaults["strays"] = sorted(set(observed) - {camera.name for camera in placed})
+    host = EdgeHost.objects.filter(name=host_name).first()
+    if host is None:
+        host, _ = EdgeHost.objects.update_or_create(name=host_name, defaults=defaults)
+    else:
+        EdgeHost.objects.filter(pk=host.pk).update(**defaults)
+        for field, value in defaults.items():
+            setattr(host, field, value)
     streams = report.get("streams") or {}
     observed_at_ms = report.get("observed_at") or 0
+    live_elsewhere = live.write({camera.name: streams.get(camera.name) for camera in placed}, now)
+    # Unlocked first: most beats change nothing. What changed is read again under lock and applied.
+    changed = [camera.id for camera in placed
+               if _heartbeat_update(camera, observed, streams, observed_at_ms, now, live_elsewhere)]
+    if not changed:
+        return host
     with transaction.atomic():
-        for camera in Camera.objects.select_related("last_operation").select_for_update(of=("self",)).filter(host=host):
-            last = camera.last_operation
-            if last and last.is_active:
-                continue  # the operation's own result will say what happened
-            seen = observed.get(camera.name)
-            if last and last.finished and ms(last.finished) > observed_at_ms:
-                # Taken before the last operation's result: only its logs are still news.
-                if seen and seen.get("logs") is not None:
-                    camera.logs = seen["logs"]
-                    camera.save(update_fields=["logs"])
-                continue
-            fields = _heartbeat_changes(camera, seen, streams.get(camera.name), now)
+        for camera in Camera.objects.select_related("last_operation").select_for_update(of=("self",)).filter(
+                id__in=changed, host=host):
+            fields = _heartbeat_update(camera, observed, streams, observed_at_ms, now, live_elsewhere)
             if fields:
                 camera.save(update_fields=fields)
     return host
+
+
+def _heartbeat_update(camera: Camera, observed: dict, streams: dict, observed_at_ms: int, now,
+                      live_elsewhere: bool) -> list[str]:
+    """Apply one camera's part of a heartbeat to ``camera``; the fields to write (none: no write)."""
+    last = camera.last_operation
+    if last and last.is_active:
+        return []  # the operation's own result will say what happened
+    seen = observed.get(camera.name)
+    if last and last.finished and ms(last.finished) > observed_at_ms:
+        # Taken before the last operation's result: only its logs are still news.
+        if seen and seen.get("logs") is not None and seen["logs"] != camera.logs:
+            camera.logs = seen["logs"]
+            return ["logs"]
+        return []
+    return _heartbeat_changes(camera, seen, streams.get(camera.name), now, live_elsewhere)
 
 
 def record_host_alive(host_name: str) -> None:

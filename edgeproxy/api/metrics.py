@@ -93,6 +93,7 @@ class FleetCollector:
     def _fleet(self):
         from django.db.models import Count
 
+        from processes import live as live_facts
         from processes.models import Camera, EdgeHost, Operation
 
         now = time.time()
@@ -134,8 +135,11 @@ class FleetCollector:
             "decode_errors": CounterMetricFamily("edgeproxy_camera_decode_errors", "packets that failed to decode",
                                                  labels=["camera", "host"]),
         }
-        rows = Camera.objects.values_list("name", "host_id", "status", "desired_state", "stream", "observed_at")
-        for name, host_id, stored_status, desired_state, stream, observed_at in rows.iterator(chunk_size=2000):
+        rows = Camera.objects.values_list("name", "host_id", "status", "desired_state", "stream", "observed_at",
+                                          "created")
+        live_streams = live_facts.read()  # the newest stream facts are in Redis (processes.live)
+        for name, host_id, stored_status, desired_state, stream, observed_at, created in rows.iterator(chunk_size=2000):
+            stream = live_facts.newest(stream, observed_at, created, live_streams.get(name))
             host = names.get(host_id, "")
             labels = [name, host]
             per_host[host_id] = per_host.get(host_id, 0) + 1

@@ -12,7 +12,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from edgeproxy.contracts.statuses import BAD_STATUSES, CameraStatus, DesiredState
-from processes import selectors
+from processes import live, selectors
 from processes.models import ACTIVE_STATES, Camera, EdgeHost, Operation, OperationState
 from settings_app import outputs as settings_outputs
 from settings_app import selectors as settings_selectors
@@ -147,7 +147,9 @@ def fleet() -> dict:
     host_rows = [_host_row(h, h.camera_count) for h in hosts]
     online = {h.id: h.is_online for h in hosts}
     upgrades = selectors.UpgradeIndex()
-    cards = [_camera_card(c, online.get(c.host_id, False), upgrades) for c in selectors.cameras()]
+    cameras = list(selectors.cameras())
+    live.overlay(cameras)  # the newest stream facts are in Redis
+    cards = [_camera_card(c, online.get(c.host_id, False), upgrades) for c in cameras]
 
     problems = []
     for host in host_rows:
@@ -234,6 +236,7 @@ def snapshot_unavailable(camera: Camera) -> str | None:
 
 
 def camera_detail(camera: Camera) -> dict:
+    live.overlay([camera])
     online = camera.host.is_online
     card = _camera_card(camera, online, selectors.UpgradeIndex())
     state = camera.state or {}

@@ -119,7 +119,7 @@ class EdgeHostKeys:
 
 
 @pytest.fixture
-def edge(db) -> EdgeHostKeys:
+def edge(db, broker_redis) -> EdgeHostKeys:
     return EdgeHostKeys()
 
 

@@ -1,0 +1,169 @@
+"""What the control plane keeps live in Redis rather than the database: the live stream facts of
+cameras, and the wake-up of requests waiting for an operation to end (``?wait=``).
+
+Live stream facts.
+
+A streaming camera's ``fps``, ``last_frame_at``, ``updated_at`` and packet counters change at every heartbeat: written
+to its row they would cost one database write per camera per beat (50,000 writes every 5 s for a
+fleet of 50,000 cameras). The heartbeat path writes the stream facts of every camera of a host to
+one Redis hash in one round trip, and the database only when the rest of a camera's observation
+changed (``services._heartbeat_changes``). Readers (the camera record, the lists, the dashboard)
+show whichever of the two is newer: the database's ``stream`` as of the camera's ``observed_at``,
+or the Redis value as of the beat that wrote it.
+
+Key: ``edgeproxy:live:streams``, a hash of camera name to ``{"at": ms, "stream": {...}}``. It lives
+in the broker's Redis (the control plane needs it anyway). When that Redis cannot be reached, the
+heartbeat writes the live facts to the database as before and readers show the database's.
+
+Operation ends. A request that waits for its operation (``POST /process?wait=``) subscribes to
+``edgeproxy:op-ended:<id>``, which ``announce_end`` publishes to once the operation's end is
+committed, instead of polling the database; it still looks at the database at least once a second
+(for ends nobody announces), and every 50 ms when Redis cannot be reached.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator
+
+import redis
+
+from edgeproxy.contracts.times import ms
+
+logger = logging.getLogger("edgeproxy.processes")
+
+KEY = "edgeproxy:live:streams"
+# Stream facts (worker.camera.keys.STATUS_FIELDS) that change at every beat of a streaming camera:
+# measures and counters, never a reason to write its row.
+LIVE_KEYS = frozenset({
+    "fps", "last_frame_at", "updated_at", "demand", "packets", "keyframes", "decoded_frames", "decoded_keyframes",
+    "published_frames", "decode_errors", "ring_entries", "ring_span_ms",
+})
+
+_clients: dict[str, redis.Redis] = {}
+
+
+def _client() -> redis.Redis:
+    from edgeproxy.celery import app as celery_app
+
+    url = celery_app.conf.broker_url
+    client = _clients.get(url)
+    if client is None:
+        client = _clients[url] = redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=0.5)
+    return client
+
+
+def stable_part(stream: dict | None) -> dict | None:
+    """A stream without its live facts: what decides whether the camera's row needs a write."""
+    if not stream:
+        return stream
+    return {key: value for key, value in stream.items() if key not in LIVE_KEYS}
+
+
+def write(streams: dict[str, dict | None], at) -> bool:
+    """Store the stream facts of these cameras (None: none reported, the entry goes), as seen at
+    ``at``. One round trip. False when Redis could not take them (the caller writes the database)."""
+    present = {name: json.dumps({"at": ms(at), "stream": stream}) for name, stream in streams.items() if stream}
+    absent = [name for name, stream in streams.items() if not stream]
+    try:
+        pipe = _client().pipeline(transaction=False)
+        if present:
+            pipe.hset(KEY, mapping=present)
+        if absent:
+            pipe.hdel(KEY, *absent)
+        pipe.execute()
+    except redis.RedisError as exc:
+        logger.warning("live stream facts not stored in Redis (%s); written to the database", exc)
+        return False
+    return True
+
+
+def forget(name: str) -> None:
+    """A deleted camera's entry (a new camera of the same name must not show it)."""
+    with contextlib.suppress(redis.RedisError):  # entries older than a camera are never shown anyway
+        _client().hdel(KEY, name)
+
+
+def read(names: Iterable[str] | None = None) -> dict[str, tuple[int, dict]]:
+    """``{name: (at_ms, stream)}`` of these cameras (every camera for None); {} without Redis."""
+    try:
+        if names is None:
+            raw = _client().hgetall(KEY)
+        else:
+            names = list(names)
+            if not names:
+                return {}
+            raw = dict(zip(names, _client().hmget(KEY, names), strict=True))
+    except redis.RedisError:
+        return {}
+    found = {}
+    for name, value in raw.items():
+        if value:
+            entry = json.loads(value)
+            found[name.decode() if isinstance(name, bytes) else name] = (entry["at"], entry["stream"])
+    return found
+
+
+def newest(stored: dict | None, observed_at, created, entry: tuple[int, dict] | None) -> dict | None:
+    """The stream to show: the live entry when it is at least as new as the row's observation
+    (and newer than the camera itself, so a re-created name never shows its predecessor's)."""
+    if entry is None:
+        return stored
+    at, stream = entry
+    since = observed_at or created
+    return stream if since is None or at >= ms(since) else stored
+
+
+def overlay(cameras: Iterable) -> None:
+    """Give these Camera objects their newest stream facts (one Redis round trip)."""
+    cameras = [camera for camera in cameras if not getattr(camera, "_live_applied", False)]
+    if not cameras:
+        return
+    entries = read(camera.name for camera in cameras)
+    for camera in cameras:
+        camera.stream = newest(camera.stream, camera.observed_at, camera.created, entries.get(camera.name))
+        camera._live_applied = True
+
+
+# --- operation ends ----------------------------------------------------------------------------
+
+ENDED_CHANNEL = "edgeproxy:op-ended:"
+
+
+def announce_end(operation_id) -> None:
+    """Wake whoever waits for this operation (call once its end is committed)."""
+    with contextlib.suppress(redis.RedisError):  # waiters look at the database every second anyway
+        _client().publish(f"{ENDED_CHANNEL}{operation_id}", b"1")
+
+
+@contextlib.contextmanager
+def end_waiter(operation_id) -> Iterator[Callable[[float], None]]:
+    """A function that blocks for up to its argument in seconds, returning early when the
+    operation's end is announced. Subscribed on entry: an end announced before the caller's look
+    at the database still wakes it."""
+    pubsub = None
+    try:
+        pubsub = _client().pubsub(ignore_subscribe_messages=True)
+        pubsub.subscribe(f"{ENDED_CHANNEL}{operation_id}")
+    except redis.RedisError:
+        pubsub = None
+
+    def wait(seconds: float) -> None:
+        nonlocal pubsub
+        if pubsub is not None:
+            try:
+                pubsub.get_message(timeout=seconds)
+                return
+            except redis.RedisError:
+                pubsub = None
+        time.sleep(min(seconds, 0.05))
+
+    try:
+        yield wait
+    finally:
+        if pubsub is not None:
+            with contextlib.suppress(redis.RedisError):
+                pubsub.close()

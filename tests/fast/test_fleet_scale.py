@@ -1,0 +1,68 @@
+"""The control plane at fleet scale, in process: what a heartbeat costs the database, and where the
+live stream facts it carries are served from (Redis, ``processes.live``)."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from edgeproxy.celery import app as celery_app
+from processes.models import Camera
+from tests.fast.test_cameras import RUNNING, connect, finish
+from tests.support.services import free_port
+
+NAMES = ("cam-1", "cam-2", "cam-3")
+
+
+def streaming(fps: float, frame_ms: int, state: str = "streaming") -> dict:
+    return {"state": state, "fps": fps, "width": 640, "height": 360, "codec": "h264", "last_frame_at": frame_ms,
+            "reconnects": 0, "last_error": None, "updated_at": frame_ms, "packets": frame_ms // 40}
+
+
+def beat(edge, fps: float, frame_ms: int, state: str = "streaming") -> list[str]:
+    """One heartbeat of edge-a with every camera streaming; the SQL writes it cost."""
+    with CaptureQueriesContext(connection) as queries:
+        edge.register("edge-a", cameras=[{"name": name, **RUNNING} for name in NAMES],
+                      streams={name: streaming(fps, frame_ms, state) for name in NAMES})
+    return [q["sql"] for q in queries if q["sql"].split(" ", 1)[0] in ("INSERT", "UPDATE", "DELETE")]
+
+
+@pytest.fixture
+def streaming_fleet(api, edge, broker):
+    edge.register("edge-a")
+    for name in NAMES:
+        assert connect(api, name).status_code == 202
+        finish(name, observed=RUNNING)
+    beat(edge, 25.0, 1_000_000)  # the first observation after the operations is recorded
+    return api
+
+
+def test_a_heartbeat_with_only_live_stream_facts_changed_costs_one_write(streaming_fleet, edge):
+    """Three streaming cameras whose fps and last frame move at every beat: the beat writes the
+    host's row and nothing else, and every answer shows the new facts (served from Redis)."""
+    api = streaming_fleet
+    modified = {c.name: c.modified for c in Camera.objects.all()}
+    writes = beat(edge, 29.5, 2_000_000)
+    assert len(writes) == 1 and writes[0].startswith('UPDATE "processes_edgehost"'), writes
+    assert {c.name: c.modified for c in Camera.objects.all()} == modified  # ETags stay
+    one = api.get("/api/v1/process/cam-2").json()["stream"]
+    assert (one["fps"], one["last_frame_at"]) == (29.5, 2_000_000)
+    assert {c["stream"]["fps"] for c in api.get("/api/v1/processlist").json()} == {29.5}
+    assert {c["stream"]["last_frame_at"] for c in api.get("/api/v1/cameras?limit=2").json()} == {2_000_000}
+    assert b'edgeproxy_camera_fps{camera="cam-1",host="edge-a"} 29.5' in api.get("/metrics").content
+
+    # A change of what the stream does (it reconnects) is a change of the record: written.
+    writes = beat(edge, 0.0, 2_000_000, state="reconnecting")
+    assert sum(w.startswith('UPDATE "processes_camera"') for w in writes) == 3, writes
+    assert {c.stream["state"] for c in Camera.objects.all()} == {"reconnecting"}
+    assert api.get("/api/v1/process/cam-1").json()["stream"]["state"] == "reconnecting"
+
+
+def test_without_redis_the_live_facts_are_written_to_the_database(streaming_fleet, edge, monkeypatch):
+    monkeypatch.setattr(celery_app.conf, "broker_url", f"redis://127.0.0.1:{free_port()}/0")  # nothing listens
+    writes = beat(edge, 12.5, 3_000_000)
+    assert sum(w.startswith('UPDATE "processes_camera"') for w in writes) == 3, writes
+    assert {c.stream["fps"] for c in Camera.objects.all()} == {12.5}
+    monkeypatch.undo()
+    assert streaming_fleet.get("/api/v1/process/cam-3").json()["stream"]["fps"] == 12.5
