@@ -1,17 +1,32 @@
 """Fleet benchmark: run with ``bin/bench fleet``.
 
-100 simulated edge hosts and 2,000 cameras. The hosts are a lighter stand-in for 100 edge worker
-processes: one process (``--sim``) holds 100 real ``EdgeAgent``s (the same code that talks to the
-control plane: the same task names, sealed specs, heartbeats and reports) whose runtime keeps its
-"containers" in memory instead of Docker. Everything else is real: the API, the control worker,
-beat, PostgreSQL and Redis.
+Simulated edge hosts (100 and 2,000 cameras by default; ``--hosts 1000 --cameras 50000 --seed``
+for the fleet at scale). The hosts are a lighter stand-in for as many edge worker processes: one
+process (``--sim``) holds the real ``EdgeAgent``s (the same code that talks to the control plane:
+the same task names, sealed specs, heartbeats and reports) whose runtime keeps its "containers" in
+memory instead of Docker (``MemoryRuntime``: what a perfect, instant engine would do), and whose
+running cameras report streaming facts (fps, last frame, packet counters) that change at every
+beat, as real camera processes do. Everything else is real: the API, the control worker, beat,
+PostgreSQL and Redis.
 
-Prints: the time of one full reconcile pass (nothing to correct, and 200 cameras to correct),
-and the time from a host's return (empty, like a rebooted machine) to all of its cameras running.
+Prints:
+- heartbeats: every host beating every ``--heartbeat`` s for ``--measure`` s: heartbeats absorbed
+  per second, the control worker's CPU (share of one core, from /proc), database rows written per
+  heartbeat (PostgreSQL's own counters) and the control queue's backlog;
+- the time of one full reconcile pass (nothing to correct, and, without ``--seed``, 200 cameras to
+  correct), and the time from a host's return (empty, like a rebooted machine) to all of its
+  cameras running;
+- ``GET /processlist`` and a page of ``/cameras`` at that size.
+
+With ``--seed`` the cameras are written to the database directly (as running, observed) and the
+simulated hosts start with them running, instead of connecting each through the API: 50,000
+connects would take minutes and measure onboarding, which ``bin/bench control_plane`` does.
 """
 
 import argparse
+import hashlib
 import os
+import random
 import statistics
 import sys
 import tempfile
@@ -25,12 +40,30 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 SIM_COMMANDS = "fleet-sim:commands"
+SIM_BEATS = "fleet-sim:beats"
 
 
 # --- the simulated edge hosts (runs in its own process) ----------------------------------------
 
 
-def run_simulated_hosts(hosts: list[str], heartbeat: float) -> None:
+def seeded_names(host: str, count: int) -> list[str]:
+    return [f"{host}-c{i:03d}" for i in range(count)]
+
+
+def seeded_container(name: str) -> str:
+    return hashlib.sha256(name.encode()).hexdigest()
+
+
+def running_state() -> dict:
+    from worker.runtimes.base import STATE_KEYS
+
+    state = dict.fromkeys(STATE_KEYS, False)
+    state.update({"Status": "running", "Running": True, "Pid": 4242, "ExitCode": 0, "Error": "",
+                  "StartedAt": "2026-01-01T00:00:00Z", "FinishedAt": "0001-01-01T00:00:00Z"})
+    return state
+
+
+def run_simulated_hosts(hosts: list[str], heartbeat: float, seed_per_host: int = 0) -> None:
     import django
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "edgeproxy.settings")
@@ -90,7 +123,27 @@ def run_simulated_hosts(hosts: list[str], heartbeat: float) -> None:
         def facts(self):
             return {"runtime": "simulated"}
 
-    agents = {host: EdgeAgent(host, runtime=MemoryRuntime(host)) for host in hosts}
+    class SimulatedAgent(EdgeAgent):
+        """Its running cameras stream: live facts that change at every beat, as a camera process's do."""
+
+        def _stream_status(self, names):
+            now = int(time.time() * 1000)
+            running = self.runtime.cameras
+            return {name: {"state": "streaming", "fps": round(random.uniform(24.0, 25.5), 2), "width": 1280,
+                           "height": 720, "codec": "h264", "last_frame_at": now - random.randint(0, 40),
+                           "reconnects": 0, "last_error": None, "rtmp_streaming": False, "storing": False,
+                           "updated_at": now, "packets": now // 40 % 10_000_000}
+                    for name in names if name in running and running[name].status == "running"}
+
+        def _publish_host_table(self, observed=None):
+            pass  # read by the frame server of a real host; none here (and 1,000 hosts' tables cost the sim)
+
+    agents = {host: SimulatedAgent(host, runtime=MemoryRuntime(host)) for host in hosts}
+    for host, agent in agents.items():
+        for name in seeded_names(host, seed_per_host):
+            agent.runtime.cameras[name] = Observed(
+                name, str(uuid.uuid5(uuid.NAMESPACE_DNS, name)), seeded_container(name), "running", running_state(),
+                "edgeproxy/camera:latest", {"stdout": None, "stderr": None})
     by_queue = {agent.queue: agent for agent in agents.values()}
     paused: set[str] = set()
     app = Celery("fleet-sim", broker=settings.CELERY_BROKER_URL)
@@ -129,10 +182,17 @@ def run_simulated_hosts(hosts: list[str], heartbeat: float) -> None:
                     paused.discard(host)
                     first.add(host)
             started = time.monotonic()
+            beats = 0
             for host, agent in agents.items():
                 if host not in paused:
-                    agent.heartbeat(first=host in first)
+                    try:
+                        agent.heartbeat(first=host in first)
+                    except Exception as exc:  # noqa: BLE001 - as the real loop: a missed beat is the next one's job
+                        print("beat failed:", exc, flush=True)
+                        continue
                     first.discard(host)
+                    beats += 1
+            commands.incrby(SIM_BEATS, beats)
             time.sleep(max(0.0, heartbeat - (time.monotonic() - started)))
 
     threading.Thread(target=beat_forever, daemon=True).start()
@@ -143,15 +203,80 @@ def run_simulated_hosts(hosts: list[str], heartbeat: float) -> None:
 # --- the benchmark -----------------------------------------------------------------------------
 
 
+def seed_database(hosts: list[str], per_host: int) -> None:
+    """Hosts and their cameras as rows, running and observed (run inside ``manage.py shell``)."""
+    from django.utils import timezone
+
+    from edgeproxy import crypto
+    from edgeproxy.celery import host_queue
+    from processes.models import Camera, EdgeHost
+    from worker.redaction import mask_url
+
+    now = timezone.now()
+    EdgeHost.objects.bulk_create([EdgeHost(name=host, queue=host_queue(host)) for host in hosts])
+    ids = dict(EdgeHost.objects.values_list("name", "id"))
+    url = "rtsp://u:p@10.0.0.1/s"
+    encrypted, masked, state = crypto.encrypt(url), mask_url(url), running_state()
+    Camera.objects.bulk_create(
+        [Camera(id=uuid.uuid5(uuid.NAMESPACE_DNS, name), name=name, rtsp_endpoint_encrypted=encrypted,
+                rtsp_endpoint_masked=masked, image_tag="edgeproxy/camera:latest", host_id=ids[host],
+                status="running", container_id=seeded_container(name), state=state,
+                logs={"stdout": None, "stderr": None}, observed_at=now)
+         for host in hosts for name in seeded_names(host, per_host)],
+        batch_size=2000)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (all its threads), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def heartbeat_cost(system, commands, seconds: float) -> dict:
+    """Every host beating: what the control worker and the database spend on it over ``seconds``."""
+    db = system.connect_database()
+
+    def rows_written() -> int:
+        return db.execute("SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0) FROM pg_stat_user_tables "
+                          "WHERE relname LIKE 'processes_%'").fetchone()[0]
+
+    def sample():
+        return (time.monotonic(), cpu_seconds(system.control.pid), rows_written(),
+                int(commands.get(SIM_BEATS) or 0))
+
+    t0, cpu0, rows0, beats0 = sample()
+    time.sleep(seconds)
+    t1, cpu1, rows1, beats1 = sample()
+    db.close()
+    beats = max(1, beats1 - beats0)
+    return {"beats_per_s": beats / (t1 - t0), "cpu_share": (cpu1 - cpu0) / (t1 - t0),
+            "cpu_ms_per_beat": (cpu1 - cpu0) * 1000 / beats, "rows_per_beat": (rows1 - rows0) / beats,
+            "backlog": commands.llen("control")}
+
+
+def timed_get(system, path: str, n: int = 5) -> tuple[float, int]:
+    times, size = [], 0
+    for _ in range(n):
+        t0 = time.perf_counter()
+        response = system.get(path)
+        times.append(time.perf_counter() - t0)
+        assert response.status_code == 200, response.text[:200]
+        size = len(response.content)
+    return round(statistics.median(times) * 1000, 1), size
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--hosts", type=int, default=100)
     parser.add_argument("--cameras", type=int, default=2000)
     parser.add_argument("--heartbeat", type=float, default=5.0)
+    parser.add_argument("--seed", action="store_true", help="write the cameras to the database, running")
+    parser.add_argument("--measure", type=float, default=30.0, help="seconds of heartbeats measured")
+    parser.add_argument("--seed-per-host", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--sim", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.sim is not None:
-        run_simulated_hosts(args.sim, args.heartbeat)
+        run_simulated_hosts(args.sim, args.heartbeat, args.seed_per_host)
         return
 
     import redis
@@ -164,32 +289,52 @@ def main() -> None:
     system = System(work / "system", redis_server.url, fresh_database_url("edgeproxy_bench_fleet"),
                     heartbeat=args.heartbeat, extra_env={"EDGEPROXY_RECONCILE_SECONDS": "3600"})
     hosts = [f"sim-{i:03d}" for i in range(args.hosts)]
-    sim = Process([sys.executable, __file__, "--heartbeat", str(args.heartbeat), "--sim", *hosts],
+    per_host = args.cameras // args.hosts if args.seed else 0
+    if args.seed:
+        t0 = time.perf_counter()
+        system._manage("shell", "-c",
+                       f"from bench.fleet import seed_database; seed_database({hosts!r}, {per_host})")
+        print(f"seed: {per_host * args.hosts} cameras on {args.hosts} hosts written "
+              f"in {time.perf_counter() - t0:.1f} s")
+    sim = Process([sys.executable, __file__, "--heartbeat", str(args.heartbeat), "--seed-per-host", str(per_host),
+                   "--sim", *hosts],
                   work / "logs" / "sim.log", env={**system.env, "DATABASE_URL": "postgres://nobody@127.0.0.1:9/none"})
     commands = redis.Redis.from_url(redis_server.url)
+
+    def online_hosts() -> int:
+        return int(system.get("/api/v1/hosts?online=true&limit=1").headers["X-Total-Count"])
+
     try:
-        wait_until(lambda: sum(h["online"] for h in system.get("/api/v1/hosts").json()) == args.hosts, 60,
-                   interval=1, message="simulated hosts online")
-        t0 = time.perf_counter()
-
-        def connect(i):
-            response = system.post("/api/v1/process", {"name": f"cam-{i:05d}", "rtsp_endpoint": "rtsp://u:p@10.0.0.1/s"})
-            assert response.status_code == 202, response.text
-
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            list(pool.map(connect, range(args.cameras)))
+        wait_until(lambda: online_hosts() == args.hosts, 120, interval=1, message="simulated hosts online")
 
         def all_running(host=None):
             path = "/api/v1/processlist" + (f"?host={host}" if host else "")
             cameras = system.get(path).json()
             return cameras and all(c["status"] == "running" for c in cameras)
 
-        wait_until(all_running, 300, interval=1, message="every camera running")
-        print(f"setup: {args.cameras} cameras connected and running on {args.hosts} hosts "
-              f"in {time.perf_counter() - t0:.1f} s")
-        time.sleep(args.heartbeat * 1.5)  # let every host report its cameras once more
+        if not args.seed:
+            t0 = time.perf_counter()
 
-        def reconcile_pass() -> float:
+            def connect(i):
+                response = system.post("/api/v1/process",
+                                       {"name": f"cam-{i:05d}", "rtsp_endpoint": "rtsp://u:p@10.0.0.1/s"})
+                assert response.status_code == 202, response.text
+
+            with ThreadPoolExecutor(max_workers=8) as pool:
+                list(pool.map(connect, range(args.cameras)))
+            wait_until(all_running, 300, interval=1, message="every camera running")
+            print(f"setup: {args.cameras} cameras connected and running on {args.hosts} hosts "
+                  f"in {time.perf_counter() - t0:.1f} s")
+        time.sleep(args.heartbeat * 2.5)  # let every host report its cameras (and the first writes settle)
+
+        cost = heartbeat_cost(system, commands, args.measure)
+        print(f"heartbeats: {args.hosts} hosts with {args.cameras // args.hosts} streaming cameras each, every "
+              f"{args.heartbeat} s, over {args.measure:.0f} s: {cost['beats_per_s']:.1f} beats/s absorbed "
+              f"(wanted {args.hosts / args.heartbeat:.1f}); control worker CPU {cost['cpu_share'] * 100:.1f} % "
+              f"of one core ({cost['cpu_ms_per_beat']:.2f} ms a beat); database rows written per heartbeat "
+              f"{cost['rows_per_beat']:.2f}; control queue backlog at the end {cost['backlog']}")
+
+        def reconcile_pass() -> tuple[float, int]:
             out = system._manage("shell", "-c", "import time; from processes import services; "
                                  "t = time.perf_counter(); n = services.reconcile_fleet(); "
                                  "print('PASS', round((time.perf_counter() - t) * 1000, 1), n)")
@@ -200,6 +345,13 @@ def main() -> None:
         idle = [reconcile_pass() for _ in range(3)]
         print(f"reconcile: one full pass, nothing to correct: median {statistics.median(m for m, _ in idle)} ms "
               f"({args.cameras} cameras, {args.hosts} hosts; corrections {idle[-1][1]})")
+
+        listed, size = timed_get(system, "/api/v1/processlist", 3)
+        page, _ = timed_get(system, "/api/v1/cameras?limit=100")
+        print(f"lists: GET /processlist {listed} ms median ({size / 1e6:.1f} MB, {args.cameras} cameras); "
+              f"GET /cameras?limit=100 {page} ms")
+        if args.seed:
+            return
 
         lost = hosts[:10]
         for host in lost:

@@ -2,6 +2,7 @@
 
 from typing import TYPE_CHECKING, TypedDict
 
+from django.db import connection
 from django.db.models import Count, Q, QuerySet
 
 from edgeproxy.contracts.statuses import STATE_KEYS, ZERO_TIME, shown_status
@@ -70,6 +71,19 @@ def camera_shown_status_filter(status: str) -> Q:
     if status == "offline":
         return ~host_online & ~Q(status="pending")
     return Q(status=status) & (host_online | Q(status="pending"))
+
+
+def host_cameras_version(host_name: str) -> tuple:
+    """What moves whenever a camera of the host, or its last operation, is written: their number, newest
+    times and the newest last operation (one small read; the heartbeat compares it with the last one)."""
+    quote = connection.ops.quote_name
+    camera, host, op = (quote(model._meta.db_table) for model in (Camera, EdgeHost, Operation))
+    with connection.cursor() as cursor:
+        sql = ("SELECT count(*), max(c.modified), max(c.observed_at), max(c.created), max(o.created), "  # noqa: S608
+               f"max(o.finished) FROM {camera} c JOIN {host} h ON h.id = c.host_id "  # (names from the models)
+               f"LEFT JOIN {op} o ON o.id = c.last_operation_id WHERE h.name = %s")
+        cursor.execute(sql, [host_name])
+        return tuple(cursor.fetchone())
 
 
 def camera_by_name(name: str) -> Camera | None:

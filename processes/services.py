@@ -5,6 +5,8 @@ Every change that needs an edge host is an Operation row plus a Celery task on t
 queue, sent inside the same transaction: if the broker refuses, nothing is stored.
 """
 
+import hashlib
+import json
 import logging
 import time
 import uuid
@@ -12,7 +14,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -531,12 +533,26 @@ def _late_result(op: Operation, ok: bool, error: str, observed: dict | None, str
         camera.save(update_fields=_apply_observation(camera, observed, stream, now))
 
 
+# Per control-worker process, for each host: its cameras' version, the digest of the last report
+# that changed none of them, and their names. The same report against the same cameras changes
+# nothing again (``_heartbeat_changes`` depends on nothing else), so such a beat does not read them.
+_QUIET_BEATS: dict[str, tuple[tuple, str, frozenset[str]]] = {}
+
+
+def _observation_digest(observed: dict, streams: dict) -> str:
+    """What of a report can change a camera row: its observations and the stable part of its streams."""
+    stable = {name: live.stable_part(stream) for name, stream in streams.items()}
+    return hashlib.sha1(json.dumps([observed, stable], sort_keys=True, default=str).encode(),
+                        usedforsecurity=False).hexdigest()
+
+
 def record_heartbeat(host_name: str, report: dict) -> EdgeHost:
     """Register or refresh a host and apply the observed state of its cameras.
 
-    Its database cost: the host (1 read, 1 write), 1 read of its cameras, and a locked read and a
-    write only for the cameras whose observation changed; the live stream facts of every camera go
-    to Redis in one round trip (``processes.live``)."""
+    Its database cost: 1 read of its cameras' version and 1 write of the host (``UPDATE ...
+    RETURNING``); unless the same report was applied to the same cameras before with no change, 1
+    read of its cameras, and a locked read and a write only for the cameras whose observation
+    changed. The live stream facts of every camera go to Redis in one round trip (``processes.live``)."""
     now = timezone.now()
     defaults = {
         "queue": report.get("queue", ""),
@@ -549,23 +565,32 @@ def record_heartbeat(host_name: str, report: dict) -> EdgeHost:
     if "images" in report:
         defaults["images"] = report["images"]
     observed = {item["name"]: item for item in report.get("cameras", [])}
-    placed = list(Camera.objects.select_related("last_operation").filter(host__name=host_name))
-    defaults["strays"] = sorted(set(observed) - {camera.name for camera in placed})
-    host = EdgeHost.objects.filter(name=host_name).first()
-    if host is None:
-        host, _ = EdgeHost.objects.update_or_create(name=host_name, defaults=defaults)
-    else:
-        EdgeHost.objects.filter(pk=host.pk).update(**defaults)
-        for field, value in defaults.items():
-            setattr(host, field, value)
     streams = report.get("streams") or {}
     observed_at_ms = report.get("observed_at") or 0
+    version = selectors.host_cameras_version(host_name)
+    digest = _observation_digest(observed, streams)
+    quiet = _QUIET_BEATS.get(host_name)
+    if quiet and quiet[:2] == (version, digest):
+        placed_names = quiet[2]
+        defaults["strays"] = sorted(set(observed) - placed_names)
+        host = _touch_host(host_name, defaults)
+        if host is not None and live.write({name: streams.get(name) for name in placed_names}, now):
+            return host
+    placed = list(Camera.objects.select_related("last_operation").filter(host__name=host_name))
+    defaults["strays"] = sorted(set(observed) - {camera.name for camera in placed})
+    host = _touch_host(host_name, defaults) or EdgeHost.objects.update_or_create(name=host_name, defaults=defaults)[0]
     live_elsewhere = live.write({camera.name: streams.get(camera.name) for camera in placed}, now)
     # Unlocked first: most beats change nothing. What changed is read again under lock and applied.
     changed = [camera.id for camera in placed
                if _heartbeat_update(camera, observed, streams, observed_at_ms, now, live_elsewhere)]
+    # Taken before an operation's result: a later report of the same is news, so it is not quiet.
+    stale = any(c.last_operation and c.last_operation.finished and ms(c.last_operation.finished) > observed_at_ms
+                for c in placed)
     if not changed:
+        if live_elsewhere and not stale:
+            _QUIET_BEATS[host_name] = (version, digest, frozenset(camera.name for camera in placed))
         return host
+    _QUIET_BEATS.pop(host_name, None)
     with transaction.atomic():
         for camera in Camera.objects.select_related("last_operation").select_for_update(of=("self",)).filter(
                 id__in=changed, host=host):
@@ -573,6 +598,19 @@ def record_heartbeat(host_name: str, report: dict) -> EdgeHost:
             if fields:
                 camera.save(update_fields=fields)
     return host
+
+
+def _touch_host(host_name: str, values: dict) -> EdgeHost | None:
+    """Write a registered host's heartbeat values in one statement; None if it is not registered."""
+    by_name = {field.name: field for field in EdgeHost._meta.concrete_fields}
+    fields = [by_name[name] for name in values]
+    quote = connection.ops.quote_name
+    assignments = ", ".join(f"{quote(field.column or field.attname)} = %s" for field in fields)
+    params = [field.get_db_prep_save(values[field.name], connection) for field in fields]
+    table = quote(EdgeHost._meta.db_table)
+    sql = f"UPDATE {table} SET {assignments} WHERE {quote('name')} = %s RETURNING *"  # noqa: S608 - names from the model
+    found = list(EdgeHost.objects.raw(sql, [*params, host_name]))
+    return found[0] if found else None
 
 
 def _heartbeat_update(camera: Camera, observed: dict, streams: dict, observed_at_ms: int, now,

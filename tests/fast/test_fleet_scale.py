@@ -20,12 +20,13 @@ def streaming(fps: float, frame_ms: int, state: str = "streaming") -> dict:
             "reconnects": 0, "last_error": None, "updated_at": frame_ms, "packets": frame_ms // 40}
 
 
-def beat(edge, fps: float, frame_ms: int, state: str = "streaming") -> list[str]:
-    """One heartbeat of edge-a with every camera streaming; the SQL writes it cost."""
+def beat(edge, fps: float, frame_ms: int, state: str = "streaming", statements: bool = False) -> list[str]:
+    """One heartbeat of edge-a with every camera streaming; the SQL writes it cost (or every statement)."""
     with CaptureQueriesContext(connection) as queries:
         edge.register("edge-a", cameras=[{"name": name, **RUNNING} for name in NAMES],
                       streams={name: streaming(fps, frame_ms, state) for name in NAMES})
-    return [q["sql"] for q in queries if q["sql"].split(" ", 1)[0] in ("INSERT", "UPDATE", "DELETE")]
+    return [q["sql"] for q in queries
+            if statements or q["sql"].split(" ", 1)[0] in ("INSERT", "UPDATE", "DELETE")]
 
 
 @pytest.fixture
@@ -51,6 +52,10 @@ def test_a_heartbeat_with_only_live_stream_facts_changed_costs_one_write(streami
     assert {c["stream"]["fps"] for c in api.get("/api/v1/processlist").json()} == {29.5}
     assert {c["stream"]["last_frame_at"] for c in api.get("/api/v1/cameras?limit=2").json()} == {2_000_000}
     assert b'edgeproxy_camera_fps{camera="cam-1",host="edge-a"} 29.5' in api.get("/metrics").content
+    # The same observation again (only live facts moved): the cameras are not even read.
+    statements = beat(edge, 30.5, 2_005_000, statements=True)
+    assert len(statements) == 2, statements  # the cameras' version, the host's row
+    assert {c["stream"]["fps"] for c in api.get("/api/v1/processlist").json()} == {30.5}
 
     # A change of what the stream does (it reconnects) is a change of the record: written.
     writes = beat(edge, 0.0, 2_000_000, state="reconnecting")
