@@ -305,7 +305,7 @@ def main() -> None:
         return int(system.get("/api/v1/hosts?online=true&limit=1").headers["X-Total-Count"])
 
     try:
-        wait_until(lambda: online_hosts() == args.hosts, 120, interval=1, message="simulated hosts online")
+        wait_until(lambda: online_hosts() == args.hosts, 900, interval=2, message="simulated hosts online")
 
         def all_running(host=None):
             path = "/api/v1/processlist" + (f"?host={host}" if host else "")

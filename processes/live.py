@@ -63,11 +63,33 @@ def stable_part(stream: dict | None) -> dict | None:
     return {key: value for key, value in stream.items() if key not in LIVE_KEYS}
 
 
+def compact(value) -> str:
+    """``value`` as the API's JSON renderer writes it (no spaces, UTF-8 as is): spliced into lists as is."""
+    return _compact_encoder.encode(value)
+
+
+_compact_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
 def write(streams: dict[str, dict | None], at) -> bool:
     """Store the stream facts of these cameras (None: none reported, the entry goes), as seen at
-    ``at``. One round trip. False when Redis could not take them (the caller writes the database)."""
-    present = {name: json.dumps({"at": ms(at), "stream": stream}) for name, stream in streams.items() if stream}
-    absent = [name for name, stream in streams.items() if not stream]
+    ``at``. One round trip. False when Redis could not take them (the caller writes the database).
+
+    An entry is ``<at ms> <rtmp flags> <stream as compact JSON>``: the flags (``rtmp_streaming``,
+    then ``storing``: 1, 0, or - when absent) let the full list splice the JSON without parsing it."""
+    at_ms = ms(at)
+    present, absent = {}, []
+    for name, stream in streams.items():
+        try:
+            text = compact(stream) if stream else None
+        except ValueError:  # NaN or infinity: not JSON the API could answer
+            text = None
+        if text is None:
+            absent.append(name)
+            continue
+        assert stream  # (text is None without one)
+        storing = "-" if "storing" not in stream else "1" if stream["storing"] else "0"
+        present[name] = f"{at_ms} {'1' if stream.get('rtmp_streaming') else '0'}{storing} {text}"
     try:
         pipe = _client().pipeline(transaction=False)
         if present:
@@ -87,8 +109,9 @@ def forget(name: str) -> None:
         _client().hdel(KEY, name)
 
 
-def read(names: Iterable[str] | None = None) -> dict[str, tuple[int, dict]]:
-    """``{name: (at_ms, stream)}`` of these cameras (every camera for None); {} without Redis."""
+def read_raw(names: Iterable[str] | None = None) -> dict[str, tuple[int, str, str]]:
+    """``{name: (at_ms, rtmp flags, stream as compact JSON)}`` of these cameras (every camera for
+    None); {} without Redis."""
     try:
         if names is None:
             raw = _client().hgetall(KEY)
@@ -102,19 +125,29 @@ def read(names: Iterable[str] | None = None) -> dict[str, tuple[int, dict]]:
     found = {}
     for name, value in raw.items():
         if value:
-            entry = json.loads(value)
-            found[name.decode() if isinstance(name, bytes) else name] = (entry["at"], entry["stream"])
+            at, flags, text = value.decode().split(" ", 2)
+            found[name.decode() if isinstance(name, bytes) else name] = (int(at), flags, text)
     return found
 
 
+def read(names: Iterable[str] | None = None) -> dict[str, tuple[int, dict]]:
+    """``{name: (at_ms, stream)}`` of these cameras (every camera for None); {} without Redis."""
+    return {name: (at, json.loads(text)) for name, (at, _flags, text) in read_raw(names).items()}
+
+
+def is_newer(at_ms: int, observed_at, created) -> bool:
+    """A live entry written at ``at_ms`` is at least as new as the row's observation (and newer than
+    the camera itself, so a re-created name never shows its predecessor's)."""
+    since = observed_at or created
+    return since is None or at_ms >= ms(since)
+
+
 def newest(stored: dict | None, observed_at, created, entry: tuple[int, dict] | None) -> dict | None:
-    """The stream to show: the live entry when it is at least as new as the row's observation
-    (and newer than the camera itself, so a re-created name never shows its predecessor's)."""
+    """The stream to show: the live entry when it is newer (``is_newer``), else the row's."""
     if entry is None:
         return stored
     at, stream = entry
-    since = observed_at or created
-    return stream if since is None or at >= ms(since) else stored
+    return stream if is_newer(at, observed_at, created) else stored
 
 
 def overlay(cameras: Iterable) -> None:

@@ -6,8 +6,10 @@ from __future__ import annotations
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from rest_framework.renderers import JSONRenderer
 
 from edgeproxy.celery import app as celery_app
+from processes import outputs, selectors
 from processes.models import Camera
 from tests.fast.test_cameras import RUNNING, connect, finish
 from tests.support.services import free_port
@@ -56,6 +58,12 @@ def test_a_heartbeat_with_only_live_stream_facts_changed_costs_one_write(streami
     statements = beat(edge, 30.5, 2_005_000, statements=True)
     assert len(statements) == 2, statements  # the cameras' version, the host's row
     assert {c["stream"]["fps"] for c in api.get("/api/v1/processlist").json()} == {30.5}
+    # The full list splices the live facts as stored: the same bytes as the record's serializer.
+    edge.register("edge-a", cameras=[{"name": name, **RUNNING} for name in NAMES],
+                  streams={"cam-1": {**streaming(1.5, 2_006_000), "last_error": "é \"x\" \u2028", "storing": True}})
+    assert outputs.camera_list_json() == JSONRenderer().render(
+        [outputs.camera_record(camera) for camera in selectors.cameras()])
+    assert api.get("/api/v1/process/cam-1").json()["rtmp_stream_status"] == {"streaming": False, "storing": True}
 
     # A change of what the stream does (it reconnects) is a change of the record: written.
     writes = beat(edge, 0.0, 2_000_000, state="reconnecting")
