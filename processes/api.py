@@ -108,13 +108,16 @@ class OperationView(APIView):
         self.wait = wait_seconds(request)
 
 
-def operation_response(request, camera_name: str, operation_id) -> Response:
-    """202 with the record as queued, or with ``?wait=N`` the final record (200) or 504."""
+def operation_response(request, camera_name: str, operation_id, queued=None) -> Response:
+    """202 with the record as queued (``queued``, the camera as the service left it, is not read
+    again), or with ``?wait=N`` the final record (200) or 504."""
     seconds = wait_seconds(request)
     status = 202
     if seconds:
         op = services.wait_for_operation(operation_id, seconds)
         status = 200 if op.state in (OperationState.SUCCEEDED, OperationState.FAILED) else 504
+    elif queued is not None:
+        return Response(outputs.camera_record(queued), status=status)
     camera = selectors.camera_by_name(camera_name)
     if camera is None:  # deleted
         op = selectors.operation_by_id(operation_id)
@@ -130,7 +133,7 @@ class ProcessCollection(OperationView):
         data = ConnectSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         camera = services.connect_camera(**data.validated_data)
-        return operation_response(request, camera.name, camera.last_operation_id)
+        return operation_response(request, camera.name, camera.last_operation_id, queued=camera)
 
 
 class ProcessDetail(OperationView):

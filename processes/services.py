@@ -127,9 +127,13 @@ def _dispatch_ensure_running(camera: Camera, op: Operation) -> None:
 def connect_camera(*, name: str, rtsp_endpoint: str, rtmp_endpoint: str = "", host: str | None = None,
                    image_tag: str | None = None, rtsp_transport: str = "tcp") -> Camera:
     """Create a camera record and ask its host to run it (operation ``connect``)."""
-    if Camera.objects.filter(name=name).exists():
-        raise Conflict(f"A camera named {name!r} already exists.", {"name": ["already exists"]})
-    placed_on = place_camera(host)
+    try:
+        placed_on = place_camera(host)
+    except DomainError:
+        # A taken name is the first thing to say (the insert below finds it without a query of its own).
+        if Camera.objects.filter(name=name).exists():
+            raise Conflict(f"A camera named {name!r} already exists.", {"name": ["already exists"]}) from None
+        raise
     with transaction.atomic():
         try:
             with transaction.atomic():
