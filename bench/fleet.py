@@ -236,22 +236,26 @@ def heartbeat_cost(system, commands, seconds: float) -> dict:
     """Every host beating: what the control worker and the database spend on it over ``seconds``."""
     db = system.connect_database()
 
-    def rows_written() -> int:
-        return db.execute("SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0) FROM pg_stat_user_tables "
-                          "WHERE relname LIKE 'processes_%'").fetchone()[0]
+    def rows_written() -> tuple[int, int]:
+        """Rows written to the camera-plane tables, and updates of host rows (one per beat recorded)."""
+        return db.execute(
+            "SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0), "
+            "coalesce(sum(n_tup_upd) FILTER (WHERE relname = 'processes_edgehost'), 0) "
+            "FROM pg_stat_user_tables WHERE relname LIKE 'processes_%'").fetchone()
 
     def sample():
-        return (time.monotonic(), cpu_seconds(system.control.pid), rows_written(),
+        return (time.monotonic(), cpu_seconds(system.control.pid), *rows_written(),
                 int(commands.get(SIM_BEATS) or 0))
 
-    t0, cpu0, rows0, beats0 = sample()
+    t0, cpu0, rows0, recorded0, sent0 = sample()
     time.sleep(seconds)
-    t1, cpu1, rows1, beats1 = sample()
+    t1, cpu1, rows1, recorded1, sent1 = sample()
     db.close()
-    beats = max(1, beats1 - beats0)
-    return {"beats_per_s": beats / (t1 - t0), "cpu_share": (cpu1 - cpu0) / (t1 - t0),
-            "cpu_ms_per_beat": (cpu1 - cpu0) * 1000 / beats, "rows_per_beat": (rows1 - rows0) / beats,
-            "backlog": commands.llen("control")}
+    recorded = max(1, recorded1 - recorded0)
+    return {"sent_per_s": (sent1 - sent0) / (t1 - t0), "recorded_per_s": recorded / (t1 - t0),
+            "cpu_share": (cpu1 - cpu0) / (t1 - t0), "cpu_ms_per_beat": (cpu1 - cpu0) * 1000 / recorded,
+            "rows_per_beat": (rows1 - rows0) / recorded, "backlog": commands.llen("control"),
+            "load": os.getloadavg()[0]}
 
 
 def timed_get(system, path: str, n: int = 5) -> tuple[float, int]:
@@ -329,10 +333,11 @@ def main() -> None:
 
         cost = heartbeat_cost(system, commands, args.measure)
         print(f"heartbeats: {args.hosts} hosts with {args.cameras // args.hosts} streaming cameras each, every "
-              f"{args.heartbeat} s, over {args.measure:.0f} s: {cost['beats_per_s']:.1f} beats/s absorbed "
-              f"(wanted {args.hosts / args.heartbeat:.1f}); control worker CPU {cost['cpu_share'] * 100:.1f} % "
-              f"of one core ({cost['cpu_ms_per_beat']:.2f} ms a beat); database rows written per heartbeat "
-              f"{cost['rows_per_beat']:.2f}; control queue backlog at the end {cost['backlog']}")
+              f"{args.heartbeat} s, over {args.measure:.0f} s: {cost['sent_per_s']:.1f} beats/s sent (wanted "
+              f"{args.hosts / args.heartbeat:.1f}), {cost['recorded_per_s']:.1f} recorded; control worker CPU "
+              f"{cost['cpu_share'] * 100:.1f} % of one core ({cost['cpu_ms_per_beat']:.2f} ms a beat recorded); "
+              f"database rows written per heartbeat {cost['rows_per_beat']:.2f}; control queue backlog at the end "
+              f"{cost['backlog']}; machine load average {cost['load']:.1f}")
 
         def reconcile_pass() -> tuple[float, int]:
             out = system._manage("shell", "-c", "import time; from processes import services; "

@@ -79,3 +79,24 @@ def test_without_redis_the_live_facts_are_written_to_the_database(streaming_flee
     assert {c.stream["fps"] for c in Camera.objects.all()} == {12.5}
     monkeypatch.undo()
     assert streaming_fleet.get("/api/v1/process/cam-3").json()["stream"]["fps"] == 12.5
+
+
+def test_a_reconcile_pass_corrects_only_the_cameras_whose_process_disagrees(api, edge, broker):
+    """The pass asks the database for the cameras whose desired state and process disagree (not
+    every camera): those, and only those, get a correction."""
+    from processes import services
+    from processes.models import Operation
+
+    edge.register("edge-a")
+    for name in NAMES:
+        assert connect(api, name).status_code == 202
+        finish(name, observed=RUNNING)
+    assert api.post("/api/v1/process/cam-3/stop").status_code == 202
+    finish("cam-3", observed=None)
+    exited = {**RUNNING, "status": "exited", "state": {"Status": "exited", "Running": False}}
+    edge.register("edge-a", cameras=[{"name": "cam-1", **RUNNING}, {"name": "cam-2", **exited},
+                                     {"name": "cam-3", **RUNNING}])
+    assert services.reconcile_fleet() == 2
+    corrections = {op.camera_name: op.progress["action"] for op in Operation.objects.filter(kind="reconcile")}
+    assert corrections == {"cam-2": "start", "cam-3": "stop"}
+    assert services.reconcile_fleet() == 0  # busy with their corrections
