@@ -239,8 +239,8 @@ def heartbeat_cost(system, commands, seconds: float) -> dict:
     def rows_written() -> tuple[int, int]:
         """Rows written to the camera-plane tables, and updates of host rows (one per beat recorded)."""
         return db.execute(
-            "SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0), "
-            "coalesce(sum(n_tup_upd) FILTER (WHERE relname = 'processes_edgehost'), 0) "
+            "SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0)::bigint, "
+            "coalesce(sum(n_tup_upd) FILTER (WHERE relname = 'processes_edgehost'), 0)::bigint "
             "FROM pg_stat_user_tables WHERE relname LIKE 'processes_%'").fetchone()
 
     def sample():
