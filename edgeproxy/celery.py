@@ -7,7 +7,8 @@ the database: they report back by sending control tasks.
 
 import os
 
-from celery import Celery
+from celery import Celery, signals
+from django.db import close_old_connections
 
 from edgeproxy import broker
 from edgeproxy.contracts.tasks import CONTROL_QUEUE, host_queue
@@ -18,6 +19,16 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "edgeproxy.settings")
 app = Celery("edgeproxy")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks(["processes", "settings_app", "worker"])
+
+
+@signals.task_prerun.connect
+@signals.task_postrun.connect
+def _database_connections_as_requests(**_kwargs) -> None:
+    """Database connections live as they do in the API's requests: closed when obsolete
+    (``DATABASE_CONN_MAX_AGE``) or broken, else reused. Celery's own rule closed them around every
+    task (settings.CELERY_DB_REUSE_MAX turns it off): a new PostgreSQL connection, with its
+    authentication, for each heartbeat was most of the control worker's CPU."""
+    close_old_connections()
 
 # Control-worker liveness for /healthz and /metrics; redaction of Celery's own log handlers.
 import edgeproxy.celery_inspect  # noqa: E402 - inspect conf/report answers without passwords

@@ -82,6 +82,9 @@ TEMPLATES = [
 
 DATABASES = {"default": envdatabase("DATABASE_URL", f"sqlite:///{STATE_DIR / 'edgeproxy.sqlite3'}")}
 DATABASES["default"]["CONN_MAX_AGE"] = envint("DATABASE_CONN_MAX_AGE", 60, minimum=0)
+# Celery closes the database connections around every task unless told to reuse them; the control
+# worker's tasks follow CONN_MAX_AGE instead, as requests do (edgeproxy/celery.py).
+CELERY_DB_REUSE_MAX = 1_000_000_000
 # How long a statement waits for a busy database (SQLite's write lock) before it fails.
 EDGEPROXY_DATABASE_BUSY_SECONDS = envint("EDGEPROXY_DATABASE_BUSY_SECONDS", 30, minimum=1)
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):

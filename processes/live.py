@@ -91,12 +91,13 @@ def write(streams: dict[str, dict | None], at) -> bool:
         storing = "-" if "storing" not in stream else "1" if stream["storing"] else "0"
         present[name] = f"{at_ms} {'1' if stream.get('rtmp_streaming') else '0'}{storing} {text}"
     try:
-        pipe = _client().pipeline(transaction=False)
-        if present:
-            pipe.hset(KEY, mapping=present)
-        if absent:
-            pipe.hdel(KEY, *absent)
-        pipe.execute()
+        client = _client()
+        if present and absent:
+            client.pipeline(transaction=False).hset(KEY, mapping=present).hdel(KEY, *absent).execute()
+        elif present:  # (no pipeline for one command: making one costs more than the command)
+            client.hset(KEY, mapping=present)
+        elif absent:
+            client.hdel(KEY, *absent)
     except redis.RedisError as exc:
         logger.warning("live stream facts not stored in Redis (%s); written to the database", exc)
         return False
