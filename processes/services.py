@@ -391,7 +391,10 @@ def wait_for_operation(operation_id, seconds: float) -> Operation:
 
 
 def _status_from_observation(camera: Camera, observed: dict | None) -> str:
-    if camera.status == CameraStatus.REMOVING:
+    last = camera.last_operation if camera.last_operation_id else None
+    if camera.status == CameraStatus.REMOVING and last is not None and last.kind == OperationKind.DELETE:
+        # Our delete: only its confirmation ends it. (A "removing" that Docker showed, while a container
+        # was removed by hand, does not stick: the next observation replaces it.)
         return CameraStatus.REMOVING
     if observed is None:
         if camera.last_operation_id and camera.last_operation and camera.last_operation.is_active:

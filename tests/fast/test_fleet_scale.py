@@ -100,3 +100,16 @@ def test_a_reconcile_pass_corrects_only_the_cameras_whose_process_disagrees(api,
     corrections = {op.camera_name: op.progress["action"] for op in Operation.objects.filter(kind="reconcile")}
     assert corrections == {"cam-2": "start", "cam-3": "stop"}
     assert services.reconcile_fleet() == 0  # busy with their corrections
+
+
+def test_a_removing_status_docker_showed_does_not_stick(api, edge, broker):
+    """A container removed by hand can be seen as Docker's "removing" for a moment: the camera must
+    show what comes next (found stuck at "removing" with its new container running)."""
+    edge.register("edge-a")
+    assert connect(api, "cam-1").status_code == 202
+    finish("cam-1", observed=RUNNING)
+    removing = {**RUNNING, "status": "removing", "state": {"Status": "removing", "Running": False}}
+    edge.register("edge-a", cameras=[{"name": "cam-1", **removing}])
+    assert api.get("/api/v1/process/cam-1").json()["status"] == "removing"
+    edge.register("edge-a", cameras=[{"name": "cam-1", **RUNNING}])
+    assert api.get("/api/v1/process/cam-1").json()["status"] == "running"
