@@ -276,6 +276,7 @@ def main() -> None:
     parser.add_argument("--heartbeat", type=float, default=5.0)
     parser.add_argument("--seed", action="store_true", help="write the cameras to the database, running")
     parser.add_argument("--measure", type=float, default=30.0, help="seconds of heartbeats measured")
+    parser.add_argument("--online-wait", type=float, default=900.0, help="seconds to wait for every host online")
     parser.add_argument("--seed-per-host", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--sim", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -309,7 +310,12 @@ def main() -> None:
         return int(system.get("/api/v1/hosts?online=true&limit=1").headers["X-Total-Count"])
 
     try:
-        wait_until(lambda: online_hosts() == args.hosts, 900, interval=2, message="simulated hosts online")
+        try:
+            wait_until(lambda: online_hosts() == args.hosts, args.online_wait, interval=2,
+                       message="simulated hosts online")
+        except TimeoutError:  # the figures below say what this machine absorbs, all online or not
+            print(f"only {online_hosts()} of {args.hosts} hosts online after {args.online_wait:.0f} s; "
+                  "measuring anyway")
 
         def all_running(host=None):
             path = "/api/v1/processlist" + (f"?host={host}" if host else "")
