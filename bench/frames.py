@@ -21,7 +21,9 @@ Paths: ``shm`` (the client maps the camera's ring: ``FrameClient`` on the camera
 
 Reported: call latency p50/p99 (ms), calls/s and distinct frames/s per client, and frame age at
 receipt = client wall clock when the call returns - the frame's ``timestamp`` (the camera's receive
-wall clock of the frame's packet; same host, same clock), p50/p99 (ms).
+wall clock of the frame's packet; same host, same clock), p50/p99 (ms); ``cam f/s``: frames the
+camera process published per second during the row (from its status; a row's clients cannot get
+more: below the stream's rate, the camera was short of CPU).
 
 ``--cpu``: CPU seconds per minute (utime + stime from /proc) of the whole path while N local readers
 each take every frame as BGR through ``FrameClient.frames()`` (camera + Redis + frame server +
@@ -162,7 +164,8 @@ def run_size(args, workdir: Path, redis_server: RedisServer, address: str, width
             shm_dir = args.shm_dir if path == "shm" else "off"
             for mode in args.modes:
                 for n in (args.clients if path == "shm" else args.grpc_clients):
-                    rows.append(client_row(args, address, camera, mode, n, shm_dir, f"{width}x{height}", path))
+                    rows.append(client_row(args, address, camera, mode, n, shm_dir, f"{width}x{height}", path,
+                                           lambda: published(client, camera)))
                     print(format_row(rows[-1]), flush=True)
         return rows
     finally:
@@ -171,7 +174,14 @@ def run_size(args, workdir: Path, redis_server: RedisServer, address: str, width
             part.stop()
 
 
-def client_row(args, address: str, camera: str, mode: str, n: int, shm_dir: str, size: str, path: str) -> dict:
+def published(client, camera: str) -> tuple[int, float]:
+    """Frames the camera process has published so far, and when it wrote that (its status key, s)."""
+    status = json.loads(client.get(keys.status(camera)) or b"{}")
+    return int(status.get("published_frames", 0)), float(status.get("updated_at", 0)) / 1000.0
+
+
+def client_row(args, address: str, camera: str, mode: str, n: int, shm_dir: str, size: str, path: str,
+               camera_frames=None) -> dict:
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     start_at = time.time() + 2.0
@@ -180,6 +190,13 @@ def client_row(args, address: str, camera: str, mode: str, n: int, shm_dir: str,
              for _ in range(n)]
     for p in procs:
         p.start()
+    camera_fps = float("nan")
+    if camera_frames is not None:  # what the camera published while the clients measured
+        time.sleep(max(0.0, start_at - time.time()))
+        first, t0 = camera_frames()
+        time.sleep(args.seconds)
+        last, t1 = camera_frames()
+        camera_fps = (last - first) / (t1 - t0) if t1 > t0 else float("nan")
     results = [queue.get(timeout=args.seconds + 60) for _ in procs]
     for p in procs:
         p.join(10)
@@ -193,7 +210,7 @@ def client_row(args, address: str, camera: str, mode: str, n: int, shm_dir: str,
         "frames_min": min(r["distinct"] for r in results) / args.seconds,
         "age_p50": pct(ages, 50), "age_p99": pct(ages, 99),
         "via": ",".join(sorted({v for r in results for v in r["via"]})),
-        "load": os.getloadavg()[0],
+        "load": os.getloadavg()[0], "camera_fps": camera_fps,
     }
 
 
@@ -248,13 +265,14 @@ def cpu_rows(args, workdir: Path, redis_server, address: str, camera: str, url: 
 
 
 HEADER = (f"{'size':>10} {'path':>5} {'mode':>6} {'clients':>7} {'lat p50':>8} {'lat p99':>8} {'calls/s':>8} "
-          f"{'frames/s':>8} {'min f/s':>8} {'age p50':>8} {'age p99':>8} {'via':>5} {'load':>5}")
+          f"{'frames/s':>8} {'min f/s':>8} {'age p50':>8} {'age p99':>8} {'via':>5} {'cam f/s':>7} {'load':>5}")
 
 
 def format_row(r: dict) -> str:
     return (f"{r['size']:>10} {r['path']:>5} {r['mode']:>6} {r['clients']:>7} {r['lat_p50']:>8.2f} "
             f"{r['lat_p99']:>8.2f} {r['calls_s']:>8.1f} {r['frames_s']:>8.1f} {r['frames_min']:>8.1f} "
-            f"{r['age_p50']:>8.1f} {r['age_p99']:>8.1f} {r['via']:>5} {r['load']:>5.2f}")
+            f"{r['age_p50']:>8.1f} {r['age_p99']:>8.1f} {r['via']:>5} {r.get('camera_fps', float('nan')):>7.1f} "
+            f"{r['load']:>5.2f}")
 
 
 def verdicts(rows: list[dict], fps: int) -> None:
@@ -275,6 +293,8 @@ def verdicts(rows: list[dict], fps: int) -> None:
             line(f"{key}: call latency p99 ms", r["lat_p99"], 3.0)
         if r["path"] == "grpc" and r["mode"] == "next" and r["size"] == "1920x1080":
             line(f"{key}: distinct frames/s of the slowest client", r["frames_min"], fps - 0.5, low=False)
+            if r.get("camera_fps", fps) < fps - 0.5:  # the camera itself published fewer (CPU starved)
+                print(f"    (the camera published only {r['camera_fps']:.1f} frames/s during this row)")
             line(f"{key}: age p99 ms", r["age_p99"], 60.0 if r["clients"] == 1 else 80.0)
     for size in dict.fromkeys(r["size"] for r in rows if r.get("cpu")):
         cpu = [r for r in rows if r.get("cpu") and r["size"] == size]

@@ -17,6 +17,9 @@ stime, /proc/<pid>/stat) per minute of stream, each measured over its own window
                               decode + conversion to the camera's output format (bgr24 for ``shm``,
                               the decoder's own yuv420p for ``redis``)
   (e) ffmpeg, no decoding   - ``ffmpeg -rtsp_transport tcp -i URL -c copy -f null -``
+  (f) PyAV, no decoding     - a bare ``for packet in container.demux(stream): pass`` on the same
+                              stream (same open options as the camera): the floor of any camera
+                              program that receives the stream through PyAV, for reading (a)
 
 Ratios, both sides printed: b/d (target <= 1.10: decoding to the same format), a/e (target
 <= 1.25: receiving the stream without decoding), c/b (about the keyframe share). End-to-end costs
@@ -130,6 +133,26 @@ def ffmpeg_cpu(workdir: Path, url: str, args: list[str], label: str, seconds: fl
     return min(values)
 
 
+PYAV_DEMUX = """
+import sys
+import av
+container = av.open(sys.argv[1], format="rtsp", options={"rtsp_transport": "tcp", "analyzeduration": "100000",
+                                                         "probesize": "32768"})
+for packet in container.demux(container.streams.video[0]):
+    pass
+"""
+
+
+def pyav_demux_cpu(workdir: Path, url: str, seconds: float, repeat: int) -> float:
+    """Lowest CPU-s/min of a bare PyAV demux loop on ``url`` over ``repeat`` windows."""
+    program = Process([python(), "-c", PYAV_DEMUX, url], workdir / "pyav-demux.log")
+    try:
+        time.sleep(3.0)
+        return min(measure(program.pid, seconds) for _ in range(repeat))
+    finally:
+        program.stop()
+
+
 def bench_size(workdir: Path, redis_server, width: int, height: int, fps: int, gop: int,
                seconds: float, repeat: int, frames: str = "shm") -> dict:
     """Each case measured ``repeat`` times (cases interleaved); the lowest value is kept, since other
@@ -176,13 +199,14 @@ def bench_size(workdir: Path, redis_server, width: int, height: int, fps: int, g
         runs["d"] = [ffmpeg_cpu(workdir, camera.url(), ["-pix_fmt", "bgr24" if frames == "shm" else "yuv420p"],
                                 f"{name}-decode", seconds, repeat)]
         runs["e"] = [ffmpeg_cpu(workdir, camera.url(), ["-c", "copy"], f"{name}-copy", seconds, repeat)]
+        runs["f"] = [pyav_demux_cpu(workdir, camera.url(), seconds, repeat)]
     finally:
         camera.stop()
         import shutil
 
         shutil.rmtree(shm_dir, ignore_errors=True)
     result = {"size": f"{width}x{height}"}
-    for key in ("a", "b", "c", "d", "e", "a_redis", "b_redis"):
+    for key in ("a", "b", "c", "d", "e", "f", "a_redis", "b_redis"):
         result[key] = min(runs[key])
     for key in ("fps", "b_rate", "c_rate"):
         result[key] = sorted(runs[key])[len(runs[key]) // 2]
@@ -237,6 +261,8 @@ def main() -> int:
         print(f"  (e) ffmpeg -c copy -f null:                          {r['e']:6.2f}")
         print(f"      a/e = {r['a']:.2f} / {r['e']:.2f} = {r['a'] / r['e']:.2f}  (target <= 1.25)  "
               f"{'OK' if r['a'] / r['e'] <= 1.25 else 'MISS'};  with Redis: {(r['a'] + r['a_redis']) / r['e']:.2f}")
+        print(f"  (f) PyAV demux alone (floor of a PyAV camera):       {r['f']:6.2f}  "
+              f"f/e = {r['f'] / r['e']:.2f}; a/f = {r['a'] / r['f']:.2f} (the camera's own work on top)")
         print(f"  (c) camera, keyframes only: {r['c']:.2f}; c/b = {r['c'] / r['b']:.3f} "
               f"(keyframe share {1 / args.gop:.3f})")
     first = results[0]

@@ -29,6 +29,7 @@ from collections.abc import Iterator
 
 import grpc
 import numpy as np
+from google.protobuf.message import DecodeError
 
 from worker.frames.proto import video_streaming_pb2 as pb
 from worker.frames.proto import video_streaming_pb2_grpc as pb_grpc
@@ -45,6 +46,8 @@ LOCAL_IDLE_S = 5.0  # a camera not read for this long is no longer refreshed
 WAIT_S = 2.0  # as the server's EDGEPROXY_FRAMES_WAIT_MS
 MAX_AGE_MS = 2000  # as the server's EDGEPROXY_FRAMES_MAX_AGE_MS
 HEARTBEAT_STALE_MS = 3000  # a ring whose camera has not written its heartbeat for this long is dead
+LATEST_METHOD = "/chrys.cloud.videostreaming.v1beta1.Image/VideoLatestImage"
+VIDEO_FRAME_DATA_FIELD = 3  # VideoFrame.data (worker/frames/proto/video_streaming.proto)
 
 __all__ = [
     "FrameClient", "latest_jpeg", "FrameError", "CameraNotFound", "CameraUnavailable", "ServerUnavailable",
@@ -131,11 +134,71 @@ def frame_metadata(frame: pb.VideoFrame, seq: int | None = None) -> dict:
 
 def frame_array(frame: pb.VideoFrame, writable: bool = True) -> np.ndarray:
     """The BGR24 pixels of a ``VideoFrame`` as an H x W x 3 uint8 array."""
+    data = frame.data  # each access of a bytes field copies it (upb): once
     height, width = int(frame.height), int(frame.width)
-    if not width or not height or len(frame.data) != height * width * 3:
-        raise FrameError(f"frame of {len(frame.data)} bytes does not match {width}x{height} BGR24")
-    buffer = bytearray(frame.data) if writable else frame.data
+    if not width or not height or len(data) != height * width * 3:
+        raise FrameError(f"frame of {len(data)} bytes does not match {width}x{height} BGR24")
+    buffer = bytearray(data) if writable else data
     return np.frombuffer(buffer, dtype=np.uint8).reshape(height, width, 3)
+
+
+def _varint(raw: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if pos >= len(raw):
+            raise ValueError("truncated VideoFrame")
+        byte = raw[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, pos
+        shift += 7
+        if shift > 63:
+            raise ValueError("varint too long")
+
+
+def split_frame(raw: bytes) -> tuple[pb.VideoFrame, int, int]:
+    """A serialized ``VideoFrame`` as (the message without ``data``, offset and length of
+    ``data`` in ``raw``): the pixels are never copied by parsing, only the other fields are."""
+    mv = memoryview(raw)
+    pos, end = 0, len(raw)
+    data_at = data_len = 0
+    rest = []  # the other fields' bytes (small), in order
+    while pos < end:
+        start = pos
+        key, pos = _varint(raw, pos)
+        wire = key & 7
+        if wire == 0:
+            _value, pos = _varint(raw, pos)
+        elif wire == 1:
+            pos += 8
+        elif wire == 5:
+            pos += 4
+        elif wire == 2:
+            length, pos = _varint(raw, pos)
+            if pos + length > end:
+                raise ValueError("truncated VideoFrame")
+            if key >> 3 == VIDEO_FRAME_DATA_FIELD:
+                data_at, data_len = pos, length  # proto3: the last occurrence wins
+                pos += length
+                continue
+            pos += length
+        else:
+            raise ValueError(f"unexpected wire type {wire} in a VideoFrame")
+        if pos > end:
+            raise ValueError("truncated VideoFrame")
+        rest.append(mv[start:pos])
+    return pb.VideoFrame.FromString(b"".join(rest)), data_at, data_len
+
+
+def _pixels(raw: bytes, offset: int, size: int, frame: pb.VideoFrame, writable: bool) -> np.ndarray:
+    """The BGR24 pixels at ``raw[offset:offset + size]`` as an H x W x 3 array: a read-only view of
+    the received bytes, or (``writable``) one copy."""
+    height, width = int(frame.height), int(frame.width)
+    if not width or not height or size != height * width * 3:
+        raise FrameError(f"frame of {size} bytes does not match {width}x{height} BGR24")
+    image = np.frombuffer(raw, dtype=np.uint8, count=size, offset=offset).reshape(height, width, 3)
+    return image.copy() if writable else image
 
 
 class _Local:
@@ -181,6 +244,10 @@ class FrameClient:
         else:
             self._channel = grpc.insecure_channel(address, options=options)
         self._stub = pb_grpc.ImageStub(self._channel)
+        # VideoLatestImage with the reply as received (bytes): ``latest`` takes the pixels from
+        # them without protobuf copying them (see ``split_frame``).
+        self._latest_raw = self._channel.unary_unary(
+            LATEST_METHOD, request_serializer=pb.VideoFrameRequest.SerializeToString, response_deserializer=None)
         shm_dir = shm_dir or os.environ.get("EDGEPROXY_FRAMES_SHM_DIR", "").strip() or DEFAULT_SHM_DIR
         self.shm_dir = None if shm_dir.lower() in ("off", "none", "0") else shm_dir
         self._local: dict[tuple[str, bool], _Local] = {}
@@ -209,14 +276,19 @@ class FrameClient:
                      timeout: float | None = None) -> tuple[pb.VideoFrame, int | None]:
         """The raw ``VideoFrame`` message and its seq. ``after``: metadata of a frame already seen;
         waits (up to about 2 s) for a newer one."""
+        raw, seq = self._latest_bytes(name, keyframe_only, after, timeout)
+        return pb.VideoFrame.FromString(raw), seq
+
+    def _latest_bytes(self, name: str, keyframe_only: bool, after: dict | None,
+                      timeout: float | None) -> tuple[bytes, int | None]:
+        """``VideoLatestImage``: the serialized ``VideoFrame`` and its seq."""
         metadata = self._metadata
         if after is not None:
             seq = -1 if after.get("seq") is None else int(after["seq"])
             metadata = metadata + ((AFTER_METADATA, f"{int(after['timestamp'])}:{seq}"),)
         request = pb.VideoFrameRequest(device_id=name, key_frame_only=keyframe_only)
         try:
-            frame, call = self._stub.VideoLatestImage.with_call(
-                request, timeout=self._timeout(timeout), metadata=metadata)
+            raw, call = self._latest_raw.with_call(request, timeout=self._timeout(timeout), metadata=metadata)
         except grpc.RpcError as exc:
             raise _error(exc, self.address) from None
         seq = None
@@ -224,7 +296,7 @@ class FrameClient:
             if key == SEQ_METADATA and value:
                 with contextlib.suppress(ValueError):
                     seq = int(value)
-        return frame, seq
+        return raw, seq
 
     def latest(self, name: str, keyframe_only: bool = False, timeout: float | None = None,
                after: dict | None = None) -> tuple[np.ndarray, dict]:
@@ -237,10 +309,14 @@ class FrameClient:
             found = self._latest_local(local, name, keyframe_only, after, timeout)
             if found is not None:
                 return found
-        frame, seq = self.latest_frame(name, keyframe_only, after=after, timeout=timeout)
+        raw, seq = self._latest_bytes(name, keyframe_only, after, timeout)
+        try:
+            frame, offset, size = split_frame(raw)
+        except (ValueError, DecodeError) as exc:
+            raise FrameError(f"malformed VideoFrame from the frame server: {exc}") from None
         meta = frame_metadata(frame, seq)
         meta["via"] = "grpc"
-        return frame_array(frame, self.writable), meta
+        return _pixels(raw, offset, size, frame, self.writable), meta
 
     def intact(self, meta: dict) -> bool:
         """Is the frame of ``meta`` still what its array shows? Always True for copies; for a

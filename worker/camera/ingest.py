@@ -41,6 +41,7 @@ from worker.camera.errors import Disconnected, StreamError, describe, needs_fix
 from worker.camera.frame_format import BGR24, I420, I420_SOURCES
 from worker.camera.ring import RingWriter, frame_type, to_bgr24
 from worker.camera.state import DEMAND_ALL, DEMAND_KEY, DEMAND_NONE, CameraState
+from worker.camera.swscale import SlotConverter
 from worker.camera.wire import FastPipe
 from worker.redaction import mask_url
 
@@ -110,6 +111,7 @@ class Ingest:
         self.bus_down_until = 0.0
         self.seq = 0  # published frames of this process
         self.reformatter = VideoReformatter()  # one swscale context for all frames (see ring.to_bgr24)
+        self.slot_converter = SlotConverter()  # BGR24 straight into the shared-memory slot
         self.publish_i420 = getattr(cfg, "publish_format", "i420") == I420
         self._i420_buf: np.ndarray | None = None  # reused for decoders whose planes have padded rows
         self.codec: dict | None = None
@@ -438,10 +440,12 @@ class Ingest:
         st.published_frames += 1
 
     def _publish_shm(self, frame, ts: int, dts, width: int, height: int) -> None:
-        """Convert to BGR24 once, for every reader, and put it in the next ring slot."""
-        image = to_bgr24(self.reformatter, frame)
+        """Convert to BGR24 once, for every reader, straight into the next ring slot (PyAV and
+        one copy for frames the direct path does not take, see ``worker.camera.swscale``)."""
         ring = self.frames_ring
-        np.copyto(ring.begin(height, width), image)
+        slot = ring.begin(height, width)
+        if not self.slot_converter.convert_into(frame, slot):
+            np.copyto(slot, to_bgr24(self.reformatter, frame))
         ring.commit(height, width, ts, frame.pts, dts, self.time_base_f, self.state.keyframes, len(self.gop) - 1,
                     bool(frame.key_frame), bool(frame.is_corrupt), frame_type(frame), frame.format.name,
                     self.state.codec)

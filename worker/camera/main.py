@@ -232,6 +232,9 @@ def main() -> int:
     setup_logging(cfg)
     register_secrets(cfg)
     setup_ffmpeg_logging(cfg.ffmpeg_log_level)
+    from worker.camera.heap import keep_frame_buffers
+
+    keep_frame_buffers()  # no fresh pages for every decoded frame (see worker/camera/heap.py)
     process = CameraProcess(cfg, shm_settings)
 
     def on_signal(signum, _frame):

@@ -300,7 +300,8 @@ class FrameRingWriter:
         if is_keyframe:  # the keyframe slot keeps it for keyframe-only readers
             kf = self._slot_offset(self.slots)
             _U64.pack_into(mm, kf, 0)
-            mm[kf + 8:kf + SLOT_HEADER_SIZE + size] = mm[offset + 8:offset + SLOT_HEADER_SIZE + size]
+            with memoryview(mm) as view:  # one memmove (slicing the mmap itself would copy twice)
+                view[kf + 8:kf + SLOT_HEADER_SIZE + size] = view[offset + 8:offset + SLOT_HEADER_SIZE + size]
             _U64.pack_into(mm, kf, seq)
             _U64.pack_into(mm, _OFF_KEYFRAME_SEQ, seq)
         _U64.pack_into(mm, _OFF_WRITE_SEQ, seq)

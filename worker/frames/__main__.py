@@ -29,7 +29,10 @@ def main() -> int:
         pass
     log = logging.getLogger("edgeproxy.frames")
 
+    from worker.camera.heap import keep_frame_buffers
     from worker.frames.server import build_server
+
+    keep_frame_buffers()  # replies of a frame's size without fresh pages per call (worker/camera/heap.py)
 
     try:
         server, servicer, port = build_server(config)

@@ -49,3 +49,30 @@ def test_decode_range_needs_codec_info_and_an_empty_ring_yields_nothing(redis_se
     client.set(keys.codec("no-packets"), json.dumps({"name": "h264", "width": 640, "height": 480}))
     assert list(decode_range(client, "no-packets", 0, 10**13)) == []
     assert ring_info(client, "no-packets")["frames"] == 0
+
+
+def test_bgr24_straight_into_a_slot_is_the_same_as_pyav_and_a_copy():
+    """The camera's direct conversion into its ring slot gives the bytes PyAV's converter gave
+    (same swscale, options, colorspace and range), and leaves frames it does not take to PyAV."""
+    import av
+    import numpy as np
+    from av.video.reformatter import VideoReformatter
+
+    from worker.camera.ring import to_bgr24
+    from worker.camera.swscale import SlotConverter
+
+    converter, reformatter = SlotConverter(), VideoReformatter()
+    rng = np.random.default_rng(7)
+    for (height, width), colorspace, color_range in (((480, 640), 2, 0), ((1080, 1920), 1, 0), ((288, 352), 5, 2)):
+        frame = av.VideoFrame.from_ndarray(rng.integers(0, 255, (height * 3 // 2, width), dtype=np.uint8),
+                                           format="yuv420p")
+        frame.colorspace, frame.color_range = colorspace, color_range
+        slot = np.zeros((height, width, 3), np.uint8)
+        assert converter.convert_into(frame, slot)
+        assert np.array_equal(slot, to_bgr24(reformatter, frame))
+    odd = av.VideoFrame.from_ndarray(np.zeros((240 * 3 // 2, 322), np.uint8), format="yuv420p")
+    gray = av.VideoFrame.from_ndarray(np.zeros((48, 64), np.uint8), format="gray")
+    for frame in (odd, gray):
+        untouched = np.full((frame.height, frame.width, 3), 7, np.uint8)
+        assert not converter.convert_into(frame, untouched) and (untouched == 7).all()
+    converter.close()

@@ -114,3 +114,26 @@ def test_client_imports_without_django():
             "assert 'django' not in sys.modules, 'django imported'")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
+
+
+def test_client_takes_the_pixels_from_the_reply_without_parsing_them():
+    """``split_frame`` finds ``data`` in a serialized VideoFrame whatever the field order (the
+    original's serializer puts it third, this server last), keeps every other field, and refuses
+    a truncated message."""
+    from edgeproxy.client import split_frame
+    from worker.frames import convert
+
+    pixels = bytes(range(256)) * 3 * 2  # 32 x 16 x 3
+    fields = dict(width=32, height=16, timestamp=1_700_000_000_123, is_keyframe=True, pts=-5, dts=-7,
+                  frame_type="I", time_base=1 / 90000, shape=convert.shape(16, 32), device_id="cam",
+                  extradata=b"\x00\x01", codec_name="h264", pix_fmt="yuv420p")
+    expected = pb.VideoFrame(**fields)
+    original = pb.VideoFrame(data=pixels, **fields).SerializeToString()
+    data_last = expected.SerializeToString() + b"\x1a" + b"\x80\x0c" + pixels
+    repeated = pb.VideoFrame(data=b"old").SerializeToString() + original  # proto3: the last one wins
+    for raw in (original, data_last, repeated):
+        frame, offset, size = split_frame(raw)
+        assert frame == expected
+        assert raw[offset:offset + size] == pixels
+    with pytest.raises(ValueError):
+        split_frame(original[:40])

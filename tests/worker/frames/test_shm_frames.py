@@ -68,8 +68,21 @@ def test_client_uses_grpc_where_the_ring_is_not_readable(frame_server, cameras, 
             image, meta = remote.latest(CAMERA)
             assert meta["via"] == "grpc"
             assert image.shape == (HEIGHT, WIDTH, 3)
+            assert image.flags.writeable  # a copy by default, as before
             _image, newer = remote.latest(CAMERA, after=meta)
             assert newer["seq"] > meta["seq"]
+    # Read-only arrays over gRPC are the received reply's bytes (no copy), with the same pixels and
+    # fields as the message the original's clients parse.
+    with FrameClient(frame_server, shm_dir="off", writable=False) as remote:
+        image, meta = remote.latest(CAMERA)
+        assert not image.flags.writeable and image.shape == (HEIGHT, WIDTH, 3)
+        message, seq = remote.latest_frame(CAMERA, after=None)
+        again, meta_again = remote.latest(CAMERA, after={"timestamp": message.timestamp - 1, "seq": -1})
+        if meta_again["seq"] == seq:  # the same frame both ways (else the camera moved on: compare fields)
+            assert again.tobytes() == message.data
+        assert {k: meta_again[k] for k in ("width", "height", "device_id", "codec_name")} == {
+            "width": message.width, "height": message.height, "device_id": message.device_id,
+            "codec_name": message.codec_name}
 
 
 @pytest.mark.parametrize("shm_dir", [SHM_DIR, "off"], ids=["shm", "grpc"])
