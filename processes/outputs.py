@@ -18,7 +18,7 @@ from rest_framework.renderers import JSONRenderer
 
 from edgeproxy.contracts.statuses import CameraStatus
 from edgeproxy.contracts.times import ms
-from processes import selectors
+from processes import recording_selectors, selectors
 from processes.models import DesiredState, EdgeHost, OperationKind, OperationState
 from worker.camera.keys import STATES as STREAM_STATES
 
@@ -191,6 +191,28 @@ class StreamField(_CameraFact):
         return value
 
 
+class RecordingStatusSerializer(serializers.Serializer):
+    """``recording`` of the camera record (issue 15): as wanted, and as the camera reports it."""
+
+    enabled = serializers.BooleanField()
+    retention_hours = serializers.FloatField(allow_null=True)
+    state = serializers.ChoiceField(choices=recording_selectors.RECORDING_STATES)
+    problem = serializers.CharField(allow_null=True, help_text="why recording stopped (quota, disk full, error)")
+    bytes_written = serializers.IntegerField(help_text="by this camera process")
+    segments = serializers.IntegerField()
+    errors = serializers.IntegerField()
+    retention_deleted = serializers.IntegerField()
+
+    class Meta:
+        ref_name = "RecordingStatus"
+
+
+@extend_schema_field(RecordingStatusSerializer)
+class RecordingField(_CameraFact):
+    def to_representation(self, camera):
+        return recording_selectors.recording_status(camera.recording, camera.stream)
+
+
 class StreamProcessSerializer(serializers.Serializer):
     """The camera record of every route that answers a camera (``docs/api.md``)."""
 
@@ -213,6 +235,7 @@ class StreamProcessSerializer(serializers.Serializer):
     desired_state = serializers.ChoiceField(choices=DesiredState.choices)
     operation = OperationSerializer(source="last_operation", allow_null=True, help_text="the last operation")
     stream = StreamField(help_text="live facts from the camera process")
+    recording = RecordingField()
 
     class Meta:
         ref_name = "StreamProcess"
@@ -307,9 +330,18 @@ class AnnotationSerializer(serializers.Serializer):
     confidence = serializers.FloatField(allow_null=True)
     data = serializers.DictField(help_text="every field of the AnnotateRequest")
     created = MillisecondsField()
+    clip_url = serializers.SerializerMethodField(
+        help_text="the footage around the event (its camera records): GET it for one MP4; null otherwise")
 
     class Meta:
         ref_name = "Annotation"
+
+    def get_clip_url(self, annotation) -> str | None:
+        recording = self.context.setdefault("recording_cameras", recording_selectors.recording_cameras())
+        if annotation.camera_name not in recording:
+            return None
+        return recording_selectors.clip_url(annotation.camera_name, annotation.start_timestamp,
+                                            annotation.end_timestamp)
 
 
 def camera_record(camera) -> dict:
@@ -326,7 +358,7 @@ _LIST_COLUMNS = (
     "name", "rtsp_endpoint_masked", "rtmp_endpoint_masked", "container_id", "image_tag", "created", "modified",
     "status", "desired_state", "storing", "host_id", "state", "logs", "stream",
     "last_operation__id", "last_operation__kind", "last_operation__state", "last_operation__error",
-    "last_operation__created", "last_operation__finished",
+    "last_operation__created", "last_operation__finished", "recording",
 )
 
 
@@ -341,7 +373,7 @@ def camera_list_json(host: str | None = None, status: str | None = None) -> byte
     records = []
     for row in qs.values_list(*_LIST_COLUMNS):
         (name, masked, rtmp, container_id, image_tag, created, modified, stored_status, desired, storing, host_id,
-         state, logs, stream, op_id, op_kind, op_state, op_error, op_created, op_finished) = row
+         state, logs, stream, op_id, op_kind, op_state, op_error, op_created, op_finished, recording) = row
         edge = hosts_by_id[host_id]
         shown = selectors.shown_status(stored_status, online[host_id])
         if status and shown != status:
@@ -372,6 +404,7 @@ def camera_list_json(host: str | None = None, status: str | None = None) -> byte
                 "created": ms(op_created), "finished": ms(op_finished),
             },
             "stream": stream or None,
+            "recording": recording_selectors.recording_status(recording, stream),
         })
         records.append(record)
     return JSONRenderer().render(records)

@@ -20,6 +20,7 @@ Paths: ``<dir>/<camera>/<start>-<end>.<codec>.mp4`` (segments), ``<dir>/<camera>
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import json
 import logging
@@ -52,7 +53,7 @@ class HostRecordingSettings:
     """The host's recording settings (docs/configuration.md)."""
 
     camera: RecordingSettings
-    quota_mb: int = 0  # 0: no quota (free space still guards the disk)
+    quota_mb: float = 0.0  # 0: no quota (free space still guards the disk)
     sweep_s: float = 30.0
     clip_max_s: int = 600
     event_before_s: float = 10.0
@@ -72,7 +73,7 @@ class HostRecordingSettings:
             raise SettingError(str(exc)) from None
         return cls(
             camera=camera,
-            quota_mb=envint("EDGEPROXY_RECORDING_QUOTA_MB", 0, minimum=0, env=env),
+            quota_mb=envfloat("EDGEPROXY_RECORDING_QUOTA_MB", 0.0, minimum=0.0, env=env),
             sweep_s=envfloat("EDGEPROXY_RECORDING_SWEEP_SECONDS", 30.0, minimum=0.2, env=env),
             clip_max_s=envint("EDGEPROXY_RECORDING_CLIP_MAX_SECONDS", 600, minimum=1, maximum=86400, env=env),
             event_before_s=envfloat("EDGEPROXY_RECORDING_EVENT_BEFORE_SECONDS", 10.0, minimum=0.0, env=env),
@@ -81,6 +82,12 @@ class HostRecordingSettings:
 
     def camera_dir(self, camera: str) -> Path:
         return self.camera.camera_dir(camera)
+
+
+@functools.lru_cache(maxsize=1)
+def host_settings() -> HostRecordingSettings:
+    """This process's recording settings, read once from the environment."""
+    return HostRecordingSettings.from_env()
 
 
 def prepare_root(settings: HostRecordingSettings) -> None:
@@ -164,6 +171,13 @@ class RecordingControl:
             if self.cameras.pop(camera, None) is not None:
                 self._save()
 
+    def add_counts(self, streams: dict[str, dict]) -> dict[str, dict]:
+        """The cameras' stream reports with the segments retention deleted of each (metrics)."""
+        for name, stream in streams.items():
+            if isinstance(stream, dict) and isinstance(stream.get("recording"), dict):
+                stream["recording"]["retention_deleted"] = self.deleted_by_camera.get(name, 0)
+        return streams
+
     def control(self, camera: str) -> dict:
         wanted = self.cameras.get(camera) or {"enabled": False, "retention_hours": None}
         problem = None
@@ -212,7 +226,7 @@ class RecordingControl:
             per_camera[camera] = remaining
         blocked = None
         if settings.quota_mb:
-            quota = settings.quota_mb * 1024 * 1024
+            quota = int(settings.quota_mb * 1024 * 1024)
             used = sum(s.size for segments in per_camera.values() for s in segments)
             recording = [c for c, v in self.cameras.items() if v.get("enabled")]
             # Room for one more segment of each recording camera: the quota holds until the next sweep.
@@ -228,7 +242,7 @@ class RecordingControl:
                     used -= segment.size
             if used + room > quota:
                 blocked = (f"recording quota reached: {used // (1024 * 1024)} MiB of "
-                           f"{settings.quota_mb} MiB (EDGEPROXY_RECORDING_QUOTA_MB) hold footage kept for events")
+                           f"{settings.quota_mb:g} MiB (EDGEPROXY_RECORDING_QUOTA_MB) hold footage kept for events")
         if blocked != self.blocked:
             if blocked:
                 log.warning("recordings: %s; recording stops", blocked)
@@ -358,7 +372,7 @@ def _clip_chunks(av, segments: list[Segment], start_ms: int, end_ms: int) -> Ite
                     if first_pts is None:
                         first_pts = packet.pts
                     wall = segment.start_ms + (packet.pts - first_pts) * tb_ms
-                    if wall > end_ms:
+                    if wall >= end_ms:  # [from, to): a clip to a segment's end stops before the next keyframe
                         break
                     if origin is None:
                         if packet.is_keyframe:
