@@ -40,7 +40,8 @@ RANGE_PARAMETERS = [
 
 
 class ProcessRecording(camera_api.OperationView):
-    @extend_schema(request=RecordingSerializer, summary="Switch recording of a camera: {\"enabled\", \"retention_hours\"}",
+    @extend_schema(request=RecordingSerializer,
+                   summary="Switch recording of a camera: {\"enabled\", \"retention_hours\"}",
                    examples=oas.request_example("recording", {"enabled": True, "retention_hours": 72}))
     def put(self, request, name):
         data = RecordingSerializer(data=request.data)

@@ -186,7 +186,8 @@ class RecordingCollector:
 
         from processes.models import Camera
 
-        families = {key: CounterMetricFamily(name, text, labels=["camera", "host"]) for key, name, text in self.COUNTERS}
+        families = {key: CounterMetricFamily(name, text, labels=["camera", "host"])
+                    for key, name, text in self.COUNTERS}
         active = GaugeMetricFamily("edgeproxy_recording_active", "1 when the camera records now; 0 when it should "
                                    "but does not (quota, disk full)", labels=["camera", "host"])
         try:

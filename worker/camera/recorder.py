@@ -231,7 +231,7 @@ def _media_duration_ms(path: Path) -> int:
             end = packet.pts + (packet.duration or 0)
             if last is None or end > last:
                 last = end
-        if first is None or last is None:
+        if first is None or last is None or stream.time_base is None:
             return 0
         return int(round((last - first) * float(stream.time_base) * 1000))
 
@@ -245,7 +245,7 @@ class _Session:
         self.holder = holder  # keeps the template's codec parameters alive
         self.template = template
         self.time_base = time_base
-        self.tb_ms = float(time_base) * 1000.0 if time_base else 1000.0 / 90000
+        self.tb_ms = float(time_base) * 1000.0 if time_base is not None else 1000.0 / 90000
         self.codec = codec
         self.anchor: tuple[int, int] | None = None  # (wall ms, pts) of the session's first keyframe
 

@@ -42,7 +42,7 @@ def _camera(request: _Request, context) -> str:
     value = request.value
     if value is None:
         context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the request must be a JSON object")
-    name = str(value.get("camera") or "")
+    name = str((value or {}).get("camera") or "")
     if not EDGE_NAME_RULE.fullmatch(name):
         context.abort(grpc.StatusCode.INVALID_ARGUMENT, "camera: not a camera name")
     return name
@@ -53,6 +53,7 @@ def _range(request: _Request, context) -> tuple[int, int]:
     start, end = value.get("from"), value.get("to")
     if not isinstance(start, int) or not isinstance(end, int) or end < start:
         context.abort(grpc.StatusCode.INVALID_ARGUMENT, "from and to: integer ms, from <= to")
+        raise AssertionError("abort raises")
     return start, end
 
 
@@ -60,26 +61,26 @@ class RecordingsServicer:
     def __init__(self, settings: recordings.HostRecordingSettings):
         self.settings = settings
 
-    def List(self, request: _Request, context) -> dict:
+    def list(self, request: _Request, context) -> dict:
         camera = _camera(request, context)
         start, end = _range(request, context)
         return {"segments": recordings.list_footage(self.settings, camera, start, end)}
 
-    def Segment(self, request: _Request, context):
+    def segment(self, request: _Request, context):
         camera = _camera(request, context)
         try:
             path = recordings.segment_path(self.settings, camera, str((request.value or {}).get("file") or ""))
-            handle = open(path, "rb")
         except recordings.FootageError as exc:
             code = grpc.StatusCode.NOT_FOUND if exc.code == "not_found" else grpc.StatusCode.INVALID_ARGUMENT
             context.abort(code, str(exc))
+        try:
+            with path.open("rb") as handle:
+                while chunk := handle.read(CHUNK):
+                    yield chunk
         except FileNotFoundError:
             context.abort(grpc.StatusCode.NOT_FOUND, "the segment was deleted meanwhile")
-        with handle:
-            while chunk := handle.read(CHUNK):
-                yield chunk
 
-    def Clip(self, request: _Request, context):
+    def clip(self, request: _Request, context):
         camera = _camera(request, context)
         start, end = _range(request, context)
         if end - start > self.settings.clip_max_s * 1000:
@@ -107,11 +108,11 @@ def add_recordings(server: grpc.Server, servicer: RecordingsServicer) -> None:
         return value if isinstance(value, bytes) else json.dumps(value).encode()
 
     handlers = {
-        "List": grpc.unary_unary_rpc_method_handler(servicer.List, request_deserializer=_Request,
+        "List": grpc.unary_unary_rpc_method_handler(servicer.list, request_deserializer=_Request,
                                                     response_serializer=encode),
-        "Segment": grpc.unary_stream_rpc_method_handler(servicer.Segment, request_deserializer=_Request,
+        "Segment": grpc.unary_stream_rpc_method_handler(servicer.segment, request_deserializer=_Request,
                                                         response_serializer=encode),
-        "Clip": grpc.unary_stream_rpc_method_handler(servicer.Clip, request_deserializer=_Request,
+        "Clip": grpc.unary_stream_rpc_method_handler(servicer.clip, request_deserializer=_Request,
                                                      response_serializer=encode),
     }
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))

@@ -863,8 +863,9 @@ def build_server(config: FrameServerConfig) -> tuple[grpc.Server, ImageServicer,
     from worker import recordings
     from worker.frames.recordings import RecordingsServicer, add_recordings
 
-    servicer.recordings = RecordingsServicer(recordings.host_settings())
-    add_recordings(server, servicer.recordings)
+    footage = RecordingsServicer(recordings.host_settings())
+    servicer.recordings = footage  # type: ignore[assignment]  # the servicer's hook for Annotate
+    add_recordings(server, footage)
     servicer.start_housekeeping()
     if config.tls_cert:
         credentials = grpc.ssl_server_credentials([(config.tls_key, config.tls_cert)])
