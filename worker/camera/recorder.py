@@ -19,10 +19,10 @@ recording cleanly, as does free disk space under ``min_free_mb``. The camera str
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import os
-import queue
 import re
 import shutil
 import threading
@@ -35,6 +35,9 @@ import av
 log = logging.getLogger("camera.recorder")
 
 QUEUE_PACKETS = 1500  # ~60 s at 25 fps; beyond that packets are dropped and the segment ends
+# The thread takes the queued packets in batches: a few wake-ups a second instead of one a packet
+# (the ingest thread only appends to a deque: no lock, no wake-up per packet).
+BATCH_INTERVAL_S = 0.2
 DIR_MODE = 0o700
 FILE_MODE = 0o600
 OPEN = "open"
@@ -279,7 +282,7 @@ class Recorder:
         self.state = state
         self.stop = stop
         self.dir = settings.camera_dir(name) if settings.enabled else None
-        self.queue: queue.Queue = queue.Queue(maxsize=QUEUE_PACKETS)
+        self.queue: collections.deque = collections.deque()
         self.feeding = False  # read by the ingest thread for every packet
         self.wanted = False
         self.retention_hours: float | None = None
@@ -373,9 +376,9 @@ class Recorder:
         session = self._session
         if session is None:
             return
-        try:
-            self.queue.put_nowait((session.number, data, pts, dts, is_key, duration, wall))
-        except queue.Full:
+        if len(self.queue) < QUEUE_PACKETS:
+            self.queue.append((session.number, data, pts, dts, is_key, duration, wall))
+        else:
             self._overflow = True
 
     def _update_feeding(self) -> None:
@@ -383,9 +386,7 @@ class Recorder:
 
     # -------------------------------------------------------------- recorder thread
     def _drain(self) -> None:
-        with contextlib.suppress(queue.Empty):
-            while True:
-                self.queue.get_nowait()
+        self.queue.clear()
 
     def _free_problem(self) -> str | None:
         assert self.dir is not None
@@ -427,22 +428,24 @@ class Recorder:
                     self._wake.wait(0.5)
                     self._wake.clear()
                     continue
-                try:
-                    item = self.queue.get(timeout=0.25)
-                except queue.Empty:
+                if not self.queue:
+                    self._wake.wait(BATCH_INTERVAL_S)
+                    self._wake.clear()
                     continue
-                number, data, pts, dts, is_key, duration, wall = item
-                if number != session.number:
-                    continue
-                if session_number != session.number:
-                    self._close(None)
-                    session_number = session.number
                 if self._overflow:  # fell behind and lost packets: end the segment, resume at a keyframe
                     self._overflow = False
+                    self.queue.clear()
                     self._close(None)
                     log.warning("recording: the disk is too slow, packets were dropped; next segment at a keyframe")
                     continue
-                self._packet(session, data, pts, dts, is_key, duration, wall)
+                for _ in range(len(self.queue)):
+                    number, data, pts, dts, is_key, duration, wall = self.queue.popleft()
+                    if number != session.number:
+                        continue
+                    if session_number != session.number:
+                        self._close(None)
+                        session_number = session.number
+                    self._packet(session, data, pts, dts, is_key, duration, wall)
         finally:
             self._close(None)
 
