@@ -54,8 +54,8 @@ def rec(artifacts, camera_image, docker_client, tmpfs):
     redis_server = RedisServer(artifacts / "rec-redis")
     cameras = {"h264": RtspCamera(artifacts / "rec-cam-h264"), "h265": RtspCamera(artifacts / "rec-cam-h265",
                                                                                   codec="h265")}
-    common = {"EDGEPROXY_RECORDING_SEGMENT_SECONDS": SEGMENT_S, "EDGEPROXY_RECORDING_SWEEP_SECONDS": 0.3,
-              "EDGEPROXY_RECORDING_EVENT_BEFORE_SECONDS": 1, "EDGEPROXY_RECORDING_EVENT_AFTER_SECONDS": 1}
+    common = {"EDGEPROXY_RECORDING_SEGMENT_SECONDS": str(SEGMENT_S), "EDGEPROXY_RECORDING_SWEEP_SECONDS": "0.3",
+              "EDGEPROXY_RECORDING_EVENT_BEFORE_SECONDS": "1", "EDGEPROXY_RECORDING_EVENT_AFTER_SECONDS": "1"}
     system = System(artifacts / "rec", redis_server.url, fresh_database_url("edgeproxy_it_rec"),
                     camera_image=image, camera_volumes=volumes, heartbeat=1.0, extra_env=common)
     system.redis_server = redis_server
