@@ -467,6 +467,8 @@ class Recorder:
             current = self._open
             if current is None:
                 return
+        if dts > pts:  # timestamps the ingest made up for the first packets of a session
+            dts = pts
         if current.last_dts is not None and dts <= current.last_dts:
             return  # the muxer rejects time standing still or going backwards
         packet = av.Packet(data)
