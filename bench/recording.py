@@ -1,7 +1,7 @@
 """CPU cost of recording in the camera process, and how many cameras one host can record.
 
     bin/bench recording [--seconds 20] [--rounds 3] [--sizes 640x480,1920x1080] [--fps 25] [--gop 25]
-                        [--segment 10] [--cameras 8] [--dir PATH]
+                        [--segment 10] [--cameras 8] [--dir PATH] [--pattern ball|snow]
 
 For each size: one GStreamer RTSP camera (tests/support, shared media: every client gets the
 same stream), a throw-away Redis, and two camera programs (``python -m worker.camera``, default
@@ -59,7 +59,8 @@ def streaming(client, name: str, recording: bool) -> bool:
 
 def compare(size: str, args, work: Path) -> dict:
     width, height = (int(v) for v in size.split("x"))
-    rtsp = RtspCamera(work / f"cam-{size}", width=width, height=height, fps=args.fps, gop=args.gop)
+    rtsp = RtspCamera(work / f"cam-{size}", width=width, height=height, fps=args.fps, gop=args.gop,
+                      pattern=args.pattern)
     redis_server = RedisServer(work / f"redis-{size}")
     client = redis_server.client()
     client.set(keys.recording("on"), json.dumps({"enabled": True, "retention_hours": 1}))
@@ -82,7 +83,7 @@ def compare(size: str, args, work: Path) -> dict:
             elapsed += took
         status = json.loads(client.get(keys.status("on")))
         per_min = {n: totals[n] / elapsed * 60 for n in totals}
-        return {"size": size, "cpu_s_per_min_on": round(per_min["on"], 2),
+        return {"size": size, "pattern": args.pattern, "cpu_s_per_min_on": round(per_min["on"], 2),
                 "cpu_s_per_min_off": round(per_min["off"], 2),
                 "ratio": round(per_min["on"] / per_min["off"], 3) if per_min["off"] else None,
                 "recording": status.get("recording")}
@@ -110,7 +111,7 @@ def disk_write_mb_s(folder: Path, mb: int = 256) -> float:
 
 
 def throughput(args, work: Path) -> dict:
-    rtsp = RtspCamera(work / "cam-many", width=1920, height=1080, fps=args.fps, gop=args.gop)
+    rtsp = RtspCamera(work / "cam-many", width=1920, height=1080, fps=args.fps, gop=args.gop, pattern=args.pattern)
     redis_server = RedisServer(work / "redis-many")
     client = redis_server.client()
     folder = Path(args.dir) if args.dir else work / "rec-many"
@@ -156,6 +157,8 @@ def main() -> int:
     parser.add_argument("--fps", type=int, default=25)
     parser.add_argument("--gop", type=int, default=25)
     parser.add_argument("--segment", type=float, default=10.0)
+    parser.add_argument("--pattern", default="ball",
+                        help="GStreamer test pattern: ball (compresses to ~0.1 Mbit/s), snow (noise: the 2 Mbit/s cap)")
     parser.add_argument("--cameras", type=int, default=8)
     parser.add_argument("--dir", default="", help="where the throughput test records (default: a temporary folder)")
     args = parser.parse_args()
