@@ -37,14 +37,14 @@ log = logging.getLogger("camera.recorder")
 QUEUE_PACKETS = 1500  # ~60 s at 25 fps; beyond that packets are dropped and the segment ends
 # The thread takes the queued packets in batches: a few wake-ups a second instead of one a packet
 # (the ingest thread only appends to a deque: no lock, no wake-up per packet).
-BATCH_INTERVAL_S = 0.2
+BATCH_INTERVAL_S = 0.5
 DIR_MODE = 0o700
 FILE_MODE = 0o600
 OPEN = "open"
 CODECS = ("h264", "hevc")
 # <start>-<end|open>.<codec>.mp4
 SEGMENT_RULE = re.compile(r"^(\d{1,16})-(\d{1,16}|open)\.([a-z0-9]{1,16})\.mp4$")
-FREE_CHECK_S = 1.0
+FREE_CHECK_S = 2.0
 MUXER_OPTIONS = {
     # A fragment at every keyframe and at least every second; the header holds no samples, so
     # every byte written is playable without a trailer.
