@@ -337,8 +337,9 @@ class AnnotationSerializer(serializers.Serializer):
         ref_name = "Annotation"
 
     def get_clip_url(self, annotation) -> str | None:
-        recording = self.context.setdefault("recording_cameras", recording_selectors.recording_cameras())
-        if annotation.camera_name not in recording:
+        if "recording_cameras" not in self.context:  # one query per answer
+            self.context["recording_cameras"] = recording_selectors.recording_cameras()
+        if annotation.camera_name not in self.context["recording_cameras"]:
             return None
         return recording_selectors.clip_url(annotation.camera_name, annotation.start_timestamp,
                                             annotation.end_timestamp)
