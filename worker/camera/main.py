@@ -168,7 +168,7 @@ class CameraProcess:
             if cfg.rtmp_url else None
         self.state.rtmp_wanted = bool(cfg.rtmp_url)
         self.recorder = None
-        if recording_settings is not None and recording_settings.enabled:
+        if recording_settings is not None:  # without a folder it only says why it cannot record
             from worker.camera.recorder import Recorder
 
             self.recorder = Recorder(recording_settings, cfg.name, self.state, self.stop)
