@@ -285,7 +285,7 @@ def test_the_dashboard_plays_a_recording(rec, tmp_path):
             page.fill("input[name=password]", password)
             page.click("button[type=submit]")
             segment = page.locator("#recording [data-play]").last
-            playwright_api.expect(segment).to_be_attached()
+            playwright_api.expect(segment).to_be_attached(timeout=20_000)  # the panel fills within 5 s
             playwright_api.expect(page.locator("[data-recording-state]")).to_have_text("recording")
             segment.click()
             page.wait_for_function("() => { const v = document.getElementById('recording-player');"
