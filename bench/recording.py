@@ -164,7 +164,7 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-recording-") as tmp:
         work = Path(tmp)
-        for size in args.sizes.split(","):
+        for size in filter(None, args.sizes.split(",")):
             result = compare(size, args, work)
             print(json.dumps(result), flush=True)
             ok = result["ratio"] is not None and result["ratio"] <= 1.05
