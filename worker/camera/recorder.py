@@ -193,7 +193,7 @@ def _complete_length(path: Path) -> int:
     return good
 
 
-def recover_open_segments(camera_dir: Path, time_base_hint: float | None = None) -> list[Segment]:
+def recover_open_segments(camera_dir: Path) -> list[Segment]:
     """Close segments a crashed process left open: cut each to its last complete fragment and name
     it with its real end (from its last packet); an unreadable one is deleted."""
     recovered = []
