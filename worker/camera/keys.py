@@ -79,6 +79,7 @@ STATUS_FIELDS = (
     "ring_span_ms",  # receive-time span of the ring
     "frames_ring",  # file name of the shared-memory frame ring under EDGEPROXY_FRAMES_SHM_DIR, or null
     "frames_ring_id",  # that ring file's ring_id (a decimal string): readers check they mapped this one
+    "recording",  # {"enabled", "state", "problem", "bytes_written", "segments", "errors"} (worker/camera/recorder.py)
 )
 FRAME_META_FIELDS = (
     "seq",
