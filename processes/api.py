@@ -12,7 +12,7 @@ from rest_framework.views import APIView
 from edgeproxy.api import lists
 from edgeproxy.api import schema as oas
 from edgeproxy.api.errors import Invalid, NotFound, api_message, status_code_of
-from edgeproxy.api.fields import StrictCharField, has_space_or_control
+from edgeproxy.api.fields import StrictBooleanField, StrictCharField, has_space_or_control
 from edgeproxy.contracts.names import (
     CAMERA_NAME_HELP,
     CAMERA_NAME_MAX,
@@ -48,7 +48,7 @@ def _check_url(value: str, schemes: tuple[str, ...]) -> str:
 class ConnectRecordingSerializer(serializers.Serializer):
     """``recording`` at connect: as ``PUT /process/{name}/recording`` takes it (processes/recording_api.py)."""
 
-    enabled = serializers.BooleanField()
+    enabled = StrictBooleanField()
     retention_hours = serializers.FloatField(required=False, min_value=0.001,
                                              max_value=recording_services.MAX_RETENTION_HOURS,
                                              default=recording_services.DEFAULT_RETENTION_HOURS)

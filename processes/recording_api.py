@@ -9,6 +9,7 @@ from rest_framework.views import APIView
 
 from edgeproxy.api import schema as oas
 from edgeproxy.api.errors import NotFound
+from edgeproxy.api.fields import StrictBooleanField
 from processes import api as camera_api
 from processes import recording_services, services
 from worker.camera.recorder import SEGMENT_RULE
@@ -18,7 +19,7 @@ MP4_RESPONSES = {(200, "video/mp4"): OpenApiResponse(OpenApiTypes.BINARY, descri
 
 
 class RecordingSerializer(serializers.Serializer):
-    enabled = serializers.BooleanField()
+    enabled = StrictBooleanField()
     retention_hours = serializers.FloatField(required=False, min_value=0.001,
                                              max_value=recording_services.MAX_RETENTION_HOURS,
                                              help_text=f"default {recording_services.DEFAULT_RETENTION_HOURS:g}")
@@ -33,9 +34,12 @@ class SegmentSerializer(serializers.Serializer):
     url = serializers.CharField()
 
 
+MS_MAX = 2**53  # the largest ms a JSON number holds exactly
+
 RANGE_PARAMETERS = [
-    oas.query("from", OpenApiTypes.INT, "ms since epoch (default: an hour before to)"),
-    oas.query("to", OpenApiTypes.INT, "ms since epoch (default: now)"),
+    oas.query("from", OpenApiTypes.INT, "ms since epoch (default: an hour before to)", minimum=0,
+              maximum=MS_MAX),
+    oas.query("to", OpenApiTypes.INT, "ms since epoch (default: now)", minimum=0, maximum=MS_MAX),
 ]
 
 
@@ -56,8 +60,8 @@ class ProcessRecordings(APIView):
                    responses={200: SegmentSerializer(many=True)}, parameters=RANGE_PARAMETERS)
     def get(self, request, name):
         camera = services.get_camera(name)
-        segments = recording_services.list_recordings(camera, camera_api._int_param(request, "from"),
-                                                      camera_api._int_param(request, "to"))
+        segments = recording_services.list_recordings(camera, camera_api._int_param(request, "from", 0, MS_MAX),
+                                                      camera_api._int_param(request, "to", 0, MS_MAX))
         if not segments:
             raise NotFound(f"Camera {name} has no footage in that range.")
         return Response(segments)
@@ -84,11 +88,12 @@ class ProcessClip(APIView):
     @extend_schema(summary="One MP4 of a camera's footage from..to, from the keyframe at or before from "
                            "(at most EDGEPROXY_RECORDING_CLIP_MAX_SECONDS)",
                    responses=MP4_RESPONSES,
-                   parameters=[oas.query("from", OpenApiTypes.INT, "ms since epoch", required=True),
-                               oas.query("to", OpenApiTypes.INT, "ms since epoch", required=True)])
+                   parameters=[oas.query(side, OpenApiTypes.INT, "ms since epoch", minimum=0, maximum=MS_MAX,
+                                         required=True) for side in ("from", "to")])
     def get(self, request, name):
         camera = services.get_camera(name)
-        start, end = camera_api._int_param(request, "from"), camera_api._int_param(request, "to")
+        start = camera_api._int_param(request, "from", 0, MS_MAX)
+        end = camera_api._int_param(request, "to", 0, MS_MAX)
         chunks = recording_services.clip(camera, start, end)
         return _mp4(chunks, f"{name}-{start}-{end}.mp4")
 

@@ -41,19 +41,20 @@ def set_recording(camera: Camera, enabled: bool, retention_hours: float | None) 
 
 
 def check_range(start_ms: int | None, end_ms: int | None, longest_ms: int, what: str) -> tuple[int, int]:
-    """A time range of footage: ``to`` defaults to now, ``from`` to an hour before ``to``."""
+    """A time range of footage: ``to`` defaults to now, ``from`` to an hour before ``to``; a longer
+    range than ``longest_ms`` is cut to its first ``longest_ms`` (docs/recording.md). A range that
+    cannot hold footage (empty, reversed, in the future) is a 404 that says why: the request itself
+    is well formed."""
     now = int(time.time() * 1000)
     end_ms = now if end_ms is None else end_ms
-    start_ms = end_ms - min(DEFAULT_LISTING_MS, longest_ms) if start_ms is None else start_ms
+    start_ms = max(0, end_ms - min(DEFAULT_LISTING_MS, longest_ms)) if start_ms is None else start_ms
     if start_ms < 0 or end_ms < 0:
         raise Invalid("from and to: must be ms since the epoch.", field="from")
     if end_ms <= start_ms:
-        raise Invalid("from and to: from must be before to.", field="to")
+        raise NotFound(f"No footage from {start_ms} to {end_ms}: from must be before to.")
     if start_ms > now:
-        raise Invalid("from: is in the future; there is no footage yet.", field="from")
-    if end_ms - start_ms > longest_ms:
-        raise Invalid(f"from and to: {what} covers at most {longest_ms // 1000} s.", field="to")
-    return start_ms, end_ms
+        raise NotFound(f"No footage from {start_ms}: that is in the future.")
+    return start_ms, min(end_ms, start_ms + longest_ms)
 
 
 def _call(camera: Camera, method: str, request: dict, timeout: float = 10.0):

@@ -305,8 +305,10 @@ def segment_path(settings: HostRecordingSettings, camera: str, file: str) -> Pat
     """The path of one segment file of ``camera`` (FootageError when there is none of that name)."""
     from worker.camera.recorder import parse_segment
 
-    if not settings.directory or "/" in file or parse_segment(Path(file)) is None:
+    if "/" in file or parse_segment(Path(file)) is None:
         raise FootageError("invalid", f"{file!r} is not a segment name")
+    if not settings.directory:
+        raise FootageError("not_found", "this host keeps no recordings (EDGEPROXY_RECORDINGS_DIR is not set)")
     path = settings.camera_dir(camera) / file
     if not path.is_file():
         raise FootageError("not_found", f"no segment {file} of camera {camera}")
