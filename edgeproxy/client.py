@@ -593,3 +593,41 @@ def latest_jpeg(address: str, name: str, keyframe_only: bool = False, quality: i
     if not ok:
         raise FrameError(f"cannot encode the frame of camera {name!r} as JPEG")
     return encoded.tobytes()
+
+
+# --- recorded footage (worker/frames/recordings.py) ----------------------------------------------
+
+RECORDINGS_SERVICE = "/edgeproxy.recordings.v1.Recordings/"
+
+
+def _identity(data: bytes) -> bytes:
+    return data
+
+
+def recordings_call(address: str, method: str, request: dict, timeout: float = 10.0, token: str | None = None,
+                    tls: bool = False, root_certificates: bytes | None = None):
+    """Call ``method`` of the recordings service of the edge host at ``address``: ``List`` answers a
+    dict, ``Segment`` and ``Clip`` an iterator of MP4 chunks. Errors as ``latest_jpeg``'s (``CameraNotFound``
+    is "no such footage"); an error of a chunk stream is raised when its first chunk is taken."""
+    import json
+
+    client = _shared_client(address, token, tls, root_certificates)
+    payload = json.dumps(request).encode()
+    if method == "List":
+        call = client._channel.unary_unary(RECORDINGS_SERVICE + method, request_serializer=_identity,
+                                           response_deserializer=_identity)
+        try:
+            return json.loads(call(payload, timeout=timeout, metadata=client._metadata))
+        except grpc.RpcError as exc:
+            raise _error(exc, address) from None
+    stream = client._channel.unary_stream(RECORDINGS_SERVICE + method, request_serializer=_identity,
+                                          response_deserializer=_identity)
+    responses = stream(payload, timeout=timeout, metadata=client._metadata)
+
+    def chunks() -> Iterator[bytes]:
+        try:
+            yield from responses
+        except grpc.RpcError as exc:
+            raise _error(exc, address) from None
+
+    return chunks()

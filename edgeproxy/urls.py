@@ -6,7 +6,7 @@ from django.urls import include, path, re_path
 from edgeproxy.api import health, metrics
 from edgeproxy.api.docs import SchemaView, SwaggerView
 from processes import api as processes
-from processes import image_api
+from processes import image_api, recording_api
 from settings_app import api as settings_api
 
 v1 = "api/v1/"
@@ -21,6 +21,11 @@ urlpatterns = [
     path(v1 + "process/<str:name>/stop", processes.ProcessStop.as_view(http_method_names=["post"])),
     path(v1 + "process/<str:name>/frame.jpg", processes.ProcessFrame.as_view()),
     path(v1 + "process/<str:name>/move", processes.ProcessMove.as_view()),
+    # Recording (issue 15)
+    path(v1 + "process/<str:name>/recording", recording_api.ProcessRecording.as_view()),
+    path(v1 + "process/<str:name>/recordings", recording_api.ProcessRecordings.as_view()),
+    path(v1 + "process/<str:name>/recordings/<str:file>", recording_api.ProcessRecordingSegment.as_view()),
+    path(v1 + "process/<str:name>/clip.mp4", recording_api.ProcessClip.as_view()),
     path(v1 + "process/<str:name>", processes.ProcessDetail.as_view()),
     path(v1 + "processlist", processes.ProcessList.as_view()),
     path(v1 + "processupgrades/findrtspupgrades", processes.ProcessUpgrades.as_view(http_method_names=["get"])),

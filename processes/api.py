@@ -12,7 +12,7 @@ from rest_framework.views import APIView
 from edgeproxy.api import lists
 from edgeproxy.api import schema as oas
 from edgeproxy.api.errors import Invalid, NotFound, api_message, status_code_of
-from edgeproxy.api.fields import StrictCharField, has_space_or_control
+from edgeproxy.api.fields import StrictBooleanField, StrictCharField, has_space_or_control
 from edgeproxy.contracts.names import (
     CAMERA_NAME_HELP,
     CAMERA_NAME_MAX,
@@ -21,7 +21,7 @@ from edgeproxy.contracts.names import (
     IMAGE_RULE,
     TAG_RULE,
 )
-from processes import filters, outputs, selectors, services
+from processes import filters, outputs, recording_services, selectors, services
 from processes.models import OperationState
 
 MAX_WAIT_SECONDS = 60
@@ -45,6 +45,15 @@ def _check_url(value: str, schemes: tuple[str, ...]) -> str:
     return parts.scheme.lower() + value[len(parts.scheme):]
 
 
+class ConnectRecordingSerializer(serializers.Serializer):
+    """``recording`` at connect: as ``PUT /process/{name}/recording`` takes it (processes/recording_api.py)."""
+
+    enabled = StrictBooleanField()
+    retention_hours = serializers.FloatField(required=False, min_value=0.001,
+                                             max_value=recording_services.MAX_RETENTION_HOURS,
+                                             default=recording_services.DEFAULT_RETENTION_HOURS)
+
+
 class ConnectSerializer(serializers.Serializer):
     name = StrictCharField(max_length=CAMERA_NAME_MAX, trim_whitespace=False)
     rtsp_endpoint = StrictCharField(max_length=4096, trim_whitespace=False)
@@ -52,6 +61,7 @@ class ConnectSerializer(serializers.Serializer):
     host = StrictCharField(required=False, allow_blank=True, max_length=63)
     image_tag = StrictCharField(required=False, allow_blank=True, max_length=255)
     rtsp_transport = serializers.ChoiceField(choices=["tcp", "udp"], required=False, default="tcp")
+    recording = ConnectRecordingSerializer(required=False, help_text="record from the start (default: off)")
 
     def validate_name(self, value: str) -> str:
         if not CAMERA_NAME_RULE.fullmatch(value):

@@ -43,6 +43,9 @@ LIVE_KEYS = frozenset({
     "published_frames", "decode_errors", "ring_entries", "ring_span_ms",
 })
 
+# The counters of a stream's ``recording`` report (issue 15): live facts too.
+RECORDING_COUNTERS = frozenset({"bytes_written", "segments", "errors", "retention_deleted"})
+
 _clients: dict[str, redis.Redis] = {}
 
 
@@ -60,7 +63,11 @@ def stable_part(stream: dict | None) -> dict | None:
     """A stream without its live facts: what decides whether the camera's row needs a write."""
     if not stream:
         return stream
-    return {key: value for key, value in stream.items() if key not in LIVE_KEYS}
+    stable = {key: value for key, value in stream.items() if key not in LIVE_KEYS}
+    if isinstance(stable.get("recording"), dict):  # a recording camera's counters grow at every beat
+        stable["recording"] = {key: value for key, value in stable["recording"].items()
+                               if key not in RECORDING_COUNTERS}
+    return stable
 
 
 def compact(value) -> str:

@@ -74,6 +74,8 @@ class Camera(models.Model):
     stream = models.JSONField(null=True, blank=True)
     observed_at = models.DateTimeField(null=True, blank=True)
     storing = models.BooleanField(default=False)
+    # Recording as wanted: {"enabled": bool, "retention_hours": number}; {} = never switched on.
+    recording = models.JSONField(default=dict, blank=True)
 
     last_operation = models.ForeignKey(
         "Operation", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

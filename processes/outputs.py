@@ -24,7 +24,7 @@ from rest_framework.fields import SkipField
 
 from edgeproxy.contracts.statuses import CameraStatus
 from edgeproxy.contracts.times import ms
-from processes import live, selectors
+from processes import live, recording_selectors, selectors
 from processes.models import DesiredState, EdgeHost, OperationKind, OperationState
 from worker.camera.keys import STATES as STREAM_STATES
 
@@ -206,6 +206,28 @@ class StreamProcessListSerializer(serializers.ListSerializer):
         return super().to_representation(cameras)
 
 
+class RecordingStatusSerializer(serializers.Serializer):
+    """``recording`` of the camera record (issue 15): as wanted, and as the camera reports it."""
+
+    enabled = serializers.BooleanField()
+    retention_hours = serializers.FloatField(allow_null=True)
+    state = serializers.ChoiceField(choices=recording_selectors.RECORDING_STATES)
+    problem = serializers.CharField(allow_null=True, help_text="why recording stopped (quota, disk full, error)")
+    bytes_written = serializers.IntegerField(help_text="by this camera process")
+    segments = serializers.IntegerField()
+    errors = serializers.IntegerField()
+    retention_deleted = serializers.IntegerField()
+
+    class Meta:
+        ref_name = "RecordingStatus"
+
+
+@extend_schema_field(RecordingStatusSerializer)
+class RecordingField(_CameraFact):
+    def to_representation(self, camera):
+        return recording_selectors.recording_status(camera.recording, camera.stream)
+
+
 class StreamProcessSerializer(serializers.Serializer):
     """The camera record of every route that answers a camera (``docs/api.md``)."""
 
@@ -232,6 +254,7 @@ class StreamProcessSerializer(serializers.Serializer):
     desired_state = serializers.ChoiceField(choices=DesiredState.choices)
     operation = OperationSerializer(source="last_operation", allow_null=True, help_text="the last operation")
     stream = StreamField(help_text="live facts from the camera process")
+    recording = RecordingField()
 
     class Meta:
         ref_name = "StreamProcess"
@@ -327,9 +350,19 @@ class AnnotationSerializer(serializers.Serializer):
     confidence = serializers.FloatField(allow_null=True)
     data = serializers.DictField(help_text="every field of the AnnotateRequest")
     created = MillisecondsField()
+    clip_url = serializers.SerializerMethodField(
+        help_text="the footage around the event (its camera records): GET it for one MP4; null otherwise")
 
     class Meta:
         ref_name = "Annotation"
+
+    def get_clip_url(self, annotation) -> str | None:
+        if "recording_cameras" not in self.context:  # one query per answer
+            self.context["recording_cameras"] = recording_selectors.recording_cameras()
+        if annotation.camera_name not in self.context["recording_cameras"]:
+            return None
+        return recording_selectors.clip_url(annotation.camera_name, annotation.start_timestamp,
+                                            annotation.end_timestamp)
 
 
 def camera_record(camera) -> dict:
@@ -350,7 +383,7 @@ _LIST_COLUMNS = (
     "name", "rtsp_endpoint_masked", "rtmp_endpoint_masked", "container_id", "image_tag", "created_text",
     "modified_text", "status", "desired_state", "storing", "host_id", "state_text", "logs_text", "stream_text",
     "last_operation__id", "last_operation__kind", "last_operation__state", "last_operation__error",
-    "op_created_text", "op_finished_text", "observed_at_text",
+    "op_created_text", "op_finished_text", "observed_at_text", "recording",
 )
 
 
@@ -383,6 +416,12 @@ def _logs_json(text: str | None) -> str:
 
 
 @functools.lru_cache(maxsize=_JSON_CACHE_SIZE)
+def _recording(wanted: dict | None, stream_json: str) -> dict:
+    """The record's ``recording``; the stream is parsed only when it carries a recording report."""
+    stream = json.loads(stream_json) if '"recording"' in stream_json else None
+    return recording_selectors.recording_status(wanted, stream)
+
+
 def _stream_json(text: str | None) -> tuple[str, str]:
     """The stored stream as the renderer writes it ("null" when empty), and its RTMP flags (as live.write)."""
     stream = json.loads(text) if text else None
@@ -418,7 +457,7 @@ def camera_list_json(host: str | None = None, status: str | None = None) -> byte
     records = []
     for row in rows:
         (name, masked, rtmp, container_id, image_tag, created, modified, stored_status, desired, storing, host_id,
-         state, logs, stream, op_id, op_kind, op_state, op_error, op_created, op_finished, observed_at) = row
+         state, logs, stream, op_id, op_kind, op_state, op_error, op_created, op_finished, observed_at, recording) = row
         shown = selectors.shown_status(stored_status, online[host_id])
         if status and shown != status:
             continue
@@ -448,7 +487,8 @@ def camera_list_json(host: str | None = None, status: str | None = None) -> byte
             f'"upgrade_available":{"false" if newer is None else "true"},'
             + (f'"newer_version":{_string(newer)},' if newer is not None else "")
             + f'"host":{host_names[host_id]},"desired_state":{_string(desired)},"operation":{operation},'
-            f'"stream":{stream_json}}}')
+            f'"stream":{stream_json},'
+            f'"recording":{live.compact(_recording(recording, stream_json))}}}')
     text = "[" + ",".join(records) + "]"
     # As the renderer does (a strict JavaScript subset).
     return text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029").encode()

@@ -76,6 +76,7 @@ def _camera_spec(camera: Camera) -> dict:
         "rtmp_url": crypto.decrypt(camera.rtmp_endpoint_encrypted) if camera.rtmp_endpoint_encrypted else "",
         "transport": camera.rtsp_transport,
         "buffer_seconds": settings.EDGEPROXY_CAMERA_BUFFER_SECONDS,
+        "recording": camera.recording or None,  # processes/recording_services.py
     }
 
 
@@ -126,7 +127,7 @@ def _dispatch_ensure_running(camera: Camera, op: Operation) -> None:
 
 
 def connect_camera(*, name: str, rtsp_endpoint: str, rtmp_endpoint: str = "", host: str | None = None,
-                   image_tag: str | None = None, rtsp_transport: str = "tcp") -> Camera:
+                   image_tag: str | None = None, rtsp_transport: str = "tcp", recording: dict | None = None) -> Camera:
     """Create a camera record and ask its host to run it (operation ``connect``)."""
     try:
         placed_on = place_camera(host)
@@ -149,6 +150,7 @@ def connect_camera(*, name: str, rtsp_endpoint: str, rtmp_endpoint: str = "", ho
                     host=placed_on,
                     desired_state=DesiredState.RUNNING,
                     status=CameraStatus.PENDING,
+                    recording=recording or {},
                 )
         except IntegrityError:
             raise Conflict(f"A camera named {name!r} already exists.", {"name": ["already exists"]}) from None
@@ -257,6 +259,7 @@ def _new_camera(request: dict, host: EdgeHost, default_image: str) -> Camera:
         host=host,
         desired_state=DesiredState.RUNNING,
         status="pending",
+        recording=request.get("recording") or {},
     )
 
 
@@ -675,6 +678,16 @@ def _redispatch(op: Operation) -> None:
         _dispatch_ensure_running(camera, op)
     elif kind == OperationKind.UPGRADE and camera is not None:
         _dispatch_upgrade(camera, op, op.progress.get("image") or camera.image_tag)  # idempotent on the edge
+    elif kind == OperationKind.RECORDING and camera is not None:
+        _send(recording_message(camera, op), op.host)
+
+
+def recording_message(camera: Camera, op: Operation) -> messages.SetRecording:
+    """The edge task that switches the camera's recording as its record says (idempotent)."""
+    wanted = camera.recording or {}
+    return messages.SetRecording(operation_id=str(op.id), camera_name=camera.name,
+                                 enabled=bool(wanted.get("enabled")),
+                                 retention_hours=float(wanted.get("retention_hours") or 0))
 
 
 # --- reconciliation ----------------------------------------------------------------------------

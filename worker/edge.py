@@ -24,7 +24,7 @@ from django.conf import settings
 from edgeproxy.celery import app as celery_app
 from edgeproxy.contracts import tasks as messages
 from edgeproxy.contracts.tasks import CONTROL_QUEUE, host_queue
-from worker import sealing
+from worker import recordings, sealing
 from worker.camera import keys
 from worker.redaction import register_secret, url_password
 from worker.runtimes import get_runtime
@@ -169,6 +169,8 @@ class EdgeAgent:
         self._upgrades: dict[str, str] = {}  # camera name -> operation id, upgrades in progress here
         self._upgrades_lock = threading.Lock()
         self.outbox = ReportOutbox(Path(settings.STATE_DIR) / f"edge-{self.host}-outbox.jsonl", self._publish)
+        self.recordings = recordings.RecordingControl(
+            recordings.host_settings(), Path(settings.STATE_DIR) / f"edge-{self.host}-recording.json", self.frames)
 
     # --- talking to the control plane --------------------------------------------------------
 
@@ -215,6 +217,7 @@ class EdgeAgent:
             return
         spec = self.spec_from(raw)
         self._rtmp[spec.name] = bool(spec.rtmp_url)
+        self._apply_recording(spec.name, raw.get("recording"))
         try:
             observed = self.runtime.ensure_running(spec)
         except RuntimeError_ as exc:
@@ -256,6 +259,7 @@ class EdgeAgent:
                            extra={"camera": camera_name, "host": self.host, "operation": operation_id})
         self._rtmp.pop(camera_name, None)
         self._log_digests.pop(camera_name, None)
+        self._apply_recording(camera_name, {"enabled": False})  # its footage ages out as before
         logger.info("camera %s: removed", camera_name,
                     extra={"camera": camera_name, "host": self.host, "operation": operation_id})
         self._finished(operation_id, True, removed=True)
@@ -289,6 +293,27 @@ class EdgeAgent:
             images = None  # the next heartbeat brings it
         self.tell_control(messages.PullFinished(operation_id=operation_id, ok=True, result={"response": log},
                                                 progress=final, images=images))
+
+    @reports_failures
+    def set_recording(self, operation_id: str, camera_name: str, enabled: bool, retention_hours: float) -> None:
+        self._started(operation_id)
+        self._apply_recording(camera_name, {"enabled": enabled, "retention_hours": retention_hours})
+        logger.info("camera %s: recording %s", camera_name, "on" if enabled else "off",
+                    extra={"camera": camera_name, "host": self.host, "operation": operation_id})
+        self._finished(operation_id, True, observed=self._observe(camera_name))
+
+    def _apply_recording(self, camera_name: str, wanted: dict | None) -> None:
+        """Recording of a camera as the control plane wants it (None: as it was)."""
+        if wanted is None:
+            return
+        retention = wanted.get("retention_hours")
+        if retention is None:
+            retention = (self.recordings.cameras.get(camera_name) or {}).get("retention_hours") or 0
+        try:
+            self.recordings.set(camera_name, bool(wanted.get("enabled")), float(retention))
+        except (OSError, redis.RedisError) as exc:
+            logger.warning("camera %s: recording setting not applied now (%s); the next sweep does it",
+                           camera_name, exc, extra={"camera": camera_name, "host": self.host})
 
     def spec_from(self, raw: dict) -> CameraSpec:
         """The runtime's spec from an unsealed control-plane spec; its password is masked in logs."""
@@ -419,7 +444,7 @@ class EdgeAgent:
             "frames_address": settings.EDGEPROXY_FRAMES_ADVERTISE,
             "observed_at": observed_at,
             "cameras": payload,
-            "streams": self._stream_status([c.name for c in cameras]),
+            "streams": self.recordings.add_counts(self._stream_status([c.name for c in cameras])),
         }
 
     def heartbeat(self, first: bool = False) -> None:
@@ -458,6 +483,7 @@ class EdgeAgent:
 
     def start_heartbeats(self) -> None:
         self.outbox.start()
+        self.recordings.start(self._stop)
         self._gathering_since = None
         self._thread = threading.Thread(target=self._beat_forever, name="edge-heartbeat", daemon=True)
         self._thread.start()

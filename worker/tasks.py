@@ -36,3 +36,8 @@ def upgrade(operation_id: str, camera_name: str, spec: str) -> None:
     from worker import upgrade as upgrades
 
     upgrades.upgrade(edge.current(), operation_id, camera_name, spec)
+
+
+@shared_task(name=messages.SetRecording.task, acks_late=True, ignore_result=True)
+def set_recording(operation_id: str, camera_name: str, enabled: bool, retention_hours: float) -> None:
+    edge.current().set_recording(operation_id, camera_name, enabled, retention_hours)

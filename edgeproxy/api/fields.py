@@ -18,5 +18,16 @@ class StrictCharField(serializers.CharField):
         return super().to_internal_value(data)
 
 
+class StrictBooleanField(serializers.BooleanField):
+    """true or false and only those: 0, 1 and strings are a 400, not coerced."""
+
+    default_error_messages = {"not_a_boolean": "must be true or false."}
+
+    def to_internal_value(self, data):
+        if not isinstance(data, bool):
+            self.fail("not_a_boolean")
+        return data
+
+
 def has_space_or_control(value: str) -> bool:
     return bool(_CONTROL_OR_SPACE.search(value))

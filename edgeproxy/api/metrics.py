@@ -175,6 +175,39 @@ class FleetCollector:
                     *counters.values(), operations)
 
 
+class RecordingCollector:
+    """Recording per camera (issue 15), from the cameras' last stream reports: bytes written, segments,
+    retention deletions, errors, and whether it records now."""
+
+    COUNTERS = (("bytes_written", "edgeproxy_recording_bytes", "bytes of closed segments written"),
+                ("segments", "edgeproxy_recording_segments", "segments written"),
+                ("retention_deleted", "edgeproxy_recording_retention_deletions",
+                 "segments deleted by retention (age or quota)"),
+                ("errors", "edgeproxy_recording_errors", "recording write errors"))
+
+    def collect(self):
+        from django.db import DatabaseError
+
+        from processes.models import Camera
+
+        families = {key: CounterMetricFamily(name, text, labels=["camera", "host"])
+                    for key, name, text in self.COUNTERS}
+        active = GaugeMetricFamily("edgeproxy_recording_active", "1 when the camera records now; 0 when it should "
+                                   "but does not (quota, disk full)", labels=["camera", "host"])
+        try:
+            rows = list(Camera.objects.filter(recording__enabled=True).values_list("name", "host__name", "stream"))
+        except DatabaseError:
+            return
+        for name, host, stream in rows:
+            recording = (stream or {}).get("recording") if isinstance(stream, dict) else None
+            recording = recording if isinstance(recording, dict) else {}
+            active.add_metric([name, host], 1 if recording.get("state") == "recording" else 0)
+            for key, family in families.items():
+                value = recording.get(key, 0)
+                family.add_metric([name, host], value if isinstance(value, int | float) else 0)
+        yield from (*families.values(), active)
+
+
 class _DefaultRegistry:
     """This process's own metrics (requests, process, GC) when not in multiprocess mode."""
 
@@ -191,6 +224,7 @@ def _registry() -> CollectorRegistry:
     else:
         registry.register(_DefaultRegistry())
     registry.register(FleetCollector())
+    registry.register(RecordingCollector())
     return registry
 
 

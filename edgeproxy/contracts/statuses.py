@@ -45,6 +45,7 @@ class OperationKind(StrEnum):
     PULL = "pull"
     UPGRADE = "upgrade"
     MOVE = "move"
+    RECORDING = "recording"
 
 
 class OperationState(StrEnum):

@@ -93,6 +93,16 @@ class Upgrade(EdgeMessage):
     spec: str  # sealed to the host's key
 
 
+@dataclass(frozen=True)
+class SetRecording(EdgeMessage):
+    """Switch recording of a camera on its host (worker/recordings.py)."""
+
+    task: ClassVar[str] = "edge.set_recording"
+    camera_name: str
+    enabled: bool
+    retention_hours: float
+
+
 # --- edge host -> control plane -----------------------------------------------------------------
 
 
@@ -187,7 +197,7 @@ class ExpireOperations(ControlMessage):
     task: ClassVar[str] = "processes.expire_operations"
 
 
-EDGE_MESSAGES: tuple[type[EdgeMessage], ...] = (EnsureRunning, Stop, Remove, PullImage, Upgrade)
+EDGE_MESSAGES: tuple[type[EdgeMessage], ...] = (EnsureRunning, Stop, Remove, PullImage, Upgrade, SetRecording)
 CONTROL_MESSAGES: tuple[type[ControlMessage], ...] = (
     OperationStarted, OperationFinished, OperationProgress, PullFinished, UpgradeFinished, HostHeartbeat,
     HostStarted, HostAlive, RecordAnnotation, ReconcileFleet, ExpireOperations,

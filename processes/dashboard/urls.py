@@ -4,7 +4,7 @@ from django.templatetags.static import static
 from django.urls import path
 from django.views.generic import RedirectView
 
-from processes.dashboard import views
+from processes.dashboard import recordings, views
 
 app_name = "dashboard"
 
@@ -15,6 +15,8 @@ urlpatterns = [
     path("connect/", views.connect, name="connect"),
     path("cameras/<str:name>/", views.camera_detail, name="camera"),
     path("cameras/<str:name>/snapshot.jpg", views.snapshot, name="snapshot"),
+    path("cameras/<str:name>/recording/", recordings.recording_panel, name="recording"),
+    path("cameras/<str:name>/recordings/<str:file>", recordings.recording_segment, name="recording-segment"),
     path("cameras/<str:name>/<str:action>", views.camera_action, name="camera-action"),
     path("operations/", views.operations, name="operations"),
     path("settings/", views.settings_page, name="settings"),

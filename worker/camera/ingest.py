@@ -90,8 +90,9 @@ def _same_codec(a: dict | None, b: dict | None) -> bool:
 
 class Ingest:
     def __init__(self, cfg, state: CameraState, client: redis.Redis, stop: threading.Event, rtmp=None,
-                 shm_settings=None):
+                 shm_settings=None, recorder=None):
         self.cfg = cfg
+        self.recorder = recorder  # worker.camera.recorder.Recorder, fed like the RTMP forwarder
         self.state = state
         self.client = client
         self.stop = stop
@@ -263,6 +264,8 @@ class Ingest:
                      info["height"], self.cfg.transport, time.monotonic() - opened_at)
             if self.rtmp is not None:
                 self.rtmp.new_session(stream)
+            if self.recorder is not None:
+                self.recorder.new_session(stream)
             on_packet = self._on_packet
             stop = self.stop
             for packet in container.demux(stream):
@@ -280,6 +283,8 @@ class Ingest:
     def _end_session(self) -> None:
         if self.rtmp is not None:
             self.rtmp.end_session()
+        if self.recorder is not None:
+            self.recorder.end_session()
         self.ring.interrupted()
         self.state.reset_rate()
         self.pts_ts.clear()
@@ -335,6 +340,8 @@ class Ingest:
         rtmp = self.rtmp
         if rtmp is not None and rtmp.feeding:
             rtmp.feed(data if data is not None else bytes(packet), pts, dts, is_key, duration)
+        if self.recorder is not None and self.recorder.feeding:
+            self.recorder.feed(data if data is not None else bytes(packet), pts, dts, is_key, duration, wall)
 
         if st.demand:
             self._decode(packet, is_key, wall, mono)

@@ -15,6 +15,7 @@ read them, except the demand and control keys, which consumers write.
 | ``ring`` | stream of compressed packets, entry id = ``<receive ms>-<packet counter>``; fields ``data``, ``pts``, ``dts`` (in the codec's time_base), ``key`` (``1``/``0``), ``ts`` (receive ms) | camera, every packet (batched every ``EDGEPROXY_DEMAND_POLL_MS``) | ``buffer seconds`` .. + one GOP (starts at a keyframe) | trimmed by MINID |
 | ``rtmp`` | string ``1``/``0``: RTMP pass-through wanted | control (Proxy RPC, connect) | tiny | none |
 | ``storage`` | string ``1``/``0``: storing flag (no cloud is called) | control | tiny | none |
+| ``recording`` | string, JSON: ``enabled``, ``retention_hours``, ``blocked`` (why the host's recordings may not grow, or null) | edge worker (``worker/recordings.py``) | tiny | none |
 
 ``frame:*:meta.seq`` increases by one per published frame of that camera process, so a reader
 can tell a newer frame from one it has seen (``ts`` breaks ties across process restarts).
@@ -78,6 +79,7 @@ STATUS_FIELDS = (
     "ring_span_ms",  # receive-time span of the ring
     "frames_ring",  # file name of the shared-memory frame ring under EDGEPROXY_FRAMES_SHM_DIR, or null
     "frames_ring_id",  # that ring file's ring_id (a decimal string): readers check they mapped this one
+    "recording",  # {"enabled", "state", "problem", "bytes_written", "segments", "errors"} (worker/camera/recorder.py)
 )
 FRAME_META_FIELDS = (
     "seq",
@@ -149,6 +151,10 @@ def storage_flag(camera: str) -> str:
     return _key(camera, "storage")
 
 
+def recording(camera: str) -> str:
+    return _key(camera, "recording")
+
+
 def all_keys(camera: str) -> list[str]:
     return [
         status(camera),
@@ -160,6 +166,7 @@ def all_keys(camera: str) -> list[str]:
         ring(camera),
         rtmp_switch(camera),
         storage_flag(camera),
+        recording(camera),
     ]
 
 

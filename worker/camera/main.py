@@ -90,9 +90,11 @@ class StatusWriter:
     """Writes the status key every ``interval`` (and at once on a state change), reads the
     ``rtmp`` and ``storage`` control keys."""
 
-    def __init__(self, cfg: Config, state, stop: threading.Event, rtmp):
+    def __init__(self, cfg: Config, state, stop: threading.Event, rtmp, recorder=None):
         from worker.camera.wire import FastPipe
 
+        self.recorder = recorder
+        self.k_recording = keys.recording(cfg.name)
         self.cfg = cfg
         self.state = state
         self.pipe = FastPipe(cfg.redis_url, socket_timeout=2.0, connect_timeout=1.0)
@@ -109,12 +111,19 @@ class StatusWriter:
         st = self.state
         status = st.status()
         status["rtmp_streaming"] = self.rtmp.streaming() if self.rtmp is not None else False
+        if self.recorder is not None:
+            status["recording"] = self.recorder.status()
         replies: list = []
         pipe = self.pipe
         pipe.command("SET", self.k_status, json.dumps(status, separators=(",", ":")), "PX", self.ttl_ms)
-        pipe.command("MGET", self.k_rtmp, self.k_storage, callback=replies.append)
+        pipe.command("MGET", self.k_rtmp, self.k_storage, self.k_recording, callback=replies.append)
         pipe.wait()
-        rtmp, storage = replies[0] if replies else (None, None)
+        rtmp, storage, recording = replies[0] if replies else (None, None, None)
+        if self.recorder is not None:
+            try:
+                self.recorder.set_control(json.loads(recording) if recording else None)
+            except ValueError:
+                self.recorder.set_control(None)
         if self.rtmp is not None:
             self.rtmp.set_wanted(rtmp == b"1" if rtmp is not None else bool(self.cfg.rtmp_url))
         storing = storage == b"1"
@@ -143,7 +152,7 @@ class StatusWriter:
 
 
 class CameraProcess:
-    def __init__(self, cfg: Config, shm_settings=None):
+    def __init__(self, cfg: Config, shm_settings=None, recording_settings=None):
         import redis
 
         from worker.camera.ingest import Ingest
@@ -158,8 +167,14 @@ class CameraProcess:
         self.rtmp = RtmpForwarder(cfg.rtmp_url, self.state, self.stop, open_timeout=cfg.open_timeout) \
             if cfg.rtmp_url else None
         self.state.rtmp_wanted = bool(cfg.rtmp_url)
-        self.ingest = Ingest(cfg, self.state, self.client, self.stop, self.rtmp, shm_settings=shm_settings)
-        self.status = StatusWriter(cfg, self.state, self.stop, self.rtmp)
+        self.recorder = None
+        if recording_settings is not None:  # without a folder it only says why it cannot record
+            from worker.camera.recorder import Recorder
+
+            self.recorder = Recorder(recording_settings, cfg.name, self.state, self.stop)
+        self.ingest = Ingest(cfg, self.state, self.client, self.stop, self.rtmp, shm_settings=shm_settings,
+                             recorder=self.recorder)
+        self.status = StatusWriter(cfg, self.state, self.stop, self.rtmp, self.recorder)
         self.ingest_thread: threading.Thread | None = None
         self.signal_name: str | None = None
 
@@ -186,6 +201,8 @@ class CameraProcess:
         self.status.thread.start()
         if self.rtmp is not None:
             self.rtmp.start()
+        if self.recorder is not None:
+            self.recorder.start()
         self._start_ingest()
         while not self.stop.wait(0.5):
             thread = self.ingest_thread
@@ -202,7 +219,8 @@ class CameraProcess:
         deadline = time.monotonic() + STOP_BUDGET_S
         log.info("stopping (%s)", self.signal_name or "stop requested")
         self.state.changed.set()
-        for thread in (self.ingest_thread, self.rtmp.thread if self.rtmp else None, self.status.thread):
+        recorder = self.recorder.thread if self.recorder else None
+        for thread in (self.ingest_thread, self.rtmp.thread if self.rtmp else None, recorder, self.status.thread):
             if thread is not None:
                 thread.join(max(0.0, deadline - time.monotonic() - 0.2))
         if self.state.frames_ring is not None:
@@ -221,12 +239,14 @@ class CameraProcess:
 
 
 def main() -> int:
+    from worker.camera.recorder import RecordingSettings, RecordingSettingsError
     from worker.camera.shm import SettingsError, ShmSettings
 
     try:
         cfg = load_config()
         shm_settings = ShmSettings.from_env()
-    except (ConfigError, SettingsError) as exc:
+        recording_settings = RecordingSettings.from_env()
+    except (ConfigError, SettingsError, RecordingSettingsError) as exc:
         print(f"camera: configuration error: {redact(str(exc))}", file=sys.stderr, flush=True)
         return 2
     setup_logging(cfg)
@@ -235,7 +255,7 @@ def main() -> int:
     from worker.camera.heap import keep_frame_buffers
 
     keep_frame_buffers()  # no fresh pages for every decoded frame (see worker/camera/heap.py)
-    process = CameraProcess(cfg, shm_settings)
+    process = CameraProcess(cfg, shm_settings, recording_settings)
 
     def on_signal(signum, _frame):
         process.signal_name = process.signal_name or signal.Signals(signum).name

@@ -338,6 +338,7 @@ class ImageServicer(pb_grpc.ImageServicer):
         self.config = config
         self.redis = redis_client
         self.annotations = annotations
+        self.recordings = None  # worker.frames.recordings.RecordingsServicer: keeps footage around events
         self.annotate_limiter = RateLimiter(config.annotate_rate, config.annotate_burst)
         self.host_table = keys.host_cameras(config.host)
         self._demand: dict[tuple[str, bool], _Demand] = {}
@@ -745,6 +746,9 @@ class ImageServicer(pb_grpc.ImageServicer):
         except Exception as exc:  # kombu raises OperationalError and friends
             log.warning("Annotate: hand-off to the control plane failed: %s", exc)
             raise Abort(grpc.StatusCode.UNAVAILABLE, f"cannot hand the annotation to the control plane: {exc}") from exc
+        if self.recordings is not None:
+            self.recordings.keep_event(self.redis, request.device_name.strip(), request.start_timestamp,
+                                       request.end_timestamp or None)
         return pb.AnnotateResponse(device_name=request.device_name, remote_stream_id=request.remote_stream_id,
                                    type=request.type, start_timestamp=request.start_timestamp)
 
@@ -856,6 +860,12 @@ def build_server(config: FrameServerConfig) -> tuple[grpc.Server, ImageServicer,
         maximum_concurrent_rpcs=config.workers * 4,
     )
     add_servicer(servicer, server)
+    from worker import recordings
+    from worker.frames.recordings import RecordingsServicer, add_recordings
+
+    footage = RecordingsServicer(recordings.host_settings())
+    servicer.recordings = footage  # type: ignore[assignment]  # the servicer's hook for Annotate
+    add_recordings(server, footage)
     servicer.start_housekeeping()
     if config.tls_cert:
         credentials = grpc.ssl_server_credentials([(config.tls_key, config.tls_cert)])

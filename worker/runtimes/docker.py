@@ -177,6 +177,34 @@ class DockerRuntime(Runtime):
                             self.shm.directory, exc.strerror or type(exc).__name__, extra={"host": self.host})
                 self.shm = dataclasses.replace(self.shm, directory=None)
 
+        # Recordings (worker/camera/recorder.py): each camera's own folder is mounted at the same path.
+        from worker.camera.recorder import RecordingSettings, RecordingSettingsError
+
+        try:
+            self.recording = RecordingSettings.from_env()
+        except RecordingSettingsError as exc:
+            raise RuntimeError_(str(exc)) from None
+
+    def _recording_volumes(self, spec: CameraSpec) -> list[str]:
+        if not self.recording.enabled:
+            return []
+        folder = self.recording.camera_dir(spec.name)
+        return [f"{folder}:{folder}:rw"]
+
+    def _prepare_recordings(self, spec: CameraSpec, image_user: str) -> None:
+        """The camera's recordings folder, owned by the user the camera runs as, owner-only."""
+        if not self.recording.enabled:
+            return
+        folder = self.recording.camera_dir(spec.name)
+        try:
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            uid, _, gid = (image_user or "").partition(":")
+            if uid.isdigit() and os.geteuid() == 0:
+                os.chown(folder, int(uid), int(gid) if gid.isdigit() else int(uid))
+        except OSError as exc:
+            log.warning("camera %s: recordings folder %s not ready (%s)", spec.name, folder, exc.strerror,
+                        extra={"camera": spec.name, "host": self.host})
+
     def _remove_ring(self, name: str, camera_id: str) -> None:
         from worker.camera import shm
 
@@ -217,6 +245,7 @@ class DockerRuntime(Runtime):
     def _environment(self, spec: CameraSpec) -> dict[str, str]:
         env = self._camera_environment(spec, SECRET_FILES.__getitem__)
         env.update(self.shm.environment())  # the mounted directory, whatever the spec says
+        env.update(self.recording.environment())
         return env
 
     @staticmethod
@@ -240,7 +269,7 @@ class DockerRuntime(Runtime):
             "env": sorted(env.items()),
             "labels": sorted(self._labels(spec).items()),
             "network": self.network,
-            "volumes": list(self.volumes) + self._shm_volumes(),
+            "volumes": list(self.volumes) + self._shm_volumes() + self._recording_volumes(spec),
             "log": [self.log_max_size, self.log_max_files],
             "command": list(spec.command) if spec.command else None,
         }
@@ -356,6 +385,7 @@ class DockerRuntime(Runtime):
 
     def _create(self, spec: CameraSpec, image_id: str, env: dict[str, str], spec_hash: str):
         self._check_network()
+        self._prepare_recordings(spec, self._image_users.get(image_id, ""))
         labels = self._labels(spec)
         labels[LABEL_SPEC_HASH] = spec_hash
         options = dict(
@@ -363,7 +393,7 @@ class DockerRuntime(Runtime):
             name=container_name(spec.name),
             labels=labels,
             environment=env,
-            volumes=list(self.volumes) + self._shm_volumes(),
+            volumes=list(self.volumes) + self._shm_volumes() + self._recording_volumes(spec),
             group_add=[str(self.shm.group)] if self.shm.enabled else None,
             restart_policy={"Name": "unless-stopped"},
             # docker-init as PID 1 forwards SIGTERM even before the camera program installs its handler.

@@ -311,7 +311,10 @@ class LocalRuntime(Runtime):
 
         try:  # the shared-memory frame rings of the cameras (worker/camera/shm.py)
             self.shm_env = shm.ShmSettings.from_env().environment()
-        except shm.SettingsError as exc:
+            from worker.camera.recorder import RecordingSettings
+
+            self.shm_env.update(RecordingSettings.from_env().environment())  # recordings: the same folder
+        except (shm.SettingsError, ValueError) as exc:
             self._release()
             raise RuntimeError_(str(exc)) from None
         self._cameras: dict[str, _Camera] = {}
