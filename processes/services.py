@@ -23,7 +23,7 @@ from edgeproxy.contracts import tasks as messages
 from edgeproxy.contracts.errors import Busy, Conflict, DomainError, ImageNotOnHost, NotFound, TimedOut, Unavailable
 from edgeproxy.contracts.statuses import ENDED_STATUSES, RUNNING_STATUSES, CameraStatus
 from edgeproxy.contracts.times import ms
-from processes import selectors
+from processes import app_services, selectors
 from processes.models import ACTIVE_STATES, Camera, DesiredState, EdgeHost, Operation, OperationKind, OperationState
 from settings_app.selectors import default_camera_image
 from settings_app.versions import highest_version, is_newer, local_tags, sort_tags, split_image
@@ -479,6 +479,9 @@ def record_operation_result(operation_id: str, ok: bool, error: str = "", observ
         if result:
             op.result = result
         op.save(update_fields=["state", "error", "finished", "started", "result"])
+        if op.app_id is not None:  # an app process's operation (issue 16)
+            app_services.apply_result(op, ok, observed, removed, now)
+            return
         camera = Camera.objects.select_for_update().filter(id=op.camera_id).first() if op.camera_id else None
         if camera is None:
             return
@@ -538,6 +541,8 @@ def record_heartbeat(host_name: str, report: dict) -> EdgeHost:
     placed_here = set(Camera.objects.filter(host__name=host_name).values_list("name", flat=True))
     defaults["strays"] = sorted(set(observed) - placed_here)
     host, _ = EdgeHost.objects.update_or_create(name=host_name, defaults=defaults)
+    if report.get("apps") is not None:  # app processes (issue 16)
+        app_services.record_heartbeat(host, report["apps"], report.get("observed_at") or 0)
     streams = report.get("streams") or {}
     observed_at_ms = report.get("observed_at") or 0
     with transaction.atomic():
@@ -576,6 +581,9 @@ def host_restarted(host: EdgeHost) -> None:
 
 def _redispatch(op: Operation) -> None:
     assert op.host is not None  # only operations of a known host are sent again
+    if op.app_id is not None:  # an app process's operation (issue 16)
+        app_services.redispatch(op)
+        return
     camera = op.camera
     kind = op.kind
     if kind == OperationKind.PULL:
@@ -671,7 +679,8 @@ def reconcile_fleet() -> int:
     for camera in Camera.objects.select_related("last_operation").filter(host_id__in=hosts):
         camera.host = hosts[camera.host_id]
         by_host[camera.host_id].append(camera)
-    return sum(len(reconcile_host(hosts[host_id], cameras)) for host_id, cameras in by_host.items())
+    corrected = sum(len(reconcile_host(hosts[host_id], cameras)) for host_id, cameras in by_host.items())
+    return corrected + len(app_services.reconcile_apps(hosts, RECONCILE_RETRY_SECONDS))  # apps (issue 16)
 
 
 def operation_deadline(kind: str) -> float:
