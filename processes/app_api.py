@@ -2,11 +2,12 @@
 /appprocess/{name}``, plus start and stop. Bodies are the original's AppProcess (its read-only
 fields are ignored), with ``host``, ``cameras``, ``host_network``, ``cpus`` and ``memory_mb``."""
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema, extend_schema_field
 from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from edgeproxy.api import schema as oas
 from edgeproxy.api.fields import StrictCharField
 from edgeproxy.contracts.names import CAMERA_NAME_HELP, CAMERA_NAME_MAX, CAMERA_NAME_RULE
 from processes import app_outputs as outputs
@@ -17,6 +18,11 @@ from processes.api import OperationView, wait_seconds
 from processes.models import OperationState
 
 MAX_ITEMS = 64
+
+
+@extend_schema_field({"type": "string", "pattern": f"^{CAMERA_NAME_RULE.pattern}$", "maxLength": CAMERA_NAME_MAX})
+class AppNameField(StrictCharField):
+    """An app's name: the rule of a camera's name (it names a container and a data folder)."""
 
 
 class NameValueSerializer(serializers.Serializer):
@@ -31,7 +37,7 @@ class PortMappingSerializer(serializers.Serializer):
 
 
 class AppProcessSerializer(serializers.Serializer):
-    name = StrictCharField(max_length=CAMERA_NAME_MAX, trim_whitespace=False)
+    name = AppNameField(max_length=CAMERA_NAME_MAX, trim_whitespace=False)
     docker_user = StrictCharField(max_length=255, required=False, allow_blank=True, default="")
     docker_repository = StrictCharField(max_length=255)
     docker_version = StrictCharField(max_length=128)
@@ -69,14 +75,23 @@ def app_response(request, name: str, operation_id) -> Response:
     app = selectors.app_by_name(name)
     if app is None:
         op = camera_selectors.operation_by_id(operation_id)
-        from processes.outputs import operation_record
-
-        return Response({"name": name, "status": "deleted", "operation": operation_record(op)}, status=status)
+        return Response(oas.DeletedProcessSerializer({"name": name, "status": "deleted", "operation": op}).data,
+                        status=status)
     return Response(outputs.app_record(app), status=status)
 
 
+AppProcessOrDeleted = PolymorphicProxySerializer(
+    component_name="AppProcessOrDeleted",
+    serializers=[outputs.AppProcessRecordSerializer, oas.DeletedProcessSerializer],
+    resource_type_field_name=None,
+)
+CHANGE_RESPONSES = {**oas.operation_responses(outputs.AppProcessRecordSerializer), **oas.errors(403)}
+DELETE_RESPONSES = {**oas.operation_responses(AppProcessOrDeleted), **oas.errors(403)}
+
+
 class AppProcessCollection(OperationView):
-    @extend_schema(request=AppProcessSerializer, summary="Install and start an app process (image on the allow-list)")
+    @extend_schema(request=AppProcessSerializer, responses=CHANGE_RESPONSES,
+                   summary="Install and start an app process (image on the allow-list)")
     def post(self, request):
         data = AppProcessSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -85,31 +100,34 @@ class AppProcessCollection(OperationView):
 
 
 class AppProcessList(APIView):
-    @extend_schema(summary="Every app process (filter: host)")
+    @extend_schema(summary="Every app process (filter: host)",
+                   responses={200: outputs.AppProcessRecordSerializer(many=True)},
+                   parameters=[oas.query("host", description="only the apps of this edge host")])
     def get(self, request):
-        return Response([outputs.app_record(app) for app in selectors.apps(host=request.query_params.get("host"))])
+        return Response(outputs.app_list(selectors.apps(host=request.query_params.get("host"))))
 
 
 class AppProcessDetail(OperationView):
-    @extend_schema(summary="An app process, with its container's state and logs")
+    @extend_schema(summary="An app process, with its container's state and logs",
+                   responses={200: outputs.AppProcessRecordSerializer})
     def get(self, request, name):
         return Response(outputs.app_record(services.get_app(name)))
 
-    @extend_schema(summary="Stop and remove an app process (its data folder stays)")
+    @extend_schema(summary="Stop and remove an app process (its data folder stays)", responses=DELETE_RESPONSES)
     def delete(self, request, name):
         app = services.delete_app(services.get_app(name))
         return app_response(request, app.name, app.last_operation_id)
 
 
 class AppProcessStart(OperationView):
-    @extend_schema(summary="Start a stopped app process")
+    @extend_schema(summary="Start a stopped app process", responses=CHANGE_RESPONSES)
     def post(self, request, name):
         app = services.start_app(services.get_app(name))
         return app_response(request, app.name, app.last_operation_id)
 
 
 class AppProcessStop(OperationView):
-    @extend_schema(summary="Stop an app process and keep it")
+    @extend_schema(summary="Stop an app process and keep it", responses=CHANGE_RESPONSES)
     def post(self, request, name):
         app = services.stop_app(services.get_app(name))
         return app_response(request, app.name, app.last_operation_id)

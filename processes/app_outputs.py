@@ -1,49 +1,106 @@
-"""The original's AppProcess as answers show it, plus ``host``, ``cameras``, limits and the operation.
+"""The original's AppProcess as every app route answers it (and as the OpenAPI document shows it),
+plus ``host``, ``cameras``, limits and the last operation.
 
 Secret environment values never leave the database in clear: they are shown masked and marked
 ``secret``. Timestamps are ms since the epoch, like a camera's.
 """
 
+from rest_framework import serializers
+
 from edgeproxy.contracts.statuses import shown_status
-from edgeproxy.contracts.times import ms
 from processes import selectors as camera_selectors
-from processes.outputs import operation_record
+from processes.outputs import MillisecondsField, OperationSerializer
 from worker.redaction import MASK
 
 
-def masked_env(app) -> list[dict]:
-    return [{"name": item["name"], "value": MASK, "secret": True} if item.get("secret")
-            else {"name": item["name"], "value": item.get("value", "")} for item in app.env_vars or []]
+class EnvVarSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    value = serializers.CharField(allow_blank=True, help_text=f"{MASK} for a secret value")
+    secret = serializers.BooleanField(required=False, help_text="present (true) for a secret value")
 
 
-def app_record(app, with_logs: bool = True) -> dict:
-    status = shown_status(app.status, app.host.is_online)
-    record = {
-        "name": app.name,
-        "docker_user": app.docker_user,
-        "docker_repository": app.docker_repository,
-        "docker_version": app.docker_version,
-        "env_vars": masked_env(app),
-        "arguments": app.arguments or [],
-        "port_mappings": app.port_mappings or [],
-        "mount": app.mount or [],
-        "runtime": app.runtime,
-        "container_id": app.container_id,
-        "status": status,
-        "state": app.state or camera_selectors.empty_state(status),
-        "created": ms(app.created),
-        "modified": ms(app.modified),
-        "upgrade_available": False,
-        "newer_version": "",
-        # Beyond the original: where it runs, what it reads, its limits and its last operation.
-        "host": app.host.name,
-        "cameras": app.cameras or [],
-        "host_network": app.host_network,
-        "cpus": app.cpus,
-        "memory_mb": app.memory_mb,
-        "desired_state": app.desired_state,
-        "operation": operation_record(app.last_operation),
-    }
-    if with_logs:
-        record["logs"] = app.logs or {"stdout": None, "stderr": None}
-    return record
+class NameValueOutSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    value = serializers.CharField(allow_blank=True)
+
+
+class PortMappingOutSerializer(serializers.Serializer):
+    exposed = serializers.IntegerField(help_text="host port")
+    map_to = serializers.IntegerField(help_text="container port (tcp)")
+
+
+class AppLogsSerializer(serializers.Serializer):
+    stdout = serializers.CharField(allow_null=True, help_text="base64, last 100 lines")
+    stderr = serializers.CharField(allow_null=True, help_text="base64, last 100 lines")
+
+
+class _Status(serializers.CharField):
+    def get_attribute(self, instance):
+        return shown_status(instance.status, instance.host.is_online)
+
+
+class _State(serializers.DictField):
+    def get_attribute(self, instance):
+        return instance.state or camera_selectors.empty_state(shown_status(instance.status, instance.host.is_online))
+
+
+class _EnvVars(serializers.ListField):
+    child = EnvVarSerializer()
+
+    def get_attribute(self, instance):
+        return [{"name": item["name"], "value": MASK, "secret": True} if item.get("secret")
+                else {"name": item["name"], "value": item.get("value", "")} for item in instance.env_vars or []]
+
+    def to_representation(self, data):
+        return data
+
+
+class _Logs(AppLogsSerializer):
+    def get_attribute(self, instance):
+        return instance.logs or {"stdout": None, "stderr": None}
+
+
+class AppProcessRecordSerializer(serializers.Serializer):
+    """An app process (the original's AppProcess fields first)."""
+
+    name = serializers.CharField()
+    docker_user = serializers.CharField(allow_blank=True)
+    docker_repository = serializers.CharField()
+    docker_version = serializers.CharField()
+    env_vars = _EnvVars(help_text="secret values masked")
+    arguments = NameValueOutSerializer(many=True)
+    port_mappings = PortMappingOutSerializer(many=True)
+    mount = NameValueOutSerializer(many=True, help_text="name: folder below the app's data folder on its host")
+    runtime = serializers.CharField(allow_blank=True)
+    container_id = serializers.CharField(allow_blank=True)
+    status = _Status()
+    state = _State()
+    logs = _Logs()
+    created = MillisecondsField(help_text="ms since epoch")
+    modified = MillisecondsField(help_text="ms since epoch")
+    upgrade_available = serializers.SerializerMethodField()
+    newer_version = serializers.SerializerMethodField()
+    host = serializers.CharField(source="host.name", help_text="the edge host it runs on (its cameras' host)")
+    cameras = serializers.ListField(child=serializers.CharField(), help_text="the cameras it reads")
+    host_network = serializers.BooleanField()
+    cpus = serializers.FloatField()
+    memory_mb = serializers.IntegerField()
+    desired_state = serializers.CharField()
+    operation = OperationSerializer(source="last_operation", allow_null=True)
+
+    class Meta:
+        ref_name = "AppProcess"
+
+    def get_upgrade_available(self, app) -> bool:
+        return False  # as in the original: never computed for apps
+
+    def get_newer_version(self, app) -> str:
+        return ""
+
+
+def app_record(app) -> dict:
+    return AppProcessRecordSerializer(app).data
+
+
+def app_list(apps) -> list:
+    return AppProcessRecordSerializer(apps, many=True).data

@@ -58,12 +58,8 @@ def _invalid(field: str, message: str) -> Invalid:
 
 
 def _check_image(user: str, repository: str, version: str, host_network: bool):
-    if not REPOSITORY_RULE.fullmatch(repository) or (user and not REPOSITORY_RULE.fullmatch(user)):
-        raise _invalid("docker_repository", "must be a Docker repository name (lower case letters, digits, ._/-).")
-    if not TAG_RULE.fullmatch(version):
-        raise _invalid("docker_version", "must be an image tag such as 1.0.2.")
     full = f"{user}/{repository}" if user else repository
-    rule = selectors.image_rule(full)
+    rule = selectors.image_rule(full)  # first: an image not on the allow-list is refused, whatever else
     if rule is None:
         allowed = ", ".join(selectors.allowed_repositories()) or "none yet"
         raise Forbidden(f"docker_repository: image {full}:{version} is not allowed by the app image allow-list "
@@ -73,6 +69,10 @@ def _check_image(user: str, repository: str, version: str, host_network: bool):
         raise Forbidden(f"host_network: the app image allow-list entry {rule.repository} does not permit the "
                         "host's network (rule: host network only where its entry says so).",
                         {"host_network": ["not permitted by the allow-list entry"]})
+    if not REPOSITORY_RULE.fullmatch(repository) or (user and not REPOSITORY_RULE.fullmatch(user)):
+        raise _invalid("docker_repository", "must be a Docker repository name (lower case letters, digits, ._/-).")
+    if not TAG_RULE.fullmatch(version):
+        raise _invalid("docker_version", "must be an image tag such as 1.2.0.")
     return rule
 
 
@@ -238,9 +238,9 @@ def install_app(*, name: str, docker_repository: str, docker_version: str, docke
     its host to run it (operation ``connect``)."""
     if AppProcess.objects.filter(name=name).exists():
         raise Conflict(f"An app named {name!r} already exists.", {"name": ["already exists"]})
+    _check_image(docker_user, docker_repository, docker_version, host_network)
     if runtime not in RUNTIMES:
         raise _invalid("runtime", f"unknown runtime {runtime!r}: use nvidia for GPUs, or leave it empty.")
-    _check_image(docker_user, docker_repository, docker_version, host_network)
     camera_names = list(dict.fromkeys(cameras or []))
     placed = _place(camera_names, host)
     stored_env = _clean_env(env_vars or [])
