@@ -13,6 +13,12 @@ from processes.outputs import MillisecondsField, OperationSerializer
 from worker.redaction import MASK
 
 
+def masked_env(app) -> list[dict]:
+    """The app's environment as every answer and page shows it: secret values masked."""
+    return [{"name": item["name"], "value": MASK, "secret": True} if item.get("secret")
+            else {"name": item["name"], "value": item.get("value", "")} for item in app.env_vars or []]
+
+
 class EnvVarSerializer(serializers.Serializer):
     name = serializers.CharField()
     value = serializers.CharField(allow_blank=True, help_text=f"{MASK} for a secret value")
@@ -48,8 +54,7 @@ class _EnvVars(serializers.ListField):
     child = EnvVarSerializer()
 
     def get_attribute(self, instance):
-        return [{"name": item["name"], "value": MASK, "secret": True} if item.get("secret")
-                else {"name": item["name"], "value": item.get("value", "")} for item in instance.env_vars or []]
+        return masked_env(instance)
 
     def to_representation(self, data):
         return data

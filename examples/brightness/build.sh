@@ -6,6 +6,7 @@
 #
 #   examples/brightness/build.sh [TAG]        default tag: edgeproxy/example-brightness:dev
 set -euo pipefail
+umask 022  # the app runs as nobody: the root file system must be readable by all
 repo="$(cd "$(dirname "$0")/../.." && pwd)"
 venv="${EDGEPROXY_VENV:-$repo/.venv}"
 tag="${1:-edgeproxy/example-brightness:dev}"

@@ -180,3 +180,26 @@ def test_read_only_token_reads_but_cannot_install(read_only_api, api, edge, onli
     assert read_only_api.get("/api/v1/appprocesslist").status_code == 200
     assert read_only_api.post("/api/v1/appprocess", body(cameras=[]), format="json").status_code == 403
     assert not AppProcess.objects.exists()
+
+
+def test_dashboard_lists_shows_and_stops_an_app_and_the_camera_page_links_it(api, edge, online_host, broker, allowed):
+    from django.contrib.auth.models import User
+    from django.test import Client
+
+    camera(api, "door-cam")
+    assert install(api).status_code == 202
+    finish("detector-1", observed={**RUNNING, "logs": {"stdout": None, "stderr": "aGVsbG8gZnJvbSB0aGUgYXBwCg=="}})
+    browser = Client()
+    browser.force_login(User.objects.create_superuser("admin", password="x"))
+
+    listing = browser.get("/apps/?host=edge-a").content.decode()
+    assert "detector-1" in listing and "acme/detector:1.2.0" in listing and "door-cam" in listing
+    page = browser.get("/apps/detector-1/").content.decode()
+    assert "hello from the app" in page and "running" in page
+    assert SECRET not in page and "(secret)" in page
+    assert "detector-1" in browser.get("/cameras/door-cam/").content.decode()
+
+    response = browser.post("/apps/detector-1/stop")
+    assert response.status_code == 302
+    assert Operation.objects.get(app__name="detector-1", state="pending").kind == "stop"
+    assert AppProcess.objects.get(name="detector-1").desired_state == "stopped"
