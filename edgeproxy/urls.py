@@ -48,6 +48,7 @@ urlpatterns = [
     # App processes (issue 16)
     path(v1 + "appprocess", apps.AppProcessCollection.as_view()),
     path(v1 + "appprocesslist", apps.AppProcessList.as_view()),
+    path(v1 + "appprocessupgrades", apps.AppProcessUpgrades.as_view()),
     path(v1 + "appprocess/<str:name>/start", apps.AppProcessStart.as_view()),
     path(v1 + "appprocess/<str:name>/stop", apps.AppProcessStop.as_view()),
     path(v1 + "appprocess/<str:name>", apps.AppProcessDetail.as_view()),

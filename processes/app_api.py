@@ -131,3 +131,26 @@ class AppProcessStop(OperationView):
     def post(self, request, name):
         app = services.stop_app(services.get_app(name))
         return app_response(request, app.name, app.last_operation_id)
+
+
+class AppUpgradeSerializer(serializers.Serializer):
+    """``{"name", "newer_version"?}``: a version of the app's image on its host (none: the newest)."""
+
+    name = AppNameField(max_length=CAMERA_NAME_MAX)
+    newer_version = StrictCharField(required=False, allow_blank=True, allow_null=True, max_length=128)
+
+
+class AppProcessUpgrades(OperationView):
+    @extend_schema(summary="Every app process with upgrade_available and newer_version from its host's images",
+                   responses={200: outputs.AppProcessRecordSerializer(many=True)})
+    def get(self, request):
+        return Response(outputs.app_list(selectors.apps()))
+
+    @extend_schema(summary="Run an app process on another local version of its image (without newer_version: "
+                           "the newest)", request=AppUpgradeSerializer, responses=CHANGE_RESPONSES)
+    def post(self, request):
+        data = AppUpgradeSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        app = services.upgrade_app(services.get_app(data.validated_data["name"]),
+                                   data.validated_data.get("newer_version") or None)
+        return app_response(request, app.name, app.last_operation_id)

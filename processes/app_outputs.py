@@ -9,6 +9,7 @@ from rest_framework import serializers
 
 from edgeproxy.contracts.statuses import shown_status
 from processes import selectors as camera_selectors
+from processes.app_services import newer_version
 from processes.outputs import MillisecondsField, OperationSerializer
 from worker.redaction import MASK
 
@@ -97,10 +98,10 @@ class AppProcessRecordSerializer(serializers.Serializer):
         ref_name = "AppProcess"
 
     def get_upgrade_available(self, app) -> bool:
-        return False  # as in the original: never computed for apps
+        return newer_version(app) is not None  # from its host's images, as for cameras
 
     def get_newer_version(self, app) -> str:
-        return ""
+        return newer_version(app) or ""
 
 
 def app_record(app) -> dict:

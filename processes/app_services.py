@@ -22,12 +22,13 @@ from django.utils import timezone
 from edgeproxy import crypto
 from edgeproxy.celery import app as celery_app
 from edgeproxy.contracts import tasks as messages
-from edgeproxy.contracts.errors import Busy, Conflict, Forbidden, Invalid, NotFound, Unavailable
+from edgeproxy.contracts.errors import Busy, Conflict, Forbidden, ImageNotOnHost, Invalid, NotFound, Unavailable
 from edgeproxy.contracts.statuses import ENDED_STATUSES, RUNNING_STATUSES, CameraStatus
 from edgeproxy.contracts.times import ms
 from processes import app_selectors as selectors
 from processes import selectors as camera_selectors
 from processes.models import ACTIVE_STATES, AppProcess, Camera, DesiredState, EdgeHost, Operation, OperationKind
+from settings_app.versions import highest_version, is_newer, local_tags, sort_tags
 from worker import sealing
 
 logger = logging.getLogger("edgeproxy.processes")
@@ -192,11 +193,12 @@ def _command(app: AppProcess) -> list[str]:
     return command
 
 
-def _sealed_spec(app: AppProcess) -> str:
+def _sealed_spec(app: AppProcess, version: str | None = None) -> str:
     if not app.host.public_key:
         raise Unavailable(f"Edge host {app.host.name} has not reported its key yet; try again shortly.")
+    image = app.image if version is None else f"{app.image.rpartition(':')[0]}:{version}"
     spec = {
-        "app_id": str(app.id), "name": app.name, "image": app.image, "env": _env_for_edge(app),
+        "app_id": str(app.id), "name": app.name, "image": image, "env": _env_for_edge(app),
         "command": _command(app), "ports": app.port_mappings, "mount": app.mount, "runtime": app.runtime,
         "host_network": app.host_network, "cpus": app.cpus, "memory_mb": app.memory_mb, "cameras": app.cameras,
     }
@@ -204,8 +206,10 @@ def _sealed_spec(app: AppProcess) -> str:
 
 
 def _dispatch(app: AppProcess, op: Operation, action: str) -> None:
-    if action == "start":
-        _send(messages.AppEnsureRunning(operation_id=str(op.id), app_name=app.name, spec=_sealed_spec(app)), app.host)
+    if action in ("start", "upgrade"):  # an upgrade runs the spec with the version it goes to
+        version = op.progress.get("version") if action == "upgrade" else None
+        _send(messages.AppEnsureRunning(operation_id=str(op.id), app_name=app.name,
+                                        spec=_sealed_spec(app, version)), app.host)
     elif action == "stop":
         _send(messages.AppStop(operation_id=str(op.id), app_name=app.name), app.host)
     else:
@@ -340,7 +344,13 @@ def apply_result(op: Operation, ok: bool, observed: dict | None, removed: bool, 
     fields = _observe(app, observed, now)
     if not ok and observed is None:
         app.status = CameraStatus.ERROR
+    if ok and op.kind == OperationKind.UPGRADE and op.progress.get("version"):
+        app.docker_version = op.progress["version"]  # only once the host runs it
+        fields.append("docker_version")
     app.save(update_fields=[*fields, "last_operation"])
+    if not ok:
+        logger.warning("operation %s (%s app %s) failed: %s", op.id, op.kind, app.name, op.error,
+                       extra={"operation": op.id})
 
 
 def record_heartbeat(host: EdgeHost, observed_apps: list[dict], observed_at_ms: int) -> None:
@@ -407,3 +417,49 @@ def redispatch(op: Operation) -> None:
     if app is None:
         return
     _dispatch(app, op, op.progress.get("action") or "start")
+
+
+# --- upgrades (like a camera's: another local version of its image, on its host) -----------------
+
+
+def local_versions(app: AppProcess) -> list[str]:
+    """Versions of the app's repository on its host (its image inventory), oldest first."""
+    repository = app.image.rpartition(":")[0]
+    return [t for t in sort_tags(local_tags(app.host.images or [], repository)) if t != "latest"]
+
+
+def newer_version(app: AppProcess) -> str | None:
+    best = highest_version(local_versions(app))
+    return best if best is not None and is_newer(best, app.docker_version) else None
+
+
+def upgrade_app(app: AppProcess, version: str | None = None) -> AppProcess:
+    """Run the app on another local version of its image (operation ``upgrade``); without
+    ``version``, the newest one, which must be newer. ``docker_version`` changes when the host runs it."""
+    repository = app.image.rpartition(":")[0]
+    versions = local_versions(app)
+    listed = ", ".join(versions) or "none"
+    if version:
+        if version not in local_tags(app.host.images or [], repository):
+            raise ImageNotOnHost(f"Image {repository}:{version} is not on edge host {app.host.name}; versions there: "
+                                 f"{listed}. Pull it first.", repository, version,
+                                 extra={"versions": versions, "host": app.host.name})
+    else:
+        version = newer_version(app)
+        if version is None:
+            raise Conflict(f"Edge host {app.host.name} has no version of {repository} newer than "
+                           f"{app.docker_version}; versions there: {listed}.",
+                           extra={"versions": versions, "host": app.host.name})
+    if version == app.docker_version:
+        raise Conflict(f"App {app.name} already runs {repository}:{version}.")
+    if selectors.image_rule(repository) is None:  # the allow-list may have changed since the install
+        raise Forbidden(f"docker_repository: {repository} is no longer on the app image allow-list.",
+                        {"docker_repository": ["not on the app image allow-list"]})
+    with transaction.atomic():
+        op = _new_operation(app, OperationKind.UPGRADE, "upgrade")
+        op.progress = {**op.progress, "version": version, "from": app.docker_version}
+        op.save(update_fields=["progress"])
+        app.save(update_fields=["last_operation", "modified"])
+        _dispatch(app, op, "upgrade")
+    logger.info("app %s: upgrade to %s queued (operation %s)", app.name, version, op.id, extra={"operation": op.id})
+    return app

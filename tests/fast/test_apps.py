@@ -203,3 +203,26 @@ def test_dashboard_lists_shows_and_stops_an_app_and_the_camera_page_links_it(api
     assert response.status_code == 302
     assert Operation.objects.get(app__name="detector-1", state="pending").kind == "stop"
     assert AppProcess.objects.get(name="detector-1").desired_state == "stopped"
+
+
+def test_upgrade_to_a_newer_local_version_changes_the_version_when_the_host_runs_it(api, edge, broker, allowed):
+    images = [{"repository": "acme/detector", "tag": tag, "id": f"sha256:{tag}"} for tag in ("1.2.0", "1.3.0")]
+    edge.register("edge-a", images=images)
+    camera(api, "door-cam")
+    assert install(api).status_code == 202
+    finish("detector-1", observed=RUNNING)
+    [listed] = api.get("/api/v1/appprocessupgrades").json()
+    assert listed["upgrade_available"] is True and listed["newer_version"] == "1.3.0"
+
+    broker.redis.flushdb()
+    response = api.post("/api/v1/appprocessupgrades", {"name": "detector-1"}, format="json")
+    assert response.status_code == 202, response.content
+    assert response.json()["operation"]["kind"] == "upgrade" and response.json()["docker_version"] == "1.2.0"
+    [message] = broker.host_messages("edge-a")
+    assert edge.open("edge-a", message.kwargs["spec"])["image"] == "acme/detector:1.3.0"
+    finish("detector-1", observed=RUNNING)
+    after = api.get("/api/v1/appprocess/detector-1").json()
+    assert after["docker_version"] == "1.3.0" and after["upgrade_available"] is False
+
+    missing = api.post("/api/v1/appprocessupgrades", {"name": "detector-1", "newer_version": "9.9.9"}, format="json")
+    assert missing.status_code == 409 and "9.9.9" in missing.json()["message"]
