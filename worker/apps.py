@@ -36,6 +36,9 @@ LABEL_APP = "io.edgeproxy.app"
 LABEL_APP_ID = "io.edgeproxy.app-id"
 LABEL_APP_HOST = "io.edgeproxy.app-host"
 LABEL_APP_SPEC = "io.edgeproxy.app-spec-hash"
+# Names (never values) of its secret variables: a worker that did not start the container (after a
+# restart) still masks their values in the logs it reports.
+LABEL_APP_SECRETS = "io.edgeproxy.app-secret-names"
 # "edgeproxy." never starts a camera's container name ("edgeproxy-<camera>"): no collision.
 APP_CONTAINER_PREFIX = "edgeproxy.app."
 LOG_TAIL = 100
@@ -145,7 +148,8 @@ class AppRunner:
         options: dict = dict(
             image=spec["image"],
             name=app_container_name(spec["name"]),
-            labels={LABEL_APP: spec["name"], LABEL_APP_ID: spec["app_id"], LABEL_APP_HOST: self.host},
+            labels={LABEL_APP: spec["name"], LABEL_APP_ID: spec["app_id"], LABEL_APP_HOST: self.host,
+                    LABEL_APP_SECRETS: ",".join(item["name"] for item in spec.get("env") or [] if item.get("secret"))},
             environment=self._environment(spec),
             volumes=self._volumes(spec),
             group_add=[str(shm.group)] if shm is not None and shm.enabled and shm.group is not None else None,
@@ -304,6 +308,11 @@ class AppRunner:
         labels = container.labels or {}
         logs = None
         if with_logs:
+            secret_names = set(filter(None, labels.get(LABEL_APP_SECRETS, "").split(",")))
+            for entry in (attrs.get("Config") or {}).get("Env") or []:
+                name, _, value = entry.partition("=")
+                if name in secret_names:
+                    register_secret(value)
             with contextlib.suppress(Exception):
                 logs = encode_logs(container.logs(stdout=True, stderr=False, tail=LOG_TAIL),
                                    container.logs(stdout=False, stderr=True, tail=LOG_TAIL))
