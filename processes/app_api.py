@@ -38,7 +38,7 @@ class PortMappingSerializer(serializers.Serializer):
 
 class AppProcessSerializer(serializers.Serializer):
     name = AppNameField(max_length=CAMERA_NAME_MAX, trim_whitespace=False)
-    docker_user = StrictCharField(max_length=255, required=False, allow_blank=True, default="")
+    docker_user = StrictCharField(max_length=255, required=False, allow_blank=True, allow_null=True, default="")
     docker_repository = StrictCharField(max_length=255)
     docker_version = StrictCharField(max_length=128)
     env_vars = NameValueSerializer(many=True, required=False, allow_null=True, max_length=MAX_ITEMS)

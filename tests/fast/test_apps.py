@@ -226,3 +226,29 @@ def test_upgrade_to_a_newer_local_version_changes_the_version_when_the_host_runs
 
     missing = api.post("/api/v1/appprocessupgrades", {"name": "detector-1", "newer_version": "9.9.9"}, format="json")
     assert missing.status_code == 409 and "9.9.9" in missing.json()["message"]
+
+
+def test_the_original_portals_requests_get_the_shapes_it_reads(api, edge, online_host, broker, allowed):
+    """As the portal's app-add form and edge.service.ts send them: no camera, ``docker_user`` and
+    ``runtime`` null when not filled in, port numbers as numbers; then the list, the app, the delete."""
+    AppImageRule.objects.create(repository="nginx")
+    form = {"name": "web-app", "docker_user": None, "docker_repository": "nginx", "docker_version": "1.25",
+            "env_vars": [{"name": "GREETING", "value": "hi"}], "mount": [],
+            "port_mappings": [{"exposed": 8088, "map_to": 80}], "runtime": None}
+    installed = api.post("/api/v1/appprocess", form, format="json")
+    assert installed.status_code == 202, installed.content
+    assert installed.json()["host"] == "edge-a" and installed.json()["docker_user"] == ""
+    finish("web-app", observed={**RUNNING, "name": "web-app", "logs": {"stdout": "aGk=", "stderr": None}})
+
+    [listed] = api.get("/api/v1/appprocesslist").json()
+    one = api.get("/api/v1/appprocess/web-app").json()
+    for record in (listed, one):  # what the portal's AppProcess model and pages read
+        assert record["name"] == "web-app" and record["docker_repository"] == "nginx"
+        assert record["env_vars"] == [{"name": "GREETING", "value": "hi"}] and record["mount"] == []
+        assert record["port_mappings"] == [{"exposed": 8088, "map_to": 80}]
+        assert record["container_id"] == "c0ffee" and record["status"] == "running"
+        assert record["state"]["Running"] is True and record["logs"]["stdout"] == "aGk="
+        assert isinstance(record["created"], int) and isinstance(record["modified"], int)
+        assert record["upgrade_available"] is False and record["newer_version"] == ""
+    removed = api.delete("/api/v1/appprocess/web-app")
+    assert removed.status_code == 202 and removed.json()["status"] == "removing"
