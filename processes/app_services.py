@@ -358,9 +358,11 @@ def record_heartbeat(host: EdgeHost, observed_apps: list[dict], observed_at_ms: 
     for its result; an observation taken before the last result is old news)."""
     now = timezone.now()
     seen = {item["name"]: item for item in observed_apps}
+    known: set[str] = set()
     with transaction.atomic():
         for app in AppProcess.objects.select_related("last_operation").select_for_update(of=("self",)).filter(
                 host=host):
+            known.add(app.name)
             last = app.last_operation
             if last and last.is_active:
                 continue
@@ -374,6 +376,22 @@ def record_heartbeat(host: EdgeHost, observed_apps: list[dict], observed_at_ms: 
                 app.save(update_fields=fields)  # a beat every few seconds rewrites only what changed
             elif first_since_operation:
                 app.save(update_fields=["observed_at"])  # what reconciliation waits for
+    _remove_strays(host, [name for name in seen if name not in known])
+
+
+def _remove_strays(host: EdgeHost, strays: list[str]) -> None:
+    """App containers of this host that no app owns (their record is gone): removed, each by an
+    operation (``reconcile``) unless one is under way. Containers without our app labels are never seen."""
+    for stray in strays:
+        if Operation.objects.filter(host=host, app__isnull=True, camera__isnull=True, state__in=ACTIVE_STATES,
+                                    progress__app=stray).exists():
+            continue
+        with transaction.atomic():
+            op = Operation.objects.create(kind=OperationKind.RECONCILE, host=host, camera_name="",
+                                          progress={"app": stray, "action": "remove stray"})
+            _send(messages.AppRemove(operation_id=str(op.id), app_name=stray), host)
+        logger.info("reconcile: removing stray app container %s on %s (operation %s)", stray, host.name, op.id,
+                    extra={"host": host.name, "operation": op.id})
 
 
 # --- reconciliation and redelivery -------------------------------------------------------------
@@ -420,8 +438,10 @@ def reconcile_apps(hosts: Mapping[int, EdgeHost], retry_seconds: float) -> list[
 
 def redispatch(op: Operation) -> None:
     """Send an app operation's task again (edge tasks are idempotent)."""
-    app = AppProcess.objects.select_related("host").filter(id=op.app_id).first()
+    app = AppProcess.objects.select_related("host").filter(id=op.app_id).first() if op.app_id else None
     if app is None:
+        if op.host is not None and op.progress.get("action") == "remove stray":
+            _send(messages.AppRemove(operation_id=str(op.id), app_name=op.progress["app"]), op.host)
         return
     _dispatch(app, op, op.progress.get("action") or "start")
 

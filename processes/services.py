@@ -581,7 +581,7 @@ def host_restarted(host: EdgeHost) -> None:
 
 def _redispatch(op: Operation) -> None:
     assert op.host is not None  # only operations of a known host are sent again
-    if op.app_id is not None:  # an app process's operation (issue 16)
+    if op.app_id is not None or op.progress.get("app"):  # an app process's operation (issue 16)
         app_services.redispatch(op)
         return
     camera = op.camera

@@ -252,3 +252,20 @@ def test_the_original_portals_requests_get_the_shapes_it_reads(api, edge, online
         assert record["upgrade_available"] is False and record["newer_version"] == ""
     removed = api.delete("/api/v1/appprocess/web-app")
     assert removed.status_code == 202 and removed.json()["status"] == "removing"
+
+
+def test_a_stray_app_container_is_removed_once(api, edge, online_host, broker, allowed):
+    report = {"queue": "host.edge-a", "public_key": online_host.public_key, "cameras": [],
+              "apps": [{"name": "ghost-app", "container_id": "dead", "status": "running", "state": {}, "logs": None}],
+              "observed_at": 10 ** 13}
+    services.record_heartbeat("edge-a", report)
+    services.record_heartbeat("edge-a", report)  # the removal under way is not asked twice
+    [message] = broker.host_messages("edge-a")
+    assert message.task == "edge.app_remove" and message.kwargs["app_name"] == "ghost-app"
+    op = Operation.objects.get(id=message.id)
+    assert op.kind == "reconcile" and op.app is None
+    broker.redis.flushdb()
+    services.host_restarted(online_host)  # sent again after a worker restart
+    assert [m.task for m in broker.host_messages("edge-a")] == ["edge.app_remove"]
+    services.record_operation_result(str(op.id), True, removed=True)
+    assert Operation.objects.get(id=op.id).state == "succeeded"
