@@ -319,3 +319,17 @@ CELERY_BEAT_SCHEDULE = {
         "options": {"queue": messages.ExpireOperations.queue, "expires": EDGEPROXY_DEADLINE_CHECK_SECONDS},
     },
 }
+
+# --- app processes (issue 16, docs/apps.md) ------------------------------------------------------
+# Limits an app gets when its request names none (a request may ask for at most the maximum).
+EDGEPROXY_APP_CPUS = envfloat("EDGEPROXY_APP_CPUS", 1.0, minimum=0.01)
+EDGEPROXY_APP_MEMORY_MB = envint("EDGEPROXY_APP_MEMORY_MB", 512, minimum=16)
+EDGEPROXY_APP_MAX_CPUS = envfloat("EDGEPROXY_APP_MAX_CPUS", 4.0, minimum=0.01)
+EDGEPROXY_APP_MAX_MEMORY_MB = envint("EDGEPROXY_APP_MAX_MEMORY_MB", 8192, minimum=16)
+# Edge side: where each app's data folders are (one folder per app below it; mounts stay inside).
+EDGEPROXY_APP_DATA_DIR = envstr("EDGEPROXY_APP_DATA_DIR", str(STATE_DIR / "apps"))
+# Edge side: Docker network of app containers unless their allow-list entry permits the host's.
+EDGEPROXY_APP_NETWORK = envstr("EDGEPROXY_APP_NETWORK", "bridge")
+# Edge side, development only: read-only bind mounts every app container gets ("src:dst[:ro]"), like
+# EDGEPROXY_CAMERA_VOLUMES for images built FROM scratch (compose/app-dev/build.sh prints the value).
+EDGEPROXY_APP_VOLUMES = envlist("EDGEPROXY_APP_VOLUMES")

@@ -6,6 +6,7 @@ from django.urls import include, path, re_path
 from edgeproxy.api import health, metrics
 from edgeproxy.api.docs import SchemaView, SwaggerView
 from processes import api as processes
+from processes import app_api as apps
 from processes import image_api, recording_api
 from settings_app import api as settings_api
 
@@ -49,6 +50,13 @@ urlpatterns = [
     re_path(r"^api/v1/settings/dockerimageslocally/(?P<image_name>.+)$", image_api.LocalImages.as_view()),
     path(v1 + "devicedockerimages", image_api.LocalImagesByTag.as_view()),
     path(v1 + "alldockerimages", image_api.AllImages.as_view()),
+    # App processes (issue 16)
+    path(v1 + "appprocess", apps.AppProcessCollection.as_view()),
+    path(v1 + "appprocesslist", apps.AppProcessList.as_view()),
+    path(v1 + "appprocessupgrades", apps.AppProcessUpgrades.as_view()),
+    path(v1 + "appprocess/<str:name>/start", apps.AppProcessStart.as_view()),
+    path(v1 + "appprocess/<str:name>/stop", apps.AppProcessStop.as_view()),
+    path(v1 + "appprocess/<str:name>", apps.AppProcessDetail.as_view()),
     # Schema, docs, health, admin
     path("api/schema/", SchemaView.as_view(), name="schema"),
     path("api/docs/", SwaggerView.as_view(url_name="schema")),

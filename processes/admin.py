@@ -50,3 +50,6 @@ class AnnotationAdmin(admin.ModelAdmin):
     list_display = ("camera_name", "type", "start_timestamp", "object_type", "confidence", "host")
     list_filter = ("type", "host")
     search_fields = ("camera_name", "type", "object_type")
+
+# App processes and their image allow-list (issue 16).
+from processes import app_admin as _app_admin  # noqa: E402,F401

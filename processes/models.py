@@ -105,6 +105,8 @@ class Operation(models.Model):
     kind = models.CharField(max_length=16, choices=OperationKind.choices)
     camera = models.ForeignKey(Camera, null=True, blank=True, on_delete=models.SET_NULL, related_name="operations")
     camera_name = models.CharField(max_length=63, blank=True, help_text="kept after the camera is deleted")
+    app = models.ForeignKey("AppProcess", null=True, blank=True, on_delete=models.SET_NULL,
+                            related_name="operations", help_text="the app process it drives (issue 16)")
     host = models.ForeignKey(EdgeHost, null=True, blank=True, on_delete=models.SET_NULL, related_name="operations")
     state = models.CharField(max_length=16, choices=OperationState.choices, default=OperationState.PENDING)
     progress = models.JSONField(default=dict, blank=True)
@@ -154,3 +156,66 @@ class Annotation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.type} on {self.camera_name} at {self.start_timestamp}"
+
+
+# --- app processes (issue 16): AI programs run next to their cameras (processes/app_*.py) ----------
+
+
+class AppImageRule(models.Model):
+    """An allow-list entry: images of this repository may run as app processes (editable in the admin)."""
+
+    repository = models.CharField(max_length=255, unique=True,
+                                  help_text="user/repository as in docker_user/docker_repository, or a prefix "
+                                            "ending in /* (every repository of that user)")
+    host_network = models.BooleanField(default=False, help_text="its apps may ask for the host's network")
+    note = models.CharField(max_length=255, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["repository"]
+        verbose_name = "app image rule"
+
+    def __str__(self) -> str:
+        return self.repository
+
+
+class AppProcess(models.Model):
+    """An app process (the original's AppProcess): a Docker image run on its cameras' host."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(max_length=63, unique=True)
+    docker_user = models.CharField(max_length=255, blank=True)
+    docker_repository = models.CharField(max_length=255)
+    docker_version = models.CharField(max_length=128)
+    # [{"name", "value"}] for plain values, [{"name", "secret": true, "value_encrypted"}] for secrets.
+    env_vars = models.JSONField(default=list, blank=True)
+    arguments = models.JSONField(default=list, blank=True)
+    port_mappings = models.JSONField(default=list, blank=True)
+    mount = models.JSONField(default=list, blank=True)
+    runtime = models.CharField(max_length=16, blank=True)
+    host_network = models.BooleanField(default=False)
+    cpus = models.FloatField()
+    memory_mb = models.PositiveIntegerField()
+    cameras = models.JSONField(default=list, blank=True, help_text="names of the cameras it reads")
+    host = models.ForeignKey(EdgeHost, on_delete=models.PROTECT, related_name="apps")
+    desired_state = models.CharField(max_length=8, choices=DesiredState.choices, default=DesiredState.RUNNING)
+
+    status = models.CharField(max_length=16, default=statuses.CameraStatus.PENDING.value)
+    container_id = models.CharField(max_length=100, blank=True)
+    state = models.JSONField(default=dict, blank=True)
+    logs = models.JSONField(default=dict, blank=True)
+    observed_at = models.DateTimeField(null=True, blank=True)
+    last_operation = models.ForeignKey(Operation, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created = models.DateTimeField(auto_now_add=True)
+    modified = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def image(self) -> str:
+        repository = f"{self.docker_user}/{self.docker_repository}" if self.docker_user else self.docker_repository
+        return f"{repository}:{self.docker_version}"

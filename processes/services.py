@@ -26,7 +26,7 @@ from edgeproxy.contracts import tasks as messages
 from edgeproxy.contracts.errors import Busy, Conflict, DomainError, ImageNotOnHost, NotFound, TimedOut, Unavailable
 from edgeproxy.contracts.statuses import ENDED_STATUSES, RUNNING_STATUSES, CameraStatus
 from edgeproxy.contracts.times import ms
-from processes import live, selectors
+from processes import app_services, live, selectors
 from processes.models import ACTIVE_STATES, Camera, DesiredState, EdgeHost, Operation, OperationKind, OperationState
 from settings_app.selectors import default_camera_image
 from settings_app.versions import highest_version, is_newer, local_tags, sort_tags, split_image
@@ -500,6 +500,9 @@ def record_operation_result(operation_id: str, ok: bool, error: str = "", observ
             op.result = result
         op.save(update_fields=["state", "error", "finished", "started", "result"])
         transaction.on_commit(lambda: live.announce_end(op.id))
+        if op.app_id is not None:  # an app process's operation (issue 16)
+            app_services.apply_result(op, ok, observed, removed, now)
+            return
         camera = Camera.objects.select_for_update().filter(id=op.camera_id).first() if op.camera_id else None
         if camera is None:
             return
@@ -586,10 +589,12 @@ def record_heartbeat(host_name: str, report: dict) -> EdgeHost:
         defaults["strays"] = sorted(set(observed) - placed_names)
         host = _touch_host(host_name, defaults)
         if host is not None and live.write({name: streams.get(name) for name in placed_names}, now):
+            _record_app_heartbeat(host, report)
             return host
     placed = list(Camera.objects.select_related("last_operation").filter(host__name=host_name))
     defaults["strays"] = sorted(set(observed) - {camera.name for camera in placed})
     host = _touch_host(host_name, defaults) or EdgeHost.objects.update_or_create(name=host_name, defaults=defaults)[0]
+    _record_app_heartbeat(host, report)
     live_elsewhere = live.write({camera.name: streams.get(camera.name) for camera in placed}, now)
     # Unlocked first: most beats change nothing. What changed is read again under lock and applied.
     changed = [camera.id for camera in placed
@@ -658,6 +663,9 @@ def host_restarted(host: EdgeHost) -> None:
 
 def _redispatch(op: Operation) -> None:
     assert op.host is not None  # only operations of a known host are sent again
+    if op.app_id is not None or op.progress.get("app"):  # an app process's operation (issue 16)
+        app_services.redispatch(op)
+        return
     camera = op.camera
     kind = op.kind
     if kind == OperationKind.PULL:
@@ -756,6 +764,11 @@ def reconcile_host(host: EdgeHost, cameras=None) -> list[Operation]:
     return corrections
 
 
+def _record_app_heartbeat(host: EdgeHost, report: dict) -> None:
+    if report.get("apps") is not None:  # app processes (issue 16)
+        app_services.record_heartbeat(host, report["apps"], report.get("observed_at") or 0)
+
+
 def reconcile_fleet() -> int:
     """One reconcile pass over every online host (Celery beat runs it)."""
     hosts = {host.id: host for host in selectors.online_hosts()}
@@ -769,7 +782,8 @@ def reconcile_fleet() -> int:
     for camera in candidates.select_related("last_operation"):
         camera.host = hosts[camera.host_id]
         by_host[camera.host_id].append(camera)
-    return sum(len(reconcile_host(hosts[host_id], cameras)) for host_id, cameras in by_host.items())
+    corrected = sum(len(reconcile_host(hosts[host_id], cameras)) for host_id, cameras in by_host.items())
+    return corrected + len(app_services.reconcile_apps(hosts, RECONCILE_RETRY_SECONDS))  # apps (issue 16)
 
 
 def operation_deadline(kind: str) -> float:

@@ -24,7 +24,7 @@ from django.conf import settings
 from edgeproxy.celery import app as celery_app
 from edgeproxy.contracts import tasks as messages
 from edgeproxy.contracts.tasks import CONTROL_QUEUE, host_queue
-from worker import recordings, sealing
+from worker import apps, recordings, sealing
 from worker.camera import keys
 from worker.redaction import register_secret, url_password
 from worker.runtimes import get_runtime
@@ -435,7 +435,7 @@ class EdgeAgent:
                 entry.pop("logs")  # unchanged since the last report: the control plane keeps its copy
             self._log_digests[item.name] = digest
             payload.append(entry)
-        return {
+        report = {
             "queue": self.queue,
             "runtime": self.runtime.name,
             "facts": self.runtime.facts(),
@@ -446,6 +446,10 @@ class EdgeAgent:
             "cameras": payload,
             "streams": self.recordings.add_counts(self._stream_status([c.name for c in cameras])),
         }
+        apps_seen = apps.report_entry(self)  # app processes (issue 16)
+        if apps_seen is not None:
+            report["apps"] = apps_seen
+        return report
 
     def heartbeat(self, first: bool = False) -> None:
         # No retry: a beat that cannot be sent is simply the next one's job, and the loop must

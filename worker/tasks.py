@@ -8,7 +8,7 @@ All are idempotent, so a redelivery after a lost worker is harmless.
 from celery import shared_task
 
 from edgeproxy.contracts import tasks as messages
-from worker import edge
+from worker import apps, edge
 
 
 @shared_task(name=messages.EnsureRunning.task, acks_late=True, ignore_result=True)
@@ -41,3 +41,21 @@ def upgrade(operation_id: str, camera_name: str, spec: str) -> None:
 @shared_task(name=messages.SetRecording.task, acks_late=True, ignore_result=True)
 def set_recording(operation_id: str, camera_name: str, enabled: bool, retention_hours: float) -> None:
     edge.current().set_recording(operation_id, camera_name, enabled, retention_hours)
+
+
+# --- app processes (issue 16): worker/apps.py ------------------------------------------------------
+
+
+@shared_task(name=messages.AppEnsureRunning.task, acks_late=True, ignore_result=True)
+def app_ensure_running(operation_id: str, app_name: str, spec: str) -> None:
+    apps.runner(edge.current()).ensure_running(operation_id, app_name, spec)
+
+
+@shared_task(name=messages.AppStop.task, acks_late=True, ignore_result=True)
+def app_stop(operation_id: str, app_name: str) -> None:
+    apps.runner(edge.current()).stop(operation_id, app_name)
+
+
+@shared_task(name=messages.AppRemove.task, acks_late=True, ignore_result=True)
+def app_remove(operation_id: str, app_name: str) -> None:
+    apps.runner(edge.current()).remove(operation_id, app_name)

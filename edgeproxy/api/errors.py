@@ -20,6 +20,7 @@ from edgeproxy.contracts.errors import (
     Busy,
     Conflict,
     DomainError,
+    Forbidden,
     ImageNotOnHost,
     Invalid,
     NotFound,
@@ -37,6 +38,7 @@ logger = logging.getLogger("edgeproxy.api")
 # Each domain error's HTTP status (the most specific class first wins: subclasses map like their base).
 STATUS_CODES: dict[type[DomainError], int] = {
     Invalid: 400,
+    Forbidden: 403,
     NotFound: 404,
     Conflict: 409,
     NotSupported: 501,

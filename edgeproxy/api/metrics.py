@@ -173,6 +173,23 @@ class FleetCollector:
 
         yield from (host_online, host_age, host_cameras, status, desired, streaming, fps, frame_age, observed_age,
                     *counters.values(), operations)
+        yield from self._apps(online)
+
+    @staticmethod
+    def _apps(online: dict):
+        """App processes (issue 16): their status as the API shows it, and whether they should run."""
+        from edgeproxy.contracts.statuses import shown_status
+        from processes.models import AppProcess
+
+        status = GaugeMetricFamily("edgeproxy_app_status", "1 for the app process's current status (as the API "
+                                   "shows it)", labels=["app", "host", "status"])
+        desired = GaugeMetricFamily("edgeproxy_app_desired_running", "1 when the app process should run",
+                                    labels=["app", "host"])
+        for name, host_id, host, stored, wanted in AppProcess.objects.values_list(
+                "name", "host_id", "host__name", "status", "desired_state"):
+            status.add_metric([name, host, shown_status(stored, online.get(host_id, False))], 1)
+            desired.add_metric([name, host], 1 if wanted == "running" else 0)
+        yield from (status, desired)
 
 
 class RecordingCollector:

@@ -27,6 +27,10 @@ class Invalid(DomainError):
         self.field = field
 
 
+class Forbidden(DomainError):
+    """A rule of the installation forbids it (an app image not on the allow-list); the message names the rule."""
+
+
 class NotFound(DomainError):
     """No such camera, host, operation or image."""
 

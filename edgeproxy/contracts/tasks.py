@@ -197,7 +197,31 @@ class ExpireOperations(ControlMessage):
     task: ClassVar[str] = "processes.expire_operations"
 
 
-EDGE_MESSAGES: tuple[type[EdgeMessage], ...] = (EnsureRunning, Stop, Remove, PullImage, Upgrade, SetRecording)
+# --- app processes (issue 16): control plane -> edge host; results come back as OperationFinished ---
+
+
+@dataclass(frozen=True)
+class AppEnsureRunning(EdgeMessage):
+    task: ClassVar[str] = "edge.app_ensure_running"
+    app_name: str
+    spec: str  # sealed to the host's key (it holds the app's secret environment values)
+
+
+@dataclass(frozen=True)
+class AppStop(EdgeMessage):
+    task: ClassVar[str] = "edge.app_stop"
+    app_name: str
+
+
+@dataclass(frozen=True)
+class AppRemove(EdgeMessage):
+    task: ClassVar[str] = "edge.app_remove"
+    app_name: str
+
+
+APP_MESSAGES: tuple[type[EdgeMessage], ...] = (AppEnsureRunning, AppStop, AppRemove)
+EDGE_MESSAGES: tuple[type[EdgeMessage], ...] = (EnsureRunning, Stop, Remove, PullImage, Upgrade, SetRecording,
+                                                 *APP_MESSAGES)
 CONTROL_MESSAGES: tuple[type[ControlMessage], ...] = (
     OperationStarted, OperationFinished, OperationProgress, PullFinished, UpgradeFinished, HostHeartbeat,
     HostStarted, HostAlive, RecordAnnotation, ReconcileFleet, ExpireOperations,

@@ -4,7 +4,7 @@ from django.templatetags.static import static
 from django.urls import path
 from django.views.generic import RedirectView
 
-from processes.dashboard import recordings, views
+from processes.dashboard import apps, recordings, views
 
 app_name = "dashboard"
 
@@ -21,5 +21,9 @@ urlpatterns = [
     path("operations/", views.operations, name="operations"),
     path("settings/", views.settings_page, name="settings"),
     path("settings/pull", views.pull, name="pull"),
+    # App processes (issue 16)
+    path("apps/", apps.app_list, name="apps"),
+    path("apps/<str:name>/", apps.app_detail, name="app"),
+    path("apps/<str:name>/<str:action>", apps.app_action, name="app-action"),
     path("favicon.ico", RedirectView.as_view(url=static("dashboard/favicon.svg"), permanent=True)),
 ]
