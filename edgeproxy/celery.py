@@ -18,6 +18,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "edgeproxy.settings")
 app = Celery("edgeproxy")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks(["processes", "settings_app", "worker"])
+app.autodiscover_tasks(["processes.events"])  # the webhook delivery task (queue "webhooks")
 
 # Control-worker liveness for /healthz and /metrics; redaction of Celery's own log handlers.
 import edgeproxy.celery_inspect  # noqa: E402 - inspect conf/report answers without passwords

@@ -7,6 +7,7 @@ from edgeproxy.api import health, metrics
 from edgeproxy.api.docs import SchemaView, SwaggerView
 from processes import api as processes
 from processes import image_api
+from processes.events import api as events_api
 from settings_app import api as settings_api
 
 v1 = "api/v1/"
@@ -44,6 +45,10 @@ urlpatterns = [
     re_path(r"^api/v1/settings/dockerimageslocally/(?P<image_name>.+)$", image_api.LocalImages.as_view()),
     path(v1 + "devicedockerimages", image_api.LocalImagesByTag.as_view()),
     path(v1 + "alldockerimages", image_api.AllImages.as_view()),
+    # Events out: webhooks (issue 17)
+    path(v1 + "webhooks", events_api.WebhookCollection.as_view()),
+    path(v1 + "webhooks/<uuid:webhook_id>", events_api.WebhookDetail.as_view()),
+    path(v1 + "webhooks/<uuid:webhook_id>/deliveries", events_api.WebhookDeliveries.as_view()),
     # Schema, docs, health, admin
     path("api/schema/", SchemaView.as_view(), name="schema"),
     path("api/docs/", SwaggerView.as_view(url_name="schema")),

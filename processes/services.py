@@ -24,6 +24,7 @@ from edgeproxy.contracts.errors import Busy, Conflict, DomainError, ImageNotOnHo
 from edgeproxy.contracts.statuses import ENDED_STATUSES, RUNNING_STATUSES, CameraStatus
 from edgeproxy.contracts.times import ms
 from processes import selectors
+from processes.events import services as events
 from processes.models import ACTIVE_STATES, Camera, DesiredState, EdgeHost, Operation, OperationKind, OperationState
 from settings_app.selectors import default_camera_image
 from settings_app.versions import highest_version, is_newer, local_tags, sort_tags, split_image
@@ -479,6 +480,7 @@ def record_operation_result(operation_id: str, ok: bool, error: str = "", observ
         if result:
             op.result = result
         op.save(update_fields=["state", "error", "finished", "started", "result"])
+        events.operation_finished(op)
         camera = Camera.objects.select_for_update().filter(id=op.camera_id).first() if op.camera_id else None
         if camera is None:
             return
@@ -488,10 +490,12 @@ def record_operation_result(operation_id: str, ok: bool, error: str = "", observ
             camera.delete()
             return
         camera.last_operation = op
+        before = events.camera_state(camera)
         fields = _apply_observation(camera, observed, stream, now)
         if not ok and observed is None:
             camera.status = CameraStatus.ERROR
         camera.save(update_fields=fields + ["last_operation"])
+        events.camera_changed(camera, before)
     if not ok:
         logger.warning("operation %s (%s %s) failed: %s", op.id, op.kind, op.camera_name, op.error,
                        extra={"camera": op.camera_name or None, "operation": op.id})
@@ -518,7 +522,9 @@ def _late_result(op: Operation, ok: bool, error: str, observed: dict | None, str
                     extra={"camera": camera.name, "operation": op.id})
         camera.delete()
     elif observed is not None:
+        before = events.camera_state(camera)
         camera.save(update_fields=_apply_observation(camera, observed, stream, now))
+        events.camera_changed(camera, before)
 
 
 def record_heartbeat(host_name: str, report: dict) -> EdgeHost:
@@ -552,9 +558,11 @@ def record_heartbeat(host_name: str, report: dict) -> EdgeHost:
                     camera.logs = seen["logs"]
                     camera.save(update_fields=["logs"])
                 continue
+            before = events.camera_state(camera)
             fields = _heartbeat_changes(camera, seen, streams.get(camera.name), now)
             if fields:
                 camera.save(update_fields=fields)
+                events.camera_changed(camera, before, host=host.name)
     return host
 
 
@@ -836,16 +844,19 @@ def record_annotation(fields: dict, host: str = ""):
         return None
     end = fields.get("end_timestamp")
     confidence = fields.get("confidence")
-    return Annotation.objects.create(
-        camera_name=camera_name,
-        host=host,
-        type=event_type,
-        start_timestamp=start,
-        end_timestamp=end if isinstance(end, int) and end > 0 else None,
-        object_type=str(fields.get("object_type") or "")[:255],
-        confidence=float(confidence) if isinstance(confidence, int | float) else None,
-        data=fields,
-    )
+    with transaction.atomic():
+        annotation = Annotation.objects.create(
+            camera_name=camera_name,
+            host=host,
+            type=event_type,
+            start_timestamp=start,
+            end_timestamp=end if isinstance(end, int) and end > 0 else None,
+            object_type=str(fields.get("object_type") or "")[:255],
+            confidence=float(confidence) if isinstance(confidence, int | float) else None,
+            data=fields,
+        )
+        events.annotation_created(annotation)
+    return annotation
 
 
 # --- upgrades ----------------------------------------------------------------------------------

@@ -19,5 +19,6 @@ urlpatterns = [
     path("operations/", views.operations, name="operations"),
     path("settings/", views.settings_page, name="settings"),
     path("settings/pull", views.pull, name="pull"),
+    path("webhooks/", views.webhooks_page, name="webhooks"),
     path("favicon.ico", RedirectView.as_view(url=static("dashboard/favicon.svg"), permanent=True)),
 ]
