@@ -27,16 +27,22 @@ def _redis() -> redis.Redis:
 
 @shared_task(name=DELIVER_TASK, ignore_result=True, acks_late=True)
 def deliver_webhook(webhook_id: str) -> int:
-    lock = _redis().lock(f"edgeproxy:webhook-lock:{webhook_id}", timeout=LOCK_SECONDS, blocking=False)
-    if not lock.acquire():
-        return 0  # a pass for this webhook is under way; the relay asks again for what it leaves
-    try:
-        return webhooks.deliver(webhook_id)
-    finally:
+    """Passes until nothing is due. A task that finds the lock taken leaves its deliveries to the
+    pass under way: that one looks again after releasing the lock, so none waits for the relay."""
+    sent = 0
+    while True:
+        lock = _redis().lock(f"edgeproxy:webhook-lock:{webhook_id}", timeout=LOCK_SECONDS, blocking=False)
+        if not lock.acquire():
+            return sent
         try:
-            lock.release()
-        except redis.exceptions.LockError:
-            logger.warning("webhook %s: delivery lock expired during a pass", webhook_id)
+            sent += webhooks.deliver(webhook_id)
+        finally:
+            try:
+                lock.release()
+            except redis.exceptions.LockError:
+                logger.warning("webhook %s: delivery lock expired during a pass", webhook_id)
+        if not webhooks.next_is_due(webhook_id):
+            return sent
 
 
 def request_delivery(webhook_ids) -> None:

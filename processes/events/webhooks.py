@@ -6,7 +6,8 @@ that fails stops the others (so each camera's events arrive in order) and is tri
 growing delay. A receiver away for a while gets everything on its return, up to
 EDGEPROXY_EVENTS_RETENTION_HOURS (docs/events.md).
 
-Outbound safety: a webhook's host is resolved when a delivery is made and every address it gives
+Outbound safety: a webhook's host is resolved when deliveries are sent (once per sending pass, at
+most 30 s, which keeps its connection alive) and every address it gives
 must be allowed (no loopback, link-local, private or otherwise special address unless listed in
 EDGEPROXY_WEBHOOK_ALLOWED_NETWORKS); the request then goes to that checked address (no second
 lookup a DNS answer could change), with short timeouts and no redirects followed.
@@ -25,6 +26,7 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from edgeproxy import crypto
@@ -188,6 +190,13 @@ def due_webhooks() -> list:
                 .exclude(next_attempt__gt=now).values_list("webhook_id", flat=True).distinct())
 
 
+def next_is_due(webhook_id) -> bool:
+    """Whether the webhook's first pending delivery (in event order) may be sent now."""
+    first = (Delivery.objects.filter(webhook_id=webhook_id, webhook__enabled=True, state=Delivery.PENDING)
+             .order_by("event_id").values_list("next_attempt", flat=True)[:1])
+    return any(at is None or at <= timezone.now() for at in first)
+
+
 def retry_delay(attempts: int) -> float:
     """Seconds before the next try after ``attempts`` failures: doubling from
     EDGEPROXY_WEBHOOK_RETRY_SECONDS up to EDGEPROXY_WEBHOOK_RETRY_MAX_SECONDS."""
@@ -200,34 +209,36 @@ def body_of(event: Event) -> bytes:
     return json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
 
 
-def _post(url: str, body: bytes, headers: dict) -> int:
-    """POST ``body`` to ``url`` at its checked address; the status code. No redirect is followed."""
+def _post(url: str, body: bytes, headers: dict, pools: dict) -> int:
+    """POST ``body`` to ``url`` at its checked address; the status code. No redirect is followed.
+    ``pools``: the pass's connections (kept alive), by scheme, host and port, each made to the
+    address checked when it was made."""
     import urllib3
 
     parts = urlsplit(url)
     https = parts.scheme == "https"
     port = parts.port or (443 if https else 80)
     host = parts.hostname or ""
-    address = resolve_allowed(host, port)
-    timeout = urllib3.Timeout(connect=min(3.0, settings.EDGEPROXY_WEBHOOK_TIMEOUT_SECONDS),
-                              read=settings.EDGEPROXY_WEBHOOK_TIMEOUT_SECONDS)
-    pool: urllib3.HTTPConnectionPool
-    if https:
-        pool = urllib3.HTTPSConnectionPool(address, port, timeout=timeout, retries=False, maxsize=1,
-                                           server_hostname=host, assert_hostname=host, cert_reqs="CERT_REQUIRED")
-    else:
-        pool = urllib3.HTTPConnectionPool(address, port, timeout=timeout, retries=False, maxsize=1)
+    key = (parts.scheme, host, port)
+    pool = pools.get(key)
+    if pool is None:
+        address = resolve_allowed(host, port)
+        timeout = urllib3.Timeout(connect=min(3.0, settings.EDGEPROXY_WEBHOOK_TIMEOUT_SECONDS),
+                                  read=settings.EDGEPROXY_WEBHOOK_TIMEOUT_SECONDS)
+        if https:
+            pool = urllib3.HTTPSConnectionPool(address, port, timeout=timeout, retries=False, maxsize=1,
+                                               server_hostname=host, assert_hostname=host, cert_reqs="CERT_REQUIRED")
+        else:
+            pool = urllib3.HTTPConnectionPool(address, port, timeout=timeout, retries=False, maxsize=1)
+        pools[key] = pool
     netloc = parts.netloc.rsplit("@", 1)[-1]
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    try:
-        response = pool.urlopen("POST", path, body=body, headers={**headers, "Host": netloc}, redirect=False,
-                                retries=False, preload_content=True)
-        return response.status
-    finally:
-        pool.close()
+    response = pool.urlopen("POST", path, body=body, headers={**headers, "Host": netloc}, redirect=False,
+                            retries=False, preload_content=True)
+    return response.status
 
 
-def _attempt(webhook: Webhook, secret: str, delivery: Delivery) -> tuple[bool, int | None, str]:
+def _attempt(webhook: Webhook, secret: str, delivery: Delivery, pools: dict) -> tuple[bool, int | None, str]:
     body = body_of(delivery.event)
     timestamp = int(time.time())
     headers = {
@@ -239,7 +250,7 @@ def _attempt(webhook: Webhook, secret: str, delivery: Delivery) -> tuple[bool, i
         contract.SIGNATURE_HEADER: contract.signature(secret, timestamp, body),
     }
     try:
-        status = _post(webhook.url, body, headers)
+        status = _post(webhook.url, body, headers, pools)
     except RefusedAddress as exc:
         return False, None, str(exc)
     except Exception as exc:  # noqa: BLE001 - any network failure is a failed attempt, tried again
@@ -249,40 +260,59 @@ def _attempt(webhook: Webhook, secret: str, delivery: Delivery) -> tuple[bool, i
     return False, status, f"HTTP {status}"
 
 
+def _mark_delivered(done: list[tuple[int, int]]) -> None:
+    """Delivered, in one write per status code (a commit per delivery would bound the rate)."""
+    now = timezone.now()
+    for status in {status for _, status in done}:
+        ids = [delivery_id for delivery_id, code in done if code == status]
+        Delivery.objects.filter(id__in=ids).update(state=Delivery.DELIVERED, delivered=now, next_attempt=None,
+                                                   attempts=F("attempts") + 1, last_status_code=status)
+    done.clear()
+
+
 def deliver(webhook_id, deadline_seconds: float = 30.0) -> int:
     """Send the webhook's pending deliveries in event order, until one fails, none is due, or the
-    pass has run ``deadline_seconds``. The caller holds the webhook's lock. Returns the number sent."""
+    pass has run ``deadline_seconds``. The caller holds the webhook's lock. Returns the number sent.
+    Successes are recorded a batch at a time: a crash in between sends them again (at least once)."""
     webhook = Webhook.objects.filter(id=webhook_id, enabled=True).first()
     if webhook is None:
         return 0
     secret = crypto.decrypt(webhook.secret_encrypted)
     sent = 0
+    done: list[tuple[int, int]] = []
+    pools: dict = {}  # the pass's connections: the address is checked once per pass (at most 30 s)
     started = time.monotonic()
-    while time.monotonic() - started < deadline_seconds:
-        batch = list(Delivery.objects.select_related("event").filter(webhook=webhook, state=Delivery.PENDING)
-                     .order_by("event_id")[:DELIVERIES_PER_PASS])
-        if not batch:
-            return sent
-        for delivery in batch:
-            now = timezone.now()
-            if delivery.next_attempt and delivery.next_attempt > now:
-                return sent  # the first in order is not due: nothing after it may go first
-            ok, status, error = _attempt(webhook, secret, delivery)
-            delivery.attempts += 1
-            delivery.last_status_code = status
-            if ok:
-                delivery.state, delivery.delivered, delivery.next_attempt = Delivery.DELIVERED, timezone.now(), None
-                delivery.save(update_fields=["state", "attempts", "last_status_code", "delivered", "next_attempt"])
-                sent += 1
-                continue
-            delivery.last_error = error
-            delivery.next_attempt = timezone.now() + timedelta(seconds=retry_delay(delivery.attempts))
-            delivery.save(update_fields=["attempts", "last_status_code", "last_error", "next_attempt"])
-            if delivery.attempts == 1 or delivery.attempts % 10 == 0:  # not once per retry of a long outage
-                logger.warning("webhook %s: delivery of event %s failed (attempt %d): %s", webhook.id,
-                               delivery.event_id, delivery.attempts, error)
-            return sent
-    return sent
+    try:
+        while time.monotonic() - started < deadline_seconds:
+            batch = list(Delivery.objects.select_related("event").filter(webhook=webhook, state=Delivery.PENDING)
+                         .exclude(id__in=[d for d, _ in done]).order_by("event_id")[:DELIVERIES_PER_PASS])
+            if not batch:
+                return sent
+            for delivery in batch:
+                if delivery.next_attempt and delivery.next_attempt > timezone.now():
+                    return sent  # the first in order is not due: nothing after it may go first
+                ok, status, error = _attempt(webhook, secret, delivery, pools)
+                if ok:
+                    done.append((delivery.id, status or 200))
+                    sent += 1
+                    if len(done) >= 100:
+                        _mark_delivered(done)
+                    continue
+                _mark_delivered(done)
+                delivery.attempts += 1
+                delivery.last_status_code = status
+                delivery.last_error = error
+                delivery.next_attempt = timezone.now() + timedelta(seconds=retry_delay(delivery.attempts))
+                delivery.save(update_fields=["attempts", "last_status_code", "last_error", "next_attempt"])
+                if delivery.attempts == 1 or delivery.attempts % 10 == 0:  # not once per retry of a long outage
+                    logger.warning("webhook %s: delivery of event %s failed (attempt %d): %s", webhook.id,
+                                   delivery.event_id, delivery.attempts, error)
+                return sent
+        return sent
+    finally:
+        _mark_delivered(done)
+        for pool in pools.values():
+            pool.close()
 
 
 def expire_old(now=None) -> int:
