@@ -18,6 +18,7 @@ from django.conf import settings
 
 from edgeproxy.contracts import events as contract
 from processes.models import Camera, EdgeHost, Event
+from worker.redaction import register_secret
 
 logger = logging.getLogger("edgeproxy.events")
 
@@ -40,6 +41,7 @@ class Publisher:
         self.announced: set[str] = set()  # cameras whose discovery config went out on this connection
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"edgeproxy-{self.prefix}",
                                   protocol=mqtt.MQTTv311)
+        register_secret(settings.EDGEPROXY_MQTT_PASSWORD)  # masked in every log line, should one show it
         if settings.EDGEPROXY_MQTT_USERNAME:
             self.client.username_pw_set(settings.EDGEPROXY_MQTT_USERNAME, settings.EDGEPROXY_MQTT_PASSWORD or None)
         if url.scheme == "mqtts":

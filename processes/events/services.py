@@ -50,8 +50,8 @@ def annotation_created(annotation) -> None:
 
 def notice_host_presence() -> int:
     """Hosts that came online or fell silent since the last look: ``host.online``/``host.offline``,
-    and a ``camera.status`` for each of their cameras (``offline``, or what it is again). The first
-    look at a host records only its presence. Returns the number of events recorded."""
+    and a ``camera.status`` for each of their cameras (``offline``, or what it is again). A host seen
+    for the first time gets its ``host.online`` (or offline) too. Returns the number of events recorded."""
     cutoff = EdgeHost.online_cutoff()
     known = dict(HostPresence.objects.values_list("host_id", "online"))
     recorded = 0

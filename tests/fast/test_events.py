@@ -70,3 +70,16 @@ def test_webhook_secret_is_shown_once_and_bad_input_names_the_field(api):
     assert unknown.status_code == 400 and "camera.status" in unknown.json()["message"]
     assert api.get("/api/v1/webhooks/not-a-uuid").status_code == 404
     assert api.get(f"/api/v1/webhooks/{created.json()['id']}/deliveries?limit=0").status_code == 400
+
+
+def test_dashboard_shows_webhooks_and_recent_deliveries(api, client, django_user_model):
+    from processes.models import Delivery, Webhook
+
+    created = api.post("/api/v1/webhooks", {"url": "https://hooks.example.com/in"}, format="json").json()
+    event = Event.objects.create(type="host.offline", time="2026-01-01T00:00:00Z", host="edge-a", data={})
+    Delivery.objects.create(webhook=Webhook.objects.get(id=created["id"]), event=event, attempts=3,
+                            last_error="HTTP 500")
+    client.force_login(django_user_model.objects.create_superuser("boss", "b@example.com", "pw"))
+    page = client.get("/webhooks/").content.decode()
+    assert "https://hooks.example.com/in" in page and "HTTP 500" in page and "host.offline" in page
+    assert created["secret"] not in page
