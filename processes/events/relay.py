@@ -3,8 +3,9 @@ reads the outbox every EDGEPROXY_EVENTS_POLL_SECONDS.
 
 Each pass: notice hosts that came online or fell silent (and, less often, new image versions),
 make webhook deliveries of new events and ask the webhook worker to send them (and again for
-those due a retry), publish new events to the MQTT broker when one is configured, and forget
-events past their retention. A failing step is logged and tried again on the next pass.
+those due a retry), publish new events to the MQTT broker when one is configured (in a thread of
+its own), and forget events past their retention. A failing step is logged and tried again on
+the next pass.
 """
 
 import logging
@@ -28,7 +29,7 @@ class Relay:
         self.publisher = mqtt.Publisher() if mqtt.configured() else None
         self.last: dict[str, float] = {}
 
-    def _due(self, name: str, every: float) -> bool:
+    def _due(self, name: str, every: float) -> bool:  # (each name is used by one thread only)
         now = time.monotonic()
         if now - self.last.get(name, 0.0) >= every:
             self.last[name] = now
@@ -48,8 +49,6 @@ class Relay:
         if self._due("upgrades", UPGRADES_SECONDS):
             self._step("upgrades", services.notice_upgrades)
         self._step("webhooks", self._webhooks)
-        if self.publisher is not None:
-            self._step("mqtt", self._mqtt)
         if self._due("retention", RETENTION_SECONDS):
             self._step("retention", webhooks.expire_old)
 
@@ -65,11 +64,21 @@ class Relay:
             self.publisher.drop_excess()
         self.publisher.publish_pending()
 
-    def run(self, stop: threading.Event) -> None:
-        logger.info("events relay running (MQTT %s)", "on" if self.publisher else "off")
+    def _every_poll(self, stop: threading.Event, work) -> None:
         while not stop.is_set():
             started = time.monotonic()
-            self.pass_once()
+            work()
             stop.wait(max(0.0, settings.EDGEPROXY_EVENTS_POLL_SECONDS - (time.monotonic() - started)))
-        if self.publisher is not None:
+        close_old_connections()
+
+    def run(self, stop: threading.Event) -> None:
+        logger.info("events relay running (MQTT %s)", "on" if self.publisher else "off")
+        mqtt_thread = None
+        if self.publisher is not None:  # its own thread: a slow broker never holds the webhooks back
+            mqtt_thread = threading.Thread(target=self._every_poll, args=(stop, lambda: self._step("mqtt", self._mqtt)),
+                                           name="mqtt-publisher", daemon=True)
+            mqtt_thread.start()
+        self._every_poll(stop, self.pass_once)
+        if mqtt_thread is not None and self.publisher is not None:
+            mqtt_thread.join(10)
             self.publisher.close()
