@@ -85,9 +85,9 @@ class Event:
 
 
 def camera_status(*, camera: str, camera_id: str, host: str, status: str, previous: str | None,
-                  reason: str = "", at: datetime) -> Event:
-    return Event(EventType.CAMERA_STATUS, at, {"camera_id": camera_id, "status": status, "previous": previous,
-                                               "reason": reason or None}, camera=camera, host=host)
+                  at: datetime) -> Event:
+    return Event(EventType.CAMERA_STATUS, at, {"camera_id": camera_id, "status": status, "previous": previous},
+                 camera=camera, host=host)
 
 
 def host_presence(*, host: str, online: bool, last_heartbeat: datetime | None, at: datetime) -> Event:
