@@ -19,6 +19,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "edgeproxy.settings")
 app = Celery("edgeproxy")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks(["processes", "settings_app", "worker"])
+app.autodiscover_tasks(["processes.events"])  # the webhook delivery task (queue "webhooks")
 
 
 @signals.task_prerun.connect

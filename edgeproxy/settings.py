@@ -333,3 +333,40 @@ EDGEPROXY_APP_NETWORK = envstr("EDGEPROXY_APP_NETWORK", "bridge")
 # Edge side, development only: read-only bind mounts every app container gets ("src:dst[:ro]"), like
 # EDGEPROXY_CAMERA_VOLUMES for images built FROM scratch (compose/app-dev/build.sh prints the value).
 EDGEPROXY_APP_VOLUMES = envlist("EDGEPROXY_APP_VOLUMES")
+
+# --- Events out: webhooks and MQTT (docs/events.md) -----------------------------------------------
+# How often the events relay (manage.py events_relay) reads the outbox, and how long events (and
+# their undelivered webhook deliveries) are kept.
+EDGEPROXY_EVENTS_POLL_SECONDS = envfloat("EDGEPROXY_EVENTS_POLL_SECONDS", 0.2, minimum=0.05)
+EDGEPROXY_EVENTS_RETENTION_HOURS = envfloat("EDGEPROXY_EVENTS_RETENTION_HOURS", 24.0, minimum=0.01)
+# Webhooks: timeouts of one delivery, the back-off between tries (doubling up to the max), and the
+# networks deliveries may go to besides public addresses (CIDRs, comma separated; e.g. 10.0.0.0/8).
+EDGEPROXY_WEBHOOK_TIMEOUT_SECONDS = envfloat("EDGEPROXY_WEBHOOK_TIMEOUT_SECONDS", 5.0, minimum=0.1)
+EDGEPROXY_WEBHOOK_RETRY_SECONDS = envfloat("EDGEPROXY_WEBHOOK_RETRY_SECONDS", 1.0, minimum=0.05)
+EDGEPROXY_WEBHOOK_RETRY_MAX_SECONDS = envfloat("EDGEPROXY_WEBHOOK_RETRY_MAX_SECONDS", 300.0, minimum=0.05)
+EDGEPROXY_WEBHOOK_ALLOWED_NETWORKS = envlist("EDGEPROXY_WEBHOOK_ALLOWED_NETWORKS")
+for _network in EDGEPROXY_WEBHOOK_ALLOWED_NETWORKS:
+    import ipaddress
+
+    try:
+        ipaddress.ip_network(_network, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(f"EDGEPROXY_WEBHOOK_ALLOWED_NETWORKS: {_network!r} is not a network "
+                                   "(CIDR such as 10.0.0.0/8)") from None
+# MQTT: off unless a broker URL is set (mqtt://host[:1883] or mqtts://host[:8883]); credentials
+# apart (the password may come from EDGEPROXY_MQTT_PASSWORD_FILE), never in the URL.
+EDGEPROXY_MQTT_URL = envstr("EDGEPROXY_MQTT_URL", "")
+EDGEPROXY_MQTT_USERNAME = envstr("EDGEPROXY_MQTT_USERNAME", "")
+EDGEPROXY_MQTT_PASSWORD = envstr("EDGEPROXY_MQTT_PASSWORD", "")
+EDGEPROXY_MQTT_TLS_CA = envstr("EDGEPROXY_MQTT_TLS_CA", "")  # a CA bundle path; default: the system's roots
+EDGEPROXY_MQTT_TOPIC_PREFIX = envstr("EDGEPROXY_MQTT_TOPIC_PREFIX", "edgeproxy").strip("/")
+EDGEPROXY_MQTT_DISCOVERY_PREFIX = envstr("EDGEPROXY_MQTT_DISCOVERY_PREFIX", "homeassistant").strip("/")
+# Events kept for a broker that is away: past this many unpublished events the oldest are dropped.
+EDGEPROXY_MQTT_BACKLOG = envint("EDGEPROXY_MQTT_BACKLOG", 10000, minimum=1)
+if EDGEPROXY_MQTT_URL:
+    from urllib.parse import urlsplit as _urlsplit
+
+    _mqtt = _urlsplit(EDGEPROXY_MQTT_URL)
+    if _mqtt.scheme not in ("mqtt", "mqtts") or not _mqtt.hostname or _mqtt.username or _mqtt.password:
+        raise ImproperlyConfigured("EDGEPROXY_MQTT_URL must be mqtt://host[:port] or mqtts://host[:port], without "
+                                   "credentials (use EDGEPROXY_MQTT_USERNAME and EDGEPROXY_MQTT_PASSWORD)")

@@ -8,6 +8,7 @@ from edgeproxy.api.docs import SchemaView, SwaggerView
 from processes import api as processes
 from processes import app_api as apps
 from processes import image_api, recording_api
+from processes.events import api as events_api
 from settings_app import api as settings_api
 
 v1 = "api/v1/"
@@ -57,6 +58,10 @@ urlpatterns = [
     path(v1 + "appprocess/<str:name>/start", apps.AppProcessStart.as_view()),
     path(v1 + "appprocess/<str:name>/stop", apps.AppProcessStop.as_view()),
     path(v1 + "appprocess/<str:name>", apps.AppProcessDetail.as_view()),
+    # Events out: webhooks (issue 17)
+    path(v1 + "webhooks", events_api.WebhookCollection.as_view()),
+    path(v1 + "webhooks/<uuid:webhook_id>", events_api.WebhookDetail.as_view()),
+    path(v1 + "webhooks/<uuid:webhook_id>/deliveries", events_api.WebhookDeliveries.as_view()),
     # Schema, docs, health, admin
     path("api/schema/", SchemaView.as_view(), name="schema"),
     path("api/docs/", SwaggerView.as_view(url_name="schema")),

@@ -219,3 +219,86 @@ class AppProcess(models.Model):
     def image(self) -> str:
         repository = f"{self.docker_user}/{self.docker_repository}" if self.docker_user else self.docker_repository
         return f"{repository}:{self.docker_version}"
+
+
+# --- events out (issue 17): the outbox, webhooks and their deliveries ------------------------------
+# The events themselves are defined in edgeproxy.contracts.events; processes.events writes these rows.
+
+
+class Event(models.Model):
+    """One event (the outbox): written in the transaction of the change it tells of, so none is lost;
+    webhook deliveries and MQTT messages are made from it afterwards (``processes.events.relay``)."""
+
+    id = models.BigAutoField(primary_key=True)
+    type = models.CharField(max_length=32)
+    time = models.DateTimeField()
+    camera = models.CharField(max_length=63, blank=True)
+    host = models.CharField(max_length=63, blank=True)
+    data = models.JSONField(default=dict)
+    fanned_out = models.BooleanField(default=False, help_text="webhook deliveries made")
+    mqtt_sent = models.BooleanField(default=False, help_text="published to the MQTT broker (or given up)")
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["time"]),
+                   models.Index(fields=["id"], condition=Q(fanned_out=False), name="event_not_fanned_out"),
+                   models.Index(fields=["id"], condition=Q(mqtt_sent=False), name="event_not_mqtt_sent")]
+
+    def __str__(self) -> str:
+        return f"{self.type} #{self.id}"
+
+
+class Webhook(models.Model):
+    """A receiver of events over HTTP(S). Its secret signs deliveries; stored encrypted, never shown."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    url = models.CharField(max_length=2048)
+    event_types = models.JSONField(default=list, help_text="event types wanted; empty = all")
+    secret_encrypted = models.TextField()
+    enabled = models.BooleanField(default=True)
+    description = models.CharField(max_length=255, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+    modified = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["created"]
+
+    def __str__(self) -> str:
+        return self.url
+
+
+class Delivery(models.Model):
+    """One event for one webhook: pending until the receiver answers 2xx, sent in event order."""
+
+    PENDING, DELIVERED, EXPIRED = "pending", "delivered", "expired"
+
+    id = models.BigAutoField(primary_key=True)
+    webhook = models.ForeignKey(Webhook, on_delete=models.CASCADE, related_name="deliveries")
+    event = models.ForeignKey(Event, on_delete=models.CASCADE, related_name="deliveries")
+    state = models.CharField(max_length=16, default=PENDING)
+    attempts = models.IntegerField(default=0)
+    last_error = models.CharField(max_length=500, blank=True)
+    last_status_code = models.IntegerField(null=True, blank=True)
+    next_attempt = models.DateTimeField(null=True, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+    delivered = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["event_id"]
+        constraints = [models.UniqueConstraint(fields=["webhook", "event"], name="one_delivery_per_event")]
+        indexes = [models.Index(fields=["webhook", "state", "event"])]
+
+
+class HostPresence(models.Model):
+    """Whether events last said a host was online (a host goes offline by falling silent: noticed
+    by the relay's periodic look, which compares with this)."""
+
+    host = models.OneToOneField(EdgeHost, on_delete=models.CASCADE, primary_key=True, related_name="+")
+    online = models.BooleanField()
+
+
+class UpgradeNotice(models.Model):
+    """The newer image version an ``upgrade.available`` event last announced for a camera."""
+
+    camera = models.OneToOneField(Camera, on_delete=models.CASCADE, primary_key=True, related_name="+")
+    version = models.CharField(max_length=128)

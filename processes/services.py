@@ -27,6 +27,7 @@ from edgeproxy.contracts.errors import Busy, Conflict, DomainError, ImageNotOnHo
 from edgeproxy.contracts.statuses import ENDED_STATUSES, RUNNING_STATUSES, CameraStatus
 from edgeproxy.contracts.times import ms
 from processes import app_services, live, selectors
+from processes.events import services as events
 from processes.models import ACTIVE_STATES, Camera, DesiredState, EdgeHost, Operation, OperationKind, OperationState
 from settings_app.selectors import default_camera_image
 from settings_app.versions import highest_version, is_newer, local_tags, sort_tags, split_image
@@ -500,6 +501,7 @@ def record_operation_result(operation_id: str, ok: bool, error: str = "", observ
             op.result = result
         op.save(update_fields=["state", "error", "finished", "started", "result"])
         transaction.on_commit(lambda: live.announce_end(op.id))
+        events.operation_finished(op)
         if op.app_id is not None:  # an app process's operation (issue 16)
             app_services.apply_result(op, ok, observed, removed, now)
             return
@@ -513,10 +515,12 @@ def record_operation_result(operation_id: str, ok: bool, error: str = "", observ
             live.forget(camera.name)
             return
         camera.last_operation = op
+        before = events.camera_state(camera)
         fields = _apply_observation(camera, observed, stream, now)
         if not ok and observed is None:
             camera.status = CameraStatus.ERROR
         camera.save(update_fields=fields + ["last_operation"])
+        events.camera_changed(camera, before)
     if not ok:
         logger.warning("operation %s (%s %s) failed: %s", op.id, op.kind, op.camera_name, op.error,
                        extra={"camera": op.camera_name or None, "operation": op.id})
@@ -544,7 +548,9 @@ def _late_result(op: Operation, ok: bool, error: str, observed: dict | None, str
         camera.delete()
         live.forget(camera.name)
     elif observed is not None:
+        before = events.camera_state(camera)
         camera.save(update_fields=_apply_observation(camera, observed, stream, now))
+        events.camera_changed(camera, before)
 
 
 # Per control-worker process, for each host: its cameras' version, the digest of the last report
@@ -610,9 +616,11 @@ def record_heartbeat(host_name: str, report: dict) -> EdgeHost:
     with transaction.atomic():
         for camera in Camera.objects.select_related("last_operation").select_for_update(of=("self",)).filter(
                 id__in=changed, host=host):
+            before = events.camera_state(camera)
             fields = _heartbeat_update(camera, observed, streams, observed_at_ms, now, live_elsewhere)
             if fields:
                 camera.save(update_fields=fields)
+                events.camera_changed(camera, before, host=host.name)
     return host
 
 
@@ -948,16 +956,19 @@ def record_annotation(fields: dict, host: str = ""):
         return None
     end = fields.get("end_timestamp")
     confidence = fields.get("confidence")
-    return Annotation.objects.create(
-        camera_name=camera_name,
-        host=host,
-        type=event_type,
-        start_timestamp=start,
-        end_timestamp=end if isinstance(end, int) and end > 0 else None,
-        object_type=str(fields.get("object_type") or "")[:255],
-        confidence=float(confidence) if isinstance(confidence, int | float) else None,
-        data=fields,
-    )
+    with transaction.atomic():
+        annotation = Annotation.objects.create(
+            camera_name=camera_name,
+            host=host,
+            type=event_type,
+            start_timestamp=start,
+            end_timestamp=end if isinstance(end, int) and end > 0 else None,
+            object_type=str(fields.get("object_type") or "")[:255],
+            confidence=float(confidence) if isinstance(confidence, int | float) else None,
+            data=fields,
+        )
+        events.annotation_created(annotation)
+    return annotation
 
 
 # --- upgrades ----------------------------------------------------------------------------------

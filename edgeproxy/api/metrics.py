@@ -225,6 +225,36 @@ class RecordingCollector:
         yield from (*families.values(), active)
 
 
+class EventsCollector:
+    """Events out (docs/events.md): webhook deliveries kept (by webhook and state), failed delivery
+    attempts, and events waiting in the outbox for webhooks and for MQTT."""
+
+    def collect(self):
+        from django.db import DatabaseError
+
+        from processes.events.selectors import delivery_totals
+
+        try:
+            totals = delivery_totals()
+        except DatabaseError:
+            return  # edgeproxy_database_up says so
+        deliveries = GaugeMetricFamily("edgeproxy_webhook_deliveries",
+                                       "webhook deliveries kept (retention), by webhook and state",
+                                       labels=["webhook", "state"])
+        for webhook, state, count in totals["by_state"]:
+            deliveries.add_metric([webhook, state], count)
+        failed = GaugeMetricFamily("edgeproxy_webhook_failed_attempts",
+                                   "failed delivery attempts of the deliveries kept, by webhook", labels=["webhook"])
+        for webhook, count in totals["failed_attempts"].items():
+            failed.add_metric([webhook], count)
+        yield deliveries
+        yield failed
+        yield GaugeMetricFamily("edgeproxy_events_waiting", "events not yet made into webhook deliveries",
+                                value=totals["webhooks_waiting"])
+        yield GaugeMetricFamily("edgeproxy_mqtt_events_waiting", "events not yet published to the MQTT broker",
+                                value=totals["mqtt_waiting"])
+
+
 class _DefaultRegistry:
     """This process's own metrics (requests, process, GC) when not in multiprocess mode."""
 
@@ -242,6 +272,7 @@ def _registry() -> CollectorRegistry:
         registry.register(_DefaultRegistry())
     registry.register(FleetCollector())
     registry.register(RecordingCollector())
+    registry.register(EventsCollector())
     return registry
 
 

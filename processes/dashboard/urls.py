@@ -25,5 +25,6 @@ urlpatterns = [
     path("apps/", apps.app_list, name="apps"),
     path("apps/<str:name>/", apps.app_detail, name="app"),
     path("apps/<str:name>/<str:action>", apps.app_action, name="app-action"),
+    path("webhooks/", views.webhooks_page, name="webhooks"),
     path("favicon.ico", RedirectView.as_view(url=static("dashboard/favicon.svg"), permanent=True)),
 ]

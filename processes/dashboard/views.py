@@ -229,3 +229,21 @@ def pull(request):
         messages.success(request, f"Pulling {image} on {count} host{'s' if count != 1 else ''}.")
         return redirect("dashboard:operations")
     return redirect("dashboard:settings")
+
+
+@never_cache
+@login_required
+@require_GET
+def webhooks_page(request):
+    """Webhooks and their recent deliveries (issue 17; docs/events.md)."""
+    from processes.events import selectors as events
+
+    hooks = []
+    failed = events.delivery_totals()["failed_attempts"]
+    for hook in events.webhooks():
+        counts = events.delivery_counts(hook.id)
+        hooks.append({"url": hook.url, "event_types": hook.event_types, "enabled": hook.enabled,
+                      "delivered": counts.get("delivered", 0), "pending": counts.get("pending", 0),
+                      "failed_attempts": failed.get(str(hook.id), 0)})
+    context = {"hooks": hooks, "deliveries": events.recent_deliveries(30), "nav": "webhooks"}
+    return _page(request, "dashboard/webhooks.html", context, {"webhooks": "dashboard/_webhooks.html"})

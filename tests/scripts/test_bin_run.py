@@ -29,7 +29,7 @@ import requests
 
 from tests.support.services import REPO, RtspCamera, free_port, wait_until
 
-PROGRAMS = ("redis", "api", "control", "beat", "edge", "frames", "flower")
+PROGRAMS = ("redis", "api", "control", "beat", "edge", "frames", "flower", "events", "webhooks")
 RTSP_PASSWORD = "s3cret-Rtsp-pw"
 
 

@@ -1,0 +1,98 @@
+"""Writes of events: one small call at each point of change, inside the caller's transaction.
+
+An event row (``processes.models.Event``) is written in the same transaction as the change it
+tells of: if the change commits, so does its event; nothing is sent from here (the relay does).
+"""
+
+from django.db import transaction
+from django.utils import timezone
+
+from edgeproxy.contracts import events as contract
+from edgeproxy.contracts.statuses import host_is_online
+from processes.models import Camera, EdgeHost, Event, HostPresence, Operation, UpgradeNotice
+from worker.redaction import redact
+
+
+def record(event: contract.Event) -> Event:
+    return Event.objects.create(type=event.type, time=event.time, camera=event.camera, host=event.host,
+                                data=event.data)
+
+
+def camera_state(camera: Camera) -> str:
+    """The camera's event status now (call before a change, pass it to ``camera_changed`` after)."""
+    return contract.camera_event_status(camera.status, camera.desired_state, camera.stream)
+
+
+def camera_changed(camera: Camera, before: str, host: str | None = None) -> None:
+    """Record ``camera.status`` when the camera's event status differs from ``before``."""
+    after = camera_state(camera)
+    if after == before:
+        return
+    record(contract.camera_status(camera=camera.name, camera_id=str(camera.id),
+                                  host=host if host is not None else camera.host.name,
+                                  status=after, previous=before, at=timezone.now()))
+
+
+def operation_finished(op: Operation) -> None:
+    record(contract.operation_finished(
+        operation_id=str(op.id), kind=op.kind, state=op.state, error=redact(op.error or ""),
+        camera=op.camera_name, host=op.host.name if op.host_id and op.host else "", started=op.started,
+        at=op.finished or timezone.now()))
+
+
+def annotation_created(annotation) -> None:
+    record(contract.annotation_created(annotation_id=annotation.id, camera=annotation.camera_name,
+                                       host=annotation.host, fields=annotation.data, at=timezone.now()))
+
+
+# --- noticed by looking (the relay runs these periodically) ---------------------------------------
+
+
+def notice_host_presence() -> int:
+    """Hosts that came online or fell silent since the last look: ``host.online``/``host.offline``,
+    and a ``camera.status`` for each of their cameras (``offline``, or what it is again). A host seen
+    for the first time gets its ``host.online`` (or offline) too. Returns the number of events recorded."""
+    cutoff = EdgeHost.online_cutoff()
+    known = dict(HostPresence.objects.values_list("host_id", "online"))
+    recorded = 0
+    now = timezone.now()
+    for host in EdgeHost.objects.all():
+        online = host_is_online(host.last_heartbeat, cutoff)
+        if known.get(host.id) == online:
+            continue
+        with transaction.atomic():
+            updated = HostPresence.objects.filter(host=host).exclude(online=online).update(online=online)
+            if not updated:
+                _, created = HostPresence.objects.get_or_create(host=host, defaults={"online": online})
+                if not created:
+                    continue  # another relay noticed it first
+            record(contract.host_presence(host=host.name, online=online, last_heartbeat=host.last_heartbeat, at=now))
+            recorded += 1
+            for camera in Camera.objects.filter(host=host).only("id", "name", "status", "desired_state", "stream"):
+                current = camera_state(camera)
+                offline = contract.CameraEventStatus.OFFLINE.value
+                record(contract.camera_status(camera=camera.name, camera_id=str(camera.id), host=host.name,
+                                              status=current if online else offline,
+                                              previous=offline if online else current, at=now))
+                recorded += 1
+    return recorded
+
+
+def notice_upgrades() -> int:
+    """Cameras whose host now has a newer version of their image than the one last announced."""
+    from processes.selectors import UpgradeIndex
+
+    index = UpgradeIndex()
+    announced = dict(UpgradeNotice.objects.values_list("camera_id", "version"))
+    recorded = 0
+    for camera in Camera.objects.select_related("host").only("id", "name", "image_tag", "host__id", "host__name",
+                                                            "host__images"):
+        newer = index.newer_version(camera)
+        if newer is None or announced.get(camera.id) == newer:
+            continue
+        with transaction.atomic():
+            UpgradeNotice.objects.update_or_create(camera=camera, defaults={"version": newer})
+            record(contract.upgrade_available(camera=camera.name, host=camera.host.name, image=camera.image_tag,
+                                              version=newer, at=timezone.now()))
+        recorded += 1
+    return recorded
