@@ -377,13 +377,13 @@ def operation_record(op) -> dict | None:
 
 # JSON and times as text (see below); the rest as stored.
 _TEXT_COLUMNS = {"state_text": "state", "logs_text": "logs", "stream_text": "stream", "created_text": "created",
-                 "modified_text": "modified", "observed_at_text": "observed_at",
+                 "modified_text": "modified", "observed_at_text": "observed_at", "recording_text": "recording",
                  "op_created_text": "last_operation__created", "op_finished_text": "last_operation__finished"}
 _LIST_COLUMNS = (
     "name", "rtsp_endpoint_masked", "rtmp_endpoint_masked", "container_id", "image_tag", "created_text",
     "modified_text", "status", "desired_state", "storing", "host_id", "state_text", "logs_text", "stream_text",
     "last_operation__id", "last_operation__kind", "last_operation__state", "last_operation__error",
-    "op_created_text", "op_finished_text", "observed_at_text", "recording",
+    "op_created_text", "op_finished_text", "observed_at_text", "recording_text",
 )
 
 
@@ -415,11 +415,18 @@ def _logs_json(text: str | None) -> str:
     return live.compact({"stdout": logs.get("stdout"), "stderr": logs.get("stderr")})
 
 
-@functools.lru_cache(maxsize=_JSON_CACHE_SIZE)
-def _recording(wanted: dict | None, stream_json: str) -> dict:
+def _recording_json(wanted_text: str | None, stream_json: str) -> str:
     """The record's ``recording``; the stream is parsed only when it carries a recording report."""
-    stream = json.loads(stream_json) if '"recording"' in stream_json else None
-    return recording_selectors.recording_status(wanted, stream)
+    if '"recording"' in stream_json:
+        wanted = json.loads(wanted_text) if wanted_text else None
+        return live.compact(recording_selectors.recording_status(wanted, json.loads(stream_json)))
+    return _unobserved_recording_json(wanted_text)
+
+
+@functools.lru_cache(maxsize=_JSON_CACHE_SIZE)
+def _unobserved_recording_json(wanted_text: str | None) -> str:
+    wanted = json.loads(wanted_text) if wanted_text else None
+    return live.compact(recording_selectors.recording_status(wanted, None))
 
 
 def _stream_json(text: str | None) -> tuple[str, str]:
@@ -488,7 +495,7 @@ def camera_list_json(host: str | None = None, status: str | None = None) -> byte
             + (f'"newer_version":{_string(newer)},' if newer is not None else "")
             + f'"host":{host_names[host_id]},"desired_state":{_string(desired)},"operation":{operation},'
             f'"stream":{stream_json},'
-            f'"recording":{live.compact(_recording(recording, stream_json))}}}')
+            f'"recording":{_recording_json(recording, stream_json)}}}')
     text = "[" + ",".join(records) + "]"
     # As the renderer does (a strict JavaScript subset).
     return text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029").encode()
