@@ -270,7 +270,11 @@ def test_the_dashboard_plays_a_recording(rec, tmp_path):
 
     password = secrets.token_urlsafe(12)
     rec._manage("create_api_token", "rec-viewer", "--superuser", "--password", password)
-    wait_segments(rec, "rec264", 1)
+    # Back to an hour of retention (the first test left 7.2 s): the segment clicked stays there.
+    response = rec.request("PUT", "/api/v1/process/rec264/recording?wait=20", json={"enabled": True,
+                                                                                    "retention_hours": 1})
+    assert response.status_code == 200, response.text
+    wait_segments(rec, "rec264", 2)
     with playwright_api.sync_playwright() as pw:
         context = pw.chromium.launch_persistent_context(
             str(tmp_path / "chromium-profile"), executable_path="/usr/bin/chromium", headless=True,
@@ -284,7 +288,7 @@ def test_the_dashboard_plays_a_recording(rec, tmp_path):
             page.fill("input[name=username]", "rec-viewer")
             page.fill("input[name=password]", password)
             page.click("button[type=submit]")
-            segment = page.locator("#recording [data-play]").last
+            segment = page.locator("#recording [data-play]:not([data-open])").last  # a closed segment
             playwright_api.expect(segment).to_be_attached(timeout=20_000)  # the panel fills within 5 s
             playwright_api.expect(page.locator("[data-recording-state]")).to_have_text("recording")
             segment.click()
