@@ -40,6 +40,7 @@ def recording_panel(request, name):
         segment["width"] = max(0.1, min(segment["end"], now) - max(segment["start"], now - TIMELINE_MS)) \
             / TIMELINE_MS * 100
         segment["src"] = f"/cameras/{camera.name}/recordings/{segment['url'].rsplit('/', 1)[1]}"
+        segment["open"] = "-open." in segment["src"]  # still being written
     return render(request, "dashboard/_camera_recording.html",
                   {"camera": camera, "recording": status, "segments": segments, "problem": problem})
 
