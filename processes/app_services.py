@@ -368,14 +368,7 @@ def record_heartbeat(host: EdgeHost, observed_apps: list[dict], observed_at_ms: 
                 continue
             if last and last.finished and ms(last.finished) > observed_at_ms:
                 continue
-            before = (app.container_id, app.state, app.logs, app.status)
-            first_since_operation = app.observed_at is None or bool(
-                last and last.finished and app.observed_at <= last.finished)
-            fields = _observe(app, seen.get(app.name), now)
-            if before != (app.container_id, app.state, app.logs, app.status):
-                app.save(update_fields=fields)  # a beat every few seconds rewrites only what changed
-            elif first_since_operation:
-                app.save(update_fields=["observed_at"])  # what reconciliation waits for
+            app.save(update_fields=_observe(app, seen.get(app.name), now))
     _remove_strays(host, [name for name in seen if name not in known])
 
 
