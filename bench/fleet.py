@@ -226,14 +226,10 @@ def seed_database(hosts: list[str], per_host: int) -> None:
         batch_size=2000)
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (all its threads), from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def heartbeat_cost(system, commands, seconds: float) -> dict:
     """Every host beating: what the control worker and the database spend on it over ``seconds``."""
+    from tests.support.services import cpu_seconds
+
     db = system.connect_database()
 
     def rows_written() -> tuple[int, int]:

@@ -29,16 +29,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.support.services import Process, RedisServer, RtspCamera, python, wait_until  # noqa: E402
+from tests.support.services import Process, RedisServer, RtspCamera, cpu_seconds, python, wait_until  # noqa: E402
 from worker.camera import keys  # noqa: E402
-
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as handle:
-        fields = handle.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
 
 
 def camera(name: str, url: str, redis_url: str, folder: Path, segment: float, log: Path) -> Process:

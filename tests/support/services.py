@@ -44,6 +44,12 @@ def wait_until(predicate, timeout: float, interval: float = 0.05, message: str =
                        + (f" (last error: {last_error!r})" if last_error else ""))
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (all its threads), from /proc: what the benchmarks compare."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def wait_port(port: int, timeout: float = 10.0, host: str = "127.0.0.1") -> None:
     def listening():
         with socket.socket() as sock:
