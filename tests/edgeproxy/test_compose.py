@@ -43,8 +43,8 @@ def test_compose_accepts_the_file_with_the_example_environment(file):
 def test_production_stack_services_and_health_gates():
     stack = config("docker-compose.yml")
     services = stack["services"]
-    assert set(services) == {"postgres", "redis", "migrate", "api", "control", "beat", "flower", "frames-redis",
-                             "edge", "frames"}
+    assert set(services) == {"postgres", "redis", "migrate", "api", "control", "beat", "events", "webhooks", "flower",
+                             "frames-redis", "edge", "frames"}
     for name, service in services.items():
         if name != "migrate":
             assert service.get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
@@ -58,6 +58,8 @@ def test_production_stack_services_and_health_gates():
     assert "-A edgeproxy.celery worker" in control and "--queues control" in control and "--pool threads" in control
     assert services["beat"]["command"][:4] == ["celery", "-A", "edgeproxy.celery", "beat"]
     assert services["edge"]["command"] == ["python", "-m", "worker"]
+    assert services["events"]["command"][:3] == ["python", "manage.py", "events_relay"]
+    assert "--queues webhooks" in " ".join(services["webhooks"]["command"])
     assert services["frames"]["command"] == ["python", "-m", "worker.frames"]
     assert any(v.startswith("/var/run/docker.sock:") for v in services["edge"]["volumes"])
     # The socket goes to the edge worker only; the app runs as the image's non-root user everywhere.
