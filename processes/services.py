@@ -19,6 +19,8 @@ from django.db.models import F, Q, TextField, Value
 from django.db.models.fields.json import KT
 from django.db.models.functions import Coalesce
 from django.utils import timezone
+from kombu.exceptions import OperationalError as KombuOperationalError
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from edgeproxy import crypto
 from edgeproxy.celery import app as celery_app
@@ -54,6 +56,10 @@ def place_camera(host_name: str | None) -> EdgeHost:
     if host is None:
         raise Unavailable("No edge host is online to run the camera; start an edge worker and try again.")
     return host
+
+
+# What sending a task raises when the broker cannot take it.
+_BROKER_ERRORS = (KombuOperationalError, RedisConnectionError)
 
 
 def _send(message: messages.EdgeMessage, host: EdgeHost) -> None:
@@ -157,7 +163,15 @@ def connect_camera(*, name: str, rtsp_endpoint: str, rtmp_endpoint: str = "", ho
             raise Conflict(f"A camera named {name!r} already exists.", {"name": ["already exists"]}) from None
         op = _new_operation(camera, OperationKind.CONNECT)
         camera.save(update_fields=["last_operation"])
-        _dispatch_ensure_running(camera, op)
+        message = messages.EnsureRunning(operation_id=str(op.id), camera_name=camera.name, spec=_sealed_spec(camera))
+    # Sent once committed: an edge host never hears of an operation that does not exist (a commit can
+    # still fail, e.g. the database cutting the session).
+    try:
+        _send(message, placed_on)
+    except _BROKER_ERRORS as exc:
+        logger.warning("camera %s: broker unreachable, connect undone: %s", name, exc)
+        _undo_connects([camera.id])
+        raise Unavailable("The message broker (Redis) is unreachable; the camera was not connected.") from exc
     logger.info("camera %s: connect queued on host %s (operation %s)", name, placed_on.name, op.id,
                 extra={"camera": name, "host": placed_on.name, "operation": op.id})
     return camera
@@ -276,10 +290,15 @@ def _connect_one_by_one(requests: list[dict], outcomes: list[ConnectOutcome]) ->
     return outcomes
 
 
-def _send_connects(queued: list[ConnectOutcome]) -> None:
-    from kombu.exceptions import OperationalError as BrokerError
-    from redis.exceptions import ConnectionError as RedisConnectionError
+def _undo_connects(camera_ids: list) -> None:
+    """Remove cameras (and their connect operations) whose edge task could not be sent."""
+    with transaction.atomic():
+        Camera.objects.filter(id__in=camera_ids).update(last_operation=None)
+        Operation.objects.filter(camera_id__in=camera_ids).delete()
+        Camera.objects.filter(id__in=camera_ids).delete()
 
+
+def _send_connects(queued: list[ConnectOutcome]) -> None:
     unsent: list[ConnectOutcome] = []
     for outcome in queued:
         camera = outcome.camera
@@ -289,7 +308,7 @@ def _send_connects(queued: list[ConnectOutcome]) -> None:
             continue
         try:
             _dispatch_ensure_running(camera, camera.last_operation)
-        except (BrokerError, RedisConnectionError) as exc:
+        except _BROKER_ERRORS as exc:
             logger.warning("bulk connect: broker unreachable at camera %s: %s", camera.name, exc)
             unsent.append(outcome)
             continue
@@ -297,11 +316,7 @@ def _send_connects(queued: list[ConnectOutcome]) -> None:
                     camera.last_operation_id,
                     extra={"camera": camera.name, "host": camera.host.name, "operation": camera.last_operation_id})
     if unsent:
-        with transaction.atomic():
-            ids = [o.camera.id for o in unsent if o.camera is not None]
-            Camera.objects.filter(id__in=ids).update(last_operation=None)
-            Operation.objects.filter(camera_id__in=ids).delete()
-            Camera.objects.filter(id__in=ids).delete()
+        _undo_connects([o.camera.id for o in unsent if o.camera is not None])
         for outcome in unsent:
             outcome.camera = None
             outcome.error = Unavailable("The message broker (Redis) is unreachable; the camera was not connected.")

@@ -251,15 +251,15 @@ class EdgeAgent:
         except RuntimeError_ as exc:
             self._finished(operation_id, False, str(exc), self._observe(camera_name))
             return
+        self._apply_recording(camera_name, {"enabled": False})  # its footage ages out as before
         try:
-            keys.delete_camera_keys(self.frames, camera_name)
+            keys.delete_camera_keys(self.frames, camera_name)  # the recording switch just written too
             self.frames.hdel(keys.host_cameras(self.host), camera_name)
         except redis.RedisError as exc:
             logger.warning("camera %s: frame keys not removed: %s", camera_name, exc,
                            extra={"camera": camera_name, "host": self.host, "operation": operation_id})
         self._rtmp.pop(camera_name, None)
         self._log_digests.pop(camera_name, None)
-        self._apply_recording(camera_name, {"enabled": False})  # its footage ages out as before
         logger.info("camera %s: removed", camera_name,
                     extra={"camera": camera_name, "host": self.host, "operation": operation_id})
         self._finished(operation_id, True, removed=True)

@@ -186,7 +186,9 @@ class RecordingControl:
         return {**wanted, "blocked": self.blocked or problem}
 
     def publish(self, camera: str | None = None) -> None:
-        names = [camera] if camera else list(self.cameras)
+        """Write the control key of ``camera``, or of every camera that records (a removed camera
+        stays here, switched off, for its footage to age out: its key must not come back)."""
+        names = [camera] if camera else [name for name, wanted in self.cameras.items() if wanted.get("enabled")]
         if not names:
             return
         pipe = self.frames.pipeline()

@@ -27,7 +27,9 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, PolymorphicProxySerializer
 from rest_framework import serializers
 
+from edgeproxy.contracts.events import EVENT_TYPES
 from edgeproxy.contracts.names import CAMERA_NAME_RULE, IMAGE_RULE, REGISTRY_URL_RULE, TAG_RULE
+from processes.events import webhooks
 from processes.outputs import OperationSerializer, StreamProcessSerializer, TaskSerializer
 
 # --- errors ----------------------------------------------------------------------------------
@@ -297,6 +299,9 @@ _NETLOC_REFUSED = r"\[\]\u2047-\u2049\u2100\u2101\u2105\u2106\u2a74\ufe13\ufe16\
 _URL_REST = rf"(?:[^{_NOT_SPACE}@/?#:{_NETLOC_REFUSED}]+(?::[^{_NOT_SPACE}@/?#{_NETLOC_REFUSED}]*)?@)?" \
             rf"[^{_NOT_SPACE}@/?#:{_NETLOC_REFUSED}]+(?::[0-9]{{0,4}})?(?:[/?#][^{_NOT_SPACE}]*)?"
 
+# A webhook's URL after its scheme: a host (no user:password@), an optional port, then anything but white space.
+_WEBHOOK_URL_REST = rf"[^{_NOT_SPACE}@/?#:{_NETLOC_REFUSED}]+(?::[0-9]{{0,4}})?(?:[/?#][^{_NOT_SPACE}]*)?"
+
 
 def document_rules(result, generator, request, public):
     """Postprocessing hook: the validation rules of request fields that serializers cannot express
@@ -314,6 +319,19 @@ def document_rules(result, generator, request, public):
             if "rtmp_endpoint" in properties:
                 properties["rtmp_endpoint"].update({"pattern": f"^(?:[Rr][Tt][Mm][Pp][Ss]?://{_URL_REST})?$",
                                                     "maxLength": 2048})
+    # Webhooks (processes.events.webhooks.check_url / check_secret / check_event_types): an http(s) URL
+    # with a host and no credentials, a printable ASCII secret, known event types. An address written
+    # in the URL may still be refused (a private network): the schema cannot say which are allowed.
+    for name in ("WebhookInputRequest", "WebhookPatchRequest"):
+        properties = schemas.get(name, {}).get("properties", {})
+        if "url" in properties:
+            properties["url"].update({"pattern": f"^[Hh][Tt][Tt][Pp][Ss]?://{_WEBHOOK_URL_REST}$",
+                                      "maxLength": webhooks.URL_MAX})
+        if "secret" in properties:
+            properties["secret"].update({"pattern": ecma_pattern(webhooks.SECRET_RULE),
+                                         "minLength": webhooks.SECRET_MIN, "maxLength": webhooks.SECRET_MAX})
+        if "event_types" in properties:
+            properties["event_types"]["items"] = {"type": "string", "enum": list(EVENT_TYPES)}
     # Optional strings where "" means "not given": the rule or nothing.
     optional_rules = {
         "ConnectRequest": {"image_tag": IMAGE_RULE},

@@ -18,6 +18,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
+import re
 import secrets
 import socket
 import time
@@ -38,6 +39,8 @@ logger = logging.getLogger("edgeproxy.events")
 
 URL_MAX = 2048
 SECRET_MIN, SECRET_MAX = 16, 256
+# Printable ASCII: the secret is typed into receivers' configuration, and signs bytes as UTF-8 alike.
+SECRET_RULE = re.compile(rf"[ -~]{{{SECRET_MIN},{SECRET_MAX}}}")
 DELIVERIES_PER_PASS = 500
 
 
@@ -124,8 +127,8 @@ def check_event_types(types) -> list[str]:
 
 
 def check_secret(secret) -> str:
-    if not isinstance(secret, str) or not SECRET_MIN <= len(secret) <= SECRET_MAX or not secret.isprintable():
-        raise Invalid(f"secret: must be {SECRET_MIN} to {SECRET_MAX} printable characters.", field="secret")
+    if not isinstance(secret, str) or not SECRET_RULE.fullmatch(secret):
+        raise Invalid(f"secret: must be {SECRET_MIN} to {SECRET_MAX} printable ASCII characters.", field="secret")
     return secret
 
 
