@@ -118,8 +118,6 @@ class AppRunner:
                                 f"app {app_name}; it is left alone")
         return container
 
-    # --- the container's shape -------------------------------------------------------------------
-
     # --- the app's frame-API key ---------------------------------------------------------------
 
     def _key_store(self) -> app_keys.AppKeyStore:
@@ -137,6 +135,8 @@ class AppRunner:
         key = self._key_store().issue(app_name)
         register_secret(key)  # masked in this worker's logs
         return key
+
+    # --- the container's shape -------------------------------------------------------------------
 
     def _environment(self, spec: dict, frames_key: str | None = None) -> dict[str, str]:
         env = {item["name"]: item["value"] for item in spec.get("env") or []}
