@@ -8,8 +8,9 @@ What a container gets, whatever the spec says: no privileged mode, no Docker soc
 capabilities, ``no-new-privileges``, CPU and memory limits, bind mounts only below this app's data
 folder (``EDGEPROXY_APP_DATA_DIR/<app>``), the frame rings read-only with the ring group, and the
 network ``EDGEPROXY_APP_NETWORK`` unless the spec says host network (its allow-list entry permits
-it). Only containers labelled for an app of *this* host are ever touched; they carry no camera
-label, so the camera runtime never sees them.
+it). When this host's frame server requires API keys, the app gets a key of its own
+(worker/frames/app_keys.py), removed with the app. Only containers labelled for an app of *this*
+host are ever touched; they carry no camera label, so the camera runtime never sees them.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from django.conf import settings
 
 from edgeproxy.contracts import tasks as messages
 from worker import sealing
+from worker.frames import app_keys
+from worker.frames.config import ConfigError, configured_tokens
 from worker.redaction import register_secret
 from worker.runtimes.base import STATE_KEYS, RuntimeError_, encode_logs
 
@@ -115,9 +118,27 @@ class AppRunner:
                                 f"app {app_name}; it is left alone")
         return container
 
+    # --- the app's frame-API key ---------------------------------------------------------------
+
+    def _key_store(self) -> app_keys.AppKeyStore:
+        return app_keys.AppKeyStore(app_keys.keys_path(settings.STATE_DIR, self.host))
+
+    def _frames_key(self, app_name: str) -> str | None:
+        """The app's own key when this host's frame server requires keys (the same
+        ``EDGEPROXY_GRPC_TOKENS`` settings as the worker's), else None."""
+        try:
+            required = bool(configured_tokens())
+        except ConfigError as exc:
+            raise RuntimeError_(f"app {app_name}: the frame server's keys are not readable: {exc}") from None
+        if not required:
+            return None
+        key = self._key_store().issue(app_name)
+        register_secret(key)  # masked in this worker's logs
+        return key
+
     # --- the container's shape -------------------------------------------------------------------
 
-    def _environment(self, spec: dict) -> dict[str, str]:
+    def _environment(self, spec: dict, frames_key: str | None = None) -> dict[str, str]:
         env = {item["name"]: item["value"] for item in spec.get("env") or []}
         shm = getattr(self.agent.runtime, "shm", None)
         # The frame server of this host, the cameras to read and the rings (docs/apps.md): ours win.
@@ -127,6 +148,8 @@ class AppRunner:
             "EDGEPROXY_FRAMES_ADDRESS": settings.EDGEPROXY_FRAMES_ADVERTISE,
             "EDGEPROXY_FRAMES_SHM_DIR": shm.directory if shm is not None and shm.enabled else "off",
         })
+        if frames_key:
+            env[app_keys.FRAMES_TOKEN_ENV] = frames_key
         return env
 
     def _volumes(self, spec: dict) -> list[str]:
@@ -140,7 +163,7 @@ class AppRunner:
             volumes.append(f"{shm.directory}:{shm.directory}:ro")
         return volumes
 
-    def _options(self, spec: dict) -> dict:
+    def _options(self, spec: dict, frames_key: str | None = None) -> dict:
         from docker.types import DeviceRequest, LogConfig
 
         shm = getattr(self.agent.runtime, "shm", None)
@@ -150,7 +173,7 @@ class AppRunner:
             name=app_container_name(spec["name"]),
             labels={LABEL_APP: spec["name"], LABEL_APP_ID: spec["app_id"], LABEL_APP_HOST: self.host,
                     LABEL_APP_SECRETS: ",".join(item["name"] for item in spec.get("env") or [] if item.get("secret"))},
-            environment=self._environment(spec),
+            environment=self._environment(spec, frames_key),
             volumes=self._volumes(spec),
             group_add=[str(shm.group)] if shm is not None and shm.enabled and shm.group is not None else None,
             nano_cpus=int(float(spec["cpus"]) * 1e9),
@@ -174,9 +197,11 @@ class AppRunner:
             options["device_requests"] = [DeviceRequest(count=-1, capabilities=[["gpu"]])]
         return options
 
-    def _spec_hash(self, spec: dict, image_id: str) -> str:
+    def _spec_hash(self, spec: dict, image_id: str, frames_key: str | None = None) -> str:
         shape = {"v": _SPEC_HASH_VERSION, "image_id": image_id, "spec": spec,
                  "volumes": self._volumes(spec), "network": settings.EDGEPROXY_APP_NETWORK}
+        if frames_key:  # a new key (state folder lost, keys turned on) recreates the container
+            shape["frames_key"] = frames_key
         return hashlib.sha256(json.dumps(shape, sort_keys=True, default=str).encode()).hexdigest()
 
     def _check_gpus(self, spec: dict) -> None:
@@ -232,14 +257,15 @@ class AppRunner:
                     raise RuntimeError_(f"image {spec['image']} is not on edge host {self.host}; pull it first") \
                         from None
                 raise
-            spec_hash = self._spec_hash(spec, image_id)
+            frames_key = self._frames_key(name)
+            spec_hash = self._spec_hash(spec, image_id, frames_key)
             container = self._get(name)
             if container is not None and (container.labels.get(LABEL_APP_SPEC) != spec_hash
                                           or container.status in ("removing", "dead")):
                 self._remove_container(container, name)
                 container = None
             if container is None:
-                options = self._options(spec)
+                options = self._options(spec, frames_key)
                 options["labels"][LABEL_APP_SPEC] = spec_hash
                 with self._daemon(f"create the container of app {name}"):
                     container = self.client.containers.create(**options)
@@ -289,6 +315,7 @@ class AppRunner:
                 container = self._get(app_name)
                 if container is not None:
                     self._remove_container(container, app_name)
+                self._key_store().revoke(app_name)  # its key stops working now
         except RuntimeError_ as exc:
             self._finished(operation_id, False, str(exc), self.observe(app_name))
             return
@@ -311,7 +338,7 @@ class AppRunner:
             secret_names = set(filter(None, labels.get(LABEL_APP_SECRETS, "").split(",")))
             for entry in (attrs.get("Config") or {}).get("Env") or []:
                 name, _, value = entry.partition("=")
-                if name in secret_names:
+                if name in secret_names or name == app_keys.FRAMES_TOKEN_ENV:
                     register_secret(value)
             with contextlib.suppress(Exception):
                 logs = encode_logs(container.logs(stdout=True, stderr=False, tail=LOG_TAIL),

@@ -3,8 +3,8 @@ cameras, reported as an annotation (type ``brightness``, ``confidence`` = bright
 
 It reads only what edgeproxy gives every app: ``EDGEPROXY_FRAMES_ADDRESS`` (its host's frame
 server), ``EDGEPROXY_CAMERAS`` (the cameras it reads), ``EDGEPROXY_FRAMES_SHM_DIR`` (the frame
-rings: FrameClient takes the shared-memory path when they are mounted), ``FRAMES_TOKEN`` (a secret
-value of its own env, when the frame server needs a key) and its own ``INTERVAL_SECONDS`` (default 2).
+rings: FrameClient takes the shared-memory path when they are mounted), ``EDGEPROXY_FRAMES_TOKEN``
+(its own key, when the frame server requires keys) and its own ``INTERVAL_SECONDS`` (default 2).
 
     python -m examples.brightness
 """
@@ -27,7 +27,7 @@ def main() -> int:
     interval = float(os.environ.get("INTERVAL_SECONDS", "2"))
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    client = FrameClient(address, token=os.environ.get("FRAMES_TOKEN") or None, writable=False)
+    client = FrameClient(address, token=os.environ.get("EDGEPROXY_FRAMES_TOKEN") or None, writable=False)
     log.info("reading %s from %s every %g s", ", ".join(cameras) or "no camera", address, interval)
     while not stop.is_set():
         for camera in cameras:

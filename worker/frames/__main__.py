@@ -50,7 +50,8 @@ def main() -> int:
     server.start()
     log.info("frame server listening on %s:%d (%s, host %s, auth %s, frame bus %s)", config.bind, port,
              "TLS" if config.tls_cert else "plaintext", config.host,
-             f"{len(config.tokens)} key(s)" if config.tokens else "off", config.redis_url)
+             f"{len(config.tokens)} key(s) and the app keys of {config.app_keys_file}" if config.tokens else "off",
+             config.redis_url)
     stop.wait()
     server.stop(grace=1.0).wait(2)
     servicer.stop()

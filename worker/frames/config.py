@@ -8,6 +8,7 @@
 | ``EDGEPROXY_GRPC_MAX_MESSAGE_MB`` | ``64`` | max send/receive message size (a 1080p BGR frame is 6.2 MB) |
 | ``EDGEPROXY_GRPC_TOKENS`` | unset | comma-separated API keys: if set, calls need ``authorization: Token <key>`` |
 | ``EDGEPROXY_GRPC_TOKENS_FILE`` | unset | file with API keys, one per line (``#`` comments allowed) |
+| ``EDGEPROXY_STATE_DIR`` | ``~/.local/state/edgeproxy`` | with keys, the apps' keys are accepted too (``edge-<host>-app-frame-keys.json`` there) |
 | ``EDGEPROXY_GRPC_TLS_CERT`` / ``_KEY`` | unset | PEM files: serve TLS instead of plaintext (both or neither) |
 | ``EDGEPROXY_FRAMES_REDIS_URL`` | ``redis://127.0.0.1:6379/0`` | the frame bus (Redis of this edge host) |
 | ``EDGEPROXY_HOST_NAME`` | hostname, lower case | this host's name (selects the host camera table) |
@@ -30,6 +31,7 @@ from dataclasses import dataclass, field
 
 from edgeproxy.env import SettingError, envchoice, envfile, envint, envlist, envstr
 from worker.camera.shm import SettingsError, ShmSettings
+from worker.frames.app_keys import keys_path, state_dir
 
 # A configuration value is wrong; the message names the variable and what to fix.
 ConfigError = SettingError
@@ -59,6 +61,23 @@ def _bind(env, tokens) -> str:
     return bind
 
 
+def configured_tokens(env=None) -> tuple[str, ...]:
+    """The API keys of ``EDGEPROXY_GRPC_TOKENS`` and ``EDGEPROXY_GRPC_TOKENS_FILE``: when there are
+    any, every call needs one (the edge worker asks this too, to know whether apps need a key)."""
+    env = os.environ if env is None else env
+    tokens: list[str] = envlist("EDGEPROXY_GRPC_TOKENS", env=env)
+    tokens_file = envfile("EDGEPROXY_GRPC_TOKENS_FILE", env)
+    if tokens_file is not None:
+        for line in tokens_file.splitlines():
+            line = line.split("#", 1)[0].strip()
+            if line:
+                tokens.append(line)
+        if not tokens:
+            raise ConfigError(f"EDGEPROXY_GRPC_TOKENS_FILE {env['EDGEPROXY_GRPC_TOKENS_FILE'].strip()!r} holds "
+                              "no key: add one key per line")
+    return tuple(dict.fromkeys(tokens))
+
+
 @dataclass(frozen=True)
 class FrameServerConfig:
     port: int = 50001
@@ -69,6 +88,8 @@ class FrameServerConfig:
     host: str = field(default_factory=lambda: socket.gethostname().lower())
     broker_url: str = "redis://127.0.0.1:6379/0"
     tokens: tuple[str, ...] = ()
+    # With ``tokens``, the keys of this host's apps are accepted too (worker/frames/app_keys.py).
+    app_keys_file: str = ""
     tls_cert: bytes | None = None
     tls_key: bytes | None = None
     wait_ms: int = 2000
@@ -90,16 +111,7 @@ class FrameServerConfig:
         def text(name: str, default: str) -> str:
             return (envstr(name, "", env) or "").strip() or default
 
-        tokens: list[str] = envlist("EDGEPROXY_GRPC_TOKENS", env=env)
-        tokens_file = envfile("EDGEPROXY_GRPC_TOKENS_FILE", env)
-        if tokens_file is not None:
-            for line in tokens_file.splitlines():
-                line = line.split("#", 1)[0].strip()
-                if line:
-                    tokens.append(line)
-            if not tokens:
-                raise ConfigError(f"EDGEPROXY_GRPC_TOKENS_FILE {env['EDGEPROXY_GRPC_TOKENS_FILE'].strip()!r} holds "
-                                  "no key: add one key per line")
+        unique_tokens = configured_tokens(env)
         if bool(env.get("EDGEPROXY_GRPC_TLS_CERT", "").strip()) != bool(env.get("EDGEPROXY_GRPC_TLS_KEY", "").strip()):
             raise ConfigError("set both EDGEPROXY_GRPC_TLS_CERT and EDGEPROXY_GRPC_TLS_KEY (PEM files), or neither")
         tls_cert = envfile("EDGEPROXY_GRPC_TLS_CERT", env)
@@ -107,7 +119,6 @@ class FrameServerConfig:
         level = envchoice("LOG_LEVEL", "info", ("debug", "info", "warning", "error"), env).upper()
         redis_default = text("REDIS_URL", "redis://127.0.0.1:6379/0")
         host = text("EDGEPROXY_HOST_NAME", socket.gethostname().lower())
-        unique_tokens = tuple(dict.fromkeys(tokens))
         try:
             shm = ShmSettings.from_env(env)
         except SettingsError as exc:
@@ -122,6 +133,7 @@ class FrameServerConfig:
             host=host,
             broker_url=text("CELERY_BROKER_URL", redis_default),
             tokens=unique_tokens,
+            app_keys_file=str(keys_path(state_dir(env), host)),
             tls_cert=tls_cert.encode() if tls_cert is not None else None,
             tls_key=tls_key.encode() if tls_key is not None else None,
             wait_ms=envint("EDGEPROXY_FRAMES_WAIT_MS", 2000, 0, 60000, env),

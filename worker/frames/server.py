@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import hmac
 import itertools
 import logging
 import threading
 import time
+from pathlib import Path
 
 import grpc
 import redis
@@ -34,6 +34,7 @@ from edgeproxy.contracts import tasks as messages
 from edgeproxy.contracts.names import EDGE_NAME_RULE
 from worker.camera import frame_format, keys, shm
 from worker.frames import convert
+from worker.frames.app_keys import AppKeyFile, matches
 from worker.frames.config import FrameServerConfig
 from worker.frames.proto import video_streaming_pb2 as pb
 from worker.frames.proto import video_streaming_pb2_grpc as pb_grpc
@@ -761,10 +762,12 @@ class ImageServicer(pb_grpc.ImageServicer):
 
 
 class TokenAuthInterceptor(grpc.ServerInterceptor):
-    """Requires metadata ``authorization: Token <key>`` (``Bearer <key>`` accepted too)."""
+    """Requires metadata ``authorization: Token <key>`` (``Bearer <key>`` accepted too): one of the
+    configured keys or, read afresh when the file changes, a key of one of this host's apps."""
 
-    def __init__(self, tokens):
+    def __init__(self, tokens, app_keys: AppKeyFile | None = None):
         self._tokens = [t.encode() for t in tokens]
+        self._app_keys = app_keys
 
     def _authorized(self, metadata) -> bool:
         for key, value in metadata or ():
@@ -774,10 +777,8 @@ class TokenAuthInterceptor(grpc.ServerInterceptor):
             if scheme.lower() not in ("token", "bearer"):
                 return False
             candidate = token.strip().encode()
-            ok = False
-            for known in self._tokens:  # no early exit: constant time over the keys
-                ok |= hmac.compare_digest(candidate, known)
-            return ok
+            app_keys = self._app_keys.current() if self._app_keys is not None else ()
+            return matches(candidate, [*self._tokens, *app_keys])
         return False
 
     def intercept_service(self, continuation, handler_call_details):
@@ -845,7 +846,8 @@ def build_server(config: FrameServerConfig) -> tuple[grpc.Server, ImageServicer,
     # Handlers and frame watchers (at most one per waiting handler) each hold a connection at a time.
     client = redis_client(config.redis_url, config.workers * 2 + 4)
     servicer = ImageServicer(config, client, AnnotationSender(config.broker_url))
-    interceptors = [TokenAuthInterceptor(config.tokens)] if config.tokens else []
+    app_keys = AppKeyFile(Path(config.app_keys_file)) if config.app_keys_file else None
+    interceptors = [TokenAuthInterceptor(config.tokens, app_keys)] if config.tokens else []
     options = [
         ("grpc.max_send_message_length", config.max_message_bytes),
         ("grpc.max_receive_message_length", config.max_message_bytes),
