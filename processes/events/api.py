@@ -7,7 +7,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from edgeproxy.api.errors import Invalid, NotFound
-from edgeproxy.api.fields import StrictCharField
+from edgeproxy.api.fields import StrictBooleanField, StrictCharField
 from edgeproxy.contracts import events as contract
 from processes.events import selectors, webhooks
 
@@ -17,7 +17,7 @@ class WebhookInput(serializers.Serializer):
     event_types = serializers.ListField(child=StrictCharField(max_length=64), required=False, max_length=50)
     secret = StrictCharField(required=False, max_length=webhooks.SECRET_MAX + 1, trim_whitespace=False)
     description = StrictCharField(required=False, allow_blank=True, max_length=255)
-    enabled = serializers.BooleanField(required=False)
+    enabled = StrictBooleanField(required=False)
 
 
 class WebhookPatch(WebhookInput):
