@@ -278,7 +278,8 @@ def test_the_dashboard_plays_a_recording(rec, tmp_path):
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: bin/bootstrap --test installs Debian's chromium")
     password = secrets.token_urlsafe(12)
-    rec._manage("create_api_token", "rec-viewer", "--superuser", "--password", password)
+    # "=": a password may start with "-", which argparse would take for an option.
+    rec._manage("create_api_token", "rec-viewer", "--superuser", f"--password={password}")
     # Back to an hour of retention (the first test left 7.2 s): the segment clicked stays there.
     response = rec.request("PUT", "/api/v1/process/rec264/recording?wait=20", json={"enabled": True,
                                                                                     "retention_hours": 1})
@@ -296,7 +297,7 @@ def test_the_dashboard_plays_a_recording(rec, tmp_path):
             page.fill("input[name=password]", password)
             page.click("button[type=submit]")
             newest_closed = page.locator("#recording .recording-newest [data-play]:not([data-open])").first
-            playwright_api.expect(newest_closed).to_be_attached()  # the panel fills within its 5 s refresh
+            playwright_api.expect(newest_closed).to_be_attached(timeout=20_000)  # filled by its 5 s refresh
             playwright_api.expect(page.locator("[data-recording-state]")).to_have_text("recording")
             src = newest_closed.get_attribute("href")
             with page.expect_response(lambda r: r.url.endswith(src)) as fetched:
