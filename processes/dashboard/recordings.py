@@ -4,6 +4,7 @@ player, fed through the session (the same services as the API's recording routes
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 
 from django.contrib.auth.decorators import login_required
 from django.http import HttpResponse, StreamingHttpResponse
@@ -17,6 +18,7 @@ from processes import selectors as process_selectors
 from worker.camera.recorder import SEGMENT_RULE
 
 TIMELINE_MS = 3600 * 1000
+NEWEST_LISTED = 8  # the newest segments also listed as links: on an hour's timeline, segments are slivers
 
 
 @never_cache
@@ -41,8 +43,10 @@ def recording_panel(request, name):
             / TIMELINE_MS * 100
         segment["src"] = f"/cameras/{camera.name}/recordings/{segment['url'].rsplit('/', 1)[1]}"
         segment["open"] = "-open." in segment["src"]  # still being written
+        segment["started"] = datetime.fromtimestamp(segment["start"] / 1000, tz=UTC)
     return render(request, "dashboard/_camera_recording.html",
-                  {"camera": camera, "recording": status, "segments": segments, "problem": problem})
+                  {"camera": camera, "recording": status, "segments": segments, "problem": problem,
+                   "newest": segments[::-1][:NEWEST_LISTED], "timeline_from": now - TIMELINE_MS, "timeline_to": now})
 
 
 @never_cache

@@ -261,3 +261,51 @@ def test_quota_event_clips_and_a_full_quota(rec, tmpfs):
     assert peak <= quota, f"{peak} bytes on disk, quota {quota}"
     assert not list(Path(tmpfs).rglob("*-open.*")), "a segment is still being written"
 
+
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's, as in test_dashboard (never `playwright install`)
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def test_the_dashboard_plays_a_recording(rec, tmp_path):
+    """Headless Chromium, logged in to the dashboard: the camera page's Recording panel lists the newest
+    segments; a click on a closed one fetches it (200, video/mp4) and the player plays it."""
+    import secrets
+
+    import playwright.sync_api as playwright_api
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: bin/bootstrap --test installs Debian's chromium")
+    password = secrets.token_urlsafe(12)
+    # "=": a password may start with "-", which argparse would take for an option.
+    rec._manage("create_api_token", "rec-viewer", "--superuser", f"--password={password}")
+    # Back to an hour of retention (the first test left 7.2 s): the segment clicked stays there.
+    response = rec.request("PUT", "/api/v1/process/rec264/recording?wait=20", json={"enabled": True,
+                                                                                    "retention_hours": 1})
+    assert response.status_code == 200, response.text
+    wait_segments(rec, "rec264", 1)
+    with playwright_api.sync_playwright() as pw:
+        context = pw.chromium.launch_persistent_context(
+            str(tmp_path / "chromium-profile"), executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True,
+            base_url=rec.base_url)
+        context.set_default_timeout(20_000)
+        page = context.pages[0] if context.pages else context.new_page()
+        try:
+            page.goto("/login/?next=/cameras/rec264/")
+            page.fill("input[name=username]", "rec-viewer")
+            page.fill("input[name=password]", password)
+            page.click("button[type=submit]")
+            newest_closed = page.locator("#recording .recording-newest [data-play]:not([data-open])").first
+            playwright_api.expect(newest_closed).to_be_attached(timeout=20_000)  # filled by its 5 s refresh
+            playwright_api.expect(page.locator("[data-recording-state]")).to_have_text("recording")
+            src = newest_closed.get_attribute("href")
+            with page.expect_response(lambda r: r.url.endswith(src)) as fetched:
+                newest_closed.click()
+            assert fetched.value.status == 200 and fetched.value.headers["content-type"] == "video/mp4"
+            # Playing: data to play, not paused, time moving (or, a short segment, played to its end).
+            page.wait_for_function("src => { const v = document.getElementById('recording-player');"
+                                   " return v.src.endsWith(src) && !v.error && v.currentTime > 0"
+                                   " && ((!v.paused && v.readyState >= 3) || v.ended); }", arg=src)
+        finally:
+            context.close()
