@@ -28,7 +28,7 @@ pytestmark = [pytest.mark.docker]
 @pytest.fixture(scope="module")
 def password(system) -> str:
     secret = secrets.token_urlsafe(12)
-    system._manage("create_api_token", USER, "--superuser", "--password", secret)
+    system._manage("create_api_token", USER, "--superuser", f"--password={secret}")
     return secret
 
 
