@@ -2,9 +2,10 @@
 edge hosts report about them.
 
 Like a camera, every change is an Operation (``operation.app``) plus a task on the app's host
-queue, sent inside the same transaction; results come back as ``OperationFinished`` and are applied
-by ``apply_result`` (called from processes.services.record_operation_result). This module never
-imports processes.services (which calls it): it is the lower layer.
+queue, sent once the operation is committed (processes/dispatch.py); results come back as
+``OperationFinished`` and are applied by ``apply_result`` (called from
+processes.services.record_operation_result). This module never imports processes.services (which
+calls it): it is the lower layer.
 """
 
 from __future__ import annotations
@@ -20,21 +21,18 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from edgeproxy import crypto
-from edgeproxy.celery import app as celery_app
 from edgeproxy.contracts import tasks as messages
 from edgeproxy.contracts.errors import Busy, Conflict, Forbidden, ImageNotOnHost, Invalid, NotFound, Unavailable
 from edgeproxy.contracts.statuses import ENDED_STATUSES, RUNNING_STATUSES, CameraStatus
 from edgeproxy.contracts.times import ms
 from processes import app_selectors as selectors
 from processes import selectors as camera_selectors
+from processes.dispatch import EdgeOutbox, fail_refused, send
 from processes.models import ACTIVE_STATES, AppProcess, Camera, DesiredState, EdgeHost, Operation, OperationKind
 from settings_app.versions import highest_version, is_newer, local_tags, sort_tags
 from worker import sealing
 
 logger = logging.getLogger("edgeproxy.processes")
-
-# Publishing fails fast when the broker is down (the API answers 503 and stores nothing), as for cameras.
-_PUBLISH_RETRY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
 
 # An environment value is secret when its name says so, or when the request marks it ("secret": true).
 SECRET_NAME_RULE = re.compile(r"PASSWORD|PASSWD|SECRET|TOKEN|KEY|CREDENTIAL|PRIVATE", re.IGNORECASE)
@@ -172,11 +170,6 @@ def _limits(cpus: float | None, memory_mb: int | None) -> tuple[float, int]:
 # --- dispatch ----------------------------------------------------------------------------------
 
 
-def _send(message: messages.EdgeMessage, host: EdgeHost) -> None:
-    celery_app.send_task(message.task, kwargs=message.kwargs(), queue=host.queue, task_id=message.operation_id,
-                         retry=True, retry_policy=_PUBLISH_RETRY)
-
-
 def _env_for_edge(app: AppProcess) -> list[dict]:
     return [{"name": item["name"], "value": crypto.decrypt(item["value_encrypted"]), "secret": True}
             if item.get("secret") else {"name": item["name"], "value": item.get("value", "")}
@@ -205,15 +198,14 @@ def _sealed_spec(app: AppProcess, version: str | None = None) -> str:
     return sealing.seal(app.host.public_key, spec)
 
 
-def _dispatch(app: AppProcess, op: Operation, action: str) -> None:
+def _message(app: AppProcess, op: Operation, action: str) -> messages.EdgeMessage:
+    """The edge task of an app operation: ``start``, ``upgrade``, ``stop`` or ``remove``."""
     if action in ("start", "upgrade"):  # an upgrade runs the spec with the version it goes to
         version = op.progress.get("version") if action == "upgrade" else None
-        _send(messages.AppEnsureRunning(operation_id=str(op.id), app_name=app.name,
-                                        spec=_sealed_spec(app, version)), app.host)
-    elif action == "stop":
-        _send(messages.AppStop(operation_id=str(op.id), app_name=app.name), app.host)
-    else:
-        _send(messages.AppRemove(operation_id=str(op.id), app_name=app.name), app.host)
+        return messages.AppEnsureRunning(operation_id=str(op.id), app_name=app.name, spec=_sealed_spec(app, version))
+    if action == "stop":
+        return messages.AppStop(operation_id=str(op.id), app_name=app.name)
+    return messages.AppRemove(operation_id=str(op.id), app_name=app.name)
 
 
 def _new_operation(app: AppProcess, kind: str, action: str) -> Operation:
@@ -265,19 +257,31 @@ def install_app(*, name: str, docker_repository: str, docker_version: str, docke
             raise Conflict(f"An app named {name!r} already exists.", {"name": ["already exists"]}) from None
         op = _new_operation(app, OperationKind.CONNECT, "start")
         app.save(update_fields=["last_operation"])
-        _dispatch(app, op, "start")
+        message = _message(app, op, "start")
+    EdgeOutbox([(message, placed)]).deliver(undo=lambda refused: _undo_install(app), what=f"the install of app {name}")
     logger.info("app %s: install queued on host %s (operation %s)", name, placed.name, op.id,
                 extra={"host": placed.name, "operation": op.id})
     return app
 
 
+def _undo_install(app: AppProcess) -> None:
+    """Remove an app (and its operation) whose edge task could not be sent."""
+    with transaction.atomic():
+        AppProcess.objects.filter(id=app.id).update(last_operation=None)
+        Operation.objects.filter(app_id=app.id).delete()
+        AppProcess.objects.filter(id=app.id).delete()
+
+
 def _queue(app: AppProcess, kind: str, desired: str, action: str, status: str) -> AppProcess:
+    before = {"desired_state": app.desired_state, "status": app.status}
     with transaction.atomic():
         op = _new_operation(app, kind, action)
         app.desired_state = desired
         app.status = status
         app.save(update_fields=["desired_state", "status", "last_operation", "modified"])
-        _dispatch(app, op, action)
+        message = _message(app, op, action)
+    EdgeOutbox([(message, app.host)]).deliver(undo=lambda refused: fail_refused(refused, restore=before),
+                                              what=f"the {kind} of app {app.name}")
     logger.info("app %s: %s queued (operation %s)", app.name, kind, op.id, extra={"operation": op.id})
     return app
 
@@ -379,10 +383,9 @@ def _remove_strays(host: EdgeHost, strays: list[str]) -> None:
         if Operation.objects.filter(host=host, app__isnull=True, camera__isnull=True, state__in=ACTIVE_STATES,
                                     progress__app=stray).exists():
             continue
-        with transaction.atomic():
-            op = Operation.objects.create(kind=OperationKind.RECONCILE, host=host, camera_name="",
-                                          progress={"app": stray, "action": "remove stray"})
-            _send(messages.AppRemove(operation_id=str(op.id), app_name=stray), host)
+        op = Operation.objects.create(kind=OperationKind.RECONCILE, host=host, camera_name="",
+                                      progress={"app": stray, "action": "remove stray"})
+        EdgeOutbox([(messages.AppRemove(operation_id=str(op.id), app_name=stray), host)]).deliver()  # else sent again
         logger.info("reconcile: removing stray app container %s on %s (operation %s)", stray, host.name, op.id,
                     extra={"host": host.name, "operation": op.id})
 
@@ -420,9 +423,10 @@ def reconcile_apps(hosts: Mapping[int, EdgeHost], retry_seconds: float) -> list[
             with transaction.atomic():
                 op = _new_operation(app, OperationKind.RECONCILE, action)
                 app.save(update_fields=["last_operation"])
-                _dispatch(app, op, action)
+                message = _message(app, op, action)
         except Busy:
             continue
+        EdgeOutbox([(message, app.host)]).deliver()  # a refused task leaves it pending: sent again later
         logger.info("reconcile: %s app %s on %s (operation %s)", action, app.name, app.host.name, op.id,
                     extra={"host": app.host.name, "operation": op.id})
         corrections.append(op)
@@ -434,9 +438,9 @@ def redispatch(op: Operation) -> None:
     app = AppProcess.objects.select_related("host").filter(id=op.app_id).first() if op.app_id else None
     if app is None:
         if op.host is not None and op.progress.get("action") == "remove stray":
-            _send(messages.AppRemove(operation_id=str(op.id), app_name=op.progress["app"]), op.host)
+            send(messages.AppRemove(operation_id=str(op.id), app_name=op.progress["app"]), op.host)
         return
-    _dispatch(app, op, op.progress.get("action") or "start")
+    send(_message(app, op, op.progress.get("action") or "start"), app.host)
 
 
 # --- upgrades (like a camera's: another local version of its image, on its host) -----------------
@@ -480,6 +484,7 @@ def upgrade_app(app: AppProcess, version: str | None = None) -> AppProcess:
         op.progress = {**op.progress, "version": version, "from": app.docker_version}
         op.save(update_fields=["progress"])
         app.save(update_fields=["last_operation", "modified"])
-        _dispatch(app, op, "upgrade")
+        message = _message(app, op, "upgrade")
+    EdgeOutbox([(message, app.host)]).deliver(undo=fail_refused, what=f"the upgrade of app {app.name}")
     logger.info("app %s: upgrade to %s queued (operation %s)", app.name, version, op.id, extra={"operation": op.id})
     return app

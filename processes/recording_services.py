@@ -12,8 +12,9 @@ from django.db import transaction
 
 from edgeproxy.contracts.errors import Invalid, NotFound, Unavailable
 from processes import recording_selectors
+from processes.dispatch import EdgeOutbox, fail_refused
 from processes.models import Camera, OperationKind
-from processes.services import _new_operation, _send, recording_message
+from processes.services import _new_operation, recording_message
 from worker.recordings import host_settings
 
 logger = logging.getLogger("edgeproxy.processes")
@@ -30,11 +31,14 @@ def set_recording(camera: Camera, enabled: bool, retention_hours: float | None) 
     if not 0 < hours <= MAX_RETENTION_HOURS:
         raise Invalid(f"retention_hours: must be more than 0 and at most {MAX_RETENTION_HOURS:g}.",
                       field="retention_hours")
+    before = {"recording": camera.recording}
     with transaction.atomic():
         op = _new_operation(camera, OperationKind.RECORDING)
         camera.recording = {"enabled": bool(enabled), "retention_hours": hours}
         camera.save(update_fields=["recording", "last_operation", "modified"])
-        _send(recording_message(camera, op), camera.host)
+    EdgeOutbox([(recording_message(camera, op), camera.host)]).deliver(
+        undo=lambda refused: fail_refused(refused, restore=before),
+        what=f"the recording switch of camera {camera.name}")
     logger.info("camera %s: recording %s queued (operation %s)", camera.name, "on" if enabled else "off", op.id,
                 extra={"camera": camera.name, "operation": op.id})
     return camera

@@ -2,7 +2,8 @@
 
 API views and control tasks call these; nothing else writes cameras, hosts or operations.
 Every change that needs an edge host is an Operation row plus a Celery task on that host's
-queue, sent inside the same transaction: if the broker refuses, nothing is stored.
+queue, sent once the row is committed (processes/dispatch.py): if the broker refuses it, the
+change is undone and the request is a 503.
 """
 
 import hashlib
@@ -19,16 +20,14 @@ from django.db.models import F, Q, TextField, Value
 from django.db.models.fields.json import KT
 from django.db.models.functions import Coalesce
 from django.utils import timezone
-from kombu.exceptions import OperationalError as KombuOperationalError
-from redis.exceptions import ConnectionError as RedisConnectionError
 
 from edgeproxy import crypto
-from edgeproxy.celery import app as celery_app
 from edgeproxy.contracts import tasks as messages
 from edgeproxy.contracts.errors import Busy, Conflict, DomainError, ImageNotOnHost, NotFound, TimedOut, Unavailable
 from edgeproxy.contracts.statuses import ENDED_STATUSES, RUNNING_STATUSES, CameraStatus
 from edgeproxy.contracts.times import ms
 from processes import app_services, live, selectors
+from processes.dispatch import BROKER_ERRORS, EdgeOutbox, fail_refused, send
 from processes.events import services as events
 from processes.models import ACTIVE_STATES, Camera, DesiredState, EdgeHost, Operation, OperationKind, OperationState
 from settings_app.selectors import default_camera_image
@@ -37,10 +36,6 @@ from worker import sealing
 from worker.redaction import mask_rtmp, mask_url
 
 logger = logging.getLogger("edgeproxy.processes")
-
-# Publishing must fail fast when the broker is down: the API then answers 503 and stores nothing.
-_PUBLISH_RETRY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
-
 
 # --- placement and dispatch ------------------------------------------------------------------
 
@@ -56,22 +51,6 @@ def place_camera(host_name: str | None) -> EdgeHost:
     if host is None:
         raise Unavailable("No edge host is online to run the camera; start an edge worker and try again.")
     return host
-
-
-# What sending a task raises when the broker cannot take it.
-_BROKER_ERRORS = (KombuOperationalError, RedisConnectionError)
-
-
-def _send(message: messages.EdgeMessage, host: EdgeHost) -> None:
-    """Send an edge task to ``host``'s queue; its task id is its operation's id."""
-    celery_app.send_task(
-        message.task,
-        kwargs=message.kwargs(),
-        queue=host.queue,
-        task_id=message.operation_id,
-        retry=True,
-        retry_policy=_PUBLISH_RETRY,
-    )
 
 
 def _camera_spec(camera: Camera) -> dict:
@@ -125,9 +104,8 @@ def _new_operation(camera: Camera, kind: str) -> Operation:
     return op
 
 
-def _dispatch_ensure_running(camera: Camera, op: Operation) -> None:
-    _send(messages.EnsureRunning(operation_id=str(op.id), camera_name=camera.name, spec=_sealed_spec(camera)),
-          camera.host)
+def _ensure_running(camera: Camera, op: Operation) -> messages.EnsureRunning:
+    return messages.EnsureRunning(operation_id=str(op.id), camera_name=camera.name, spec=_sealed_spec(camera))
 
 
 # --- camera lifecycle ------------------------------------------------------------------------
@@ -163,15 +141,9 @@ def connect_camera(*, name: str, rtsp_endpoint: str, rtmp_endpoint: str = "", ho
             raise Conflict(f"A camera named {name!r} already exists.", {"name": ["already exists"]}) from None
         op = _new_operation(camera, OperationKind.CONNECT)
         camera.save(update_fields=["last_operation"])
-        message = messages.EnsureRunning(operation_id=str(op.id), camera_name=camera.name, spec=_sealed_spec(camera))
-    # Sent once committed: an edge host never hears of an operation that does not exist (a commit can
-    # still fail, e.g. the database cutting the session).
-    try:
-        _send(message, placed_on)
-    except _BROKER_ERRORS as exc:
-        logger.warning("camera %s: broker unreachable, connect undone: %s", name, exc)
-        _undo_connects([camera.id])
-        raise Unavailable("The message broker (Redis) is unreachable; the camera was not connected.") from exc
+        outbox = EdgeOutbox()
+        outbox.add(_ensure_running(camera, op), placed_on)
+    outbox.deliver(undo=lambda refused: _undo_connects([camera.id]), what=f"the connect of camera {name}")
     logger.info("camera %s: connect queued on host %s (operation %s)", name, placed_on.name, op.id,
                 extra={"camera": name, "host": placed_on.name, "operation": op.id})
     return camera
@@ -307,8 +279,8 @@ def _send_connects(queued: list[ConnectOutcome]) -> None:
             unsent.append(outcome)
             continue
         try:
-            _dispatch_ensure_running(camera, camera.last_operation)
-        except _BROKER_ERRORS as exc:
+            send(_ensure_running(camera, camera.last_operation), camera.host)
+        except BROKER_ERRORS as exc:
             logger.warning("bulk connect: broker unreachable at camera %s: %s", camera.name, exc)
             unsent.append(outcome)
             continue
@@ -322,30 +294,48 @@ def _send_connects(queued: list[ConnectOutcome]) -> None:
             outcome.error = Unavailable("The message broker (Redis) is unreachable; the camera was not connected.")
 
 
-def _queue(camera: Camera, kind: str, desired: str, send, status: str | None = None) -> Camera:
-    """Record the camera's new desired state and an operation, and send the edge task, atomically."""
+def _queue(camera: Camera, kind: str, desired: str, message, status: str | None = None) -> Camera:
+    """Record the camera's new desired state and an operation, then send the edge task ``message(op)``.
+    A refused task ends the operation failed and puts the camera back as it was (503)."""
     with transaction.atomic():
-        op = _new_operation(camera, kind)
-        camera.desired_state = desired
-        fields = ["desired_state", "last_operation", "modified"]
-        if status:
-            camera.status = status
-            fields.append("status")
-        camera.save(update_fields=fields)
-        send(op)
+        outbox, before = _record_queued(camera, kind, desired, message, status)
+    return _deliver_queued(camera, kind, outbox, before)
+
+
+def _record_queued(camera: Camera, kind: str, desired: str, message, status: str | None) -> tuple[EdgeOutbox, dict]:
+    """``_queue``'s writes, inside the caller's transaction: the outbox to deliver once it commits, and
+    the camera's fields as they were (put back if the broker refuses)."""
+    before = {"desired_state": camera.desired_state, "status": camera.status}
+    op = _new_operation(camera, kind)
+    camera.desired_state = desired
+    fields = ["desired_state", "last_operation", "modified"]
+    if status:
+        camera.status = status
+        fields.append("status")
+    camera.save(update_fields=fields)
+    outbox = EdgeOutbox()
+    outbox.add(message(op), camera.host)
+    return outbox, before
+
+
+def _deliver_queued(camera: Camera, kind: str, outbox: EdgeOutbox, before: dict) -> Camera:
+    op = camera.last_operation
+    assert op is not None  # _record_queued set it
+    outbox.deliver(undo=lambda refused: fail_refused(refused, restore=before),
+                   what=f"the {kind} of camera {camera.name}")
     logger.info("camera %s: %s queued (operation %s)", camera.name, kind, op.id,
                 extra={"camera": camera.name, "operation": op.id})
     return camera
 
 
 def start_camera(camera: Camera) -> Camera:
-    return _queue(camera, OperationKind.START, DesiredState.RUNNING,
-                  lambda op: _dispatch_ensure_running(camera, op), status=CameraStatus.PENDING)
+    return _queue(camera, OperationKind.START, DesiredState.RUNNING, lambda op: _ensure_running(camera, op),
+                  status=CameraStatus.PENDING)
 
 
 def stop_camera(camera: Camera) -> Camera:
     return _queue(camera, OperationKind.STOP, DesiredState.STOPPED,
-                  lambda op: _send(messages.Stop(operation_id=str(op.id), camera_name=camera.name), camera.host))
+                  lambda op: messages.Stop(operation_id=str(op.id), camera_name=camera.name))
 
 
 def delete_camera(camera: Camera) -> Camera:
@@ -358,9 +348,10 @@ def delete_camera(camera: Camera) -> Camera:
         if under_way is not None:
             camera.last_operation = under_way
             return camera
-        return _queue(camera, OperationKind.DELETE, DesiredState.STOPPED,
-                      lambda op: _send(messages.Remove(operation_id=str(op.id), camera_name=camera.name), camera.host),
-                      status=CameraStatus.REMOVING)
+        outbox, before = _record_queued(camera, OperationKind.DELETE, DesiredState.STOPPED,
+                                        lambda op: messages.Remove(operation_id=str(op.id), camera_name=camera.name),
+                                        status=CameraStatus.REMOVING)
+    return _deliver_queued(camera, OperationKind.DELETE, outbox, before)
 
 
 def camera_snapshot(camera: Camera, keyframe_only: bool = False) -> bytes:
@@ -472,9 +463,10 @@ def _heartbeat_changes(camera: Camera, observed: dict | None, stream: dict | Non
 
 
 class OperationNotFound(Exception):
-    """A report names an operation the database does not show (yet): the task was sent inside
-    the transaction that creates the operation, and a fast edge host can answer before it commits.
-    The control task retries shortly."""
+    """A report names an operation the database does not hold. Edge tasks are sent only once their
+    operation is committed (processes/dispatch.py), so it is one undone because the broker seemed
+    to refuse its task (yet had taken it), or one removed with its camera. The control task retries
+    shortly, then fails."""
 
 
 def record_operation_started(operation_id: str) -> None:
@@ -693,24 +685,25 @@ def _redispatch(op: Operation) -> None:
     kind = op.kind
     if kind == OperationKind.PULL:
         repository, _, tag = op.progress.get("image", "").rpartition(":")
-        _send(messages.PullImage(operation_id=str(op.id), repository=repository, tag=tag), op.host)
+        send(messages.PullImage(operation_id=str(op.id), repository=repository, tag=tag), op.host)
     elif kind == OperationKind.MOVE and camera is not None:
         if op.progress.get("phase") == "removing":
-            _send(messages.Remove(operation_id=str(op.id), camera_name=camera.name),
-                  EdgeHost.objects.get(name=op.progress["from"]))
+            send(messages.Remove(operation_id=str(op.id), camera_name=camera.name),
+                 EdgeHost.objects.get(name=op.progress["from"]))
         else:
-            _dispatch_ensure_running(camera, op)
+            send(_ensure_running(camera, op), camera.host)
     elif camera is None or kind == OperationKind.DELETE:
-        _send(messages.Remove(operation_id=str(op.id), camera_name=op.camera_name), op.host)
+        send(messages.Remove(operation_id=str(op.id), camera_name=op.camera_name), op.host)
     elif kind == OperationKind.STOP or (
             kind == OperationKind.RECONCILE and camera.desired_state == DesiredState.STOPPED):
-        _send(messages.Stop(operation_id=str(op.id), camera_name=camera.name), op.host)
+        send(messages.Stop(operation_id=str(op.id), camera_name=camera.name), op.host)
     elif kind in (OperationKind.CONNECT, OperationKind.START, OperationKind.RECONCILE):
-        _dispatch_ensure_running(camera, op)
+        send(_ensure_running(camera, op), camera.host)
     elif kind == OperationKind.UPGRADE and camera is not None:
-        _dispatch_upgrade(camera, op, op.progress.get("image") or camera.image_tag)  # idempotent on the edge
+        # idempotent on the edge
+        send(_upgrade_message(camera, op, op.progress.get("image") or camera.image_tag), camera.host)
     elif kind == OperationKind.RECORDING and camera is not None:
-        _send(recording_message(camera, op), op.host)
+        send(recording_message(camera, op), op.host)
 
 
 def recording_message(camera: Camera, op: Operation) -> messages.SetRecording:
@@ -756,18 +749,18 @@ def reconcile_host(host: EdgeHost, cameras=None) -> list[Operation]:
         action = _needs_correction(camera)
         if action is None:
             continue
+        outbox = EdgeOutbox()  # a refused task leaves the operation pending: it is sent again later
         try:
             with transaction.atomic():
                 op = _new_operation(camera, OperationKind.RECONCILE)
                 op.progress = {"action": action}
                 op.save(update_fields=["progress"])
                 camera.save(update_fields=["last_operation"])
-                if action == "start":
-                    _dispatch_ensure_running(camera, op)
-                else:
-                    _send(messages.Stop(operation_id=str(op.id), camera_name=camera.name), host)
+                outbox.add(_ensure_running(camera, op) if action == "start"
+                           else messages.Stop(operation_id=str(op.id), camera_name=camera.name), host)
         except Busy:
             continue  # a user's operation got there first
+        outbox.deliver()
         logger.info("reconcile: %s camera %s on %s (operation %s)", action, camera.name, host.name, op.id,
                     extra={"camera": camera.name, "host": host.name, "operation": op.id})
         corrections.append(op)
@@ -777,10 +770,9 @@ def reconcile_host(host: EdgeHost, cameras=None) -> list[Operation]:
                                         state__in=ACTIVE_STATES).values_list("camera_name", flat=True))
     owned = set(Camera.objects.filter(name__in=host.strays, host=host).values_list("name", flat=True))
     for stray in set(host.strays) - busy - owned:
-        with transaction.atomic():
-            op = Operation.objects.create(kind=OperationKind.RECONCILE, host=host, camera_name=stray,
-                                          progress={"action": "remove stray"})
-            _send(messages.Remove(operation_id=str(op.id), camera_name=stray), host)
+        op = Operation.objects.create(kind=OperationKind.RECONCILE, host=host, camera_name=stray,
+                                      progress={"action": "remove stray"})
+        EdgeOutbox([(messages.Remove(operation_id=str(op.id), camera_name=stray), host)]).deliver()
         logger.info("reconcile: removing stray camera process %s on %s (operation %s)", stray, host.name, op.id,
                     extra={"camera": stray, "host": host.name, "operation": op.id})
         corrections.append(op)
@@ -891,6 +883,7 @@ def move_camera(camera: Camera, host_name: str) -> Camera:
     if not target.public_key:
         raise Unavailable(f"Edge host {host_name} has not reported its key yet; try again shortly.")
     source = camera.host
+    before = {"status": camera.status}
     with transaction.atomic():
         op = _new_operation(camera, OperationKind.MOVE)
         op.host = target
@@ -898,7 +891,8 @@ def move_camera(camera: Camera, host_name: str) -> Camera:
         op.save(update_fields=["host", "progress"])
         camera.status = CameraStatus.PENDING
         camera.save(update_fields=["last_operation", "status", "modified"])
-        _send(messages.Remove(operation_id=str(op.id), camera_name=camera.name), source)
+    EdgeOutbox([(messages.Remove(operation_id=str(op.id), camera_name=camera.name), source)]).deliver(
+        undo=lambda refused: fail_refused(refused, restore=before), what=f"the move of camera {camera.name}")
     logger.info("camera %s: move from %s to %s queued (operation %s)", camera.name, source.name, target.name, op.id,
                 extra={"camera": camera.name, "host": target.name, "operation": op.id})
     return camera
@@ -918,7 +912,9 @@ def _continue_move(op: Operation, now) -> None:
     op.progress = {**op.progress, "phase": "starting"}
     op.started = op.started or now
     op.save(update_fields=["progress", "started"])
-    _dispatch_ensure_running(camera, op)
+    # Inside the report's transaction: the operation exists already; if this commit fails, the
+    # report is retried and sends it again (the edge task is idempotent).
+    send(_ensure_running(camera, op), camera.host)
 
 
 # --- images ------------------------------------------------------------------------------------
@@ -936,12 +932,16 @@ def pull_image(repository: str, version: str, host_name: str | None = None) -> l
     if not targets:
         raise Unavailable("No edge host is online to pull the image.")
     ops = []
+    outbox = EdgeOutbox()
     with transaction.atomic():
         for host in targets:
             op = Operation.objects.create(kind=OperationKind.PULL, host=host, camera_name="",
                                           progress={"image": f"{repository}:{version}"})
-            _send(messages.PullImage(operation_id=str(op.id), repository=repository, tag=version), host)
+            outbox.add(messages.PullImage(operation_id=str(op.id), repository=repository, tag=version), host)
             ops.append(op)
+    refused = outbox.deliver(undo=fail_refused, what=f"the pull of {repository}:{version}")
+    if refused:  # some hosts got theirs: the others' operations show why not
+        ops = list(Operation.objects.select_related("host").filter(id__in=[op.id for op in ops]).order_by("created"))
     return ops
 
 
@@ -1036,12 +1036,12 @@ def record_upgrade_result(operation_id: str, ok: bool, error: str = "", observed
             logger.info("camera %s: now on image %s (operation %s)", op.camera_name, image, op.id)
 
 
-def _dispatch_upgrade(camera: Camera, op: Operation, image: str) -> None:
+def _upgrade_message(camera: Camera, op: Operation, image: str) -> messages.Upgrade:
     if not camera.host.public_key:
         raise Unavailable(f"Edge host {camera.host.name} has not reported its key yet; try again shortly.")
     spec = {**_camera_spec(camera), "image": image}
-    _send(messages.Upgrade(operation_id=str(op.id), camera_name=camera.name,
-                           spec=sealing.seal(camera.host.public_key, spec)), camera.host)
+    return messages.Upgrade(operation_id=str(op.id), camera_name=camera.name,
+                            spec=sealing.seal(camera.host.public_key, spec))
 
 
 def upgrade_camera(camera: Camera, newer_version: str | None = None, image_tag: str | None = None) -> Camera:
@@ -1079,7 +1079,8 @@ def upgrade_camera(camera: Camera, newer_version: str | None = None, image_tag: 
         op.progress = {"phase": "queued", "image": target, "from": camera.image_tag}
         op.save(update_fields=["progress"])
         camera.save(update_fields=["last_operation", "modified"])
-        _dispatch_upgrade(camera, op, target)
+        message = _upgrade_message(camera, op, target)
+    EdgeOutbox([(message, camera.host)]).deliver(undo=fail_refused, what=f"the upgrade of camera {camera.name}")
     logger.info("camera %s: upgrade from %s to %s queued (operation %s)", camera.name, camera.image_tag, target, op.id,
                 extra={"camera": camera.name, "operation": op.id})
     return camera

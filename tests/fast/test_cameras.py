@@ -110,7 +110,7 @@ def test_connect_to_a_host_without_its_key_is_503_and_stores_nothing(api, edge, 
 
 
 def test_connect_while_the_broker_is_down_is_503_and_stores_nothing(api, online_host, broker, broker_redis):
-    """The task is sent inside the transaction that stores the camera: a refused publish rolls it back."""
+    """The task is sent once the camera is committed: a refused publish removes it again."""
     broker_redis.stop()
     try:
         response = connect(api)
@@ -164,6 +164,28 @@ def test_stop_keeps_the_record_and_sends_edge_stop(api, running_camera, broker, 
                                                               "camera_name": "front-door"}
     finish("front-door", observed={**RUNNING, "status": "exited"})
     assert api.get("/api/v1/process/front-door").json()["status"] == "stopped"
+
+
+@pytest.mark.parametrize("path,kind", [("/api/v1/process/front-door/stop", "stop"),
+                                       ("/api/v1/process/front-door", "delete")])
+def test_a_change_the_broker_refuses_is_503_and_leaves_the_camera_as_it_was(api, running_camera, broker, broker_redis,
+                                                                           path, kind):
+    """The edge task goes out only after its operation is committed; refused, the operation ends
+    failed saying why, and the camera keeps its desired state and status."""
+    broker_redis.stop()
+    try:
+        response = api.post(path) if kind == "stop" else api.delete(path)
+    finally:
+        broker_redis.start()
+    assert response.status_code == 503, response.content
+    assert "broker" in response.json()["message"] and kind in response.json()["message"]
+    camera = api.get("/api/v1/process/front-door").json()
+    assert camera["desired_state"] == "running" and camera["status"] == "running"
+    assert camera["operation"]["kind"] == kind and camera["operation"]["state"] == "failed"
+    assert "broker" in camera["operation"]["error"]
+    assert broker.host_messages("edge-a") == []
+    # Nothing is left busy: the same request goes through with the broker back.
+    assert (api.post(path) if kind == "stop" else api.delete(path)).status_code == 202
 
 
 def test_start_sends_edge_ensure_running_with_the_spec(api, edge, running_camera, broker):
