@@ -12,6 +12,7 @@ from django.db import transaction
 
 from edgeproxy.contracts.errors import Invalid, NotFound, Unavailable
 from processes import recording_selectors
+from processes.events import services as events
 from processes.models import Camera, OperationKind
 from processes.services import _new_operation, _send, recording_message
 from worker.recordings import host_settings
@@ -32,8 +33,11 @@ def set_recording(camera: Camera, enabled: bool, retention_hours: float | None) 
                       field="retention_hours")
     with transaction.atomic():
         op = _new_operation(camera, OperationKind.RECORDING)
+        camera.refresh_from_db(fields=["stream", "recording"])  # as locked: a heartbeat may have changed them
+        before = events.camera_state(camera)
         camera.recording = {"enabled": bool(enabled), "retention_hours": hours}
         camera.save(update_fields=["recording", "last_operation", "modified"])
+        events.camera_changed(camera, before)  # switched off: its problem, if any, is cleared
         _send(recording_message(camera, op), camera.host)
     logger.info("camera %s: recording %s queued (operation %s)", camera.name, "on" if enabled else "off", op.id,
                 extra={"camera": camera.name, "operation": op.id})
