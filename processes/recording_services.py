@@ -13,6 +13,7 @@ from django.db import transaction
 from edgeproxy.contracts.errors import Invalid, NotFound, Unavailable
 from processes import recording_selectors
 from processes.dispatch import EdgeOutbox, fail_refused
+from processes.events import services as events
 from processes.models import Camera, OperationKind
 from processes.services import _new_operation, recording_message
 from worker.recordings import host_settings
@@ -31,13 +32,16 @@ def set_recording(camera: Camera, enabled: bool, retention_hours: float | None) 
     if not 0 < hours <= MAX_RETENTION_HOURS:
         raise Invalid(f"retention_hours: must be more than 0 and at most {MAX_RETENTION_HOURS:g}.",
                       field="retention_hours")
-    before = {"recording": camera.recording}
     with transaction.atomic():
         op = _new_operation(camera, OperationKind.RECORDING)
+        camera.refresh_from_db(fields=["stream", "recording"])  # as locked: a heartbeat may have changed them
+        before = events.camera_state(camera)
+        previous = {"recording": camera.recording}  # put back if the broker refuses the task
         camera.recording = {"enabled": bool(enabled), "retention_hours": hours}
         camera.save(update_fields=["recording", "last_operation", "modified"])
+        events.camera_changed(camera, before)  # switched off: its problem, if any, is cleared
     EdgeOutbox([(recording_message(camera, op), camera.host)]).deliver(
-        undo=lambda refused: fail_refused(refused, restore=before),
+        undo=lambda refused: fail_refused(refused, restore=previous),
         what=f"the recording switch of camera {camera.name}")
     logger.info("camera %s: recording %s queued (operation %s)", camera.name, "on" if enabled else "off", op.id,
                 extra={"camera": camera.name, "operation": op.id})

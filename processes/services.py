@@ -89,9 +89,13 @@ def _new_operation(camera: Camera, kind: str) -> Operation:
     op_id = uuid.uuid4()
     if kind == OperationKind.DELETE:
         now = timezone.now()
-        camera.operations.filter(state__in=ACTIVE_STATES, kind__in=SUPERSEDED_BY_DELETE).update(
+        superseded = list(camera.operations.filter(state__in=ACTIVE_STATES, kind__in=SUPERSEDED_BY_DELETE)
+                          .values_list("id", flat=True))  # stable: their results lock the camera row first
+        Operation.objects.filter(id__in=superseded).update(
             state=OperationState.FAILED, error=f"superseded by delete operation {op_id}", finished=now,
             started=Coalesce(F("started"), now))
+        for ended in Operation.objects.select_related("host").filter(id__in=superseded):
+            events.operation_finished(ended)
     try:
         with transaction.atomic():
             op = Operation.objects.create(id=op_id, kind=kind, camera=camera, camera_name=camera.name,

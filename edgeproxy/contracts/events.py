@@ -25,6 +25,7 @@ class EventType(StrEnum):
     OPERATION_FINISHED = "operation.finished"
     ANNOTATION_CREATED = "annotation.created"
     UPGRADE_AVAILABLE = "upgrade.available"
+    CAMERA_RECORDING_PROBLEM = "camera.recording_problem"
 
 
 EVENT_TYPES = tuple(t.value for t in EventType)
@@ -115,6 +116,22 @@ def annotation_created(*, annotation_id: int, camera: str, host: str, fields: di
 def upgrade_available(*, camera: str, host: str, image: str, version: str, at: datetime) -> Event:
     return Event(EventType.UPGRADE_AVAILABLE, at, {"image": image, "newer_version": version}, camera=camera,
                  host=host)
+
+
+class RecordingProblemState(StrEnum):
+    STARTED = "started"  # a problem where there was none
+    CHANGED = "changed"  # another problem replaced the one before
+    CLEARED = "cleared"  # no problem any more (recording works again, or was switched off)
+
+
+def recording_problem(*, camera: str, camera_id: str, host: str, problem: str | None, previous: str | None,
+                      at: datetime) -> Event:
+    """The camera's recording problem (its record's ``recording.problem``) appeared, changed or cleared."""
+    state = (RecordingProblemState.CLEARED if not problem else
+             RecordingProblemState.CHANGED if previous else RecordingProblemState.STARTED)
+    return Event(EventType.CAMERA_RECORDING_PROBLEM, at, {
+        "camera_id": camera_id, "state": state.value, "problem": problem or None, "previous": previous or None},
+        camera=camera, host=host)
 
 
 # --- MQTT topic layout (docs/events.md) -----------------------------------------------------------

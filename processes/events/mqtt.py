@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import socket
 import threading
 import time
 from urllib.parse import urlsplit
@@ -30,6 +32,14 @@ def configured() -> bool:
     return bool(settings.EDGEPROXY_MQTT_URL)
 
 
+def client_id(prefix: str, host: str | None = None, pid: int | None = None) -> str:
+    """``edgeproxy-<prefix>-<host name>-<pid>``: one per relay process. A broker lets one connection
+    per client id live (a second one takes the first's place), so relays sharing an id would knock
+    each other off in turn; the host name and pid also say in the broker's log which relay it is."""
+    host = socket.gethostname() if host is None else host
+    return f"edgeproxy-{prefix}-{host}-{os.getpid() if pid is None else pid}"
+
+
 class Publisher:
     def __init__(self):
         import paho.mqtt.client as mqtt
@@ -39,7 +49,7 @@ class Publisher:
         self.discovery = settings.EDGEPROXY_MQTT_DISCOVERY_PREFIX
         self.connected = threading.Event()
         self.announced: set[str] = set()  # cameras whose discovery config went out on this connection
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"edgeproxy-{self.prefix}",
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id(self.prefix),
                                   protocol=mqtt.MQTTv311)
         register_secret(settings.EDGEPROXY_MQTT_PASSWORD)  # masked in every log line, should one show it
         if settings.EDGEPROXY_MQTT_USERNAME:

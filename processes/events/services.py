@@ -4,12 +4,15 @@ An event row (``processes.models.Event``) is written in the same transaction as 
 tells of: if the change commits, so does its event; nothing is sent from here (the relay does).
 """
 
+from dataclasses import dataclass
+
 from django.db import transaction
 from django.utils import timezone
 
 from edgeproxy.contracts import events as contract
 from edgeproxy.contracts.statuses import host_is_online
 from processes.models import Camera, EdgeHost, Event, HostPresence, Operation, UpgradeNotice
+from processes.recording_selectors import recording_status
 from worker.redaction import redact
 
 
@@ -18,19 +21,43 @@ def record(event: contract.Event) -> Event:
                                 data=event.data)
 
 
-def camera_state(camera: Camera) -> str:
-    """The camera's event status now (call before a change, pass it to ``camera_changed`` after)."""
+@dataclass(frozen=True)
+class CameraFacts:
+    """What camera events report of a camera: its event status and its recording problem."""
+
+    status: str
+    recording_problem: str | None
+
+
+def _event_status(camera: Camera) -> str:
     return contract.camera_event_status(camera.status, camera.desired_state, camera.stream)
 
 
-def camera_changed(camera: Camera, before: str, host: str | None = None) -> None:
-    """Record ``camera.status`` when the camera's event status differs from ``before``."""
+def _recording_problem(camera: Camera) -> str | None:
+    """The problem its record shows (``recording.problem``: only while recording is wanted), redacted."""
+    problem = recording_status(camera.recording, camera.stream)["problem"]
+    return redact(str(problem)) if problem else None
+
+
+def camera_state(camera: Camera) -> CameraFacts:
+    """The camera's facts now (call before a change, pass them to ``camera_changed`` after)."""
+    return CameraFacts(_event_status(camera), _recording_problem(camera))
+
+
+def camera_changed(camera: Camera, before: CameraFacts, host: str | None = None) -> None:
+    """Record ``camera.status`` when the camera's event status differs from ``before``, and
+    ``camera.recording_problem`` when its recording problem does."""
     after = camera_state(camera)
     if after == before:
         return
-    record(contract.camera_status(camera=camera.name, camera_id=str(camera.id),
-                                  host=host if host is not None else camera.host.name,
-                                  status=after, previous=before, at=timezone.now()))
+    host_name = host if host is not None else camera.host.name
+    if after.status != before.status:
+        record(contract.camera_status(camera=camera.name, camera_id=str(camera.id), host=host_name,
+                                      status=after.status, previous=before.status, at=timezone.now()))
+    if after.recording_problem != before.recording_problem:
+        record(contract.recording_problem(camera=camera.name, camera_id=str(camera.id), host=host_name,
+                                          problem=after.recording_problem, previous=before.recording_problem,
+                                          at=timezone.now()))
 
 
 def operation_finished(op: Operation) -> None:
@@ -69,7 +96,7 @@ def notice_host_presence() -> int:
             record(contract.host_presence(host=host.name, online=online, last_heartbeat=host.last_heartbeat, at=now))
             recorded += 1
             for camera in Camera.objects.filter(host=host).only("id", "name", "status", "desired_state", "stream"):
-                current = camera_state(camera)
+                current = _event_status(camera)
                 offline = contract.CameraEventStatus.OFFLINE.value
                 record(contract.camera_status(camera=camera.name, camera_id=str(camera.id), host=host.name,
                                               status=current if online else offline,

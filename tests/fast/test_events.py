@@ -27,6 +27,43 @@ def test_a_stream_state_change_is_one_event_written_with_it(api, edge, broker):
     assert not any("Pw-S3cret" in str(e.data) for e in Event.objects.all())
 
 
+def _recording_problems(name: str) -> list[tuple[str, str | None, str | None]]:
+    return [(e.data["state"], e.data["previous"], e.data["problem"])
+            for e in Event.objects.filter(type="camera.recording_problem", camera=name).order_by("id")]
+
+
+def test_a_recording_problem_is_one_event_when_it_appears_changes_and_clears(api, edge, broker):
+    edge.register("edge-a")
+    assert connect(api, "cam-rec", recording={"enabled": True}).status_code == 202
+    finish("cam-rec", observed=RUNNING)
+    seen = [{"name": "cam-rec", **RUNNING}]
+    quota = "recording quota reached: 1 MiB of 1 MiB"
+    leak = "cannot write to rtsp://user:Pw-S3cret@10.0.0.9/live"  # a problem text that would carry a credential
+    for problem, written in ((None, 10), (None, 20), (quota, 30), (quota, 40), (leak, 50), (None, 60), (quota, 70)):
+        edge.register("edge-a", cameras=seen, streams={"cam-rec": {"state": "streaming", "recording": {
+            "enabled": True, "state": "stopped" if problem else "recording", "problem": problem,
+            "bytes_written": written}}})
+    assert api.get("/api/v1/process/cam-rec").json()["recording"]["problem"] == quota
+    # Switched off: the record shows no problem any more (while the host still reports it).
+    assert api.put("/api/v1/process/cam-rec/recording", {"enabled": False}, format="json").status_code == 202
+    events = _recording_problems("cam-rec")
+    assert [(state, previous) for state, previous, _ in events] == [
+        ("started", None), ("changed", quota), ("cleared", events[1][2]), ("started", None), ("cleared", quota)]
+    assert [problem for _, _, problem in events] == [quota, events[1][2], None, quota, None]
+    assert "Pw-S3cret" not in events[1][2] and "cannot write to rtsp://user:" in events[1][2]
+    assert {e.host for e in Event.objects.filter(type="camera.recording_problem")} == {"edge-a"}
+
+
+def test_operations_a_delete_supersedes_are_finished_events(api, edge, broker):
+    edge.register("edge-a")
+    connect_op = connect(api, "cam-del").json()["operation"]["id"]
+    delete_op = api.delete("/api/v1/process/cam-del").json()["operation"]["id"]
+    [event] = Event.objects.filter(type="operation.finished", camera="cam-del")
+    assert (event.host, event.data["operation_id"], event.data["kind"], event.data["state"]) == (
+        "edge-a", connect_op, "connect", "failed")
+    assert event.data["error"] == f"superseded by delete operation {delete_op}"
+
+
 def test_an_annotation_is_an_event(db):
     from processes import services
 

@@ -39,13 +39,14 @@ class Mosquitto:
         subprocess.run(["mosquitto_passwd", "-b", str(passwords), "tester", "tester-pw"], check=True)
         self.config = workdir / "mosquitto.conf"
         self.config.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous false\npassword_file {passwords}\n"
-                               f"persistence true\npersistence_location {workdir}/\nlog_dest stdout\n"
+                               f"persistence true\npersistence_location {workdir}/\n"
+                               f"log_dest file {workdir}/mosquitto.log\n"  # flushed at each line, unlike stdout
                                "user root\n")  # root here: the files are ours, not user mosquitto's
         self.process: Process | None = None
         self.start()
 
     def start(self):
-        self.process = Process(["mosquitto", "-c", str(self.config)], self.workdir / "mosquitto.log")
+        self.process = Process(["mosquitto", "-c", str(self.config)], self.workdir / "mosquitto.out")
         wait_port(self.port, 10)
 
     def stop(self):
@@ -226,6 +227,25 @@ def test_camera_events_reach_webhook_and_mqtt_in_order_through_outages(events_sy
     assert webhook_statuses()[-2:] == ["reconnecting", "streaming"]
     assert mqtt_statuses()[-2:] == ["reconnecting", "streaming"]
 
+    # Recording switched on where the host cannot record (no EDGEPROXY_RECORDINGS_DIR): the camera's
+    # recording problem appears; switched off, it clears. One event each, on both paths.
+    def problems(events: list[dict]) -> list[tuple[str, str | None]]:
+        return [(e["data"]["state"], e["data"]["problem"]) for e in events
+                if e["type"] == "camera.recording_problem" and e["camera"] == name]
+
+    recording = f"/api/v1/process/{name}/recording?wait=30"
+    assert system.request("PUT", recording, json={"enabled": True}).status_code == 200
+    wait_until(lambda: problems(receiver.events()) and problems(subscriber.events()), 15,
+               message="recording problem on both paths")
+    assert system.request("PUT", recording, json={"enabled": False}).status_code == 200
+    wait_until(lambda: len(problems(receiver.events())) == 2 and len(problems(subscriber.events())) == 2, 15,
+               message="recording problem cleared on both paths")
+    for events in (receiver.events(), subscriber.events()):
+        [(started, problem), cleared] = problems(events)
+        assert started == "started" and "not available on this host" in problem and cleared == ("cleared", None)
+    assert [t for _, t, _, _ in subscriber.messages if t.endswith("/camera.recording_problem")] == [
+        f"{PREFIX}/hosts/edge-ev/cameras/{name}/events/camera.recording_problem"] * 2
+
     # The receiver answers 500 for a minute and the broker is away for 30 s, meanwhile the camera
     # loses its source, is stopped and started again.
     receiver.failing = True
@@ -257,7 +277,7 @@ def test_camera_events_reach_webhook_and_mqtt_in_order_through_outages(events_sy
     assert {"operation.finished", "camera.status"} <= {e["type"] for e in delivered}
     assert "host.online" in {e["type"] for e in subscriber.events()}
     finished = [e for e in delivered if e["type"] == "operation.finished"]
-    assert {e["data"]["kind"] for e in finished} >= {"connect", "stop", "start"}
+    assert {e["data"]["kind"] for e in finished} >= {"connect", "recording", "stop", "start"}
     assert all(e["data"]["state"] == "succeeded" for e in finished)
 
     # Signatures verify (HMAC-SHA256 of timestamp.body), timestamps are recent.
@@ -312,6 +332,27 @@ def test_camera_events_reach_webhook_and_mqtt_in_order_through_outages(events_sy
     for text in everything:
         for secret in SECRETS:
             assert secret not in text
+
+
+def test_a_second_relay_does_not_knock_the_first_off_the_broker(events_system, settings):
+    """Each relay's publisher has its own MQTT client id: the broker lets both connections live."""
+    from processes.events import mqtt as publisher
+
+    broker = events_system[1]
+    settings.EDGEPROXY_MQTT_URL = f"mqtt://127.0.0.1:{broker.port}"
+    settings.EDGEPROXY_MQTT_USERNAME, settings.EDGEPROXY_MQTT_PASSWORD = MQTT_USER, MQTT_PASSWORD
+    log = broker.workdir / "mosquitto.log"
+    seen = len(log.read_bytes())
+    second = publisher.Publisher()  # this test process, beside the events relay's
+    try:
+        assert second.connected.wait(10), "the second publisher did not connect"
+        wait_until(lambda: " as edgeproxy-" in log.read_bytes()[seen:].decode(), 5, message="connection logged")
+        logged = log.read_bytes()[seen:].decode()
+        assert f" as {publisher.client_id(PREFIX)} " in logged
+        assert "already connected" not in logged  # the broker's words when it closes a connection of the same id
+    finally:
+        second.client.disconnect()
+        second.client.loop_stop()
 
 
 def _last_outbox_id(system, event_type: str = "") -> int:
