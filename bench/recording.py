@@ -1,14 +1,20 @@
 """CPU cost of recording in the camera process, and how many cameras one host can record.
 
-    bin/bench recording [--seconds 20] [--rounds 3] [--sizes 640x480,1920x1080] [--fps 25] [--gop 25]
-                        [--segment 10] [--cameras 8] [--dir PATH] [--pattern ball|snow]
+    bin/bench recording [--seconds 30] [--rounds 4] [--settle 3] [--sizes 640x480,1920x1080] [--fps 25]
+                        [--gop 25] [--segment 10] [--cameras 8] [--dir PATH] [--pattern ball|snow]
+                        [--baseline CHECKOUT]
 
 For each size: one GStreamer RTSP camera (tests/support, shared media: every client gets the
 same stream), a throw-away Redis, and two camera programs (``python -m worker.camera``, default
-configuration, no consumer) reading it at the same time, one recording (``recording`` control key
-on) and one not. CPU seconds (utime + stime, /proc/<pid>/stat) per minute of stream, both measured
-over the same windows (``--rounds`` windows of ``--seconds``): same stream, same moments, same load.
-Ratio on/off: target <= 1.05.
+configuration, no consumer) reading it at the same time; in each of ``--rounds`` windows of
+``--seconds`` one of them records (``recording`` control key on) and the other does not, taking
+turns (a program's own bias, its core or its neighbours, weighs on both sides alike). CPU per
+minute of stream of the recording side and the other, over the same windows: same stream, same
+moments, same load. Ratio on/off: target <= 1.05. Both as utime + stime (/proc/<pid>/stat, 10 ms
+ticks) and from the scheduler's nanosecond count (schedstat), and per thread (the same threads in
+both programs: where recording costs). ``--baseline`` (another checkout of the repository, e.g.
+``git archive`` of an earlier commit) adds a second pair running that checkout's camera program on
+the same stream in the same windows: before and after a change, like with like.
 
 Then write throughput: ``--cameras`` recording camera programs at 1080p at once, their bytes per
 second and CPU, the host's free CPU and a sequential write test of ``--dir`` (256 MiB, fsync): how
@@ -33,11 +39,27 @@ from tests.support.services import Process, RedisServer, RtspCamera, cpu_seconds
 from worker.camera import keys  # noqa: E402
 
 
-def camera(name: str, url: str, redis_url: str, folder: Path, segment: float, log: Path) -> Process:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "EDGEPROXY_CAMERA_NAME": name, "EDGEPROXY_RTSP_URL": url,
+def camera(name: str, url: str, redis_url: str, folder: Path, segment: float, log: Path,
+           repo: Path = REPO) -> Process:
+    env = {**os.environ, "PYTHONPATH": str(repo), "EDGEPROXY_CAMERA_NAME": name, "EDGEPROXY_RTSP_URL": url,
            "EDGEPROXY_REDIS_URL": redis_url, "EDGEPROXY_RECORDINGS_DIR": str(folder),
            "EDGEPROXY_RECORDING_SEGMENT_SECONDS": str(segment), "EDGEPROXY_RECORDING_MIN_FREE_MB": "64"}
-    return Process([python(), "-m", "worker.camera"], log, env=env)
+    return Process([python(), "-m", "worker.camera"], log, env=env, cwd=repo)
+
+
+def thread_cpu(pid: int) -> list[float]:
+    """CPU seconds of each thread of the process, in the order they were made (thread ids ascending):
+    both camera programs start the same threads in the same order (main, ingest, recorder, status,
+    ...), so the lists line up and show in which thread recording costs. From the scheduler's own
+    count (/proc/.../schedstat, nanoseconds), not the 10 ms ticks of utime + stime: recording's share
+    is a few ticks a minute."""
+    found = []
+    for task in sorted(Path(f"/proc/{pid}/task").iterdir(), key=lambda t: int(t.name)):
+        try:
+            found.append(int((task / "schedstat").read_text().split()[0]) / 1e9)
+        except OSError:  # ended meanwhile
+            continue
+    return found
 
 
 def streaming(client, name: str, recording: bool) -> bool:
@@ -55,30 +77,58 @@ def compare(size: str, args, work: Path) -> dict:
                       pattern=args.pattern)
     redis_server = RedisServer(work / f"redis-{size}")
     client = redis_server.client()
-    client.set(keys.recording("on"), json.dumps({"enabled": True, "retention_hours": 1}))
     folder = work / f"rec-{size}"
-    procs = {name: camera(name, rtsp.url(), redis_server.url, folder, args.segment, work / f"{name}-{size}.log")
-             for name in ("on", "off")}
+    prefixes = ("", "baseline-") if args.baseline else ("",)
+    repos = {prefix + side: Path(args.baseline) if prefix else REPO for prefix in prefixes for side in "ab"}
+    procs = {name: camera(name, rtsp.url(), redis_server.url, folder, args.segment, work / f"{name}-{size}.log",
+                          repo) for name, repo in repos.items()}
+    roles = [prefix + role for prefix in prefixes for role in ("on", "off")]
     try:
-        wait_until(lambda: streaming(client, "on", True) and streaming(client, "off", False), 30,
-                   message="both cameras streaming, one recording")
-        time.sleep(2.0)  # past the connection burst
-        totals = {"on": 0.0, "off": 0.0}
+        totals = {role: 0.0 for role in roles}
+        threads: dict[str, list[float]] = {role: [] for role in roles}
+        precise = {role: 0.0 for role in roles}
         elapsed = 0.0
-        for _ in range(args.rounds):
+        for number in range(args.rounds):
+            # Each program records in every other window: a bias of one program (its CPU, its
+            # neighbours) weighs on both sides alike.
+            role_of = {name: name[:-1] + ("on" if (name[-1] == "a") == (number % 2 == 0) else "off")
+                       for name in procs}
+            for name, role in role_of.items():
+                client.set(keys.recording(name), json.dumps({"enabled": role.endswith("on"), "retention_hours": 1}))
+            wait_until(lambda: all(streaming(client, n, role_of[n].endswith("on")) for n in procs), 90,  # noqa: B023
+                       message="every camera streaming, the *on ones recording")
+            time.sleep(args.settle)  # past the connection burst, the first segment's start
             start = time.monotonic()
             before = {n: cpu_seconds(p.pid) for n, p in procs.items()}
+            before_threads = {n: thread_cpu(p.pid) for n, p in procs.items()}
             time.sleep(args.seconds)
             took = time.monotonic() - start
             for name, proc in procs.items():
-                totals[name] += cpu_seconds(proc.pid) - before[name]
+                role = role_of[name]
+                totals[role] += cpu_seconds(proc.pid) - before[name]
+                after = thread_cpu(proc.pid)
+                spent = [a - b for a, b in zip(after, before_threads[name], strict=False)]
+                precise[role] += sum(spent)
+                threads[role] = [t + s for t, s in zip(threads[role], spent, strict=False)] if threads[role] else spent
             elapsed += took
-        status = json.loads(client.get(keys.status("on")))
+        on_now = next(n for n, role in role_of.items() if role == "on")
+        status = json.loads(client.get(keys.status(on_now)))
         per_min = {n: totals[n] / elapsed * 60 for n in totals}
-        return {"size": size, "pattern": args.pattern, "cpu_s_per_min_on": round(per_min["on"], 2),
-                "cpu_s_per_min_off": round(per_min["off"], 2),
-                "ratio": round(per_min["on"] / per_min["off"], 3) if per_min["off"] else None,
-                "recording": status.get("recording")}
+        result = {"size": size, "pattern": args.pattern, "seconds_measured": round(elapsed, 1)}
+        for prefix in prefixes:
+            on, off = per_min[prefix + "on"], per_min[prefix + "off"]
+            result[prefix + "cpu_s_per_min_on"] = round(on, 3)
+            result[prefix + "cpu_s_per_min_off"] = round(off, 3)
+            result[prefix + "ratio"] = round(on / off, 3) if off else None
+            on, off = precise[prefix + "on"] / elapsed * 60, precise[prefix + "off"] / elapsed * 60
+            result[prefix + "schedstat_cpu_s_per_min_on"] = round(on, 3)
+            result[prefix + "schedstat_cpu_s_per_min_off"] = round(off, 3)
+            result[prefix + "schedstat_ratio"] = round(on / off, 3) if off else None
+            for side in ("on", "off"):
+                result[f"{prefix}threads_cpu_s_per_min_{side}"] = [round(t / elapsed * 60, 3)
+                                                                  for t in threads[prefix + side]]
+        result.update({"load_avg_1min": round(os.getloadavg()[0], 2), "recording": status.get("recording")})
+        return result
     finally:
         for proc in procs.values():
             proc.stop()
@@ -143,8 +193,9 @@ def throughput(args, work: Path) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=20.0)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--rounds", type=int, default=4, help="windows; each program records in every other one")
+    parser.add_argument("--settle", type=float, default=3.0, help="seconds between switching and measuring")
     parser.add_argument("--sizes", default="640x480,1920x1080")
     parser.add_argument("--fps", type=int, default=25)
     parser.add_argument("--gop", type=int, default=25)
@@ -152,6 +203,8 @@ def main() -> int:
     parser.add_argument("--pattern", default="ball",
                         help="GStreamer test pattern: ball (compresses to ~0.1 Mbit/s), snow (noise: the 2 Mbit/s cap)")
     parser.add_argument("--cameras", type=int, default=8)
+    parser.add_argument("--baseline", default="", help="another checkout whose camera program runs alongside "
+                        "(a second on/off pair, same stream, same windows)")
     parser.add_argument("--dir", default="", help="where the throughput test records (default: a temporary folder)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-recording-") as tmp:
@@ -161,7 +214,16 @@ def main() -> int:
             print(json.dumps(result), flush=True)
             ok = result["ratio"] is not None and result["ratio"] <= 1.05
             print(f"{size}: recording on {result['cpu_s_per_min_on']} CPU s/min, off {result['cpu_s_per_min_off']} "
-                  f"-> ratio {result['ratio']} (target <= 1.05: {'met' if ok else 'MISSED'})", flush=True)
+                  f"-> ratio {result['ratio']} (target <= 1.05: {'met' if ok else 'MISSED'}); "
+                  f"load average {result['load_avg_1min']} on {os.cpu_count()} CPUs", flush=True)
+            print(f"{size}: the same from schedstat (ns, every thread): on {result['schedstat_cpu_s_per_min_on']}, "
+                  f"off {result['schedstat_cpu_s_per_min_off']} -> ratio {result['schedstat_ratio']}", flush=True)
+            if args.baseline:
+                print(f"{size}: baseline ({args.baseline}) on {result['baseline-cpu_s_per_min_on']}, off "
+                      f"{result['baseline-cpu_s_per_min_off']} -> ratio {result['baseline-ratio']}; schedstat "
+                      f"on {result['baseline-schedstat_cpu_s_per_min_on']}, off "
+                      f"{result['baseline-schedstat_cpu_s_per_min_off']} -> ratio {result['baseline-schedstat_ratio']}",
+                      flush=True)
         if args.cameras:
             result = throughput(args, work)
             print(json.dumps(result), flush=True)

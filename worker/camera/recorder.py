@@ -4,8 +4,10 @@ Like the RTMP forwarder, it runs in its own thread so that a slow or full disk n
 ingest: the ingest thread only appends packets to a bounded queue (``feed``) while recording is
 wanted and a session is up. This thread starts a segment at a keyframe and cuts the next one at
 the first keyframe once ``segment_s`` have passed, so consecutive segments of a continuous stream
-meet exactly (the cut keyframe ends one and starts the next). Fragmented MP4 (``empty_moov``, a
-fragment at least every second): a file cut short by a crash plays up to its last fragment.
+meet exactly (the cut keyframe ends one and starts the next). Fragmented MP4 (an empty ``moov``, a
+fragment at every keyframe and at least every second): a file cut short by a crash plays up to its
+last fragment. FFmpeg (PyAV) writes each file's header, the fragments are packed here
+(``worker.camera.fmp4``): muxing every packet through PyAV was most of the recording's CPU.
 
 Files: ``<EDGEPROXY_RECORDINGS_DIR>/<camera>/<start ms>-<end ms>.<codec>.mp4`` (``open`` instead of
 the end while being written; renamed when closed), owner-only. The name is the index: listing a
@@ -32,12 +34,15 @@ from pathlib import Path
 
 import av
 
+from worker.camera import fmp4
+
 log = logging.getLogger("camera.recorder")
 
 QUEUE_PACKETS = 1500  # ~60 s at 25 fps; beyond that packets are dropped and the segment ends
-# The thread takes the queued packets in batches: a few wake-ups a second instead of one a packet
-# (the ingest thread only appends to a deque: no lock, no wake-up per packet).
-BATCH_INTERVAL_S = 0.5
+# The thread takes the queued packets in batches, once a second (about one fragment): each wake-up
+# of a Python thread costs more than the packets it handles (the ingest thread only appends to a
+# deque: no lock, no wake-up per packet). A crash loses what is queued and the unfinished fragment.
+BATCH_INTERVAL_S = 1.0
 DIR_MODE = 0o700
 FILE_MODE = 0o600
 OPEN = "open"
@@ -45,14 +50,8 @@ CODECS = ("h264", "hevc")
 # <start>-<end|open>.<codec>.mp4
 SEGMENT_RULE = re.compile(r"^(\d{1,16})-(\d{1,16}|open)\.([a-z0-9]{1,16})\.mp4$")
 FREE_CHECK_S = 2.0
-MUXER_OPTIONS = {
-    # A fragment at every keyframe and at least every second; the header holds no samples, so
-    # every byte written is playable without a trailer.
-    "movflags": "frag_keyframe+empty_moov+default_base_moof",
-    "frag_duration": "1000000",
-    # Each fragment reaches the file as soon as it is complete (not when the I/O buffer fills).
-    "flush_packets": "1",
-}
+# A fragment at every keyframe and at least every second: what a crash can lose.
+FRAGMENT_S = 1.0
 
 
 class RecordingSettingsError(ValueError):
@@ -243,13 +242,17 @@ def _media_duration_ms(path: Path) -> int:
 
 
 class _Session:
-    def __init__(self, number: int, holder, template, time_base, codec: str):
+    def __init__(self, number: int, header: bytes, track_id: int, timescale: int, time_base, codec: str,
+                 annex_b: bool):
         self.number = number
-        self.holder = holder  # keeps the template's codec parameters alive
-        self.template = template
+        self.header = header  # ftyp + moov, the start of every segment of the session
+        self.track_id = track_id
+        self.timescale = timescale
         self.time_base = time_base
         self.tb_ms = float(time_base) * 1000.0 if time_base is not None else 1000.0 / 90000
+        self.fragment_ticks = FRAGMENT_S * 1000.0 / self.tb_ms
         self.codec = codec
+        self.annex_b = annex_b  # packets with start codes (RTSP), not length prefixes
         self.anchor: tuple[int, int] | None = None  # (wall ms, pts) of the session's first keyframe
 
     def wall_ms(self, pts: int) -> int:
@@ -261,18 +264,19 @@ class _Session:
 class _Open:
     """The segment being written."""
 
-    def __init__(self, path: Path, out, stream, start_ms: int, start_pts: int, offset: int, codec: str,
+    def __init__(self, path: Path, file, writer: fmp4.FragmentWriter, start_ms: int, start_pts: int, codec: str,
                  tb_ms: float):
         self.path = path
         self.tb_ms = tb_ms
-        self.out = out
-        self.stream = stream
+        self.file = file
+        self.writer = writer
         self.start_ms = start_ms
         self.start_pts = start_pts
-        self.offset = offset
         self.codec = codec
         self.end_pts = start_pts  # the end of the newest packet (pts + duration)
+        self.end_dts = start_pts  # the decode time after the newest packet (dts + duration)
         self.last_dts: int | None = None
+        self.fragment_dts = start_pts  # the current fragment's first decode time (set by its first packet)
 
 
 class Recorder:
@@ -355,15 +359,16 @@ class Recorder:
             self.problem = f"cannot record {codec} (only H.264 and H.265)"
             return
         try:
-            holder = av.open(os.devnull, "w", format="mp4")
-            template = holder.add_stream_from_template(in_stream, opaque=True)
+            header, track_id, timescale = fmp4.init_segment(in_stream, codec)
         except Exception as exc:  # noqa: BLE001
             self._session = None
             self.problem = f"cannot record {codec}: {exc}"
             log.warning("recording: %s", self.problem)
             return
+        extradata = in_stream.codec_context.extradata or b""
         self._numbers += 1
-        self._session = _Session(self._numbers, holder, template, in_stream.time_base, codec)
+        self._session = _Session(self._numbers, header, track_id, timescale, in_stream.time_base, codec,
+                                 annex_b=not extradata.startswith(b"\x01"))
         self._update_feeding()
         self._wake.set()
 
@@ -438,71 +443,82 @@ class Recorder:
                     self._close(None)
                     log.warning("recording: the disk is too slow, packets were dropped; next segment at a keyframe")
                     continue
-                for _ in range(len(self.queue)):
-                    number, data, pts, dts, is_key, duration, wall = self.queue.popleft()
-                    if number != session.number:
-                        continue
-                    if session_number != session.number:
-                        self._close(None)
-                        session_number = session.number
-                    self._packet(session, data, pts, dts, is_key, duration, wall)
+                queue = self.queue
+                batch = [queue.popleft() for _ in range(len(queue))]
+                if session_number != session.number:
+                    self._close(None)
+                    session_number = session.number
+                self._packets(session, batch)
         finally:
             self._close(None)
 
-    def _packet(self, session: _Session, data: bytes, pts: int, dts: int, is_key: bool, duration: int,
-                wall: int) -> None:
+    def _packets(self, session: _Session, batch: list) -> None:
+        """Write queued packets (decode order): start a segment at a keyframe, cut the next one at
+        the first keyframe after ``segment_s``, a fragment at every keyframe and every second."""
+        segment_ticks = self.settings.segment_s * 1000.0 / session.tb_ms
+        fragment_ticks = session.fragment_ticks
         current = self._open
-        if current is None:
-            if not is_key:
-                return
-            if session.anchor is None:
-                session.anchor = (wall, pts)
-            self._start(session, pts, dts)
-            current = self._open
+        for number, data, pts, dts, is_key, duration, wall in batch:
+            if number != session.number:
+                continue
             if current is None:
-                return
-        elif is_key and (pts - current.start_pts) * session.tb_ms >= self.settings.segment_s * 1000:
-            self._close(pts)  # this keyframe ends one segment and starts the next: no gap
-            self._start(session, pts, dts)
-            current = self._open
-            if current is None:
-                return
-        if dts > pts:  # timestamps the ingest made up for the first packets of a session
-            dts = pts
-        if current.last_dts is not None and dts <= current.last_dts:
-            return  # the muxer rejects time standing still or going backwards
-        packet = av.Packet(data)
-        packet.pts = pts - current.offset
-        packet.dts = dts - current.offset
-        packet.duration = duration
-        packet.time_base = session.time_base
-        packet.is_keyframe = is_key
-        packet.stream = current.stream
-        try:
-            current.out.mux(packet)
-        except Exception as exc:  # noqa: BLE001 - a write error (disk full) ends the segment, not ingest
-            self.errors += 1
-            self.problem = f"cannot write {current.path.name}: {exc}"
-            log.warning("recording: %s", self.problem)
-            self._close(None)
-            return
-        current.last_dts = dts
-        current.end_pts = max(current.end_pts, pts + duration)
+                if not is_key:
+                    continue
+                if session.anchor is None:
+                    session.anchor = (wall, pts)
+                self._start(session, pts, dts)
+                current = self._open
+                if current is None:
+                    continue
+            elif is_key and pts - current.start_pts >= segment_ticks:
+                self._close(pts, min(pts, dts))  # this keyframe ends one segment and starts the next: no gap
+                self._start(session, pts, dts)
+                current = self._open
+                if current is None:
+                    continue
+            if dts > pts:  # timestamps the ingest made up for the first packets of a session
+                dts = pts
+            if current.last_dts is not None and dts <= current.last_dts:
+                continue  # decode time must go forward (as FFmpeg's muxer requires)
+            new_fragment = is_key or dts - current.fragment_dts >= fragment_ticks
+            if new_fragment:
+                current.fragment_dts = dts
+            try:
+                current.writer.add(data, pts, dts, is_key, new_fragment)
+            except OSError as exc:  # a write error (disk full) ends the segment, not ingest
+                self._write_failed(current, exc)
+                current = None
+                continue
+            current.last_dts = dts
+            if pts + duration > current.end_pts:
+                current.end_pts = pts + duration
+            current.end_dts = dts + duration
+
+    def _write_failed(self, current: _Open, exc: OSError) -> None:
+        self.errors += 1
+        self.problem = f"cannot write {current.path.name}: {exc.strerror or exc}"
+        log.warning("recording: %s", self.problem)
+        with contextlib.suppress(OSError):
+            current.file.close()
+        self._open = None
+        # What reached the file before the error plays (whole fragments only): keep it under its real end.
+        recover_open_segments(current.path.parent)
 
     def _start(self, session: _Session, pts: int, dts: int) -> None:
         assert self.dir is not None
         start_ms = session.wall_ms(pts)
         path = self.dir / f"{start_ms}-{OPEN}.{session.codec}.mp4"
+        file = None
         try:
             self.dir.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
-            os.close(fd)
-            out = av.open(str(path), "w", format="mp4", options=dict(MUXER_OPTIONS))
-            stream = out.add_stream_from_template(session.template, opaque=True)
-            if session.codec == "hevc":
-                with contextlib.suppress(Exception):
-                    stream.codec_tag = "hvc1"  # what browsers (and Apple players) expect
+            # Unbuffered: each fragment reaches the file in one write as soon as it is complete.
+            file = open(fd, "wb", buffering=0)  # noqa: SIM115 - closed by _close
+            file.write(session.header)
         except Exception as exc:  # noqa: BLE001
+            if file is not None:
+                with contextlib.suppress(OSError):
+                    file.close()
             self.errors += 1
             self.problem = f"cannot start a segment in {self.dir}: {exc}"
             log.warning("recording: %s", self.problem)
@@ -511,17 +527,26 @@ class Recorder:
             return
         if self.problem and not self.problem.startswith("disk"):
             self.problem = None
-        self._open = _Open(path, out, stream, start_ms, pts, min(pts, dts), session.codec,
-                           session.tb_ms)
+        # The file's time 0 is the first packet's decode time (FFmpeg's muxer shifts it so too).
+        writer = fmp4.FragmentWriter(file, session.track_id, session.timescale, session.time_base, session.annex_b,
+                                     origin=min(pts, dts))
+        self._open = _Open(path, file, writer, start_ms, pts, session.codec, session.tb_ms)
 
-    def _close(self, end_pts: int | None) -> None:
-        """End the open segment at ``end_pts`` (the next segment's first keyframe) or after its last packet."""
+    def _close(self, end_pts: int | None, end_dts: int | None = None) -> None:
+        """End the open segment at ``end_pts`` / ``end_dts`` (the next segment's first keyframe) or
+        after its last packet."""
         current = self._open
         if current is None:
             return
         self._open = None
-        with contextlib.suppress(Exception):
-            current.out.close()
+        try:
+            current.writer.finish(current.end_dts if end_dts is None else end_dts)
+        except OSError as exc:
+            self._write_failed(current, exc)
+            return
+        finally:
+            with contextlib.suppress(OSError):
+                current.file.close()
         end = current.end_pts if end_pts is None else end_pts
         if end <= current.start_pts:  # no packet in it
             with contextlib.suppress(OSError):

@@ -76,3 +76,53 @@ def test_bgr24_straight_into_a_slot_is_the_same_as_pyav_and_a_copy():
         untouched = np.full((frame.height, frame.width, 3), 7, np.uint8)
         assert not converter.convert_into(frame, untouched) and (untouched == 7).all()
     converter.close()
+
+
+def test_hand_written_fragments_read_back_as_written(tmp_path):
+    """worker.camera.fmp4 (the recorder's fragments): H.264 with B-frames in Annex B (as RTSP sends
+    it), its times in milliseconds while the track counts 1/90000: FFmpeg reads every packet back
+    with its timestamps, keyframe flag and data (NAL units behind lengths) and decodes every frame."""
+    import io
+    from fractions import Fraction
+
+    import av
+    import numpy as np
+
+    from worker.camera import fmp4
+
+    source = io.BytesIO()
+    with av.open(source, "w", format="mpegts") as out:  # Annex B, as from a camera
+        stream = out.add_stream("libx264", rate=25, options={"preset": "ultrafast", "bf": "2", "g": "10"})
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for i in range(40):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), i * 6, np.uint8), format="rgb24")
+            frame.pts = i
+            for packet in [*stream.encode(frame), *(stream.encode() if i == 39 else [])]:
+                out.mux(packet)
+    source.seek(0)
+    with av.open(source, "r", format="mpegts") as demuxer:
+        template = demuxer.streams.video[0]
+        assert template.time_base == Fraction(1, 90000)
+        header, track_id, timescale = fmp4.init_segment(template, "h264")
+        packets = [(bytes(p), p.pts // 90, p.dts // 90, p.is_keyframe) for p in demuxer.demux(template) if p.size]
+    assert timescale == 90000 and any(pts != dts for _data, pts, dts, _key in packets), "no B-frames to check"
+    origin = packets[0][2]
+    path = tmp_path / "fragments.mp4"
+    with open(path, "wb") as file:
+        file.write(header)
+        writer = fmp4.FragmentWriter(file, track_id, timescale, Fraction(1, 1000), annex_b=True, origin=origin)
+        for data, pts, dts, key in packets:
+            writer.add(data, pts, dts, key, new_fragment=key)
+        writer.finish(packets[-1][2] + 40)
+    assert writer.sequence == 4 and path.stat().st_size == len(header) + writer.bytes
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        read = [(bytes(p), p.pts, p.dts, p.is_keyframe) for p in container.demux(stream) if p.size]
+        container.seek(0)
+        frames = list(container.decode(stream))
+    assert stream.codec_context.name == "h264" and stream.time_base == Fraction(1, 90000)
+    assert [(pts, dts, key) for _data, pts, dts, key in read] == [
+        ((pts - origin) * 90, (dts - origin) * 90, key) for _data, pts, dts, key in packets]
+    assert [data for data, *_ in read] == [fmp4.length_prefixed(data) for data, *_ in packets]
+    assert len(frames) == 40
