@@ -8,10 +8,11 @@ import re
 
 import pytest
 from django.contrib.auth.models import User
+from django.core.cache import cache
 from django.test import Client
 from django.utils import timezone
 
-from processes.dashboard.selectors import FLEET_PAGE_SIZE
+from processes.dashboard.selectors import FLEET_PAGE_SIZE, TONE_COUNTS_KEY
 from processes.models import Camera, EdgeHost
 
 CAMERAS = 300
@@ -30,6 +31,7 @@ def fleet(db, broker_redis):
                image_tag="edgeproxy/camera:0.0.9", host=hosts[i % 3], status="running", observed_at=now,
                stream={"state": "streaming", "fps": 25.0, "width": 640, "height": 480})
         for i in range(CAMERAS)])
+    cache.delete(TONE_COUNTS_KEY)  # (counts of another test's fleet)
     client = Client()
     client.force_login(User.objects.create_superuser("fleet-admin"))
     return client
@@ -88,8 +90,9 @@ def test_the_live_refresh_sends_only_what_changed(fleet):
     assert body["fragments"] == {}  # the counts did not move: still streaming
     assert fleet.get(f"/?page=2&partial=changes&since={body['since']}").status_code == 204
 
-    # A camera in error moves the counts: the summary comes along.
+    # A camera in error moves the counts: the summary comes along (once the counts' cache expires).
     Camera.objects.filter(name="cam-0051").update(status="error")
+    cache.delete(TONE_COUNTS_KEY)
     body = fleet.get(f"/?page=2&partial=changes&since={body['since']}").json()
     assert list(body["cards"]) == ["cam-0051"] and list(body["fragments"]) == ["fleet-summary"]
     assert "cam-0051" in body["fragments"]["fleet-summary"]  # among the problems
