@@ -263,7 +263,11 @@ def fleet_hosts() -> dict:
 def fleet_page(filterset, page_number) -> dict:
     """One page (FLEET_PAGE_SIZE) of camera cards matching a valid ``filters.CameraFilter``: one
     query for the page, one count, one Redis read for the page's live stream facts."""
-    page = Paginator(filterset.qs, FLEET_PAGE_SIZE).get_page(page_number)
+    queryset = filterset.qs
+    ordering = list(queryset.query.order_by)
+    if not any(field.lstrip("-") == "name" for field in ordering):  # (``?ordering=status``: a stable order)
+        queryset = queryset.order_by(*ordering, "name")
+    page = Paginator(queryset, FLEET_PAGE_SIZE).get_page(page_number)
     cameras = list(page.object_list)
     live.overlay(cameras)
     upgrades = selectors.UpgradeIndex()

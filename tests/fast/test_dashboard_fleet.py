@@ -65,6 +65,9 @@ def test_one_page_of_cards_with_paging_and_search(fleet):
     assert cards(by_host) == [f"cam-{i:04d}" for i in range(1 + 3 * FLEET_PAGE_SIZE, CAMERAS, 3)][:FLEET_PAGE_SIZE]
     assert 'href="?host=rack-1&amp;page=1"' in by_host.content.decode()  # the pager keeps the filter
 
+    assert cards(fleet.get("/?ordering=-name"))[:2] == ["cam-0299", "cam-0298"]  # the list's ordering too
+    assert cards(fleet.get("/?ordering=status&page=2"))[0] == f"cam-{FLEET_PAGE_SIZE:04d}"  # (ties by name)
+
     bad = fleet.get("/?name_prefix=Not%20a%20name")
     assert bad.status_code == 400
     assert "name_prefix: must be 1 to 63 characters" in bad.content.decode()
