@@ -366,6 +366,7 @@ def test_the_fleet_page_at_scale_pages_searches_and_refreshes_only_what_changed(
         assert [list(b["cards"]) for b in bodies if b["cards"]] == [["zz-scale-003"]]
         assert not any("fleet-cameras" in b["fragments"] for b in bodies)  # the page's cameras were not resent
         assert page.evaluate("document.querySelector('.card[data-camera=zz-scale-004]').dataset.mark") == "kept"
+        page.evaluate("window.scrollTo(0, 0)")
         page.screenshot(path=shots / "fleet-at-scale.png")
     finally:
         page.remove_listener("request", snapshot_asked)
