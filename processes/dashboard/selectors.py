@@ -9,6 +9,10 @@ import binascii
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
+from django.core.cache import cache
+from django.core.paginator import Paginator
+from django.db.models import BooleanField, Case, Count, Q, Value, When
+from django.db.models.fields.json import KT
 from django.utils import timezone
 
 from edgeproxy.contracts.statuses import BAD_STATUSES, CameraStatus, DesiredState
@@ -141,54 +145,133 @@ def _camera_card(camera: Camera, online: bool, upgrades: selectors.UpgradeIndex)
     }
 
 
-def fleet() -> dict:
-    """Hosts, camera cards and the problems to show first."""
-    hosts = list(selectors.hosts())
-    host_rows = [_host_row(h, h.camera_count) for h in hosts]
-    online = {h.id: h.is_online for h in hosts}
-    upgrades = selectors.UpgradeIndex()
-    cameras = list(selectors.cameras())
-    live.overlay(cameras)  # the newest stream facts are in Redis
-    cards = [_camera_card(c, online.get(c.host_id, False), upgrades) for c in cameras]
+# The fleet page at scale (issue 13): one page of cards, the fleet's counts from one aggregate, and only
+# the first problems and hosts; what the page shows never costs a query or a render per camera of the fleet.
+FLEET_PAGE_SIZE = 48  # camera cards per page (docs/dashboard.md)
+PROBLEMS_SHOWN = 10
+HOSTS_SHOWN = 8  # a fleet of many hosts must not push the cameras below the fold
+# The fleet's counts by tone are one aggregate over every camera (~0.1-0.2 s at 50,000 on 2 cores): kept this
+# long in the process's cache, so that refreshes every two seconds from many browsers do not each pay it.
+TONE_COUNTS_SECONDS = 5
+TONE_COUNTS_KEY = "dashboard:fleet-tone-groups"
 
-    problems = []
-    for host in host_rows:
-        if not host["online"]:
-            problems.append({"kind": "host", "subject": host["name"], "text": "edge host is offline"
-                             + (f" ({host['cameras']} cameras)" if host["cameras"] else "")})
+
+def _tone_groups() -> list[dict]:
+    """The cameras counted by what decides their tone: stored status, desired state, the stream's state
+    (in the row: it is not a live fact, ``live.LIVE_KEYS``) and whether their host is online. One
+    aggregate query; a few dozen groups whatever the size of the fleet."""
+    online = Case(When(host__last_heartbeat__gte=EdgeHost.online_cutoff(), then=Value(True)), default=Value(False),
+                  output_field=BooleanField())
+    rows = (Camera.objects.order_by().values("status", "desired_state")
+            .annotate(stream_state=KT("stream__state"), host_online=online)
+            .values("status", "desired_state", "stream_state", "host_online").annotate(count=Count("id")))
+    groups = []
+    for row in rows:
+        shown = selectors.camera_status(Camera(status=row["status"]), row["host_online"])
+        stream = {"state": row["stream_state"]} if row["stream_state"] and shown != CameraStatus.OFFLINE else None
+        tone = camera_tone(shown, row["desired_state"], stream)
+        problem = shown != CameraStatus.OFFLINE and (tone == "bad" or (stream or {}).get("state") in STREAM_PROBLEMS)
+        groups.append({**row, "tone": tone, "problem": problem})
+    return groups
+
+
+def _group_query(group: dict) -> Q:
+    """The cameras of one of ``_tone_groups``' groups."""
+    online = Q(host__last_heartbeat__gte=EdgeHost.online_cutoff())
+    state = (Q(stream__state=group["stream_state"]) if group["stream_state"] is not None  # (KT's NULL: no
+             else Q(stream__isnull=True) | Q(stream__state__isnull=True) | Q(stream__state=None))  # row, key, value)
+    return (Q(status=group["status"], desired_state=group["desired_state"]) & state
+            & (online if group["host_online"] else ~online))
+
+
+def _problem_cards(groups: list[dict], upgrades: selectors.UpgradeIndex, limit: int) -> list[dict]:
+    """Cards of the first ``limit`` cameras (by name) that are problems."""
+    problem_groups = [g for g in groups if g["problem"]]
+    if not problem_groups or limit <= 0:
+        return []
+    query = Q()
+    for group in problem_groups:
+        query |= _group_query(group)
+    cameras = list(selectors.cameras().filter(query)[:limit])
+    live.overlay(cameras)
+    return [_camera_card(c, c.host.is_online, upgrades) for c in cameras]
+
+
+def fleet_summary() -> dict:
+    """The fleet's counts by tone, the problems to show first (the first PROBLEMS_SHOWN) and how many
+    hosts are online. Exact counts as of at most TONE_COUNTS_SECONDS ago (``_tone_groups``)."""
+    groups = cache.get_or_set(TONE_COUNTS_KEY, _tone_groups, TONE_COUNTS_SECONDS)
+    counts = dict.fromkeys(("ok", "warn", "bad", "idle"), 0)
+    for group in groups:
+        counts[group["tone"]] += group["count"]
+    cutoff = EdgeHost.online_cutoff()
+    hosts_total = EdgeHost.objects.count()
+    hosts_online = EdgeHost.objects.filter(last_heartbeat__gte=cutoff).count()
+    offline_hosts = list(EdgeHost.objects.exclude(last_heartbeat__gte=cutoff)
+                         .annotate(camera_count=Count("cameras")).order_by("name")[:PROBLEMS_SHOWN])
+    problems = [{"kind": "host", "subject": h.name, "text": "edge host is offline"
+                 + (f" ({h.camera_count} cameras)" if h.camera_count else "")} for h in offline_hosts]
+    problem_total = (hosts_total - hosts_online) + sum(g["count"] for g in groups if g["problem"])
+    upgrades = selectors.UpgradeIndex()
+    cards = _problem_cards(groups, upgrades, PROBLEMS_SHOWN - len(problems))
     for card in cards:
         stream_state = (card["stream"] or {}).get("state")
-        if card["status"] == CameraStatus.OFFLINE:
-            continue  # said once, by its host
-        if card["tone"] == "bad" or stream_state in STREAM_PROBLEMS:
-            detail = card["status"]
-            if stream_state in STREAM_PROBLEMS:
-                detail = f"stream {stream_state}"
-                if card["stream"]["last_error"]:
-                    detail += f": {card['stream']['last_error']}"
-            elif card["operation"] and card["operation"]["error"]:
-                detail += f": {card['operation']['error']}"
-            problems.append({"kind": "camera", "subject": card["name"], "text": detail})
+        detail = card["status"]
+        if stream_state in STREAM_PROBLEMS:
+            detail = f"stream {stream_state}"
+            if card["stream"]["last_error"]:
+                detail += f": {card['stream']['last_error']}"
+        elif card["operation"] and card["operation"]["error"]:
+            detail += f": {card['operation']['error']}"
+        problems.append({"kind": "camera", "subject": card["name"], "text": detail})
     since = timezone.now() - FAILED_OPERATION_WINDOW
-    last_ops = {c["operation"]["id"] for c in cards if c["operation"]}
     listed = {p["subject"] for p in problems if p["kind"] == "camera"}
-    failed = Operation.objects.select_related("host").filter(state=OperationState.FAILED, finished__gte=since)
-    for op in failed.order_by("-finished")[:20]:
-        if op.camera_id is not None and (str(op.id) not in last_ops or op.camera_name in listed):
+    failed = list(Operation.objects.select_related("host").filter(state=OperationState.FAILED, finished__gte=since)
+                  .order_by("-finished")[:20])
+    # Whether each failed operation is still its camera's last one: a query for these 20, not the fleet.
+    still_last = set(Camera.objects.filter(last_operation__in=[op.id for op in failed if op.camera_id])
+                     .values_list("last_operation_id", flat=True))
+    for op in failed:
+        if op.camera_id is not None and (op.id not in still_last or op.camera_name in listed):
             continue  # the camera has moved on (a later operation), or it is listed already
         row = operation_row(op)
+        problem_total += 1
+        if len(problems) >= PROBLEMS_SHOWN:
+            continue
         subject = row["camera"] or row["image"] or row["host"] or row["id"]
         problems.append({"kind": "operation", "subject": subject, "text": f"{row['kind']} failed: {row['error']}",
                          "operation": row})
-
-    counts = {tone: sum(1 for c in cards if c["tone"] == tone) for tone in ("ok", "warn", "bad", "idle")}
     return {
-        "hosts": host_rows,
-        "cameras": cards,
-        "problems": problems,
         "counts": counts,
-        "hosts_online": sum(1 for h in host_rows if h["online"]),
+        "cameras": sum(counts.values()),
+        "problems": problems,
+        "more_problems": max(0, problem_total - len(problems)),
+        "hosts_total": hosts_total,
+        "hosts_online": hosts_online,
     }
+
+
+def fleet_hosts() -> dict:
+    """The first HOSTS_SHOWN edge hosts, offline ones first, with their camera counts."""
+    offline_first = Case(When(last_heartbeat__gte=EdgeHost.online_cutoff(), then=Value(1)), default=Value(0))
+    hosts = list(EdgeHost.objects.order_by(offline_first, "name")[:HOSTS_SHOWN])
+    counts = dict(Camera.objects.filter(host__in=hosts).order_by().values_list("host_id").annotate(n=Count("id")))
+    total = EdgeHost.objects.count() if len(hosts) == HOSTS_SHOWN else len(hosts)
+    return {"hosts": [_host_row(h, counts.get(h.id, 0)) for h in hosts], "more": total - len(hosts)}
+
+
+def fleet_page(filterset, page_number) -> dict:
+    """One page (FLEET_PAGE_SIZE) of camera cards matching a valid ``filters.CameraFilter``: one
+    query for the page, one count, one Redis read for the page's live stream facts."""
+    queryset = filterset.qs
+    ordering = list(queryset.query.order_by)
+    if not any(field.lstrip("-") == "name" for field in ordering):  # (``?ordering=status``: a stable order)
+        queryset = queryset.order_by(*ordering, "name")
+    page = Paginator(queryset, FLEET_PAGE_SIZE).get_page(page_number)
+    cameras = list(page.object_list)
+    live.overlay(cameras)
+    upgrades = selectors.UpgradeIndex()
+    return {"page": page, "cards": [_camera_card(c, c.host.is_online, upgrades) for c in cameras]}
 
 
 def decode_log(value) -> list[str]:

@@ -12,19 +12,20 @@ import logging
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpResponse
+from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.utils.safestring import mark_safe
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
-from edgeproxy.api.errors import first_error_sentence, status_code_of
+from edgeproxy.api.errors import error_body, first_error_sentence, status_code_of
 from edgeproxy.contracts.errors import DomainError
 from edgeproxy.contracts.names import CAMERA_NAME_HELP, IMAGE_HELP, IMAGE_RULE, split_image
 from edgeproxy.policy import outage_message, user_may_change
 from processes import selectors as process_selectors
 from processes import services
 from processes.api import ConnectSerializer
-from processes.dashboard import selectors
+from processes.dashboard import fleet, selectors
 
 logger = logging.getLogger("edgeproxy.dashboard")
 
@@ -85,8 +86,34 @@ def _run(request, what: str, action, errors: dict | None = None) -> bool:
 @login_required
 @require_GET
 def overview(request):
-    return _page(request, "dashboard/overview.html", {"fleet": selectors.fleet(), "nav": "fleet"},
-                 {"fleet": "dashboard/_fleet.html"})
+    """One page of the fleet (``processes.dashboard.fleet``); ``?partial=changes&since=<token>``: only what
+    changed since the browser's token (JSON, or 204 when nothing did)."""
+    filterset = fleet.camera_filters(request.GET)
+    valid = filterset.is_valid()
+    partial = request.GET.get("partial")
+    if partial == "changes":
+        since = request.GET.get("since", "")
+        if not valid or not fleet.TOKEN_RULE.fullmatch(since):
+            sentence, errors = first_error_sentence(filterset.errors) if not valid else (
+                "since: must be the token of the fleet page's last refresh.", {"since": ["malformed token"]})
+            return JsonResponse(error_body(400, sentence, errors), status=400)
+        changes = fleet.build(request.GET, filterset).changes_since(since)
+        response = HttpResponse(status=204) if changes is None else JsonResponse(changes)
+        response["Cache-Control"] = "no-store"
+        return response
+    if partial:
+        raise Http404("no such fragment")
+    if not valid:
+        messages.error(request, first_error_sentence(filterset.errors)[0])
+    view = fleet.build(request.GET, filterset)
+    context = {"fleet": {"token": view.token,
+                         "fragments": {name.replace("-", "_"): mark_safe(html)  # noqa: S308 - rendered templates
+                                       for name, html in view.fragments.items()}},
+               "form": fleet.form_values(request.GET), "query": fleet.filter_query(request.GET).urlencode(),
+               "page_number": request.GET.get("page", ""), "nav": "fleet"}
+    response = render(request, "dashboard/overview.html", context, status=200 if valid else 400)
+    response["Cache-Control"] = "no-store"
+    return response
 
 
 @never_cache

@@ -3,6 +3,7 @@ the running system and a real RTSP camera. Screenshots go to the artifacts direc
 
 from __future__ import annotations
 
+import contextlib
 import re
 import secrets
 from pathlib import Path
@@ -273,3 +274,101 @@ def test_operations_settings_and_delete(system, page, shots):
     assert any("No camera named" in m for m in messages(page))
     system.delete(f"/api/v1/process/{BROKEN}?wait=30")
 
+
+
+# --- the fleet page at scale (issue 13) ---------------------------------------------------------
+
+SCALE_CAMERAS = 300
+SCALE_SEED = """
+from processes.models import Camera, EdgeHost
+hosts = EdgeHost.objects.bulk_create([EdgeHost(name=f"scale-{i}", queue=f"host.scale-{i}",
+    images=[{"repository": "edgeproxy/camera", "tag": "0.0.9"}]) for i in range(3)])
+Camera.objects.bulk_create([Camera(name=f"zz-scale-{i:03d}", rtsp_endpoint_encrypted="-",
+    rtsp_endpoint_masked="rtsp://10.0.0.1/s", image_tag="edgeproxy/camera:0.0.9", host=hosts[i % 3],
+    status="running") for i in range(COUNT)])
+""".replace("COUNT", str(SCALE_CAMERAS))
+SCALE_CLEANUP = """
+from processes.models import Camera, EdgeHost
+Camera.objects.filter(name__startswith="zz-scale-").delete()
+EdgeHost.objects.filter(name__startswith="scale-").delete()
+"""
+ON_SCREEN = """() => Array.from(document.querySelectorAll('.card')).filter(card => {
+  const r = card.querySelector('img[data-snapshot]').getBoundingClientRect();
+  return r.bottom > 0 && r.top < innerHeight && r.right > 0 && r.left < innerWidth;
+}).map(card => card.dataset.camera)"""
+
+
+def test_the_fleet_page_at_scale_pages_searches_and_refreshes_only_what_changed(system, page, password, shots):
+    """300 cameras (rows, as a bulk seed writes them; their hosts never beat): one page of cards with
+    paging, a search that narrows it, snapshots asked only for cards on screen, and a live refresh that
+    carries only the camera that changed."""
+    asked: list[str] = []  # snapshot URLs the page asked for
+    answers: list = []  # the live refresh's answers
+
+    def snapshot_asked(request):
+        if "snapshot.jpg" in request.url:
+            asked.append(request.url)
+
+    def refresh_answered(response):
+        if "partial=changes" in response.url:
+            answers.append(response)
+
+    page.goto("/")
+    if "/login/" in page.url:  # (run on its own)
+        page.fill("input[name=username]", USER)
+        page.fill("input[name=password]", password)
+        page.click("button[type=submit]")
+        expect(page.locator("h1")).to_have_text("Fleet")
+    system._manage("shell", "-c", SCALE_SEED)
+    page.on("request", snapshot_asked)
+    page.on("response", refresh_answered)
+    try:
+        page.goto("/?host=scale-1")
+        cards = page.locator(".card")
+        expect(cards).to_have_count(48)  # one page (FLEET_PAGE_SIZE), not the host's 100
+        expect(page.locator(".pager")).to_contain_text("page 1 of 3")
+        page.click(".pager a[rel=next]")
+        page.wait_for_url("**/?host=scale-1&page=2")
+        expect(cards.first).to_have_attribute("data-camera", "zz-scale-145")  # the 49th of scale-1's cameras
+
+        page.fill("input[name=name_prefix]", "zz-scale-01")
+        page.fill("input[name=host]", "")
+        page.click("button:has-text('Find')")
+        expect(cards).to_have_count(10)
+        assert page.locator(".card").evaluate_all("cs => cs.map(c => c.dataset.camera)") == [
+            f"zz-scale-01{i}" for i in range(10)]
+
+        # Snapshots: only the cards on screen ask for theirs; the others once scrolled to.
+        page.goto("about:blank")
+        asked.clear()  # (no snapshot request of the pages before is counted)
+        page.goto("/?name_prefix=zz-scale#fleet-cameras")  # the first rows of cards on screen, the rest below
+        expect(cards).to_have_count(48)
+        on_screen = page.evaluate(ON_SCREEN)
+        assert 0 < len(on_screen) < 24, on_screen
+        wait_until(lambda: (page.wait_for_timeout(50), {u.split("/")[-2] for u in asked} >= set(on_screen))[1],
+                   10, message="the snapshots of the cards on screen")
+        assert {u.split("/")[-2] for u in asked} == set(on_screen)  # none of the 48 - n off screen
+        expect(page.locator(".card[data-camera=zz-scale-000] .snap-msg")).to_contain_text("offline")
+        cards.last.scroll_into_view_if_needed()
+        wait_until(lambda: (page.wait_for_timeout(50), any("/zz-scale-047/" in u for u in asked))[1], 10,
+                   message="the last card's snapshot once on screen")
+
+        # The live refresh: one camera changes (a newer image on its host); only its card comes.
+        answers.clear()
+        page.evaluate("document.querySelector('.card[data-camera=zz-scale-004]').dataset.mark = 'kept'")
+        wait_until(lambda: (page.wait_for_timeout(50), any(a.status == 204 for a in answers))[1], 10,
+                   message="a refresh with nothing changed (204)")
+        with contextlib.closing(system.connect_database()) as conn:
+            conn.execute("UPDATE processes_camera SET image_tag = 'edgeproxy/camera:0.0.1' WHERE name = 'zz-scale-003'")
+        changed = page.locator(".card[data-camera=zz-scale-003]")
+        expect(changed).to_contain_text("upgrade 0.0.9", timeout=15_000)
+        bodies = [a.json() for a in answers if a.status == 200]
+        assert [list(b["cards"]) for b in bodies if b["cards"]] == [["zz-scale-003"]]
+        assert not any("fleet-cameras" in b["fragments"] for b in bodies)  # the page's cameras were not resent
+        assert page.evaluate("document.querySelector('.card[data-camera=zz-scale-004]').dataset.mark") == "kept"
+        page.evaluate("window.scrollTo(0, 0)")
+        page.screenshot(path=shots / "fleet-at-scale.png")
+    finally:
+        page.remove_listener("request", snapshot_asked)
+        page.remove_listener("response", refresh_answered)
+        system._manage("shell", "-c", SCALE_CLEANUP)

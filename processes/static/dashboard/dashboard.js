@@ -2,8 +2,12 @@
 //
 // <div data-refresh="URL" data-every="MS">  is re-rendered from URL (an HTML fragment) every MS;
 //   elements inside it marked data-keep (with an id) survive the swap, so snapshots do not flicker.
+// <div data-changes="URL" data-since="TOKEN"> (the fleet page) asks URL&since=TOKEN every data-every ms and
+//   gets only what changed: 204 when nothing did, else {since, fragments: {id: html}, cards: {name: html}}.
 // <img data-snapshot="URL">                 shows the camera's newest JPEG, fetched about every second
-//   while it is on screen; when there is no frame, the server's reason is shown over it.
+//   while it is on screen (an IntersectionObserver: a card off screen fetches nothing); when there
+//   is no frame, the server's reason is shown over it.
+// <time data-ago datetime="ISO">            shows how long ago that was.
 // <form data-confirm="question">            asks before it is sent.
 (function () {
   "use strict";
@@ -20,14 +24,74 @@
     return r.bottom > 0 && r.right > 0 && r.top < window.innerHeight && r.left < window.innerWidth;
   }
 
-  function swap(region, html) {
+  function fresh(html) {
     var tpl = document.createElement("template");
     tpl.innerHTML = html;
-    tpl.content.querySelectorAll("[data-keep][id]").forEach(function (fresh) {
+    return tpl.content;
+  }
+
+  function keep(content, region) {
+    content.querySelectorAll("[data-keep][id]").forEach(function (fresh) {
       var kept = document.getElementById(fresh.id);
       if (kept && region.contains(kept)) fresh.replaceWith(kept);
     });
-    region.replaceChildren(tpl.content);
+    return content;
+  }
+
+  function swap(region, html) {
+    region.replaceChildren(keep(fresh(html), region));
+    watchNew(region);
+  }
+
+  function replaceCard(name, html) {
+    var card = document.querySelector(".card[data-camera=\"" + CSS.escape(name) + "\"]");
+    if (!card) return;
+    var content = keep(fresh(html), card);
+    var parent = card.parentNode;
+    card.replaceWith(content);
+    watchNew(parent);
+  }
+
+  function watchChanges(region) {
+    var every = parseInt(region.dataset.every, 10) || 2000;
+    var busy = false;
+    setInterval(function () {
+      if (busy || document.hidden) return;
+      busy = true;
+      var url = region.dataset.changes + "&since=" + encodeURIComponent(region.dataset.since);
+      fetch(url, { credentials: "same-origin", cache: "no-store" })
+        .then(function (response) {
+          if (response.redirected) {  // logged out: let the page say so
+            window.location.reload();
+            return null;
+          }
+          setLive(response.ok);
+          return response.status === 200 ? response.json() : null;
+        })
+        .then(function (changes) {
+          if (!changes) return;
+          Object.keys(changes.fragments).forEach(function (id) {
+            var fragment = document.getElementById(id);
+            if (fragment) swap(fragment, changes.fragments[id]);
+          });
+          Object.keys(changes.cards).forEach(function (name) { replaceCard(name, changes.cards[name]); });
+          region.dataset.since = changes.since;
+          showAges(region);
+        })
+        .catch(function () { setLive(false); })
+        .finally(function () { busy = false; });
+    }, every);
+  }
+
+  function showAges(root) {
+    var now = Date.now();
+    (root || document).querySelectorAll("time[data-ago]").forEach(function (el) {
+      var seconds = Math.max(0, (now - Date.parse(el.getAttribute("datetime"))) / 1000);
+      el.title = el.getAttribute("datetime");
+      el.textContent = seconds < 60 ? Math.round(seconds) + " s ago"
+        : seconds < 3600 ? Math.floor(seconds / 60) + " min ago"
+        : seconds < 86400 ? Math.floor(seconds / 3600) + " h ago" : el.getAttribute("datetime").slice(0, 16).replace("T", " ");
+    });
   }
 
   function watch(region) {
@@ -72,10 +136,28 @@
     if (msg) msg.textContent = reason || "No frame";
   }
 
+  // The snapshots on screen: kept by an IntersectionObserver, so that a page of many cards neither
+  // fetches nor measures the ones out of view.
+  var visible = new Set();
+  var observer = "IntersectionObserver" in window ? new IntersectionObserver(function (entries) {
+    var appeared = false;
+    entries.forEach(function (entry) {
+      if (entry.isIntersecting) { visible.add(entry.target); appeared = true; } else visible.delete(entry.target);
+    });
+    if (appeared) refreshSnapshots();
+  }) : null;
+
+  function watchNew(root) {
+    if (!observer) return;
+    visible.forEach(function (img) { if (!img.isConnected) { visible.delete(img); observer.unobserve(img); } });
+    root.querySelectorAll("img[data-snapshot]").forEach(function (img) { observer.observe(img); });
+  }
+
   function refreshSnapshots() {
     if (document.hidden) return;
-    document.querySelectorAll("img[data-snapshot]").forEach(function (img) {
-      if (img.dataset.loading === "1" || !onScreen(img)) return;
+    var shown = observer ? Array.from(visible) : Array.from(document.querySelectorAll("img[data-snapshot]"));
+    shown.forEach(function (img) {
+      if (img.dataset.loading === "1" || !img.isConnected || (!observer && !onScreen(img))) return;
       img.dataset.loading = "1";
       fetch(img.dataset.snapshot, { credentials: "same-origin", cache: "no-store" })
         .then(function (response) {
@@ -94,11 +176,15 @@
   document.addEventListener("DOMContentLoaded", function () {
     live = document.getElementById("live");
     document.querySelectorAll("[data-refresh]").forEach(watch);
+    document.querySelectorAll("[data-changes]").forEach(watchChanges);
+    showAges(document);
+    setInterval(function () { showAges(document); }, 1000);
     document.addEventListener("submit", function (event) {
       var form = event.target;
       if (form.dataset && form.dataset.confirm && !window.confirm(form.dataset.confirm)) event.preventDefault();
     });
-    refreshSnapshots();
+    watchNew(document);
+    if (!observer) refreshSnapshots();
     setInterval(refreshSnapshots, SNAPSHOT_MS);
   });
 })();
