@@ -424,6 +424,8 @@ def main() -> int:
     args.paths = args.paths.split(",")
     args.modes = args.modes.split(",")
     args.cpu_readers = [int(c) for c in args.cpu_readers.split(",")]
+    if args.cpu and args.source != "rtsp":
+        parser.error("--cpu compares with ffmpeg on the RTSP stream: it needs --source rtsp")
     args.shm_dir = f"/dev/shm/edgeproxy-bench-{os.getpid()}"
     sizes = [tuple(int(v) for v in s.lower().split("x")) for s in args.sizes.split(",")]
 
