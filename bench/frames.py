@@ -23,7 +23,15 @@ Reported: call latency p50/p99 (ms), calls/s and distinct frames/s per client, a
 receipt = client wall clock when the call returns - the frame's ``timestamp`` (the camera's receive
 wall clock of the frame's packet; same host, same clock), p50/p99 (ms); ``cam f/s``: frames the
 camera process published per second during the row (from its status; a row's clients cannot get
-more: below the stream's rate, the camera was short of CPU).
+more: below the stream's rate, the camera was short of CPU); ``srv ms/f`` and ``cli ms/f``: CPU
+milliseconds (utime + stime) per frame handed to one caller, of the frame server (from /proc, the
+row's window) and of the callers' processes (their own ``process_time`` over the calls): what a
+caller costs, less sensitive to the machine's load than the frame rates.
+
+``--baseline``: every gRPC row also with the client as it was before ``keep_frame_buffers``
+(``FrameClient(keep_frame_buffers=False)``: glibc maps fresh pages for every received frame),
+alternating old and new ``--rounds`` times in the same run; the old rows are marked ``grpc-old``.
+Both sides: same server, camera, stream, pixel format (BGR24 as received, ``writable=False``).
 
 ``--cpu``: CPU seconds per minute (utime + stime from /proc) of the whole path while N local readers
 each take every frame as BGR through ``FrameClient.frames()`` (camera + Redis + frame server +
@@ -31,6 +39,10 @@ readers), against ``ffmpeg -i URL -pix_fmt bgr24 -f null -`` on the same stream.
 
 ``--source synthetic`` replaces the RTSP camera and camera process by a publisher writing frame
 records to Redis at ``--fps`` (the Redis path; isolates the frame server from decoding).
+``--source ring`` replaces them by a publisher writing BGR24 frames into a shared-memory frame
+ring at ``--fps`` (the camera's ``FrameRingWriter``, status and heartbeat as the camera writes
+them): the frame server and its callers as in production, without the test source's encoder
+and the camera's decoder on the same two cores (at 1080p they starve the camera under load).
 """
 
 from __future__ import annotations
@@ -50,7 +62,15 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 
-from tests.support.services import Process, RedisServer, RtspCamera, free_port, wait_port, wait_until  # noqa: E402
+from tests.support.services import (  # noqa: E402
+    Process,
+    RedisServer,
+    RtspCamera,
+    cpu_seconds,
+    free_port,
+    wait_port,
+    wait_until,
+)
 from worker.camera import keys  # noqa: E402
 
 HOST = "bench-host"
@@ -61,16 +81,18 @@ def pct(values, q) -> float:
 
 
 def client_run(address: str, camera: str, mode: str, seconds: float, start_at: float, queue, hz: float,
-               shm_dir: str, writable: bool = False) -> None:
+               shm_dir: str, writable: bool = False, keep_frame_buffers: bool = True) -> None:
     from edgeproxy.client import CameraUnavailable, FrameClient
 
     latencies, ages, seqs, via = [], [], set(), set()
     calls = 0
-    with FrameClient(address, writable=writable, timeout=10, shm_dir=shm_dir) as frames:
+    with FrameClient(address, writable=writable, timeout=10, shm_dir=shm_dir,
+                     keep_frame_buffers=keep_frame_buffers) as frames:
         frames.latest(camera)  # connect, demand on
         while time.time() < start_at:
             time.sleep(0.001)
         end = time.monotonic() + seconds
+        cpu_start = time.process_time()
         last = None
         next_call = time.monotonic()
         while time.monotonic() < end:
@@ -93,8 +115,9 @@ def client_run(address: str, camera: str, mode: str, seconds: float, start_at: f
             last = meta
             via.add(meta.get("via"))
             assert image.shape[2] == 3
-    queue.put({"latencies": latencies, "ages": ages, "distinct": len(seqs), "calls": calls, "seconds": seconds,
-               "via": sorted(str(v) for v in via)})
+        cpu = time.process_time() - cpu_start
+    queue.put({"cpu": cpu, "latencies": latencies, "ages": ages, "distinct": len(seqs), "calls": calls,
+               "seconds": seconds, "via": sorted(str(v) for v in via)})
 
 
 def synthetic_publisher(redis_url: str, camera: str, width: int, height: int, fps: int, stop: threading.Event):
@@ -125,6 +148,43 @@ def synthetic_publisher(redis_url: str, camera: str, width: int, height: int, fp
             next_at = time.monotonic()
 
 
+def ring_publisher(redis_url: str, shm_dir: str, camera: str, width: int, height: int, fps: int,
+                   stop: threading.Event) -> None:
+    """Frames into a shared-memory ring at ``fps``, as the camera process writes them (random
+    pixels, a keyframe every second), with the status that names the ring."""
+    import redis
+
+    from worker.camera import shm
+
+    client = redis.Redis.from_url(redis_url)
+    ring = shm.FrameRingWriter(shm.ShmSettings(directory=shm_dir), camera, camera)
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 255, (height, width, 3), dtype=np.uint8) for _ in range(4)]
+    interval = 1.0 / fps
+    next_at = time.monotonic()
+    status_at = 0.0
+    try:
+        while not stop.is_set():
+            seq = ring.seq + 1
+            np.copyto(ring.begin(height, width), images[seq % 4])
+            ring.commit(height, width, int(time.time() * 1000), seq, seq, 1 / fps, seq // fps, seq % fps,
+                        seq % fps == 1, False, "I" if seq % fps == 1 else "P", "yuv420p", "h264")
+            if time.monotonic() >= status_at:  # once a second, as the camera's status thread
+                status_at = time.monotonic() + 1.0
+                ring.heartbeat(True)
+                client.set(keys.status(camera), json.dumps(
+                    {"state": "streaming", "fps": fps, "published_frames": seq, "updated_at": int(time.time() * 1000),
+                     "frames_ring": ring.name, "frames_ring_id": str(ring.ring_id)}), ex=keys.STATUS_TTL_S)
+            next_at += interval
+            delay = next_at - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            else:
+                next_at = time.monotonic()
+    finally:
+        ring.close()
+
+
 def run_size(args, workdir: Path, redis_server: RedisServer, address: str, width: int, height: int) -> list[dict]:
     camera = f"bench-{width}x{height}"
     client = redis_server.client()
@@ -133,6 +193,7 @@ def run_size(args, workdir: Path, redis_server: RedisServer, address: str, width
          "container_id": "", "has_rtmp": False}))
     parts = []
     stop = threading.Event()
+    publisher = None
     try:
         if args.source == "rtsp":
             source = RtspCamera(workdir / "rtsp", width=width, height=height, fps=args.fps, gop=args.fps)
@@ -141,6 +202,12 @@ def run_size(args, workdir: Path, redis_server: RedisServer, address: str, width
                        EDGEPROXY_REDIS_URL=redis_server.url, EDGEPROXY_BUFFER_SECONDS="5",
                        EDGEPROXY_FRAMES_SHM_DIR=args.shm_dir, EDGEPROXY_CAMERA_ID=camera)
             parts.append(Process([sys.executable, "-m", "worker.camera"], workdir / f"camera-{camera}.log", env=env))
+        elif args.source == "ring":
+            ctx = mp.get_context("spawn")
+            stop = ctx.Event()
+            publisher = ctx.Process(target=ring_publisher, args=(redis_server.url, args.shm_dir, camera, width, height,
+                                                                 args.fps, stop))
+            publisher.start()
         else:
             threading.Thread(target=synthetic_publisher, args=(redis_server.url, camera, width, height, args.fps, stop),
                              daemon=True).start()
@@ -162,14 +229,22 @@ def run_size(args, workdir: Path, redis_server: RedisServer, address: str, width
             return rows
         for path in args.paths:
             shm_dir = args.shm_dir if path == "shm" else "off"
+            # --baseline: each gRPC row twice, alternating, the first with the client's heap left alone
+            # (fresh pages for every received frame, as before FrameClient(keep_frame_buffers=True)).
+            heaps = (False, True) if args.baseline and path == "grpc" else (True,)
             for mode in args.modes:
                 for n in (args.clients if path == "shm" else args.grpc_clients):
-                    rows.append(client_row(args, address, camera, mode, n, shm_dir, f"{width}x{height}", path,
-                                           lambda: published(client, camera)))
-                    print(format_row(rows[-1]), flush=True)
+                    for _round in range(args.rounds if len(heaps) > 1 else 1):
+                        for heap in heaps:
+                            rows.append(client_row(args, address, camera, mode, n, shm_dir, f"{width}x{height}",
+                                                   path, lambda: published(client, camera), heap))
+                            rows[-1]["baseline"] = not heap
+                            print(format_row(rows[-1]), flush=True)
         return rows
     finally:
         stop.set()
+        if publisher is not None:
+            publisher.join(10)
         for part in reversed(parts):
             part.stop()
 
@@ -181,20 +256,22 @@ def published(client, camera: str) -> tuple[int, float]:
 
 
 def client_row(args, address: str, camera: str, mode: str, n: int, shm_dir: str, size: str, path: str,
-               camera_frames=None) -> dict:
+               camera_frames=None, keep_frame_buffers: bool = True) -> dict:
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     start_at = time.time() + 2.0
     procs = [ctx.Process(target=client_run, args=(address, camera, mode, args.seconds, start_at, queue,
-                                                  args.paced_hz, shm_dir))
+                                                  args.paced_hz, shm_dir, False, keep_frame_buffers))
              for _ in range(n)]
     for p in procs:
         p.start()
-    camera_fps = float("nan")
+    camera_fps = server_cpu = float("nan")
     if camera_frames is not None:  # what the camera published while the clients measured
         time.sleep(max(0.0, start_at - time.time()))
         first, t0 = camera_frames()
+        server_before = cpu_seconds(args.server_pid)
         time.sleep(args.seconds)
+        server_cpu = cpu_seconds(args.server_pid) - server_before
         last, t1 = camera_frames()
         camera_fps = (last - first) / (t1 - t0) if t1 > t0 else float("nan")
     results = [queue.get(timeout=args.seconds + 60) for _ in procs]
@@ -202,7 +279,10 @@ def client_row(args, address: str, camera: str, mode: str, n: int, shm_dir: str,
         p.join(10)
     latencies = [v for r in results for v in r["latencies"]]
     ages = [v for r in results for v in r["ages"]]
+    delivered = max(1, sum(r["calls"] for r in results))  # frames handed to callers (each a reply)
     return {
+        # CPU ms per frame delivered to one caller: the frame server's, and the callers' own
+        "server_ms": server_cpu * 1000.0 / delivered, "client_ms": sum(r["cpu"] for r in results) * 1000.0 / delivered,
         "size": size, "path": path, "mode": mode, "clients": n,
         "lat_p50": pct(latencies, 50), "lat_p99": pct(latencies, 99),
         "calls_s": sum(r["calls"] for r in results) / args.seconds / n,
@@ -264,15 +344,17 @@ def cpu_rows(args, workdir: Path, redis_server, address: str, camera: str, url: 
     return rows
 
 
-HEADER = (f"{'size':>10} {'path':>5} {'mode':>6} {'clients':>7} {'lat p50':>8} {'lat p99':>8} {'calls/s':>8} "
-          f"{'frames/s':>8} {'min f/s':>8} {'age p50':>8} {'age p99':>8} {'via':>5} {'cam f/s':>7} {'load':>5}")
+HEADER = (f"{'size':>10} {'path':>9} {'mode':>6} {'clients':>7} {'lat p50':>8} {'lat p99':>8} {'calls/s':>8} "
+          f"{'frames/s':>8} {'min f/s':>8} {'age p50':>8} {'age p99':>8} {'via':>5} {'cam f/s':>7} {'load':>5} "
+          f"{'srv ms/f':>7} {'cli ms/f':>7}")
 
 
 def format_row(r: dict) -> str:
-    return (f"{r['size']:>10} {r['path']:>5} {r['mode']:>6} {r['clients']:>7} {r['lat_p50']:>8.2f} "
+    path = r["path"] + ("-old" if r.get("baseline") else "")
+    return (f"{r['size']:>10} {path:>9} {r['mode']:>6} {r['clients']:>7} {r['lat_p50']:>8.2f} "
             f"{r['lat_p99']:>8.2f} {r['calls_s']:>8.1f} {r['frames_s']:>8.1f} {r['frames_min']:>8.1f} "
             f"{r['age_p50']:>8.1f} {r['age_p99']:>8.1f} {r['via']:>5} {r.get('camera_fps', float('nan')):>7.1f} "
-            f"{r['load']:>5.2f}")
+            f"{r['load']:>5.2f} {r['server_ms']:>7.2f} {r['client_ms']:>7.2f}")
 
 
 def verdicts(rows: list[dict], fps: int) -> None:
@@ -283,7 +365,7 @@ def verdicts(rows: list[dict], fps: int) -> None:
 
     print("\ntargets")
     for r in rows:
-        if r.get("cpu"):
+        if r.get("cpu") or r.get("baseline"):
             continue
         key = f"{r['size']} {r['path']} {r['mode']} x{r['clients']} (load {r['load']:.2f})"
         if r["path"] == "shm" and r["mode"] == "next":
@@ -327,17 +409,23 @@ def main() -> int:
     parser.add_argument("--grpc-clients", default="1,4", help="gRPC client counts")
     parser.add_argument("--fps", type=int, default=25)
     parser.add_argument("--paced-hz", type=float, default=10.0, help="calls/s per client in the paced mode")
-    parser.add_argument("--source", choices=("rtsp", "synthetic"), default="rtsp")
+    parser.add_argument("--source", choices=("rtsp", "synthetic", "ring"), default="rtsp")
     parser.add_argument("--paths", default="shm,grpc", help="shm (local readers), grpc (remote/original clients)")
     parser.add_argument("--modes", default="newest,next", help="newest, paced, next")
     parser.add_argument("--cpu", action="store_true", help="end-to-end CPU with local readers vs ffmpeg")
     parser.add_argument("--cpu-readers", default="1,2,4")
+    parser.add_argument("--baseline", action="store_true",
+                        help="gRPC rows also with the old client (keep_frame_buffers=False), alternating; "
+                             "rows marked grpc-old")
+    parser.add_argument("--rounds", type=int, default=1, help="with --baseline: alternations per gRPC row")
     args = parser.parse_args()
     args.clients = [int(c) for c in args.clients.split(",")]
     args.grpc_clients = [int(c) for c in args.grpc_clients.split(",")]
     args.paths = args.paths.split(",")
     args.modes = args.modes.split(",")
     args.cpu_readers = [int(c) for c in args.cpu_readers.split(",")]
+    if args.cpu and args.source != "rtsp":
+        parser.error("--cpu compares with ffmpeg on the RTSP stream: it needs --source rtsp")
     args.shm_dir = f"/dev/shm/edgeproxy-bench-{os.getpid()}"
     sizes = [tuple(int(v) for v in s.lower().split("x")) for s in args.sizes.split(",")]
 

@@ -5,7 +5,8 @@ copy of it per caller) allocate and free a buffer the size of a frame for every 
 1080p BGR24. glibc serves such sizes with ``mmap`` and gives them back with ``munmap`` (or trims
 its heap), so every frame touched ~1,500 fresh pages: the frame server spent about a third of its
 CPU in page faults and zeroing at 1080p. Raising glibc's mmap and trim thresholds keeps those
-buffers in the heap, reused frame after frame. The cost: up to ``TRIM_BYTES`` of freed memory
+buffers in the heap, reused frame after frame (``edgeproxy.client.FrameClient`` does it too, in
+its caller's process, once frames come to it over gRPC). The cost: up to ``TRIM_BYTES`` of freed memory
 stays with the process (its peak use, not more). Only glibc (``mallopt``); elsewhere a no-op.
 """
 

@@ -195,13 +195,14 @@ class _Timespec(ctypes.Structure):
     _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
 
 
-def _futex_wait(address: int, expected: int, timeout_s: float) -> None:
+def _futex_wait(address, expected: int, timeout_s: float) -> None:
+    """``address``: an int or, cheaper per call, a ``ctypes.c_void_p`` made once."""
     if _syscall is None or _SYS_FUTEX is None:
         time.sleep(min(timeout_s, 0.002))
         return
     timeout = _Timespec(int(timeout_s), int((timeout_s % 1) * 1e9))
-    _syscall(_SYS_FUTEX, ctypes.c_void_p(address), _FUTEX_WAIT, ctypes.c_uint32(expected),
-             ctypes.byref(timeout), None, 0)
+    _syscall(_SYS_FUTEX, address if isinstance(address, ctypes.c_void_p) else ctypes.c_void_p(address),
+             _FUTEX_WAIT, ctypes.c_uint32(expected), ctypes.byref(timeout), None, 0)
 
 
 def _futex_wake(address: int) -> None:
@@ -366,7 +367,8 @@ class FrameRingReader:
             self._mm.close()
             raise RingError(f"{path}: truncated frame ring")
         self._bytes = np.frombuffer(self._mm, np.uint8)
-        self._futex = self._bytes.ctypes.data + _OFF_FUTEX
+        self._futex = ctypes.c_void_p(self._bytes.ctypes.data + _OFF_FUTEX)  # made once: a reader waits per frame
+        self._names: dict[bytes, str] = {}  # frame type, pixel format, codec as stored -> str (a handful)
 
     def close(self) -> None:
         """Nothing to do: the mapping goes with the last reference to this reader and to the
@@ -439,14 +441,21 @@ class FrameRingReader:
                 continue  # rewritten while we copied: torn, read again
             meta = {
                 "seq": slot_seq, "ts": ts, "width": width, "height": height, "pts": pts, "dts": dts,
-                "time_base": time_base, "frame_type": frame_type.rstrip(b"\0").decode("ascii", "replace"),
+                "time_base": time_base, "frame_type": self._name(frame_type),
                 "is_keyframe": bool(flags & _FLAG_KEY), "is_corrupt": bool(flags & _FLAG_CORRUPT),
-                "codec_name": codec_name.rstrip(b"\0").decode("ascii", "replace"),
-                "pix_fmt": pix_fmt.rstrip(b"\0").decode("ascii", "replace"), "packet": packet,
+                "codec_name": self._name(codec_name), "pix_fmt": self._name(pix_fmt), "packet": packet,
                 "keyframe": keyframe, "data_format": "bgr24", "_slot": offset,
             }
             return image.reshape(height, width, channels), meta
         return None
+
+    def _name(self, raw: bytes) -> str:
+        name = self._names.get(raw)
+        if name is None:
+            name = raw.rstrip(b"\0").decode("ascii", "replace")
+            if len(self._names) < 256:
+                self._names[raw] = name
+        return name
 
     def intact(self, meta: dict) -> bool:
         """Does the slot of this frame still hold it (a view of it is not overwritten)?"""
