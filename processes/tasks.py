@@ -91,7 +91,7 @@ def operation_finished(operation_id: str, ok: bool, error: str = "", observed: d
 
 @shared_task(name=messages.HostHeartbeat.task, base=ReplaceableReportTask)
 def host_heartbeat(host: str, report: dict) -> None:
-    services.record_heartbeat(host, report)
+    services.absorb_heartbeat(host, report)
 
 
 @shared_task(name=messages.HostAlive.task, base=ReplaceableReportTask)
