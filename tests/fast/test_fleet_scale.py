@@ -117,14 +117,16 @@ def test_a_removing_status_docker_showed_does_not_stick(api, edge, broker):
     assert api.get("/api/v1/process/cam-1").json()["status"] == "running"
 
 
-def test_quiet_heartbeats_are_recorded_together_and_a_changed_one_in_full(streaming_fleet, edge, settings):
+def test_quiet_heartbeats_are_recorded_together_and_a_changed_one_in_full(streaming_fleet, edge, settings,
+                                                                          broker_redis):
     """The control worker gathers quiet beats (only live facts moved) and records them with one read
     and one write for all of them; a beat whose host's cameras changed meanwhile is recorded in full."""
     from datetime import timedelta
 
     from django.utils import timezone
 
-    from processes import services
+    from edgeproxy.contracts import tasks as messages
+    from processes import services, tasks
     from processes.models import EdgeHost
 
     settings.EDGEPROXY_HEARTBEAT_BATCH_SECONDS = 3600  # flushed by the test, not the worker's thread
@@ -135,9 +137,11 @@ def test_quiet_heartbeats_are_recorded_together_and_a_changed_one_in_full(stream
     reports = {host: {"queue": f"host.{host}", "runtime": "docker", "facts": {"cpus": 2},
                       "frames_address": "127.0.0.1:1", "public_key": "", "cameras": [], "streams": {},
                       "observed_at": int(time.time() * 1000)} for host in ("edge-b", "edge-c")}
-    for host in reports:  # (their own report, as register sent it, but the key)
+    for host in reports:  # (their own report, as register sent it), through the heartbeat queue as edges send it
         reports[host]["public_key"] = EdgeHost.objects.get(name=host).public_key
-        services.absorb_heartbeat(host, reports[host])
+        message = messages.HostHeartbeat(host=host, report=reports[host])
+        celery_app.send_task(message.task, kwargs=message.kwargs(), queue=message.queue)
+    assert tasks.consume_heartbeats(broker_redis.client()) == 2
     long_ago = timezone.now() - timedelta(hours=1)
     EdgeHost.objects.update(last_heartbeat=long_ago)
     a_report = {"queue": "host.edge-a", "runtime": "docker", "facts": {"cpus": 2}, "frames_address": "127.0.0.1:1",
