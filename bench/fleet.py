@@ -237,6 +237,7 @@ def seed_database(hosts: list[str], per_host: int) -> None:
 
 def heartbeat_cost(system, commands, seconds: float) -> dict:
     """Every host beating: what the control worker and the database spend on it over ``seconds``."""
+    from edgeproxy.contracts.tasks import CONTROL_QUEUE, HEARTBEAT_QUEUE
     from tests.support.services import cpu_seconds
 
     db = system.connect_database()
@@ -259,7 +260,8 @@ def heartbeat_cost(system, commands, seconds: float) -> dict:
     recorded = max(1, recorded1 - recorded0)
     return {"sent_per_s": (sent1 - sent0) / (t1 - t0), "recorded_per_s": recorded / (t1 - t0),
             "cpu_share": (cpu1 - cpu0) / (t1 - t0), "cpu_ms_per_beat": (cpu1 - cpu0) * 1000 / recorded,
-            "rows_per_beat": (rows1 - rows0) / recorded, "backlog": commands.llen("control"),
+            "rows_per_beat": (rows1 - rows0) / recorded,
+            "backlog": commands.llen(CONTROL_QUEUE) + commands.llen(HEARTBEAT_QUEUE),
             "load": os.getloadavg()[0]}
 
 
