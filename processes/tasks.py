@@ -10,11 +10,13 @@ recorded, and a message is acknowledged only once its task has run (``acks_late`
 """
 
 import base64
+import functools
 import json
 import logging
 import random
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import redis
 from celery import Task, shared_task, signals
@@ -102,13 +104,15 @@ def host_heartbeat(host: str, report: dict) -> None:
 # --- heartbeats, read in batches -----------------------------------------------------------------
 
 HEARTBEAT_BATCH = 500
+HEARTBEAT_THREADS = 4  # (as the control worker's Celery threads)
 
 
 def absorb_heartbeat_messages(raw_messages: list[bytes]) -> int:
-    """Heartbeat task messages as kombu stored them on the heartbeat queue, applied in order
-    (``services.absorb_heartbeat``). A message that is not a heartbeat, or that fails, is logged and
-    dropped: the host's next beat replaces it. The number applied."""
-    applied = 0
+    """Heartbeat task messages as kombu stored them on the heartbeat queue, applied
+    (``services.absorb_heartbeat``): the newest of each host only (it replaces the older ones), the
+    hosts side by side (a beat recorded in full waits on the database). A message that is not a
+    heartbeat, or that fails, is logged and dropped: the host's next beat replaces it. The number applied."""
+    newest: dict[str, dict] = {}
     for raw in raw_messages:
         try:
             envelope = json.loads(raw)
@@ -118,11 +122,27 @@ def absorb_heartbeat_messages(raw_messages: list[bytes]) -> int:
             if envelope.get("properties", {}).get("body_encoding") == "base64":
                 body = base64.b64decode(body)
             _args, kwargs, _embed = json.loads(body)
-            services.absorb_heartbeat(kwargs["host"], kwargs["report"])
-            applied += 1
-        except Exception as exc:  # noqa: BLE001 - one bad or unrecordable beat must not stop the others
+            newest[kwargs["host"]] = kwargs["report"]
+        except Exception as exc:  # noqa: BLE001 - one bad beat must not stop the others
             logger.warning("heartbeat not recorded (%s); the host's next one replaces it", exc)
-    return applied
+    return sum(_heartbeat_pool().map(_absorb_one, newest.items()))
+
+
+def _absorb_one(beat: tuple[str, dict]) -> bool:
+    from django.db import close_old_connections
+
+    try:
+        close_old_connections()
+        services.absorb_heartbeat(*beat)
+        return True
+    except Exception as exc:  # noqa: BLE001 - the host's next beat replaces it
+        logger.warning("heartbeat of %s not recorded (%s); its next one replaces it", beat[0], exc)
+        return False
+
+
+@functools.cache
+def _heartbeat_pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(HEARTBEAT_THREADS, thread_name_prefix="heartbeat")
 
 
 def consume_heartbeats(client: redis.Redis, wait: float = 1.0) -> int:
