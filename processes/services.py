@@ -688,13 +688,15 @@ def absorb_heartbeat(host_name: str, report: dict) -> None:
     """A heartbeat from the control queue (``record_heartbeat``, batched when it can be).
 
     A quiet beat (the same report, but for the time and live stream facts, as the last one, which
-    changed nothing) waits at most EDGEPROXY_HEARTBEAT_BATCH_SECONDS with the others; then one
+    changed nothing) waits at most EDGEPROXY_HEARTBEAT_BATCH_SECONDS (and a fifth of the heartbeat
+    interval) with the others; then one
     read checks that none of their hosts' cameras changed meanwhile, one statement refreshes their
     ``last_heartbeat`` (to the oldest beat's time: never later than a host was heard from) and one
     Redis round trip stores their live facts (``flush_quiet_heartbeats``).
     With a fleet beating every few seconds that is a fraction of a database write a beat, instead
     of two statements each. Any other beat is recorded at once, and replaces a waiting one."""
-    seconds = settings.EDGEPROXY_HEARTBEAT_BATCH_SECONDS
+    # At most a fifth of the interval: a host's last_heartbeat must stay well inside its online window.
+    seconds = min(settings.EDGEPROXY_HEARTBEAT_BATCH_SECONDS, settings.EDGEPROXY_HEARTBEAT_SECONDS / 5)
     quiet = _QUIET_BEATS.get(host_name)
     if seconds > 0 and quiet is not None and quiet[1] == _observation_digest(report):
         with _pending_lock:

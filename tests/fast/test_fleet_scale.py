@@ -130,6 +130,7 @@ def test_quiet_heartbeats_are_recorded_together_and_a_changed_one_in_full(stream
     from processes.models import EdgeHost
 
     settings.EDGEPROXY_HEARTBEAT_BATCH_SECONDS = 3600  # flushed by the test, not the worker's thread
+    settings.EDGEPROXY_HEARTBEAT_SECONDS = 5 * 3600  # (the window is at most a fifth of the interval)
     beat(edge, 25.0, 1_500_000)  # the same observation as the fixture's last: quiet from now on
     for name in ("edge-b", "edge-c"):
         edge.register(name)
