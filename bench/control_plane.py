@@ -14,6 +14,7 @@ measure the control plane alone: validation, placement, database writes and task
 """
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -69,16 +70,30 @@ def api_queue_only(system: System, n: int) -> list[float]:
     return times
 
 
-def api_connects(system: System, n: int) -> list[float]:
+PHASES = ("request to operation created", "created to started reported (task to the edge and back)",
+          "started to finished reported (the edge's work and its report)", "finished to the answer (wake-up)")
+
+
+def api_connects(system: System, n: int, phases: list | None = None) -> list[float]:
+    """``POST /process?wait=`` until running, n times; with ``phases``, each connect's time split at the
+    operation's times as the database recorded them (``created``, ``started``, ``finished``)."""
     times = []
     for i in range(n):
         name = f"bench-{i:03d}-{uuid.uuid4().hex[:4]}"
+        sent = time.time()
         t0 = time.perf_counter()
         response = system.post("/api/v1/process?wait=30", {"name": name, "rtsp_endpoint": "rtsp://127.0.0.1:9/none",
                                                             "host": "bench-edge"})
         elapsed = time.perf_counter() - t0
+        answered = sent + elapsed
         assert response.status_code == 200 and response.json()["status"] == "running", response.text
         times.append(elapsed)
+        if phases is not None:
+            created, started, finished = system.sql(
+                "SELECT extract(epoch FROM created), extract(epoch FROM started), extract(epoch FROM finished) "
+                "FROM processes_operation WHERE id = %s", (response.json()["operation"]["id"],))[0]
+            marks = [sent, float(created), float(started), float(finished), answered]
+            phases.append([b - a for a, b in zip(marks, marks[1:], strict=False)])
         system.delete(f"/api/v1/process/{name}?wait=30")
     return times
 
@@ -193,6 +208,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=16, help="concurrent clients for the 202 latency")
     parser.add_argument("--per-client", type=int, default=25, help="connects per concurrent client")
     parser.add_argument("--onboard", type=int, default=2000, help="cameras onboarded in bulk (and 1/5 singly)")
+    parser.add_argument("--connect-only", action="store_true", help="only row 1 (the connect until running)")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="bench-control-"))
@@ -207,7 +223,8 @@ def main() -> None:
         system.start_edge("bench-edge")
         api_connects(system, 2)  # warm up: imports, connections
         raw = raw_docker_start(client, image, volumes, args.n)
-        api = api_connects(system, args.n)
+        phases: list = []
+        api = api_connects(system, args.n, phases)
         queued = api_queue_only(system, args.n)
         overhead = statistics.median(api) - statistics.median(raw)
         print(f"connect: POST /process?wait= until running  median {ms(statistics.median(api))} ms "
@@ -215,7 +232,12 @@ def main() -> None:
         print(f"connect: raw Docker create+start             median {ms(statistics.median(raw))} ms")
         print(f"connect: of which answering 202 (queued)      median {ms(statistics.median(queued))} ms")
         print(f"connect: overhead of the control plane        median {ms(overhead)} ms  (target < 50 ms)")
+        for index, phase in enumerate(PHASES):
+            print(f"connect:   {phase:<62} median {ms(statistics.median(p[index] for p in phases))} ms")
+        print(f"connect: machine load average {os.getloadavg()[0]:.1f}")
 
+        if args.connect_only:
+            return
         seed_fleet(system.env, args.hosts, args.cameras)
         listing, response = timed_gets(system, "/api/v1/processlist")
         count = len(response.json())

@@ -18,6 +18,12 @@ Prints:
   cameras running;
 - ``GET /processlist`` and a page of ``/cameras`` at that size.
 
+With ``--drain``, only the heartbeat path's cost, like with like: the same queued heartbeats of
+``--hosts`` hosts (``--rounds`` beats each, the first a start) drained by a control worker, once
+the old way (each beat a Celery task on the control queue, recorded at once:
+``EDGEPROXY_HEARTBEAT_BATCH_SECONDS=0``) and once the new way (the heartbeat queue read in batches,
+quiet beats recorded together): the control worker's CPU per beat and the database writes per beat.
+
 With ``--seed`` the cameras are written to the database directly (as running, observed) and the
 simulated hosts start with them running, instead of connecting each through the API: 50,000
 connects would take minutes and measure onboarding, which ``bin/bench control_plane`` does.
@@ -28,6 +34,7 @@ import hashlib
 import os
 import random
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -35,6 +42,8 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+import psycopg
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -228,6 +237,7 @@ def seed_database(hosts: list[str], per_host: int) -> None:
 
 def heartbeat_cost(system, commands, seconds: float) -> dict:
     """Every host beating: what the control worker and the database spend on it over ``seconds``."""
+    from edgeproxy.contracts.tasks import CONTROL_QUEUE, HEARTBEAT_QUEUE
     from tests.support.services import cpu_seconds
 
     db = system.connect_database()
@@ -250,7 +260,8 @@ def heartbeat_cost(system, commands, seconds: float) -> dict:
     recorded = max(1, recorded1 - recorded0)
     return {"sent_per_s": (sent1 - sent0) / (t1 - t0), "recorded_per_s": recorded / (t1 - t0),
             "cpu_share": (cpu1 - cpu0) / (t1 - t0), "cpu_ms_per_beat": (cpu1 - cpu0) * 1000 / recorded,
-            "rows_per_beat": (rows1 - rows0) / recorded, "backlog": commands.llen("control"),
+            "rows_per_beat": (rows1 - rows0) / recorded,
+            "backlog": commands.llen(CONTROL_QUEUE) + commands.llen(HEARTBEAT_QUEUE),
             "load": os.getloadavg()[0]}
 
 
@@ -265,6 +276,98 @@ def timed_get(system, path: str, n: int = 5) -> tuple[float, int]:
     return round(statistics.median(times) * 1000, 1), size
 
 
+def queue_beats(hosts: list[str], per_host: int, rounds: int, heartbeat_queue: str) -> None:
+    """Heartbeats as the simulated hosts send them, queued (run inside ``manage.py shell``): a start
+    each on the control queue, then ``rounds - 1`` beats each on ``heartbeat_queue``."""
+    from edgeproxy.celery import app
+    from edgeproxy.contracts import tasks as messages
+
+    with app.producer_or_acquire() as producer:
+        for beat in range(rounds):
+            for host in hosts:
+                now = int(time.time() * 1000)
+                names = seeded_names(host, per_host)
+                cameras = [{"name": name, "camera_id": str(uuid.uuid5(uuid.NAMESPACE_DNS, name)),
+                            "container_id": seeded_container(name), "status": "running", "state": running_state(),
+                            "image": "edgeproxy/camera:latest", **({"logs": {"stdout": None, "stderr": None}}
+                                                                   if beat == 0 else {})} for name in names]
+                streams = {name: {"state": "streaming", "fps": round(random.uniform(24.0, 25.5), 2), "width": 1280,
+                                  "height": 720, "codec": "h264", "last_frame_at": now, "reconnects": 0,
+                                  "last_error": None, "rtmp_streaming": False, "storing": False, "updated_at": now,
+                                  "packets": now // 40} for name in names}
+                report = {"queue": f"host.{host}", "runtime": "simulated", "facts": {"runtime": "simulated"},
+                          "images": [], "public_key": "", "frames_address": "", "observed_at": now,
+                          "cameras": cameras, "streams": streams, "apps": []}
+                message = (messages.HostStarted if beat == 0 else messages.HostHeartbeat)(host=host, report=report)
+                app.send_task(message.task, kwargs=message.kwargs(), producer=producer,
+                              queue=message.queue if beat == 0 else heartbeat_queue)
+
+
+def drain_cost(args, old: bool) -> dict:
+    """Queue the heartbeats, start a control worker, let it take the starts, then measure it draining the rest."""
+    import redis
+
+    from edgeproxy.contracts.tasks import CONTROL_QUEUE, HEARTBEAT_QUEUE
+    from tests.support.services import Process, RedisServer, cpu_seconds, wait_until
+    from tests.support.system import fresh_database_url
+
+    work = Path(tempfile.mkdtemp(prefix="bench-fleet-drain-"))
+    redis_server = RedisServer(work / "redis")
+    database_url = fresh_database_url("edgeproxy_bench_drain")
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("EDGEPROXY_", "DJANGO_", "DATABASE_URL"))},
+           "DJANGO_SETTINGS_MODULE": "edgeproxy.settings", "PYTHONPATH": str(REPO), "DATABASE_URL": database_url,
+           "REDIS_URL": redis_server.url, "EDGEPROXY_FRAMES_REDIS_URL": redis_server.url,
+           "SECRET_KEY": "bench-secret-key-not-for-production", "EDGEPROXY_STATE_DIR": str(work),
+           "EDGEPROXY_HEARTBEAT_SECONDS": str(args.heartbeat), "EDGEPROXY_RECONCILE_SECONDS": "3600",
+           "EDGEPROXY_HEARTBEAT_BATCH_SECONDS": "0" if old else "1"}
+    hosts = [f"sim-{i:03d}" for i in range(args.hosts)]
+    per_host = max(1, args.cameras // args.hosts)
+    staging = CONTROL_QUEUE if old else "bench.staging"  # (the new way: moved to the heartbeat queue at once)
+
+    def manage(*argv):
+        subprocess.run([sys.executable, "manage.py", *argv], cwd=REPO, env=env, check=True, capture_output=True)
+
+    manage("migrate", "--noinput")
+    manage("shell", "-c", f"from bench.fleet import seed_database, queue_beats; seed_database({hosts!r}, {per_host}); "
+                          f"queue_beats({hosts!r}, {per_host}, {args.rounds}, {staging!r})")
+    beats = len(hosts) * (args.rounds - 1)
+    broker = redis.Redis.from_url(redis_server.url)
+    control = Process([sys.executable, "-m", "celery", "-A", "edgeproxy.celery", "worker", "--queues", CONTROL_QUEUE,
+                       "--pool", "threads", "--concurrency", "4", "--hostname", "control@%h", "--without-mingle",
+                       "--without-gossip", "--loglevel", "INFO"], work / "control.log", env=env, cwd=REPO)
+    db = psycopg.connect(database_url, autocommit=True)
+
+    def rows_written() -> int:
+        return db.execute("SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0)::bigint FROM pg_stat_user_tables "
+                          "WHERE relname LIKE 'processes_%'").fetchone()[0]
+
+    try:
+        if old:
+            wait_until(lambda: broker.llen(CONTROL_QUEUE) <= beats, 600, interval=0.05, message="the starts taken")
+        else:
+            wait_until(lambda: broker.llen(CONTROL_QUEUE) == 0 and broker.hlen("unacked") == 0, 600, interval=0.05,
+                       message="the starts taken")
+            time.sleep(2.0)
+        time.sleep(1.0)  # (PostgreSQL's counters lag by up to a second)
+        cpu0, rows0, t0 = cpu_seconds(control.popen.pid), rows_written(), time.monotonic()
+        if old:
+            wait_until(lambda: broker.llen(CONTROL_QUEUE) == 0 and broker.hlen("unacked") == 0, 900, interval=0.05,
+                       message="drained")
+        else:
+            broker.rename(staging, HEARTBEAT_QUEUE)
+            wait_until(lambda: broker.llen(HEARTBEAT_QUEUE) == 0, 900, interval=0.05, message="drained")
+            time.sleep(1.5)  # the last batch written
+        cpu1, t1 = cpu_seconds(control.popen.pid), time.monotonic()
+        time.sleep(1.0)
+        rows1 = rows_written()
+    finally:
+        db.close()
+        control.stop()
+        redis_server.stop()
+    return {"beats": beats, "cpu_ms_per_beat": (cpu1 - cpu0) * 1000 / beats, "beats_per_s": beats / (t1 - t0),
+            "rows_per_beat": (rows1 - rows0) / beats, "load": os.getloadavg()[0]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--hosts", type=int, default=100)
@@ -273,11 +376,25 @@ def main() -> None:
     parser.add_argument("--seed", action="store_true", help="write the cameras to the database, running")
     parser.add_argument("--measure", type=float, default=30.0, help="seconds of heartbeats measured")
     parser.add_argument("--online-wait", type=float, default=900.0, help="seconds to wait for every host online")
+    parser.add_argument("--drain", action="store_true", help="only the heartbeat path, old way and new way")
+    parser.add_argument("--rounds", type=int, default=6, help="with --drain: beats queued per host")
     parser.add_argument("--seed-per-host", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--sim", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.sim is not None:
         run_simulated_hosts(args.sim, args.heartbeat, args.seed_per_host)
+        return
+    if args.drain:
+        for _round in range(2):  # interleaved: old, new, old, new
+            for old in (True, False):
+                cost = drain_cost(args, old)
+                way = "old way (a Celery task each, unbatched)" if old else "new way (batched)"
+                share = cost["cpu_ms_per_beat"] * args.hosts / args.heartbeat / 10
+                print(f"heartbeat drain, {way:<40} {cost['beats']} beats of {args.hosts} hosts (all but the first "
+                      f"each quiet) with {max(1, args.cameras // args.hosts)} cameras: control worker CPU "
+                      f"{cost['cpu_ms_per_beat']:.2f} ms a beat (at {args.hosts / args.heartbeat:.0f} beats/s: "
+                      f"{share:.0f} % of a core), {cost['beats_per_s']:.0f} beats/s drained, database rows written "
+                      f"per beat {cost['rows_per_beat']:.3f}; load {cost['load']:.1f}", flush=True)
         return
 
     import redis

@@ -218,6 +218,9 @@ CELERY_ACCEPT_CONTENT = ["json"]
 EDGEPROXY_HOST_NAME = envstr("EDGEPROXY_HOST_NAME", socket.gethostname().lower())
 EDGEPROXY_RUNTIME = envchoice("EDGEPROXY_RUNTIME", "auto", ("auto", "docker", "local"))
 EDGEPROXY_HEARTBEAT_SECONDS = envfloat("EDGEPROXY_HEARTBEAT_SECONDS", 5.0, minimum=0.2)
+# The control worker gathers quiet heartbeats (nothing but live stream facts changed) for this long and
+# writes them together (processes.services.absorb_heartbeat); 0: each one at once.
+EDGEPROXY_HEARTBEAT_BATCH_SECONDS = envfloat("EDGEPROXY_HEARTBEAT_BATCH_SECONDS", 1.0, minimum=0.0)
 # A host not heard from for this many heartbeat intervals is offline.
 EDGEPROXY_OFFLINE_AFTER_BEATS = envint("EDGEPROXY_OFFLINE_AFTER_BEATS", 3, minimum=1)
 EDGEPROXY_CAMERA_IMAGE = envstr("EDGEPROXY_CAMERA_IMAGE", "edgeproxy/camera:0.1.0")

@@ -429,6 +429,7 @@ def _unobserved_recording_json(wanted_text: str | None) -> str:
     return live.compact(recording_selectors.recording_status(wanted, None))
 
 
+@functools.lru_cache(maxsize=_JSON_CACHE_SIZE)  # (a row's stream moves only when its observation does)
 def _stream_json(text: str | None) -> tuple[str, str]:
     """The stored stream as the renderer writes it ("null" when empty), and its RTMP flags (as live.write)."""
     stream = json.loads(text) if text else None

@@ -6,7 +6,7 @@ from django.db import connection
 from django.db.models import Count, Q, QuerySet
 
 from edgeproxy.contracts.statuses import STATE_KEYS, ZERO_TIME, shown_status
-from processes.models import Annotation, Camera, EdgeHost, Operation
+from processes.models import Annotation, AppProcess, Camera, EdgeHost, Operation
 from settings_app.versions import highest_version, is_newer, local_tags, split_image
 
 if TYPE_CHECKING:
@@ -75,15 +75,25 @@ def camera_shown_status_filter(status: str) -> Q:
 
 def host_cameras_version(host_name: str) -> tuple:
     """What moves whenever a camera of the host, or its last operation, is written: their number, newest
-    times and the newest last operation (one small read; the heartbeat compares it with the last one)."""
+    times and the newest last operation, and the number of the host's app processes (one small read;
+    the heartbeat compares it with the last one). An empty tuple for an unknown host."""
+    return hosts_cameras_versions([host_name]).get(host_name, ())
+
+
+def hosts_cameras_versions(host_names: list[str]) -> dict[str, tuple]:
+    """``host_cameras_version`` of many hosts in one read (the batched heartbeat path)."""
+    if not host_names:
+        return {}
     quote = connection.ops.quote_name
-    camera, host, op = (quote(model._meta.db_table) for model in (Camera, EdgeHost, Operation))
+    camera, host, op, app = (quote(model._meta.db_table) for model in (Camera, EdgeHost, Operation, AppProcess))
     with connection.cursor() as cursor:
-        sql = ("SELECT count(*), max(c.modified), max(c.observed_at), max(c.created), max(o.created), "  # noqa: S608
-               f"max(o.finished) FROM {camera} c JOIN {host} h ON h.id = c.host_id "  # (names from the models)
-               f"LEFT JOIN {op} o ON o.id = c.last_operation_id WHERE h.name = %s")
-        cursor.execute(sql, [host_name])
-        return tuple(cursor.fetchone())
+        sql = ("SELECT h.name, count(c.id), max(c.modified), max(c.observed_at), max(c.created), max(o.created), "  # noqa: S608
+               f"max(o.finished), (SELECT count(*) FROM {app} a WHERE a.host_id = h.id) "  # (names from the models)
+               f"FROM {host} h LEFT JOIN {camera} c ON c.host_id = h.id "
+               f"LEFT JOIN {op} o ON o.id = c.last_operation_id "
+               f"WHERE h.name IN ({', '.join(['%s'] * len(host_names))}) GROUP BY h.id, h.name")
+        cursor.execute(sql, list(host_names))
+        return {row[0]: tuple(row[1:]) for row in cursor.fetchall()}
 
 
 def camera_by_name(name: str) -> Camera | None:

@@ -174,8 +174,8 @@ class EdgeAgent:
 
     # --- talking to the control plane --------------------------------------------------------
 
-    def _publish(self, task: str, kwargs: dict, retry: bool = True) -> None:
-        celery_app.send_task(task, kwargs=kwargs, queue=CONTROL_QUEUE, retry=retry)
+    def _publish(self, task: str, kwargs: dict, retry: bool = True, queue: str = CONTROL_QUEUE) -> None:
+        celery_app.send_task(task, kwargs=kwargs, queue=queue, retry=retry)
 
     def tell_control(self, message: messages.ControlMessage, retry: bool = True) -> None:
         """Report to the control plane; a report the broker does not take now is kept and sent
@@ -183,7 +183,7 @@ class EdgeAgent:
         if retry:
             self.outbox.send(message.task, message.kwargs())
         else:
-            self._publish(message.task, message.kwargs(), retry=False)
+            self._publish(message.task, message.kwargs(), retry=False, queue=message.queue)
 
     def _tell_control(self, task: str, retry: bool = True, **kwargs) -> None:
         """``tell_control`` by task name; the arguments are checked against the task's message."""

@@ -17,6 +17,9 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 CONTROL_QUEUE = "control"
+# Heartbeats (hundreds a second from a fleet): their own queue, which the control worker reads in
+# batches rather than as one Celery task each (processes.tasks.consume_heartbeats).
+HEARTBEAT_QUEUE = "control.heartbeats"
 
 
 def host_queue(host_name: str) -> str:
@@ -157,6 +160,7 @@ class UpgradeFinished(ControlMessage):
 @dataclass(frozen=True)
 class HostHeartbeat(ControlMessage):
     task: ClassVar[str] = "processes.host_heartbeat"
+    queue: ClassVar[str] = HEARTBEAT_QUEUE
     host: str
     report: dict
 

@@ -176,7 +176,9 @@ def test_each_task_takes_exactly_its_messages_keyword_arguments(message):
 def test_messages_go_to_their_queues():
     assert messages.EnsureRunning.queue("edge-a") == "host.edge-a" == messages.host_queue("edge-a")
     for message in messages.CONTROL_MESSAGES:
-        assert message.queue == messages.CONTROL_QUEUE == "control"
+        expected = messages.HEARTBEAT_QUEUE if message is messages.HostHeartbeat else messages.CONTROL_QUEUE
+        assert message.queue == expected
+    assert (messages.CONTROL_QUEUE, messages.HEARTBEAT_QUEUE) == ("control", "control.heartbeats")
 
 
 def test_a_message_is_its_tasks_keyword_arguments():

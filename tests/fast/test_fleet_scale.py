@@ -3,6 +3,8 @@ live stream facts it carries are served from (Redis, ``processes.live``)."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -113,3 +115,54 @@ def test_a_removing_status_docker_showed_does_not_stick(api, edge, broker):
     assert api.get("/api/v1/process/cam-1").json()["status"] == "removing"
     edge.register("edge-a", cameras=[{"name": "cam-1", **RUNNING}])
     assert api.get("/api/v1/process/cam-1").json()["status"] == "running"
+
+
+def test_quiet_heartbeats_are_recorded_together_and_a_changed_one_in_full(streaming_fleet, edge, settings,
+                                                                          broker_redis):
+    """The control worker gathers quiet beats (only live facts moved) and records them with one read
+    and one write for all of them; a beat whose host's cameras changed meanwhile is recorded in full."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from edgeproxy.contracts import tasks as messages
+    from processes import services, tasks
+    from processes.models import EdgeHost
+
+    settings.EDGEPROXY_HEARTBEAT_BATCH_SECONDS = 3600  # flushed by the test, not the worker's thread
+    settings.EDGEPROXY_HEARTBEAT_SECONDS = 5 * 3600  # (the window is at most a fifth of the interval)
+    beat(edge, 25.0, 1_500_000)  # the same observation as the fixture's last: quiet from now on
+    for name in ("edge-b", "edge-c"):
+        edge.register(name)
+        edge.register(name)
+    reports = {host: {"queue": f"host.{host}", "runtime": "docker", "facts": {"cpus": 2},
+                      "frames_address": "127.0.0.1:1", "public_key": "", "cameras": [], "streams": {},
+                      "observed_at": int(time.time() * 1000)} for host in ("edge-b", "edge-c")}
+    for host in reports:  # (their own report, as register sent it), through the heartbeat queue as edges send it
+        reports[host]["public_key"] = EdgeHost.objects.get(name=host).public_key
+        message = messages.HostHeartbeat(host=host, report=reports[host])
+        celery_app.send_task(message.task, kwargs=message.kwargs(), queue=message.queue)
+    assert tasks.consume_heartbeats(broker_redis.client()) == 2
+    long_ago = timezone.now() - timedelta(hours=1)
+    EdgeHost.objects.update(last_heartbeat=long_ago)
+    a_report = {"queue": "host.edge-a", "runtime": "docker", "facts": {"cpus": 2}, "frames_address": "127.0.0.1:1",
+                "public_key": EdgeHost.objects.get(name="edge-a").public_key,
+                "cameras": [{"name": name, **RUNNING} for name in NAMES],
+                "streams": {name: streaming(31.5, 4_000_000) for name in NAMES}, "observed_at": int(time.time() * 1000)}
+    with CaptureQueriesContext(connection) as queries:
+        for host, report in (("edge-a", a_report), *reports.items()):
+            services.absorb_heartbeat(host, report)
+    assert not queries.captured_queries  # gathered, not written yet
+    with CaptureQueriesContext(connection) as queries:
+        assert services.flush_quiet_heartbeats() == 3
+    assert [q["sql"].split(" ", 1)[0] for q in queries] == ["SELECT", "UPDATE"], queries.captured_queries
+    assert all(host.last_heartbeat > long_ago for host in EdgeHost.objects.all())
+    assert streaming_fleet.get("/api/v1/process/cam-1").json()["stream"]["fps"] == 31.5
+
+    # A camera of edge-a stopped meanwhile: its next quiet beat is recorded in full.
+    assert streaming_fleet.post("/api/v1/process/cam-3/stop").status_code == 202
+    finish("cam-3", observed=None)
+    services.absorb_heartbeat("edge-a", {**a_report, "observed_at": int(time.time() * 1000)})
+    services.flush_quiet_heartbeats()
+    assert streaming_fleet.get("/api/v1/process/cam-3").json()["status"] == "running"  # as observed since
+    assert services.flush_quiet_heartbeats() == 0
