@@ -356,8 +356,10 @@ def test_the_fleet_page_at_scale_pages_searches_and_refreshes_only_what_changed(
         # The live refresh: one camera changes (a newer image on its host); only its card comes.
         answers.clear()
         page.evaluate("document.querySelector('.card[data-camera=zz-scale-004]').dataset.mark = 'kept'")
-        wait_until(lambda: (page.wait_for_timeout(50), any(a.status == 204 for a in answers))[1], 10,
-                   message="a refresh with nothing changed (204)")
+        # Nothing changed on the page's cameras: a refresh sends none (edge-a beating may change the hosts part).
+        wait_until(lambda: (page.wait_for_timeout(50), any(a.status in (200, 204) for a in answers))[1], 10,
+                   message="a refresh answered")
+        assert not [a for a in answers if a.status == 200 and a.json()["cards"]]
         with contextlib.closing(system.connect_database()) as conn:
             conn.execute("UPDATE processes_camera SET image_tag = 'edgeproxy/camera:0.0.1' WHERE name = 'zz-scale-003'")
         changed = page.locator(".card[data-camera=zz-scale-003]")
