@@ -140,12 +140,17 @@ def synthetic_publisher(redis_url: str, camera: str, width: int, height: int, fp
         pipe.expire(keys.frame_latest(camera), keys.FRAME_TTL_S)
         pipe.set(keys.status(camera), json.dumps({"state": "streaming", "fps": fps}), ex=keys.STATUS_TTL_S)
         pipe.execute()
-        next_at += interval
-        delay = next_at - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
-        else:
-            next_at = time.monotonic()
+        next_at = paced(next_at, interval)
+
+
+def paced(next_at: float, interval: float) -> float:
+    """Wait for the next tick of a fixed rate; a publisher that fell behind starts again from now."""
+    next_at += interval
+    delay = next_at - time.monotonic()
+    if delay > 0:
+        time.sleep(delay)
+        return next_at
+    return time.monotonic()
 
 
 def ring_publisher(redis_url: str, shm_dir: str, camera: str, width: int, height: int, fps: int,
@@ -175,12 +180,7 @@ def ring_publisher(redis_url: str, shm_dir: str, camera: str, width: int, height
                 client.set(keys.status(camera), json.dumps(
                     {"state": "streaming", "fps": fps, "published_frames": seq, "updated_at": int(time.time() * 1000),
                      "frames_ring": ring.name, "frames_ring_id": str(ring.ring_id)}), ex=keys.STATUS_TTL_S)
-            next_at += interval
-            delay = next_at - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            else:
-                next_at = time.monotonic()
+            next_at = paced(next_at, interval)
     finally:
         ring.close()
 
