@@ -157,8 +157,18 @@ def test_killed_app_comes_back_survives_a_worker_restart_and_delete_removes_only
 
     # Removed behind the system's back: reconciliation brings it back.
     docker_client.containers.get(first["container_id"]).remove(force=True)
-    back = wait_until(lambda: (a := app(system, "bright-app"))["status"] == "running" and a["container_id"]
-                      and a["container_id"] != first["container_id"] and a, 30, interval=0.3, message="app back")
+    seen: list[dict] = []  # what the record said, for the failure message
+
+    def running_again():
+        seen.append(app(system, "bright-app"))
+        a = seen[-1]
+        return a["status"] == "running" and a["container_id"] and a["container_id"] != first["container_id"] and a
+    try:
+        back = wait_until(running_again, 30, interval=0.3, message="app back")
+    except TimeoutError as exc:
+        views = [(a["status"], a["container_id"][:12], (a.get("operation") or {}).get("kind"),
+                  (a.get("operation") or {}).get("state")) for a in seen]
+        raise AssertionError(f"{exc}; the record went {sorted(set(views), key=views.index)}") from None
     assert back["operation"]["kind"] == "reconcile"
 
     # The edge worker restarts: the container is left running, and the app is still the same one.
