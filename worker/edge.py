@@ -7,6 +7,7 @@ bus's table of this host's cameras current for the frame server.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -161,6 +162,8 @@ class EdgeAgent:
         self.key = sealing.load_or_create_key(key_path)
         self.frames = redis.Redis.from_url(settings.FRAMES_REDIS_URL, socket_timeout=5, socket_connect_timeout=5)
         self._log_digests: dict[str, str] = {}
+        # Each camera's stream status as last read (monotonic time, status): see _stream_status.
+        self._last_streams: dict[str, tuple[float, dict]] = {}
         self._beats = 0
         self._gathering_since: float | None = None  # while a heartbeat's report is being gathered
         self._rtmp: dict[str, bool] = {}
@@ -260,6 +263,7 @@ class EdgeAgent:
                            extra={"camera": camera_name, "host": self.host, "operation": operation_id})
         self._rtmp.pop(camera_name, None)
         self._log_digests.pop(camera_name, None)
+        self._last_streams.pop(camera_name, None)
         logger.info("camera %s: removed", camera_name,
                     extra={"camera": camera_name, "host": self.host, "operation": operation_id})
         self._finished(operation_id, True, removed=True)
@@ -385,20 +389,31 @@ class EdgeAgent:
 
     # --- reports -----------------------------------------------------------------------------
 
-    def _stream_status(self, names: list[str]) -> dict[str, dict]:
+    def _stream_status(self, names: list[str], running: frozenset[str] = frozenset()) -> dict[str, dict]:
+        """The stream status each camera process writes to Redis. For a camera whose process runs
+        (``running``), a status that cannot be read now (Redis restarting, or restarted empty before
+        the camera wrote again) is the one last read, for as long as its key could have lived
+        (STATUS_TTL_S): a Redis restart is not a camera that stopped streaming. (A camera that stops
+        deletes its status: that one is gone at once.)"""
         if not names:
             return {}
+        now = time.monotonic()
         try:
             values = self.frames.mget([keys.status(n) for n in names])
         except redis.RedisError:
-            return {}
+            values = [None] * len(names)
         streams = {}
         for name, value in zip(names, values, strict=True):
+            status = None
             if value:
-                try:
-                    streams[name] = json.loads(value)
-                except ValueError:
-                    continue
+                with contextlib.suppress(ValueError):
+                    status = json.loads(value)
+            if status is not None:
+                self._last_streams[name] = (now, status)
+            elif name in running and (last := self._last_streams.get(name)) and now - last[0] < keys.STATUS_TTL_S:
+                status = last[1]
+            if status is not None:
+                streams[name] = status
         return streams
 
     def _publish_host_table(self, observed: list[Observed] | None = None) -> None:
@@ -444,7 +459,8 @@ class EdgeAgent:
             "frames_address": settings.EDGEPROXY_FRAMES_ADVERTISE,
             "observed_at": observed_at,
             "cameras": payload,
-            "streams": self.recordings.add_counts(self._stream_status([c.name for c in cameras])),
+            "streams": self.recordings.add_counts(self._stream_status(
+                [c.name for c in cameras], running=frozenset(c.name for c in cameras if c.status == "running"))),
         }
         apps_seen = apps.report_entry(self)  # app processes (issue 16)
         if apps_seen is not None:

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.docker
 
 SEGMENT_S = 2
 FRAME_MS = 40  # the test cameras send 25 fps
-QUOTA_MB = 0.3
+QUOTA_MB = 0.8  # room for several 2 s segments: the first test fetches closed ones while new ones come
 TMPFS_MB = 4
 
 
@@ -41,7 +41,7 @@ def ffprobe(path: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def tmpfs(tmp_path_factory):
-    """A 4 MiB tmpfs: rec-a's recordings (quota 0.3 MiB, free-space floor 1 MiB)."""
+    """A 4 MiB tmpfs: rec-a's recordings (quota QUOTA_MB, free-space floor 1 MiB)."""
     mount = tmp_path_factory.mktemp("recordings-tmpfs")
     subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={TMPFS_MB}m,mode=0700", "tmpfs", str(mount)], check=True)
     yield mount
@@ -206,7 +206,7 @@ def _is_camera(proc: Path, name: str) -> bool:
 
 
 def test_quota_event_clips_and_a_full_quota(rec, tmpfs):
-    """rec-a's quota (0.3 MiB on a 4 MiB tmpfs): the oldest segments go first, the disk never holds more
+    """rec-a's quota (QUOTA_MB on a 4 MiB tmpfs): the oldest segments go first, the disk never holds more
     than the quota, the footage around an event stays and its clip plays; when kept footage fills the
     quota, recording stops cleanly (the camera streams on) and the camera record says why."""
     from edgeproxy.client import FrameClient
