@@ -52,35 +52,43 @@
     watchNew(parent);
   }
 
-  function watchChanges(region) {
+  // Every data-every ms (not while the page is hidden, never two at once): GET url(), and hand a
+  // response that was not a redirect (logged out, or the camera gone: the page says so) to use().
+  function poll(region, url, use) {
     var every = parseInt(region.dataset.every, 10) || 2000;
     var busy = false;
     setInterval(function () {
       if (busy || document.hidden) return;
       busy = true;
-      var url = region.dataset.changes + "&since=" + encodeURIComponent(region.dataset.since);
-      fetch(url, { credentials: "same-origin", cache: "no-store" })
+      fetch(url(), { credentials: "same-origin", cache: "no-store" })
         .then(function (response) {
-          if (response.redirected) {  // logged out: let the page say so
+          if (response.redirected) {
             window.location.reload();
             return null;
           }
           setLive(response.ok);
-          return response.status === 200 ? response.json() : null;
-        })
-        .then(function (changes) {
-          if (!changes) return;
-          Object.keys(changes.fragments).forEach(function (id) {
-            var fragment = document.getElementById(id);
-            if (fragment) swap(fragment, changes.fragments[id]);
-          });
-          Object.keys(changes.cards).forEach(function (name) { replaceCard(name, changes.cards[name]); });
-          region.dataset.since = changes.since;
-          showAges(region);
+          return use(response);
         })
         .catch(function () { setLive(false); })
         .finally(function () { busy = false; });
     }, every);
+  }
+
+  function watchChanges(region) {
+    poll(region, function () {
+      return region.dataset.changes + "&since=" + encodeURIComponent(region.dataset.since);
+    }, function (response) {
+      if (response.status !== 200) return null;
+      return response.json().then(function (changes) {
+        Object.keys(changes.fragments).forEach(function (id) {
+          var fragment = document.getElementById(id);
+          if (fragment) swap(fragment, changes.fragments[id]);
+        });
+        Object.keys(changes.cards).forEach(function (name) { replaceCard(name, changes.cards[name]); });
+        region.dataset.since = changes.since;
+        showAges(region);
+      });
+    });
   }
 
   function showAges(root) {
@@ -95,24 +103,10 @@
   }
 
   function watch(region) {
-    var every = parseInt(region.dataset.every, 10) || 2000;
-    var busy = false;
-    setInterval(function () {
-      if (busy || document.hidden) return;
-      busy = true;
-      fetch(region.dataset.refresh, { credentials: "same-origin", cache: "no-store" })
-        .then(function (response) {
-          if (response.redirected) {  // logged out, or the camera is gone: let the page say so
-            window.location.reload();
-            return null;
-          }
-          setLive(response.ok);
-          return response.ok ? response.text() : null;
-        })
-        .then(function (html) { if (html !== null && html !== undefined) swap(region, html); })
-        .catch(function () { setLive(false); })
-        .finally(function () { busy = false; });
-    }, every);
+    poll(region, function () { return region.dataset.refresh; }, function (response) {
+      if (!response.ok) return null;
+      return response.text().then(function (html) { swap(region, html); });
+    });
   }
 
   function showSnapshot(img, blob) {
