@@ -1,7 +1,7 @@
 """CPU cost of the camera process, against plain ffmpeg doing the same work on the same stream.
 
     .venv/bin/python bench/ingest.py [--seconds 20] [--repeat 1] [--sizes 640x480,1920x1080] [--fps 25] [--gop 25]
-                                     [--frames shm|redis]
+                                     [--frames shm|redis] [--baseline REF]
 
 For each size: a GStreamer RTSP camera (tests/support), a throw-away Redis, and the real camera
 program (``python -m worker.camera``, default configuration: 10 s packet ring; frames into its
@@ -24,14 +24,27 @@ stime, /proc/<pid>/stat) per minute of stream, each measured over its own window
 Ratios, both sides printed: b/d (target <= 1.10: decoding to the same format), a/e (target
 <= 1.25: receiving the stream without decoding), c/b (about the keyframe share). End-to-end costs
 with readers (camera + frame bus + conversion + readers) are in ``bench/frames.py --cpu``.
+
+Every program runs at the same time on the same stream (the test camera shares its media) and is
+measured over the same windows, so the machine's other load weighs on both sides of a ratio alike:
+(a), (e) and (f) together; (b) and (d) together (ffmpeg decoding starts a few seconds before that
+window and stops after it); (c). CPU from the scheduler's nanosecond count of every thread
+(/proc/<pid>/task/*/schedstat), not 10 ms ticks. The camera's threads are printed apart (ingest is
+the busiest; the rest: status writer, main thread's watchdog, idle recorder). ``--baseline REF``
+(a git ref, e.g. ``main``; extracted with ``git archive``) runs that commit's camera program too,
+on the same stream, in the same windows: before and after, like with like (Redis's CPU is then
+that of both cameras' writes).
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
+import subprocess
 import sys
+import tarfile
 import tempfile
 import threading
 import time
@@ -55,6 +68,44 @@ def measure(pid: int, seconds: float, also: int | None = None):
     if also:
         return value, (cpu_seconds(also) - start_also) / elapsed * 60.0
     return value
+
+
+def thread_seconds(pid: int) -> dict[int, float]:
+    """CPU seconds of each thread of ``pid`` (scheduler's nanosecond count), by thread id."""
+    found = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            found[int(task.name)] = int((task / "schedstat").read_text().split()[0]) / 1e9
+        except (OSError, ValueError):  # ended meanwhile
+            continue
+    return found
+
+
+def measure_all(pids: dict[str, int], seconds: float) -> dict[str, dict]:
+    """CPU-s per minute of wall time of each process over the same ``seconds``: ``{"cpu", "threads"}``
+    (threads: each thread's CPU-s/min, busiest first)."""
+    start = time.monotonic()
+    before = {name: thread_seconds(pid) for name, pid in pids.items()}
+    time.sleep(seconds)
+    elapsed = time.monotonic() - start
+    result = {}
+    for name, pid in pids.items():
+        after = thread_seconds(pid)
+        spent = sorted(((value - before[name].get(tid, 0.0)) / elapsed * 60.0 for tid, value in after.items()),
+                       reverse=True)
+        result[name] = {"cpu": sum(spent), "threads": spent}
+    return result
+
+
+def baseline_tree(ref: str, work: Path) -> tuple[Path, str]:
+    """The repository at ``ref`` (``git archive``) in ``work/baseline``, and its short commit."""
+    commit = subprocess.run(["git", "rev-parse", "--short", ref], cwd=REPO, check=True, capture_output=True,
+                            text=True).stdout.strip()
+    archive = subprocess.run(["git", "archive", ref], cwd=REPO, check=True, capture_output=True).stdout
+    tree = work / "baseline"
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(tree)  # noqa: S202 - our own repository's archive
+    return tree, commit
 
 
 class UnixRedis:
@@ -135,71 +186,103 @@ for packet in container.demux(container.streams.video[0]):
 """
 
 
-def pyav_demux_cpu(workdir: Path, url: str, seconds: float, repeat: int) -> float:
-    """Lowest CPU-s/min of a bare PyAV demux loop on ``url`` over ``repeat`` windows."""
-    program = Process([python(), "-c", PYAV_DEMUX, url], workdir / "pyav-demux.log")
-    try:
-        time.sleep(3.0)
-        return min(measure(program.pid, seconds) for _ in range(repeat))
-    finally:
-        program.stop()
+def camera_program(workdir: Path, name: str, url: str, redis_url: str, frames: str, repo: Path = REPO) -> Process:
+    """``python -m worker.camera`` of ``repo`` (this tree or a baseline), default configuration."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EDGEPROXY_")}
+    # Frames in tmpfs like the default /dev/shm/edgeproxy, in a folder of this run's own.
+    env.update(PYTHONPATH=str(repo), EDGEPROXY_CAMERA_NAME=name, EDGEPROXY_RTSP_URL=url, EDGEPROXY_REDIS_URL=redis_url,
+               EDGEPROXY_FRAMES_SHM_DIR=f"/dev/shm/edgeproxy-bench-{os.getpid()}" if frames == "shm" else "off")
+    return Process([python(), "-m", "worker.camera"], workdir / f"{name}.log", env=env, cwd=repo)
+
+
+def ffmpeg_program(workdir: Path, url: str, args: list[str], label: str) -> Process:
+    return Process(["ffmpeg", "-nostdin", "-loglevel", "error", "-rtsp_transport", "tcp", "-i", url, *args,
+                    "-f", "null", "-"], workdir / f"ffmpeg-{label}.log")
 
 
 def bench_size(workdir: Path, redis_server, width: int, height: int, fps: int, gop: int,
-               seconds: float, repeat: int, frames: str = "shm") -> dict:
-    """Each case measured ``repeat`` times (cases interleaved); the lowest value is kept, since other
-    load on the machine only ever adds CPU time."""
+               seconds: float, repeat: int, frames: str = "shm", baseline: Path | None = None) -> dict:
+    """Each case measured ``repeat`` times (cases interleaved, every program in the same windows); the
+    lowest value is kept, since other load on the machine only ever adds CPU time."""
     camera = RtspCamera(workdir, width=width, height=height, fps=fps, gop=gop)
     client = redis_server.client()
-    name = f"bench-{width}x{height}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EDGEPROXY_")}
-    shm_dir = f"/dev/shm/edgeproxy-bench-{os.getpid()}"
-    env.update(EDGEPROXY_CAMERA_NAME=name, EDGEPROXY_RTSP_URL=camera.url(), EDGEPROXY_REDIS_URL=redis_server.url,
-               EDGEPROXY_FRAMES_SHM_DIR=shm_dir if frames == "shm" else "off")
-    runs: dict[str, list[float]] = {"a": [], "b": [], "c": [], "fps": [], "b_rate": [], "c_rate": [],
-                                    "a_redis": [], "b_redis": [], "c_redis": []}
-    program = Process([python(), "-m", "worker.camera"], workdir / f"{name}.log", env=env)
+    size = f"{width}x{height}"
+    names = {"new": f"bench-{size}"}
+    if baseline is not None:
+        names["old"] = f"bench-{size}-baseline"
+    d_format = "bgr24" if frames == "shm" else "yuv420p"
+    runs: dict[str, list] = {key: [] for key in ("a", "b", "c", "d", "e", "f", "a_old", "b_old", "c_old", "fps",
+                                                 "b_rate", "c_rate", "a_redis", "b_redis", "c_redis",
+                                                 "a_threads", "b_threads")}
+    programs = {side: camera_program(workdir, name, camera.url(), redis_server.url, frames,
+                                     REPO if side == "new" else baseline) for side, name in names.items()}
+    copy = ffmpeg_program(workdir, camera.url(), ["-c", "copy"], f"{size}-copy")
+    demux = Process([python(), "-c", PYAV_DEMUX, camera.url()], workdir / f"pyav-demux-{size}.log")
     try:
-        wait_until(lambda: status(client, name).get("state") == "streaming", 15, message="streaming")
+        for name in names.values():
+            wait_until(lambda n=name: status(client, n).get("state") == "streaming", 15, message=f"{name} streaming")
         time.sleep(3.0)
         for _ in range(repeat):
-            before = status(client, name)
-            camera_cpu, redis_cpu = measure(program.pid, seconds, also=redis_server.process.pid)
-            runs["a"].append(camera_cpu)
-            runs["a_redis"].append(redis_cpu)
-            after = status(client, name)
+            pids = {side: program.pid for side, program in programs.items()}
+            before = status(client, names["new"])
+            got = measure_all({**pids, "e": copy.pid, "f": demux.pid, "redis": redis_server.process.pid}, seconds)
+            after = status(client, names["new"])
+            if not (copy.alive() and demux.alive()):
+                raise RuntimeError(f"a reference program ended: ffmpeg copy {copy.output()[-300:]!r}, "
+                                   f"PyAV demux {demux.output()[-300:]!r}")
+            runs["a"].append(got["new"]["cpu"])
+            runs["a_threads"].append(got["new"]["threads"])
+            runs["e"].append(got["e"]["cpu"])
+            runs["f"].append(got["f"]["cpu"])
+            runs["a_redis"].append(got["redis"]["cpu"])
+            if "old" in got:
+                runs["a_old"].append(got["old"]["cpu"])
             span = (after["updated_at"] - before["updated_at"]) / 1000
             runs["fps"].append((after["packets"] - before["packets"]) / span)
             assert after["decoded_frames"] == before["decoded_frames"], "decoded without a consumer"
             for label, which in (("b", "all"), ("c", "key")):
-                consumer = Consumer(client, name, which)
-                consumer.start()
-                time.sleep(2.0)
-                before = status(client, name)
-                camera_cpu, redis_cpu = measure(program.pid, seconds, also=redis_server.process.pid)
-                runs[label].append(camera_cpu)
-                runs[f"{label}_redis"].append(redis_cpu)
-                after = status(client, name)
-                consumer.stop.set()
-                consumer.join()
+                consumers = [Consumer(client, name, which) for name in names.values()]
+                for consumer in consumers:
+                    consumer.start()
+                decode = ffmpeg_program(workdir, camera.url(), ["-pix_fmt", d_format], f"{size}-decode") \
+                    if label == "b" else None
+                try:
+                    time.sleep(3.0)  # demand seen, the decoder past its first keyframe; ffmpeg past its probing
+                    before = status(client, names["new"])
+                    extra = {"d": decode.pid} if decode is not None else {}
+                    got = measure_all({**pids, **extra, "redis": redis_server.process.pid}, seconds)
+                    after = status(client, names["new"])
+                    if decode is not None and not decode.alive():
+                        raise RuntimeError(f"ffmpeg decoding ended early: {decode.output()[-300:]!r}")
+                finally:
+                    if decode is not None:
+                        decode.stop()
+                    for consumer in consumers:
+                        consumer.stop.set()
+                    for consumer in consumers:
+                        consumer.join()
+                runs[label].append(got["new"]["cpu"])
+                runs[f"{label}_redis"].append(got["redis"]["cpu"])
+                if label == "b":
+                    runs["d"].append(got["d"]["cpu"])
+                    runs["b_threads"].append(got["new"]["threads"])
+                if "old" in got:
+                    runs[f"{label}_old"].append(got["old"]["cpu"])
                 span = (after["updated_at"] - before["updated_at"]) / 1000
                 runs[f"{label}_rate"].append((after["published_frames"] - before["published_frames"]) / span)
-            time.sleep(1.0)  # the consumer deleted its demand key: back to demux only
+            time.sleep(1.0)  # the consumers deleted their demand keys: back to demux only
     finally:
-        program.stop()
-    try:
-        runs["d"] = [ffmpeg_cpu(workdir, camera.url(), ["-pix_fmt", "bgr24" if frames == "shm" else "yuv420p"],
-                                f"{name}-decode", seconds, repeat)]
-        runs["e"] = [ffmpeg_cpu(workdir, camera.url(), ["-c", "copy"], f"{name}-copy", seconds, repeat)]
-        runs["f"] = [pyav_demux_cpu(workdir, camera.url(), seconds, repeat)]
-    finally:
+        for program in (*programs.values(), copy, demux):
+            program.stop()
         camera.stop()
         import shutil
 
-        shutil.rmtree(shm_dir, ignore_errors=True)
-    result = {"size": f"{width}x{height}"}
-    for key in ("a", "b", "c", "d", "e", "f", "a_redis", "b_redis"):
-        result[key] = min(runs[key])
+        shutil.rmtree(f"/dev/shm/edgeproxy-bench-{os.getpid()}", ignore_errors=True)
+    result = {"size": size}
+    for key in ("a", "b", "c", "d", "e", "f", "a_redis", "b_redis", "a_old", "b_old", "c_old"):
+        result[key] = min(runs[key]) if runs[key] else None
+    for key in ("a", "b"):  # the threads of the window that gave the lowest total
+        result[f"{key}_threads"] = runs[f"{key}_threads"][runs[key].index(result[key])]
     for key in ("fps", "b_rate", "c_rate"):
         result[key] = sorted(runs[key])[len(runs[key]) // 2]
     return result
@@ -218,18 +301,21 @@ def main() -> int:
                              "or Redis (I420, EDGEPROXY_FRAMES_SHM_DIR=off)")
     parser.add_argument("--repeat", type=int, default=1,
                         help="measure each case this many times and keep the lowest (a busy machine only adds)")
+    parser.add_argument("--baseline", default="",
+                        help="git ref (e.g. main) whose camera program runs alongside, in the same windows")
     args = parser.parse_args()
     cores = os.cpu_count() or 1
     results = []
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
         workdir = Path(tmp)
         redis_server = UnixRedis(workdir / "redis") if args.redis_unix else RedisServer(workdir / "redis")
+        baseline, commit = baseline_tree(args.baseline, workdir) if args.baseline else (None, "")
         try:
             for size in args.sizes.split(","):
                 width, height = (int(v) for v in size.lower().split("x"))
                 print(f"measuring {width}x{height} ({args.seconds:g} s per case, x{args.repeat})...", flush=True)
                 results.append(bench_size(workdir, redis_server, width, height, args.fps, args.gop, args.seconds,
-                                          args.repeat, args.frames))
+                                          args.repeat, args.frames, baseline))
         finally:
             redis_server.stop()
 
@@ -240,6 +326,16 @@ def main() -> int:
     print(f"CPU seconds per minute of stream ({args.fps} fps, GOP {args.gop}; {args.seconds:g} s windows, best of "
           f"{args.repeat}; the camera writes {output}; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} "
           f"on {cores} cores)")
+    print("Each side: the process's every thread. Camera: RTSP demux (PyAV), packet ring (XADD batches every "
+          "150 ms), demand poll, status key (every 0.5 s), watchdog; with a consumer also decoding and the "
+          f"{d_format} conversion into its output. ffmpeg: its demuxer, decoder (its default threads) and "
+          "conversion, -f null writes nothing.")
+    if args.baseline:
+        print(f"old = the camera program of {args.baseline} ({commit}), same stream, same windows")
+
+    def threads(values: list[float]) -> str:
+        return " + ".join(f"{v:.3f}" for v in values if v >= 0.0005) or "0"
+
     for r in results:
         print(f"\n{r['size']} (stream {r['fps']:.1f} fps; camera published {r['b_rate']:.1f} frames/s in (b), "
               f"{r['c_rate']:.2f} in (c))")
@@ -248,15 +344,23 @@ def main() -> int:
         print(f"  (d) ffmpeg decoding to {d_format} (-f null):        {r['d']:6.2f}")
         print(f"      b/d = {r['b']:.2f} / {r['d']:.2f} = {r['b'] / r['d']:.2f}  (target <= 1.10)  "
               f"{'OK' if r['b'] / r['d'] <= 1.10 else 'MISS'};  with Redis: {(r['b'] + r['b_redis']) / r['d']:.2f}")
+        print(f"      camera's threads: {threads(r['b_threads'])}")
+        if r["b_old"] is not None:
+            print(f"      old: b = {r['b_old']:.2f}, b/d = {r['b_old'] / r['d']:.2f}; "
+                  f"new/old = {r['b'] / r['b_old']:.3f}")
         print(f"  (a) camera, no consumer (demux + packet ring):       {r['a']:6.2f}  "
               f"(+ Redis taking the packet ring {r['a_redis']:.2f} = {r['a'] + r['a_redis']:.2f})")
         print(f"  (e) ffmpeg -c copy -f null:                          {r['e']:6.2f}")
         print(f"      a/e = {r['a']:.2f} / {r['e']:.2f} = {r['a'] / r['e']:.2f}  (target <= 1.25)  "
               f"{'OK' if r['a'] / r['e'] <= 1.25 else 'MISS'};  with Redis: {(r['a'] + r['a_redis']) / r['e']:.2f}")
+        print(f"      camera's threads: {threads(r['a_threads'])}")
+        if r["a_old"] is not None:
+            print(f"      old: a = {r['a_old']:.2f}, a/e = {r['a_old'] / r['e']:.2f}; "
+                  f"new/old = {r['a'] / r['a_old']:.3f}")
         print(f"  (f) PyAV demux alone (floor of a PyAV camera):       {r['f']:6.2f}  "
               f"f/e = {r['f'] / r['e']:.2f}; a/f = {r['a'] / r['f']:.2f} (the camera's own work on top)")
         print(f"  (c) camera, keyframes only: {r['c']:.2f}; c/b = {r['c'] / r['b']:.3f} "
-              f"(keyframe share {1 / args.gop:.3f})")
+              f"(keyframe share {1 / args.gop:.3f})" + (f"; old {r['c_old']:.2f}" if r["c_old"] is not None else ""))
     first = results[0]
     print()
     print(f"{first['size']} streams at full rate on this machine ({cores} cores, {60.0 * cores:.0f} CPU-s/min): "
