@@ -216,12 +216,13 @@ def bench_size(workdir: Path, redis_server, width: int, height: int, fps: int, g
                                                  "a_threads", "b_threads")}
     programs = {side: camera_program(workdir, name, camera.url(), redis_server.url, frames,
                                      REPO if side == "new" else baseline) for side, name in names.items()}
-    copy = ffmpeg_program(workdir, camera.url(), ["-c", "copy"], f"{size}-copy")
-    demux = Process([python(), "-c", PYAV_DEMUX, camera.url()], workdir / f"pyav-demux-{size}.log")
+    copy = demux = None
     try:
-        for name in names.values():
-            wait_until(lambda n=name: status(client, n).get("state") == "streaming", 15, message=f"{name} streaming")
-        time.sleep(3.0)
+        for name in names.values():  # a loaded machine may take a while (each opens the stream)
+            wait_until(lambda n=name: status(client, n).get("state") == "streaming", 60, message=f"{name} streaming")
+        copy = ffmpeg_program(workdir, camera.url(), ["-c", "copy"], f"{size}-copy")
+        demux = Process([python(), "-c", PYAV_DEMUX, camera.url()], workdir / f"pyav-demux-{size}.log")
+        time.sleep(4.0)
         for _ in range(repeat):
             pids = {side: program.pid for side, program in programs.items()}
             before = status(client, names["new"])
@@ -273,7 +274,8 @@ def bench_size(workdir: Path, redis_server, width: int, height: int, fps: int, g
             time.sleep(1.0)  # the consumers deleted their demand keys: back to demux only
     finally:
         for program in (*programs.values(), copy, demux):
-            program.stop()
+            if program is not None:
+                program.stop()
         camera.stop()
         import shutil
 
