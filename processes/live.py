@@ -169,6 +169,11 @@ def overlay(cameras: Iterable) -> None:
         camera._live_applied = True
 
 
+def never_observed(camera) -> None:
+    """A camera just created: ``overlay`` skips it (no host can have reported its stream yet)."""
+    camera._live_applied = True
+
+
 # --- operation ends ----------------------------------------------------------------------------
 
 ENDED_CHANNEL = "edgeproxy:op-ended:"

@@ -157,6 +157,7 @@ def connect_camera(*, name: str, rtsp_endpoint: str, rtmp_endpoint: str = "", ho
     outbox.deliver(undo=lambda refused: _undo_connects([camera.id]), what=f"the connect of camera {name}")
     logger.info("camera %s: connect queued on host %s (operation %s)", name, placed_on.name, op.id,
                 extra={"camera": name, "host": placed_on.name, "operation": op.id})
+    live.never_observed(camera)  # its answer reads no live facts: nothing can have reported them yet
     return camera
 
 
