@@ -231,3 +231,29 @@ def test_a_connect_writes_its_camera_and_operation_in_two_inserts(api, edge, bro
     assert [m.id for m in broker.host_messages("edge-a")] == [response.json()["operation"]["id"]]
     again = connect(api, "cam-lean", host="edge-a")
     assert again.status_code == 409 and again.json()["errors"] == {"name": ["already exists"]}
+
+
+def test_a_heartbeat_backlog_far_behind_is_a_gauge_and_degrades_healthz(api, edge, broker, broker_redis, settings):
+    """Heartbeats nobody records pile up in their queue: /metrics counts them, and /healthz says degraded
+    once they are more than two per host (ok again when the queue is drained)."""
+    from edgeproxy import liveness
+    from edgeproxy.contracts.tasks import HEARTBEAT_QUEUE
+
+    settings.CELERY_BROKER_URL = broker_redis.url
+    edge.register("edge-a")
+    redis_client = broker_redis.client()
+    redis_client.zadd(liveness.SEEN_KEY, {"control@test": time.time()})  # a control worker is alive
+
+    def health():
+        response = api.get("/healthz")
+        assert response.status_code == 200
+        return response.json()["status"], response.json()["checks"]["heartbeat_backlog"]
+
+    assert health() == ("ok", 0)
+    redis_client.lpush(HEARTBEAT_QUEUE, *[b"{}"] * 2)  # two beats of the one host: not far behind
+    assert health() == ("ok", 2)
+    assert b"edgeproxy_heartbeat_backlog 2.0" in api.get("/metrics").content
+    redis_client.lpush(HEARTBEAT_QUEUE, b"{}")
+    assert health() == ("degraded", 3)
+    redis_client.delete(HEARTBEAT_QUEUE)
+    assert health() == ("ok", 0)
