@@ -474,14 +474,17 @@ def camera_list_json(host: str | None = None, status: str | None = None) -> byte
                 _LIST_CACHE.clear()
             _LIST_CACHE[(host, status)] = (key, entries)
     live_streams = live.read_raw([entry[0] for entry in entries] if host else None)
-    records = []
+    parts = ["["]  # (the records' pieces joined once: no string per record)
     for name, since, head, middle, stream_json, flags, storing, recording in entries:
         entry = live_streams.get(name)
         if entry is not None and entry[0] >= since:
             _at, flags, stream_json = entry
-        records.append(f'{head}{_rtmp_status_json(flags, storing)}{middle}{stream_json},'
-                       f'"recording":{_recording_json(recording, stream_json)}}}')
-    text = "[" + ",".join(records) + "]"
+        parts += (head, _rtmp_status_json(flags, storing), middle, stream_json, ',"recording":',
+                  _recording_json(recording, stream_json), "},")
+    if entries:
+        parts[-1] = "}"
+    parts.append("]")
+    text = "".join(parts)
     # As the renderer does (a strict JavaScript subset).
     return text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029").encode()
 
