@@ -469,8 +469,8 @@ def camera_list_json(host: str | None = None, status: str | None = None) -> byte
         entries = cached[1]
     else:
         entries = _list_entries(host, status, hosts)
-        if key is not None:
-            if len(_LIST_CACHE) >= _LIST_CACHE_SIZE:
+        if key is not None and len(entries) <= _LIST_CACHE_RECORDS:
+            if sum(len(kept) for _key, kept in list(_LIST_CACHE.values())) + len(entries) > _LIST_CACHE_RECORDS:
                 _LIST_CACHE.clear()
             _LIST_CACHE[(host, status)] = (key, entries)
     live_streams = live.read_raw([entry[0] for entry in entries] if host else None)
@@ -489,9 +489,10 @@ def camera_list_json(host: str | None = None, status: str | None = None) -> byte
     return text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029").encode()
 
 
-# The stored part of the full lists' records, by filter: (key, entries) (``camera_list_json``).
+# The stored part of the full lists' records, by filter: (key, entries) (``camera_list_json``), at
+# most this many records in all (about 1.3 kB each: some 80 MB per API process).
 _LIST_CACHE: dict[tuple, tuple] = {}
-_LIST_CACHE_SIZE = 16
+_LIST_CACHE_RECORDS = 60_000
 
 
 def _list_entries(host: str | None, status: str | None, hosts: tuple) -> list[tuple]:
