@@ -470,7 +470,8 @@ def camera_list_json(host: str | None = None, status: str | None = None) -> byte
     else:
         entries = _list_entries(host, status, hosts)
         if key is not None and len(entries) <= _LIST_CACHE_RECORDS:
-            if sum(len(kept) for _key, kept in list(_LIST_CACHE.values())) + len(entries) > _LIST_CACHE_RECORDS:
+            kept = sum(len(records) for _key, records in list(_LIST_CACHE.values()))
+            if len(_LIST_CACHE) >= _LIST_CACHE_FILTERS or kept + len(entries) > _LIST_CACHE_RECORDS:
                 _LIST_CACHE.clear()
             _LIST_CACHE[(host, status)] = (key, entries)
     live_streams = live.read_raw([entry[0] for entry in entries] if host else None)
@@ -493,6 +494,7 @@ def camera_list_json(host: str | None = None, status: str | None = None) -> byte
 # most this many records in all (about 1.3 kB each: some 80 MB per API process).
 _LIST_CACHE: dict[tuple, tuple] = {}
 _LIST_CACHE_RECORDS = 60_000
+_LIST_CACHE_FILTERS = 64  # (and filters: any host name may be asked for)
 
 
 def _list_entries(host: str | None, status: str | None, hosts: tuple) -> list[tuple]:
