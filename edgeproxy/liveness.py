@@ -18,7 +18,7 @@ import time
 
 from celery import signals
 
-from edgeproxy.contracts.tasks import CONTROL_QUEUE
+from edgeproxy.contracts.tasks import CONTROL_QUEUE, HEARTBEAT_QUEUE
 
 SEEN_KEY = "edgeproxy:control-workers"
 _stop = threading.Event()
@@ -46,6 +46,23 @@ def control_workers_seen() -> list[str] | None:
         return [name.decode() for name in _client().zrangebyscore(SEEN_KEY, since, "+inf")]
     except redis.RedisError:
         return None
+
+
+def heartbeat_backlog() -> int | None:
+    """Heartbeats waiting in their queue (``control.heartbeats``) for a control worker to record them;
+    None when the broker does not answer."""
+    import redis
+
+    try:
+        return int(_client().llen(HEARTBEAT_QUEUE))
+    except redis.RedisError:
+        return None
+
+
+def heartbeats_far_behind(backlog: int, hosts: int) -> bool:
+    """More than two beats per registered host waiting: the control workers are at least two heartbeat
+    intervals behind, and hosts may show offline although they beat (``/healthz`` says degraded)."""
+    return backlog > 2 * max(hosts, 1)
 
 
 def _beat(hostname: str) -> None:

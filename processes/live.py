@@ -122,12 +122,11 @@ def read_raw(names: Iterable[str] | None = None) -> dict[str, tuple[int, str, st
     None); {} without Redis."""
     try:
         if names is None:
-            raw = _client().hgetall(KEY)
-        else:
-            names = list(names)
-            if not names:
-                return {}
-            raw = dict(zip(names, _client().hmget(KEY, names), strict=True))
+            return _read_all()
+        names = list(names)
+        if not names:
+            return {}
+        raw = dict(zip(names, _client().hmget(KEY, names), strict=True))
     except redis.RedisError:
         return {}
     found = {}
@@ -135,6 +134,27 @@ def read_raw(names: Iterable[str] | None = None) -> dict[str, tuple[int, str, st
         if value:
             at, flags, text = value.decode().split(" ", 2)
             found[name.decode() if isinstance(name, bytes) else name] = (int(at), flags, text)
+    return found
+
+
+# Every entry as one reply: HGETALL's two replies an entry, parsed in Python, were most of the full
+# list's time with thousands of cameras. Names and entries hold no newline (a camera name's rule;
+# compact JSON escapes it).
+_JOINED_ENTRIES = "return table.concat(redis.call('HGETALL', KEYS[1]), '\\n')"
+
+
+def _read_all() -> dict[str, tuple[int, str, str]]:
+    client = _client()
+    try:
+        parts = client.eval(_JOINED_ENTRIES, 1, KEY).decode().split("\n")
+        pairs = zip(parts[::2], parts[1::2], strict=False)
+    except redis.ResponseError:  # scripts not allowed on this Redis
+        pairs = ((name.decode(), value.decode()) for name, value in client.hgetall(KEY).items())
+    found = {}
+    for name, value in pairs:
+        if value:
+            at, flags, text = value.split(" ", 2)
+            found[name] = (int(at), flags, text)
     return found
 
 
@@ -167,6 +187,11 @@ def overlay(cameras: Iterable) -> None:
     for camera in cameras:
         camera.stream = newest(camera.stream, camera.observed_at, camera.created, entries.get(camera.name))
         camera._live_applied = True
+
+
+def never_observed(camera) -> None:
+    """A camera just created: ``overlay`` skips it (no host can have reported its stream yet)."""
+    camera._live_applied = True
 
 
 # --- operation ends ----------------------------------------------------------------------------

@@ -451,52 +451,97 @@ def _null_or_int(value) -> str:
 def camera_list_json(host: str | None = None, status: str | None = None) -> bytes:
     """Every camera (of ``host``, with shown ``status``) as StreamProcessSerializer would render the
     list (the same bytes), built for thousands of cameras: rows instead of model objects, the stored
-    JSON spliced in as cached text (``_state_json``...), each record written as the renderer would."""
-    hosts_by_id = {h.id: h for h in EdgeHost.objects.only("id", "name", "last_heartbeat", "images")}
+    JSON spliced in as cached text (``_state_json``...), each record written as the renderer would.
+
+    The records' stored part is kept (``_LIST_CACHE``) while the cameras' rows, their last
+    operations' and the hosts' names, images and online flags stay the same: an unchanged fleet then
+    costs a small version read and the hosts' rows instead of every camera's. The live stream facts
+    (Redis) are spliced in at every call."""
     cutoff = EdgeHost.online_cutoff()
-    online = {hid: h.last_heartbeat is not None and h.last_heartbeat >= cutoff for hid, h in hosts_by_id.items()}
-    host_names = {hid: _string(h.name) for hid, h in hosts_by_id.items()}
+    hosts = tuple((hid, name, last_heartbeat is not None and last_heartbeat >= cutoff, images)
+                  for hid, name, last_heartbeat, images in EdgeHost.objects.annotate(
+                      images_text=Cast("images", TextField())).values_list("id", "name", "last_heartbeat",
+                                                                           "images_text").order_by("id"))
+    version = selectors.camera_list_version()
+    key = None if version is None else (version, hosts)
+    cached = _LIST_CACHE.get((host, status))
+    if key is not None and cached is not None and cached[0] == key:
+        entries = cached[1]
+    else:
+        entries = _list_entries(host, status, hosts)
+        if key is not None and len(entries) <= _LIST_CACHE_RECORDS:
+            kept = sum(len(records) for _key, records in list(_LIST_CACHE.values()))
+            if len(_LIST_CACHE) >= _LIST_CACHE_FILTERS or kept + len(entries) > _LIST_CACHE_RECORDS:
+                _LIST_CACHE.clear()
+            _LIST_CACHE[(host, status)] = (key, entries)
+    live_streams = live.read_raw([entry[0] for entry in entries] if host else None)
+    parts = ["["]  # (the records' pieces joined once: no string per record)
+    for name, since, head, middle, stream_json, flags, storing, recording in entries:
+        entry = live_streams.get(name)
+        if entry is not None and entry[0] >= since:
+            _at, flags, stream_json = entry
+        parts += (head, _rtmp_status_json(flags, storing), middle, stream_json, ',"recording":',
+                  _recording_json(recording, stream_json), "},")
+    if entries:
+        parts[-1] = "}"
+    parts.append("]")
+    text = "".join(parts)
+    # As the renderer does (a strict JavaScript subset).
+    return text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029").encode()
+
+
+# The stored part of the full lists' records, by filter: (key, entries) (``camera_list_json``), at
+# most this many records in all (about 1.3 kB each: some 80 MB per API process).
+_LIST_CACHE: dict[tuple, tuple] = {}
+_LIST_CACHE_RECORDS = 60_000
+_LIST_CACHE_FILTERS = 64  # (and filters: any host name may be asked for)
+
+
+def _list_entries(host: str | None, status: str | None, hosts: tuple) -> list[tuple]:
+    """The stored part of each listed camera's record: ``(name, ms its stored stream is of, the record
+    up to rtmp_stream_status, from upgrade_available up to stream, the stored stream, its RTMP flags,
+    storing, the wanted recording as text)``."""
+    online = {hid: is_online for hid, _name, is_online, _images in hosts}
+    host_names = {hid: _string(name) for hid, name, _online, _images in hosts}
+    host_images = {hid: json.loads(images) if images else None for hid, _name, _online, images in hosts}
     upgrades = selectors.UpgradeIndex()
     qs = selectors.cameras(host=host).annotate(**{alias: Cast(column, TextField())
                                                   for alias, column in _TEXT_COLUMNS.items()})
-    rows = list(qs.values_list(*_LIST_COLUMNS))
-    live_streams = live.read_raw([row[0] for row in rows] if host else None)
     newer_versions: dict[tuple[int, str], str | None] = {}
-    records = []
-    for row in rows:
+    entries = []
+    for row in qs.values_list(*_LIST_COLUMNS):
         (name, masked, rtmp, container_id, image_tag, created, modified, stored_status, desired, storing, host_id,
          state, logs, stream, op_id, op_kind, op_state, op_error, op_created, op_finished, observed_at, recording) = row
         shown = selectors.shown_status(stored_status, online[host_id])
         if status and shown != status:
             continue
         created, modified = _ms_of_text(created), _ms_of_text(modified)
-        entry = live_streams.get(name)
-        if entry is not None and entry[0] >= (_ms_of_text(observed_at) or created):
-            _at, flags, stream_json = entry
-        else:
-            stream_json, flags = _stream_json(stream)
-        rtmp_status = ('{"streaming":' + ("true" if flags[0] == "1" else "false") + ',"storing":'
-                       + ("true" if (flags[1] == "1" if flags[1] != "-" else storing) else "false") + "}")
+        stream_json, flags = _stream_json(stream)
         key = (host_id, image_tag)
         if key not in newer_versions:
-            newer_versions[key] = upgrades.newer_for(host_id, hosts_by_id[host_id].images, image_tag)
+            newer_versions[key] = upgrades.newer_for(host_id, host_images[host_id], image_tag)
         newer = newer_versions[key]
         operation = "null" if op_id is None else (
             f'{{"id":"{op_id}","kind":{_string(op_kind)},"state":{_string(op_state)},'
             f'"error":{_string(op_error) if op_error else "null"},"created":{_null_or_int(_ms_of_text(op_created))},'
             f'"finished":{_null_or_int(_ms_of_text(op_finished))}}}')
-        records.append(
-            f'{{"name":{_string(name)},"rtsp_endpoint":{_string(masked)},'
-            + (f'"rtmp_endpoint":{_string(rtmp)},' if rtmp else "")
-            + f'"container_id":{_string(container_id)},"image_tag":{_string(image_tag)},'
-            f'"created":{created},"modified":{modified},'
-            f'"status":{_string(shown)},"state":{_state_json(state) or _empty_state_json(shown)},'
-            f'"logs":{_logs_json(logs)},"rtmp_stream_status":{rtmp_status},'
-            f'"upgrade_available":{"false" if newer is None else "true"},'
-            + (f'"newer_version":{_string(newer)},' if newer is not None else "")
-            + f'"host":{host_names[host_id]},"desired_state":{_string(desired)},"operation":{operation},'
-            f'"stream":{stream_json},'
-            f'"recording":{_recording_json(recording, stream_json)}}}')
-    text = "[" + ",".join(records) + "]"
-    # As the renderer does (a strict JavaScript subset).
-    return text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029").encode()
+        head = (f'{{"name":{_string(name)},"rtsp_endpoint":{_string(masked)},'
+                + (f'"rtmp_endpoint":{_string(rtmp)},' if rtmp else "")
+                + f'"container_id":{_string(container_id)},"image_tag":{_string(image_tag)},'
+                f'"created":{created},"modified":{modified},'
+                f'"status":{_string(shown)},"state":{_state_json(state) or _empty_state_json(shown)},'
+                f'"logs":{_logs_json(logs)},"rtmp_stream_status":')
+        middle = (f',"upgrade_available":{"false" if newer is None else "true"},'
+                  + (f'"newer_version":{_string(newer)},' if newer is not None else "")
+                  + f'"host":{host_names[host_id]},"desired_state":{_string(desired)},"operation":{operation},'
+                  '"stream":')
+        entries.append((name, _ms_of_text(observed_at) or created, head, middle, stream_json, flags, storing,
+                        recording))
+    return entries
+
+
+@functools.lru_cache(maxsize=16)
+def _rtmp_status_json(flags: str, storing: bool) -> str:
+    """``rtmp_stream_status`` from a stream's RTMP flags (``live.write``) and the stored ``storing``."""
+    return ('{"streaming":' + ("true" if flags[0] == "1" else "false") + ',"storing":'
+            + ("true" if (flags[1] == "1" if flags[1] != "-" else storing) else "false") + "}")

@@ -96,6 +96,23 @@ def hosts_cameras_versions(host_names: list[str]) -> dict[str, tuple]:
         return {row[0]: tuple(row[1:]) for row in cursor.fetchall()}
 
 
+def camera_list_version() -> tuple | None:
+    """What moves whenever a camera row or its last operation's row is written, inserted or deleted
+    (committed by anyone, or written earlier in this transaction): PostgreSQL's own identity of each
+    row version (``ctid``, ``xmin``), hashed and summed over the cameras, in one small read. The full
+    list's cache is keyed by it (``outputs.camera_list_json``). None on other databases (no cache)."""
+    if connection.vendor != "postgresql":
+        return None
+    quote = connection.ops.quote_name
+    camera, op = quote(Camera._meta.db_table), quote(Operation._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(  # (names from the models)
+            "SELECT count(*), coalesce(sum(hashtextextended(c.ctid::text || c.xmin::text "  # noqa: S608
+            "|| coalesce(o.ctid::text || o.xmin::text, ''), 0)), 0) "
+            f"FROM {camera} c LEFT JOIN {op} o ON o.id = c.last_operation_id")
+        return tuple(cursor.fetchone())
+
+
 def camera_by_name(name: str) -> Camera | None:
     return Camera.objects.select_related("host", "last_operation").filter(name=name).first()
 

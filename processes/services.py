@@ -44,7 +44,7 @@ logger = logging.getLogger("edgeproxy.processes")
 def place_camera(host_name: str | None) -> EdgeHost:
     """The named host, or the online host with the fewest cameras."""
     if host_name:
-        host = selectors.host_by_name(host_name)
+        host = EdgeHost.objects.filter(name=host_name).first()  # (no camera count: not needed here)
         if host is None:
             raise NotFound(f"host: no edge host named {host_name!r} has registered.", {"host": ["unknown host"]})
         return host
@@ -126,31 +126,38 @@ def connect_camera(*, name: str, rtsp_endpoint: str, rtmp_endpoint: str = "", ho
         if Camera.objects.filter(name=name).exists():
             raise Conflict(f"A camera named {name!r} already exists.", {"name": ["already exists"]}) from None
         raise
-    with transaction.atomic():
-        try:
-            with transaction.atomic():
-                camera = Camera.objects.create(
-                    name=name,
-                    rtsp_endpoint_encrypted=crypto.encrypt(rtsp_endpoint),
-                    rtsp_endpoint_masked=mask_url(rtsp_endpoint),
-                    rtmp_endpoint_encrypted=crypto.encrypt(rtmp_endpoint) if rtmp_endpoint else "",
-                    rtmp_endpoint_masked=mask_rtmp(rtmp_endpoint),
-                    rtsp_transport=rtsp_transport,
-                    image_tag=image_tag or default_camera_image(),
-                    host=placed_on,
-                    desired_state=DesiredState.RUNNING,
-                    status=CameraStatus.PENDING,
-                    recording=recording or {},
-                )
-        except IntegrityError:
+    # The camera and its operation in one transaction of two inserts: the camera names its operation
+    # before the operation exists (last_operation is checked at commit: a deferred constraint), and a
+    # new camera has no other operation to lock against or to be busy with.
+    camera = Camera(
+        name=name,
+        rtsp_endpoint_encrypted=crypto.encrypt(rtsp_endpoint),
+        rtsp_endpoint_masked=mask_url(rtsp_endpoint),
+        rtmp_endpoint_encrypted=crypto.encrypt(rtmp_endpoint) if rtmp_endpoint else "",
+        rtmp_endpoint_masked=mask_rtmp(rtmp_endpoint),
+        rtsp_transport=rtsp_transport,
+        image_tag=image_tag or default_camera_image(),
+        host=placed_on,
+        desired_state=DesiredState.RUNNING,
+        status=CameraStatus.PENDING,
+        recording=recording or {},
+    )
+    op = Operation(kind=OperationKind.CONNECT, camera=camera, camera_name=name, host=placed_on)
+    camera.last_operation = op
+    outbox = EdgeOutbox()
+    try:
+        with transaction.atomic():
+            camera.save(force_insert=True)
+            op.save(force_insert=True)
+            outbox.add(_ensure_running(camera, op), placed_on)
+    except IntegrityError:
+        if Camera.objects.filter(name=name).exists():
             raise Conflict(f"A camera named {name!r} already exists.", {"name": ["already exists"]}) from None
-        op = _new_operation(camera, OperationKind.CONNECT)
-        camera.save(update_fields=["last_operation"])
-        outbox = EdgeOutbox()
-        outbox.add(_ensure_running(camera, op), placed_on)
+        raise
     outbox.deliver(undo=lambda refused: _undo_connects([camera.id]), what=f"the connect of camera {name}")
     logger.info("camera %s: connect queued on host %s (operation %s)", name, placed_on.name, op.id,
                 extra={"camera": name, "host": placed_on.name, "operation": op.id})
+    live.never_observed(camera)  # its answer reads no live facts: nothing can have reported them yet
     return camera
 
 

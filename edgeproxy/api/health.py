@@ -2,11 +2,12 @@
 
 Answers ``503`` when the database or the broker does not answer (nothing can be changed), else
 ``200`` with ``status`` ``ok`` or ``degraded``: degraded when no control worker was seen recently
-(operations would stay pending) or no edge host is online (nothing to run cameras on). The body
-says which, and never anything secret::
+(operations would stay pending), no edge host is online (nothing to run cameras on) or the
+heartbeats waiting for a control worker are far behind (``liveness.heartbeats_far_behind``). The
+body says which, and never anything secret::
 
     {"status": "ok", "checks": {"database": "ok", "broker": "ok", "control_workers": 1,
-                                "edge_hosts": 2, "edge_hosts_online": 2}}
+                                "heartbeat_backlog": 0, "edge_hosts": 2, "edge_hosts_online": 2}}
 """
 
 import redis
@@ -32,6 +33,7 @@ def healthz(request):
         checks["broker"] = "down"
     workers = liveness.control_workers_seen() if checks["broker"] == "ok" else None
     checks["control_workers"] = len(workers or [])
+    checks["heartbeat_backlog"] = (liveness.heartbeat_backlog() if checks["broker"] == "ok" else None) or 0
     hosts = online = 0
     if checks["database"] == "ok":
         from processes.models import EdgeHost
@@ -46,7 +48,8 @@ def healthz(request):
     checks["edge_hosts_online"] = online
     if checks["database"] != "ok" or checks["broker"] != "ok":
         status, code = "fail", 503
-    elif not checks["control_workers"] or not online:
+    elif not checks["control_workers"] or not online or liveness.heartbeats_far_behind(checks["heartbeat_backlog"],
+                                                                                        hosts):
         status, code = "degraded", 200
     else:
         status, code = "ok", 200

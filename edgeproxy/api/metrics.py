@@ -89,6 +89,10 @@ class FleetCollector:
                                 value=0 if workers is None else 1)
         yield GaugeMetricFamily("edgeproxy_control_workers", "control workers seen in the last heartbeats",
                                 value=len(workers or []))
+        backlog = liveness.heartbeat_backlog() if workers is not None else None
+        if backlog is not None:
+            yield GaugeMetricFamily("edgeproxy_heartbeat_backlog",
+                                    "heartbeats waiting for a control worker (queue control.heartbeats)", value=backlog)
 
     def _fleet(self):
         from django.db.models import Count

@@ -95,8 +95,10 @@ def test_healthz_reports_control_workers_and_edge_hosts(hardened):
         return body["status"] == "ok" and body
 
     body = wait_until(healthy, 30, interval=0.3, message="healthz ok")
+    backlog = body["checks"]["heartbeat_backlog"]  # (a beat may be on its way through its queue)
     assert body["checks"] == {"database": "ok", "broker": "ok", "control_workers": 1, "edge_hosts": 1,
-                              "edge_hosts_online": 1}
+                              "edge_hosts_online": 1, "heartbeat_backlog": backlog}
+    assert 0 <= backlog <= 2
 
 
 def test_cors_only_for_the_configured_origin(hardened):

@@ -55,6 +55,7 @@ def test_metrics_show_a_streaming_cameras_fps(system, rtsp_camera):
     assert value(families, "edgeproxy_database_up") == 1
     assert value(families, "edgeproxy_broker_up") == 1
     assert value(families, "edgeproxy_control_workers") >= 1
+    assert 0 <= value(families, "edgeproxy_heartbeat_backlog") <= 2  # one edge host, its beats taken as they come
 
     stopped = system.post("/api/v1/process/metrics-cam/stop?wait=30")
     assert stopped.status_code == 200

@@ -166,3 +166,94 @@ def test_quiet_heartbeats_are_recorded_together_and_a_changed_one_in_full(stream
     services.flush_quiet_heartbeats()
     assert streaming_fleet.get("/api/v1/process/cam-3").json()["status"] == "running"  # as observed since
     assert services.flush_quiet_heartbeats() == 0
+
+
+# --- the full list and the connect at fleet scale ----------------------------------------------
+
+
+def _listed(api) -> tuple[dict, bool]:
+    """GET /processlist: its records by name, and whether it read the cameras' rows."""
+    with CaptureQueriesContext(connection) as queries:
+        response = api.get("/api/v1/processlist")
+    assert response.status_code == 200
+    read_rows = any('"rtsp_endpoint_masked"' in q["sql"] for q in queries)
+    return {c["name"]: c for c in response.json()}, read_rows
+
+
+def test_the_full_list_keeps_its_records_while_no_camera_row_changes_and_shows_every_change(streaming_fleet, edge):
+    """On PostgreSQL the records' stored part is kept while the camera rows and their last operations
+    stay as they were: a beat that moves only live facts keeps it (and its facts show), and any write
+    shows at the next call, even one that leaves ``modified`` alone, or a host that goes offline."""
+    from processes.models import EdgeHost
+    from tests.fast.conftest import make_offline
+
+    api = streaming_fleet
+    kept = connection.vendor == "postgresql"  # (other databases: built at every call)
+    _listed(api)
+    beat(edge, 31.5, 4_000_000)  # only live facts moved
+    records, read_rows = _listed(api)
+    assert read_rows is not kept
+    assert {c["stream"]["fps"] for c in records.values()} == {31.5}
+
+    Camera.objects.filter(name="cam-2").update(desired_state="stopped")  # (no save(): modified stays)
+    records, read_rows = _listed(api)
+    assert read_rows and records["cam-2"]["desired_state"] == "stopped"
+    assert _listed(api)[1] is not kept
+
+    assert connect(api, "cam-4").status_code == 202
+    assert _listed(api)[0]["cam-4"]["operation"]["state"] == "pending"
+    finish("cam-4", observed=RUNNING)  # the operation's row and the camera's
+    records = _listed(api)[0]
+    assert records["cam-4"]["operation"]["state"] == "succeeded" and records["cam-4"]["status"] == "running"
+    api.delete("/api/v1/process/cam-4")
+    finish("cam-4", removed=True)
+    assert "cam-4" not in _listed(api)[0]
+
+    make_offline(EdgeHost.objects.get(name="edge-a"))
+    assert {c["status"] for c in _listed(api)[0].values()} == {"offline"}
+    assert outputs.camera_list_json() == JSONRenderer().render(
+        [outputs.camera_record(camera) for camera in selectors.cameras()])
+
+
+def test_a_connect_writes_its_camera_and_operation_in_two_inserts(api, edge, broker):
+    """One transaction of two inserts: no lock of the new row, no update of it."""
+    edge.register("edge-a")
+    with CaptureQueriesContext(connection) as queries:
+        response = connect(api, "cam-lean", host="edge-a")
+    assert response.status_code == 202, response.content
+    writes = [q["sql"].split(" ", 3)[:3] for q in queries
+              if q["sql"].split(" ", 1)[0] in ("INSERT", "UPDATE", "DELETE")]
+    assert writes == [["INSERT", "INTO", '"processes_camera"'], ["INSERT", "INTO", '"processes_operation"']], writes
+    assert not any("FOR UPDATE" in q["sql"] for q in queries)
+    camera = Camera.objects.select_related("last_operation").get(name="cam-lean")
+    assert str(camera.last_operation_id) == response.json()["operation"]["id"]
+    assert camera.last_operation.camera_id == camera.id and camera.last_operation.kind == "connect"
+    assert [m.id for m in broker.host_messages("edge-a")] == [response.json()["operation"]["id"]]
+    again = connect(api, "cam-lean", host="edge-a")
+    assert again.status_code == 409 and again.json()["errors"] == {"name": ["already exists"]}
+
+
+def test_a_heartbeat_backlog_far_behind_is_a_gauge_and_degrades_healthz(api, edge, broker, broker_redis, settings):
+    """Heartbeats nobody records pile up in their queue: /metrics counts them, and /healthz says degraded
+    once they are more than two per host (ok again when the queue is drained)."""
+    from edgeproxy import liveness
+    from edgeproxy.contracts.tasks import HEARTBEAT_QUEUE
+
+    settings.CELERY_BROKER_URL = broker_redis.url
+    edge.register("edge-a")
+    redis_client = broker_redis.client()
+    redis_client.zadd(liveness.SEEN_KEY, {"control@test": time.time()})  # a control worker is alive
+
+    def health():
+        response = api.get("/healthz")
+        assert response.status_code == 200
+        return response.json()["status"], response.json()["checks"]["heartbeat_backlog"]
+
+    assert health() == ("ok", 0)
+    redis_client.lpush(HEARTBEAT_QUEUE, *[b"{}"] * 2)  # two beats of the one host: not far behind
+    assert health() == ("ok", 2)
+    assert b"edgeproxy_heartbeat_backlog 2.0" in api.get("/metrics").content
+    redis_client.lpush(HEARTBEAT_QUEUE, b"{}")
+    assert health() == ("degraded", 3)
+    redis_client.delete(HEARTBEAT_QUEUE)
+    assert health() == ("ok", 0)
