@@ -35,6 +35,7 @@ from datetime import UTC, datetime
 import docker
 import docker.errors
 import requests.exceptions
+from docker.models.containers import _create_container_args
 from docker.types import LogConfig
 
 from worker.redaction import redact
@@ -212,6 +213,7 @@ class DockerRuntime(Runtime):
         return folder
 
     def _secrets_folder(self, name: str) -> str:
+        assert self.secrets_dir, "secrets are copied into containers"
         return os.path.join(self.secrets_dir, name)
 
     def _secrets_volumes(self, spec: CameraSpec) -> list[str]:
@@ -250,7 +252,7 @@ class DockerRuntime(Runtime):
                 fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
                 try:
                     os.write(fd, urls[var].encode("utf-8"))
-                    if give and owner != (os.geteuid(), os.getegid()):
+                    if give and owner is not None and owner != (os.geteuid(), os.getegid()):
                         os.fchown(fd, *owner)
                     # A user that cannot be resolved or given the file reads it as any user (the
                     # folder above is owner-only on the host).
@@ -518,7 +520,13 @@ class DockerRuntime(Runtime):
             options["entrypoint"] = list(spec.command)
         try:
             with _daemon(f"create the container of camera {spec.name}"):
-                container = self.client.containers.create(**options)
+                # The SDK's own translation of create()'s options, without the inspect that
+                # containers.create() adds: what the start needs of the new container is known.
+                created = self.client.api.create_container(**_create_container_args(
+                    {**options, "command": None, "version": self.client.api._version}))
+            container = self.client.containers.prepare_model({
+                "Id": created["Id"], "Name": f"/{options['name']}", "Image": image_id,
+                "Config": {"Labels": labels, "Image": spec.image}, "State": {"Status": "created"}})
         except RuntimeError_ as exc:
             cause = exc.__cause__
             if isinstance(cause, docker.errors.ImageNotFound):
