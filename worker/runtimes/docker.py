@@ -601,10 +601,11 @@ class DockerRuntime(Runtime):
                              extra={"camera": spec.name, "host": self.host})
                     self._remove_container(container, self.stop_timeout, spec.name)
                     container = None
-            new = container is None
-            if new:
+            handed_over = False  # a container made here has its secret files already
+            if container is None:
                 try:
                     container = self._create(spec, image_id, env, spec_hash)
+                    handed_over = True
                 except RuntimeError_ as exc:
                     if not (isinstance(exc.__cause__, docker.errors.APIError)
                             and exc.__cause__.status_code == 409):
@@ -620,7 +621,7 @@ class DockerRuntime(Runtime):
                 with _daemon(f"unpause the container of camera {spec.name}"):
                     container.unpause()
             elif container.status in ("created", "exited"):
-                if self.secrets_dir and not new:  # (a new one has them already)
+                if self.secrets_dir and not handed_over:
                     self._hand_over_secrets(container, spec, image_id)
                 self._start(container, spec.name)
         observed = self.observe(spec.name, with_logs=False)  # a container just started has no logs yet
