@@ -11,6 +11,11 @@ Prints, in one run on this machine:
 
 The simulated hosts are database rows with a key (no worker consumes their queues), so 3 and 4
 measure the control plane alone: validation, placement, database writes and task publishing.
+
+``--baseline REF`` (e.g. ``main``): a second edge worker runs that ref's code (``git archive`` to a
+temporary folder) beside this tree's, on the same control plane, engine and image, and row 1 is
+measured on both in interleaved rounds (raw Docker, this tree's edge, the baseline's; the order
+rotates), so that both figures come from the same minutes of a shared, noisy machine.
 """
 
 import argparse
@@ -74,7 +79,7 @@ PHASES = ("request to operation created", "created to started reported (task to 
           "started to finished reported (the edge's work and its report)", "finished to the answer (wake-up)")
 
 
-def api_connects(system: System, n: int, phases: list | None = None) -> list[float]:
+def api_connects(system: System, n: int, phases: list | None = None, host: str = "bench-edge") -> list[float]:
     """``POST /process?wait=`` until running, n times; with ``phases``, each connect's time split at the
     operation's times as the database recorded them (``created``, ``started``, ``finished``)."""
     times = []
@@ -83,7 +88,7 @@ def api_connects(system: System, n: int, phases: list | None = None) -> list[flo
         sent = time.time()
         t0 = time.perf_counter()
         response = system.post("/api/v1/process?wait=30", {"name": name, "rtsp_endpoint": "rtsp://127.0.0.1:9/none",
-                                                            "host": "bench-edge"})
+                                                            "host": host})
         elapsed = time.perf_counter() - t0
         answered = sent + elapsed
         assert response.status_code == 200 and response.json()["status"] == "running", response.text
@@ -96,6 +101,40 @@ def api_connects(system: System, n: int, phases: list | None = None) -> list[flo
             phases.append([b - a for a, b in zip(marks, marks[1:], strict=False)])
         system.delete(f"/api/v1/process/{name}?wait=30")
     return times
+
+
+BASELINE_HOST = "bench-base"
+
+
+def start_baseline_edge(system: System, ref: str, work: Path) -> str:
+    """An edge worker running ``ref``'s code for BASELINE_HOST, on this system; its commit."""
+    from bench.dashboard import baseline_tree
+    from tests.support.services import Process
+    from tests.support.system import NO_DATABASE_URL
+
+    tree, commit = baseline_tree(ref, work)
+    env = {**system.env, "PYTHONPATH": str(tree), "DATABASE_URL": NO_DATABASE_URL,
+           "EDGEPROXY_HOST_NAME": BASELINE_HOST, "EDGEPROXY_STATE_DIR": str(work / f"state-{BASELINE_HOST}"),
+           "EDGEPROXY_FRAMES_ADVERTISE": "127.0.0.1:9"}
+    system.processes.append(Process([sys.executable, "-m", "worker"], work / "logs" / "edge-baseline.log", env=env,
+                                    cwd=tree))
+    system.wait_host_online(BASELINE_HOST)
+    return commit
+
+
+def interleaved_connects(system: System, client, image: str, volumes: str, n: int, baseline: bool) -> dict:
+    """Row 1 in rounds: a raw Docker create+start, a connect on this tree's edge and (``baseline``) one
+    on the baseline's, in an order that rotates each round. Times and phase splits by side."""
+    sides = ["raw", "new"] + (["old"] if baseline else [])
+    times: dict[str, list] = {side: [] for side in sides}
+    phases: dict[str, list] = {side: [] for side in sides}
+    for i in range(n):
+        for side in sides[i % len(sides):] + sides[:i % len(sides)]:
+            if side == "raw":
+                times[side] += raw_docker_start(client, image, volumes, 1)
+            else:
+                times[side] += api_connects(system, 1, phases[side], "bench-edge" if side == "new" else BASELINE_HOST)
+    return {"times": times, "phases": phases}
 
 
 def seed_fleet(env: dict, hosts: int, cameras: int) -> None:
@@ -209,6 +248,7 @@ def main() -> None:
     parser.add_argument("--per-client", type=int, default=25, help="connects per concurrent client")
     parser.add_argument("--onboard", type=int, default=2000, help="cameras onboarded in bulk (and 1/5 singly)")
     parser.add_argument("--connect-only", action="store_true", help="only row 1 (the connect until running)")
+    parser.add_argument("--baseline", default="", help="git ref whose edge worker row 1 is also measured on")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="bench-control-"))
@@ -222,18 +262,24 @@ def main() -> None:
     try:
         system.start_edge("bench-edge")
         api_connects(system, 2)  # warm up: imports, connections
-        raw = raw_docker_start(client, image, volumes, args.n)
-        phases: list = []
-        api = api_connects(system, args.n, phases)
+        if args.baseline:
+            commit = start_baseline_edge(system, args.baseline, work)
+            print(f"connect: baseline edge = {args.baseline} ({commit}), interleaved with this tree's", flush=True)
+            api_connects(system, 2, host=BASELINE_HOST)
+        measured = interleaved_connects(system, client, image, volumes, args.n, bool(args.baseline))
+        raw = measured["times"]["raw"]
         queued = api_queue_only(system, args.n)
-        overhead = statistics.median(api) - statistics.median(raw)
-        print(f"connect: POST /process?wait= until running  median {ms(statistics.median(api))} ms "
-              f"(p90 {ms(sorted(api)[int(0.9 * len(api)) - 1])} ms), n={args.n}")
-        print(f"connect: raw Docker create+start             median {ms(statistics.median(raw))} ms")
+        print(f"connect: raw Docker create+start             median {ms(statistics.median(raw))} ms, n={args.n}")
         print(f"connect: of which answering 202 (queued)      median {ms(statistics.median(queued))} ms")
-        print(f"connect: overhead of the control plane        median {ms(overhead)} ms  (target < 50 ms)")
-        for index, phase in enumerate(PHASES):
-            print(f"connect:   {phase:<62} median {ms(statistics.median(p[index] for p in phases))} ms")
+        for side in ("new", "old") if args.baseline else ("new",):
+            api, phases = measured["times"][side], measured["phases"][side]
+            label = "this tree" if side == "new" else f"baseline {args.baseline}"
+            overhead = statistics.median(api) - statistics.median(raw)
+            print(f"connect: [{label}] POST /process?wait= until running  median {ms(statistics.median(api))} ms "
+                  f"(p90 {ms(sorted(api)[int(0.9 * len(api)) - 1])} ms)")
+            print(f"connect: [{label}] overhead over raw Docker  median {ms(overhead)} ms  (target <= 50 ms)")
+            for index, phase in enumerate(PHASES):
+                print(f"connect:   {phase:<62} median {ms(statistics.median(p[index] for p in phases))} ms")
         print(f"connect: machine load average {os.getloadavg()[0]:.1f}")
 
         if args.connect_only:
@@ -265,8 +311,9 @@ def main() -> None:
     finally:
         system.stop()
         redis_server.stop()
-        for container in client.containers.list(all=True, filters={"label": "io.edgeproxy.host=bench-edge"}):
-            container.remove(force=True)
+        for host in ("bench-edge", BASELINE_HOST):
+            for container in client.containers.list(all=True, filters={"label": f"io.edgeproxy.host={host}"}):
+                container.remove(force=True)
 
 
 if __name__ == "__main__":

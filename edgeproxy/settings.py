@@ -228,6 +228,12 @@ EDGEPROXY_CAMERA_IMAGE = envstr("EDGEPROXY_CAMERA_IMAGE", "edgeproxy/camera:0.1.
 EDGEPROXY_CAMERA_NETWORK = envstr("EDGEPROXY_CAMERA_NETWORK", "host")
 # Extra bind mounts of camera containers, "src:dst[:ro|rw]" comma separated.
 EDGEPROXY_CAMERA_VOLUMES = envlist("EDGEPROXY_CAMERA_VOLUMES")
+# Edge side, Docker: where each camera's secret URL files are written (a tmpfs path on the Docker
+# host), bind-mounted into its container; "off": copied into each container (slower).
+EDGEPROXY_CAMERA_SECRETS_DIR = envstr("EDGEPROXY_CAMERA_SECRETS_DIR", "/dev/shm/edgeproxy-secrets")
+if EDGEPROXY_CAMERA_SECRETS_DIR.lower() != "off" and not EDGEPROXY_CAMERA_SECRETS_DIR.startswith("/"):
+    raise ImproperlyConfigured("EDGEPROXY_CAMERA_SECRETS_DIR must be an absolute path or 'off'; "
+                               f"got {EDGEPROXY_CAMERA_SECRETS_DIR!r}")
 EDGEPROXY_CAMERA_BUFFER_SECONDS = envint("EDGEPROXY_CAMERA_BUFFER_SECONDS", 10, minimum=0, maximum=600)
 # Command of a camera under the local runtime (defaults to this Python running worker.camera).
 EDGEPROXY_LOCAL_CAMERA_COMMAND = envstr("EDGEPROXY_LOCAL_CAMERA_COMMAND", "")

@@ -17,8 +17,9 @@ heartbeat writes the live facts to the database as before and readers show the d
 
 Operation ends. A request that waits for its operation (``POST /process?wait=``) subscribes to
 ``edgeproxy:op-ended:<id>``, which ``announce_end`` publishes to once the operation's end is
-committed, instead of polling the database; it still looks at the database at least once a second
-(for ends nobody announces), and every 50 ms when Redis cannot be reached.
+committed (every end is announced: ``events.services.operation_finished``), instead of polling the
+database; it looks at the database again only every ``END_LOOK_SECONDS`` in case an announcement
+was lost, and every 50 ms when Redis cannot be reached.
 """
 
 from __future__ import annotations
@@ -197,6 +198,10 @@ def never_observed(camera) -> None:
 # --- operation ends ----------------------------------------------------------------------------
 
 ENDED_CHANNEL = "edgeproxy:op-ended:"
+
+
+# How often a waiter looks at the database although no end was announced (one lost in Redis).
+END_LOOK_SECONDS = 5.0
 
 
 def announce_end(operation_id) -> None:

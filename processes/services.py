@@ -398,7 +398,8 @@ def get_camera(name: str) -> Camera:
 
 def wait_for_operation(operation_id, seconds: float) -> Operation:
     """Wait until the operation ends or ``seconds`` pass (the workers update it): woken by the
-    announcement of its end (``processes.live``), with a look at the database at least every second."""
+    announcement of its end (``processes.live``); the database is looked at again only in case one
+    was lost (every ``live.END_LOOK_SECONDS``)."""
     deadline = time.monotonic() + seconds
     with live.end_waiter(operation_id) as wait:
         while True:
@@ -406,7 +407,7 @@ def wait_for_operation(operation_id, seconds: float) -> Operation:
             remaining = deadline - time.monotonic()
             if op.state not in ACTIVE_STATES or remaining <= 0:
                 return op
-            wait(min(remaining, 1.0))
+            wait(min(remaining, live.END_LOOK_SECONDS))
 
 
 # --- reports from edge workers (applied by control tasks) ------------------------------------
@@ -519,8 +520,7 @@ def record_operation_result(operation_id: str, ok: bool, error: str = "", observ
         if result:
             op.result = result
         op.save(update_fields=["state", "error", "finished", "started", "result"])
-        transaction.on_commit(lambda: live.announce_end(op.id))
-        events.operation_finished(op)
+        events.operation_finished(op)  # (and wakes its waiters at the commit)
         if op.app_id is not None:  # an app process's operation (issue 16)
             app_services.apply_result(op, ok, observed, removed, now)
             return

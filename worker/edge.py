@@ -155,6 +155,7 @@ class EdgeAgent:
             kind=settings.EDGEPROXY_RUNTIME,
             network=settings.EDGEPROXY_CAMERA_NETWORK,
             volumes=settings.EDGEPROXY_CAMERA_VOLUMES,
+            secrets_dir=settings.EDGEPROXY_CAMERA_SECRETS_DIR,
             command=(settings.EDGEPROXY_LOCAL_CAMERA_COMMAND.split() if settings.EDGEPROXY_LOCAL_CAMERA_COMMAND
                      else None),
         )

@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from edgeproxy.contracts import events as contract
 from edgeproxy.contracts.statuses import host_is_online
+from processes import live
 from processes.models import Camera, EdgeHost, Event, HostPresence, Operation, UpgradeNotice
 from processes.recording_selectors import recording_status
 from worker.redaction import redact
@@ -61,6 +62,9 @@ def camera_changed(camera: Camera, before: CameraFacts, host: str | None = None)
 
 
 def operation_finished(op: Operation) -> None:
+    """Every end of an operation passes here: its event, and the wake-up of whoever waits for it
+    (``?wait=``, processes.live) once the end is committed."""
+    transaction.on_commit(lambda: live.announce_end(op.id))
     record(contract.operation_finished(
         operation_id=str(op.id), kind=op.kind, state=op.state, error=redact(op.error or ""),
         camera=op.camera_name, host=op.host.name if op.host_id and op.host else "", started=op.started,

@@ -5,6 +5,7 @@ import time
 import pytest
 
 from edgeproxy.contracts import events as contract
+from processes import live
 from processes.events import webhooks
 from processes.models import Event
 from tests.fast.test_cameras import RUNNING, connect, finish
@@ -62,6 +63,24 @@ def test_operations_a_delete_supersedes_are_finished_events(api, edge, broker):
     assert (event.host, event.data["operation_id"], event.data["kind"], event.data["state"]) == (
         "edge-a", connect_op, "connect", "failed")
     assert event.data["error"] == f"superseded by delete operation {delete_op}"
+
+
+def test_every_end_of_an_operation_wakes_its_waiters(api, edge, broker_redis, django_capture_on_commit_callbacks):
+    """A ``?wait=`` request sleeps until its operation's end is announced (processes.live), not
+    polling the database: a connect that a delete cuts short is announced too, once committed."""
+    edge.register("edge-a")
+    connect_op = connect(api, "cam-wake").json()["operation"]["id"]
+    pubsub = broker_redis.client().pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(f"{live.ENDED_CHANNEL}{connect_op}")
+    try:
+        with django_capture_on_commit_callbacks(execute=True) as committed:
+            api.delete("/api/v1/process/cam-wake")
+            assert pubsub.get_message(timeout=0.2) is None  # nothing before the commit
+        assert committed
+        message = pubsub.get_message(timeout=5)
+        assert message is not None and message["channel"].decode() == f"{live.ENDED_CHANNEL}{connect_op}"
+    finally:
+        pubsub.close()
 
 
 def test_an_annotation_is_an_event(db):

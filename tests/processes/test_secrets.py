@@ -4,6 +4,7 @@ import io
 import json
 import stat
 import tarfile
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -103,6 +104,11 @@ def test_rtmp_password_and_stream_key_are_masked_everywhere(system, rtsp_camera,
         env = dict(item.split("=", 1) for item in container.attrs["Config"]["Env"])
         assert env["EDGEPROXY_RTMP_URL_FILE"] == "/run/edgeproxy/rtmp_url" and "EDGEPROXY_RTMP_URL" not in env
         assert _file_in_container(container, "/run/edgeproxy/rtmp_url") == (0o400, url.encode())
+        # ... a read-only mount of the camera's folder on the host's tmpfs, not a copy in the container.
+        folder = Path(system.secrets_dir) / system.camera("rtmp-secret")["host"] / "rtmp-secret"
+        assert (folder / "rtmp_url").read_bytes() == url.encode()
+        assert {"Source": str(folder), "Destination": "/run/edgeproxy", "RW": False}.items() <= next(
+            m for m in container.attrs["Mounts"] if m["Destination"] == "/run/edgeproxy").items()
         logs = container.logs(stdout=True, stderr=True)
         assert RTMP_PASSWORD.encode() not in logs and STREAM_KEY.encode() not in logs
 
@@ -111,8 +117,9 @@ def test_rtmp_password_and_stream_key_are_masked_everywhere(system, rtsp_camera,
         assert "rtmp-secret" in row and RTMP_PASSWORD not in row and STREAM_KEY not in row
         assert masked in row  # the masked form is stored beside the encrypted one
     finally:
-        system.delete("/api/v1/process/rtmp-secret?wait=30")
+        deleted = system.delete("/api/v1/process/rtmp-secret?wait=30")
         receiver.stop()
+    assert deleted.status_code == 200 and not folder.exists()  # the files go with the camera
     assert RTMP_PASSWORD not in system.logs() and STREAM_KEY not in system.logs()
 
 

@@ -57,6 +57,8 @@ class System:
         self.processes: list[Process] = []
         # This system's shared-memory frame rings (not the machine's /dev/shm/edgeproxy).
         self.shm_dir = f"/dev/shm/edgeproxy-test-{os.getpid()}-{self.port}"
+        # And its camera secret files (EDGEPROXY_CAMERA_SECRETS_DIR).
+        self.secrets_dir = f"/dev/shm/edgeproxy-secrets-test-{os.getpid()}-{self.port}"
         self.env = {
             **{k: v for k, v in os.environ.items() if not k.startswith(("EDGEPROXY_", "DJANGO_", "DATABASE_URL"))},
             "DJANGO_SETTINGS_MODULE": "edgeproxy.settings",
@@ -73,6 +75,7 @@ class System:
             "EDGEPROXY_CAMERA_IMAGE": camera_image,
             "EDGEPROXY_CAMERA_VOLUMES": camera_volumes,
             "EDGEPROXY_FRAMES_SHM_DIR": self.shm_dir,
+            "EDGEPROXY_CAMERA_SECRETS_DIR": self.secrets_dir,
             **(extra_env or {}),
         }
         (self.workdir / "state").mkdir(exist_ok=True)  # as bin/run makes it
@@ -158,6 +161,7 @@ class System:
         import shutil
 
         shutil.rmtree(self.shm_dir, ignore_errors=True)
+        shutil.rmtree(self.secrets_dir, ignore_errors=True)
 
     def _stop_local_cameras(self) -> None:
         """Camera processes of the local runtime outlive their edge worker on purpose (a worker

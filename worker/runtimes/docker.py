@@ -4,13 +4,15 @@ Only containers that carry our labels for *this* host are ever looked at, starte
 removed; a same-named container without them makes ``ensure_running`` fail instead. Nothing is
 pulled and nothing is pruned.
 
-The RTSP URL and the RTMP URL (secrets) are neither in a label nor in the environment: they are
-copied into the created container as ``/run/edgeproxy/rtsp_url`` and ``/run/edgeproxy/rtmp_url``
-(mode 0400) before the start, and the camera program finds them through
-``EDGEPROXY_RTSP_URL_FILE`` and ``EDGEPROXY_RTMP_URL_FILE``. ``docker inspect`` therefore shows no
-password or stream key. Whether a container still matches its spec is decided from a hash of the
-non-secret configuration (a label) plus the image id, and the URLs are compared by reading the
-files back.
+The RTSP URL and the RTMP URL (secrets) are neither in a label nor in the environment: the camera
+program reads them from ``/run/edgeproxy/rtsp_url`` and ``/run/edgeproxy/rtmp_url`` (mode 0400),
+found through ``EDGEPROXY_RTSP_URL_FILE`` and ``EDGEPROXY_RTMP_URL_FILE``. The runtime writes them
+into the camera's own folder under ``secrets_dir`` (EDGEPROXY_CAMERA_SECRETS_DIR, a tmpfs: never on
+disk), bind-mounted read-only at ``/run/edgeproxy``, before each start, and deletes the folder when
+the camera stops or goes. (Without that directory they are copied into the created container
+instead, a slower Docker call.) ``docker inspect`` therefore shows no password or stream key.
+Whether a container still matches its spec is decided from a hash of the non-secret configuration
+(a label) plus the image id, and the URLs are compared by reading the files back.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import tarfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -32,6 +35,7 @@ from datetime import UTC, datetime
 import docker
 import docker.errors
 import requests.exceptions
+from docker.models.containers import _create_container_args
 from docker.types import LogConfig
 
 from worker.redaction import redact
@@ -57,6 +61,8 @@ CONTAINER_PREFIX = "edgeproxy-"
 # Hash of the container's non-secret configuration; a different hash means "recreate".
 LABEL_SPEC_HASH = "io.edgeproxy.spec-hash"
 SECRET_DIR = "/run/edgeproxy"
+# Where the edge keeps each camera's secret files, on the Docker host (a tmpfs); "off": copy them in.
+DEFAULT_SECRETS_DIR = "/dev/shm/edgeproxy-secrets"
 # The file in the container of each secret URL, by the camera program's variable.
 SECRET_FILES = {var: f"{SECRET_DIR}/{file}" for var, file in SECRET_URL_FILES.items()}
 RTSP_URL_FILE = SECRET_FILES["EDGEPROXY_RTSP_URL"]
@@ -141,6 +147,7 @@ class DockerRuntime(Runtime):
         log_max_files: int = 3,
         timeout: float = 30.0,
         stop_timeout: float = 10.0,
+        secrets_dir: str | None = DEFAULT_SECRETS_DIR,
     ):
         super().__init__(host)
         self.network = network or "host"
@@ -159,6 +166,8 @@ class DockerRuntime(Runtime):
         # Containers whose RTSP password is registered for log redaction already.
         self._secrets_known: set[str] = set()
         self._image_users: dict[str, str] = {}
+        self._image_owners: dict[str, tuple[int, int] | None] = {}  # image id -> uid/gid of its USER
+        self.secrets_dir = self._prepare_secrets_dir(secrets_dir)
         # Shared-memory frame rings (worker/camera/shm.py): the directory is mounted into every
         # camera container at the same path; the container joins the ring group to write there.
         from worker.camera import shm
@@ -184,6 +193,91 @@ class DockerRuntime(Runtime):
             self.recording = RecordingSettings.from_env()
         except RecordingSettingsError as exc:
             raise RuntimeError_(str(exc)) from None
+
+    def _prepare_secrets_dir(self, directory: str | None) -> str | None:
+        """This host's folder of camera secret folders (owner-only: no other user of the machine
+        gets in), or None to copy the files into each container."""
+        if not directory or directory.strip().lower() == "off":
+            return None
+        if not os.path.isabs(directory):
+            raise RuntimeError_(f"the camera secrets directory must be an absolute path or 'off', got {directory!r}")
+        folder = os.path.join(directory, self.host)
+        try:
+            os.makedirs(folder, mode=0o700, exist_ok=True)
+            for path in (directory, folder):
+                os.chmod(path, 0o700)
+        except OSError as exc:
+            log.warning("camera secrets directory %s not usable (%s); the URLs are copied into each container",
+                        folder, exc.strerror or type(exc).__name__, extra={"host": self.host})
+            return None
+        return folder
+
+    def _secrets_folder(self, name: str) -> str:
+        assert self.secrets_dir, "secrets are copied into containers"
+        return os.path.join(self.secrets_dir, name)
+
+    def _secrets_volumes(self, spec: CameraSpec) -> list[str]:
+        return [f"{self._secrets_folder(spec.name)}:{SECRET_DIR}:ro"] if self.secrets_dir else []
+
+    def _prepare_secrets_folder(self, name: str) -> None:
+        """The camera's folder, there before its container is made (Docker would make a missing
+        one, as root). Only the files in it are secret: its parent is owner-only."""
+        if not self.secrets_dir:
+            return
+        folder = self._secrets_folder(name)
+        try:
+            os.makedirs(folder, exist_ok=True)
+            os.chmod(folder, 0o755)
+        except OSError as exc:
+            raise RuntimeError_(f"the secrets folder of camera {name} could not be made "
+                                f"({exc.strerror or type(exc).__name__})") from None
+
+    def _write_secrets(self, spec: CameraSpec, owner: tuple[int, int] | None) -> None:
+        """The spec's secret files in the camera's folder (mounted at SECRET_DIR), replaced
+        atomically: readable by the camera's user only when the file can be given to it."""
+        folder = self._secrets_folder(spec.name)
+        urls = spec.secret_urls()
+        give = owner is not None and (os.geteuid() == 0 or owner[0] == os.geteuid())
+        self._prepare_secrets_folder(spec.name)
+        try:
+            for var, file in SECRET_URL_FILES.items():
+                path = os.path.join(folder, file)
+                if var not in urls:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(path)
+                    continue
+                temporary = os.path.join(folder, f".{file}.new")
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(temporary)
+                fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+                try:
+                    os.write(fd, urls[var].encode("utf-8"))
+                    if give and owner is not None and owner != (os.geteuid(), os.getegid()):
+                        os.fchown(fd, *owner)
+                    # A user that cannot be resolved or given the file reads it as any user (the
+                    # folder above is owner-only on the host).
+                    os.fchmod(fd, 0o400 if give else 0o444)
+                finally:
+                    os.close(fd)
+                os.replace(temporary, path)
+        except OSError as exc:
+            raise RuntimeError_(f"the camera URLs of {spec.name} could not be written for its container "
+                                f"({exc.strerror or type(exc).__name__})") from None
+
+    def _remove_secrets(self, name: str) -> None:
+        if self.secrets_dir:
+            shutil.rmtree(self._secrets_folder(name), ignore_errors=True)
+
+    def _secret_file(self, container, path: str) -> bytes | None:
+        """A secret file as the camera reads it: from its folder here, else from the container."""
+        if self.secrets_dir:
+            try:
+                with open(os.path.join(self._secrets_folder((container.labels or {}).get(LABEL_CAMERA, "")),
+                                       os.path.basename(path)), "rb") as handle:
+                    return handle.read()
+            except OSError:
+                pass
+        return self._read_file(container, path)
 
     def _recording_volumes(self, spec: CameraSpec) -> list[str]:
         if not self.recording.enabled:
@@ -255,6 +349,9 @@ class DockerRuntime(Runtime):
     def _shm_volumes(self) -> list[str]:
         return [f"{self.shm.directory}:{self.shm.directory}:rw"] if self.shm.enabled else []
 
+    def _all_volumes(self, spec: CameraSpec) -> list[str]:
+        return list(self.volumes) + self._shm_volumes() + self._recording_volumes(spec) + self._secrets_volumes(spec)
+
     def _network_options(self) -> dict:
         mode = self.network
         if mode in _BUILTIN_NETWORK_MODES or mode.startswith("container:"):
@@ -269,7 +366,7 @@ class DockerRuntime(Runtime):
             "env": sorted(env.items()),
             "labels": sorted(self._labels(spec).items()),
             "network": self.network,
-            "volumes": list(self.volumes) + self._shm_volumes() + self._recording_volumes(spec),
+            "volumes": self._all_volumes(spec),
             "log": [self.log_max_size, self.log_max_files],
             "command": list(spec.command) if spec.command else None,
         }
@@ -339,8 +436,21 @@ class DockerRuntime(Runtime):
                 return int(fields[2]), int(group) if group.isdigit() else int(fields[3])
         return None
 
-    def _put_secrets(self, container, files: dict[str, bytes], image_user: str) -> None:
-        owner = self._file_owner(container, image_user)
+    def _owner_for(self, container, image_id: str) -> tuple[int, int] | None:
+        """The uid/gid of the image's USER, resolved once per image."""
+        if image_id not in self._image_owners:
+            self._image_owners[image_id] = self._file_owner(container, self._image_users.get(image_id, ""))
+        return self._image_owners[image_id]
+
+    def _hand_over_secrets(self, container, spec: CameraSpec, image_id: str) -> None:
+        """The spec's secret files where the container reads them at its next start."""
+        owner = self._owner_for(container, image_id)
+        if self.secrets_dir:
+            self._write_secrets(spec, owner)
+        else:
+            self._put_secrets(container, self._secret_files(spec), owner)
+
+    def _put_secrets(self, container, files: dict[str, bytes], owner: tuple[int, int] | None) -> None:
         buf = io.BytesIO()
         with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
             for path, data in files.items():
@@ -361,9 +471,9 @@ class DockerRuntime(Runtime):
         """Register the secrets of a container we did not create in this process (for logs)."""
         if container.id in self._secrets_known:
             return
-        rtsp = self._read_file(container, RTSP_URL_FILE)
+        rtsp = self._secret_file(container, RTSP_URL_FILE)
         if rtsp is not None:
-            rtmp = self._read_file(container, SECRET_FILES["EDGEPROXY_RTMP_URL"])
+            rtmp = self._secret_file(container, SECRET_FILES["EDGEPROXY_RTMP_URL"])
             self._register_secrets(CameraSpec(
                 camera_id="", name="", host="", image="", rtsp_url=rtsp.decode("utf-8", "replace").strip(),
                 rtmp_url=rtmp.decode("utf-8", "replace").strip() if rtmp else ""))
@@ -386,6 +496,7 @@ class DockerRuntime(Runtime):
     def _create(self, spec: CameraSpec, image_id: str, env: dict[str, str], spec_hash: str):
         self._check_network()
         self._prepare_recordings(spec, self._image_users.get(image_id, ""))
+        self._prepare_secrets_folder(spec.name)
         labels = self._labels(spec)
         labels[LABEL_SPEC_HASH] = spec_hash
         options = dict(
@@ -393,7 +504,7 @@ class DockerRuntime(Runtime):
             name=container_name(spec.name),
             labels=labels,
             environment=env,
-            volumes=list(self.volumes) + self._shm_volumes() + self._recording_volumes(spec),
+            volumes=self._all_volumes(spec),
             group_add=[str(self.shm.group)] if self.shm.enabled else None,
             restart_policy={"Name": "unless-stopped"},
             # docker-init as PID 1 forwards SIGTERM even before the camera program installs its handler.
@@ -409,7 +520,13 @@ class DockerRuntime(Runtime):
             options["entrypoint"] = list(spec.command)
         try:
             with _daemon(f"create the container of camera {spec.name}"):
-                container = self.client.containers.create(**options)
+                # The SDK's own translation of create()'s options, without the inspect that
+                # containers.create() adds: what the start needs of the new container is known.
+                created = self.client.api.create_container(**_create_container_args(
+                    {**options, "command": None, "version": self.client.api._version}))
+            container = self.client.containers.prepare_model({
+                "Id": created["Id"], "Name": f"/{options['name']}", "Image": image_id,
+                "Config": {"Labels": labels, "Image": spec.image}, "State": {"Status": "created"}})
         except RuntimeError_ as exc:
             cause = exc.__cause__
             if isinstance(cause, docker.errors.ImageNotFound):
@@ -418,8 +535,7 @@ class DockerRuntime(Runtime):
                 raise RuntimeError_(f"Docker network {self.network} does not exist on this host") from None
             raise
         try:
-            image_user = self._image_users.get(image_id, "")
-            self._put_secrets(container, self._secret_files(spec), image_user)
+            self._hand_over_secrets(container, spec, image_id)
         except BaseException:
             with contextlib.suppress(Exception):
                 container.remove(force=True, v=True)
@@ -444,8 +560,10 @@ class DockerRuntime(Runtime):
             return False
         if container.attrs.get("Image") != image_id:
             return False
+        if self.secrets_dir and container.status in ("created", "exited"):
+            return True  # its files are written afresh before it starts
         for path, data in self._secret_files(spec).items():
-            current = self._read_file(container, path)
+            current = self._secret_file(container, path)
             if current is None or not hmac.compare_digest(current, data):
                 return False
         return True
@@ -483,9 +601,11 @@ class DockerRuntime(Runtime):
                              extra={"camera": spec.name, "host": self.host})
                     self._remove_container(container, self.stop_timeout, spec.name)
                     container = None
+            handed_over = False  # a container made here has its secret files already
             if container is None:
                 try:
                     container = self._create(spec, image_id, env, spec_hash)
+                    handed_over = True
                 except RuntimeError_ as exc:
                     if not (isinstance(exc.__cause__, docker.errors.APIError)
                             and exc.__cause__.status_code == 409):
@@ -501,6 +621,8 @@ class DockerRuntime(Runtime):
                 with _daemon(f"unpause the container of camera {spec.name}"):
                     container.unpause()
             elif container.status in ("created", "exited"):
+                if self.secrets_dir and not handed_over:
+                    self._hand_over_secrets(container, spec, image_id)
                 self._start(container, spec.name)
         observed = self.observe(spec.name, with_logs=False)  # a container just started has no logs yet
         if observed is None:
@@ -535,6 +657,7 @@ class DockerRuntime(Runtime):
                     except docker.errors.NotFound:
                         return None
             self._remove_ring(name, (container.labels or {}).get(LABEL_CAMERA_ID, ""))
+            self._remove_secrets(name)  # written afresh at its next start
         return self.observe(name)
 
     def remove(self, name: str, timeout: float = 5.0) -> bool:
@@ -548,6 +671,7 @@ class DockerRuntime(Runtime):
                 return replaced is not None
             self._remove_container(container, timeout, name)
             self._remove_ring(name, (container.labels or {}).get(LABEL_CAMERA_ID, ""))
+            self._remove_secrets(name)
             return True
 
     def _observed(self, container, with_logs: bool) -> Observed:
@@ -713,6 +837,8 @@ class DockerRuntime(Runtime):
             self._check_owner(current, spec.name)
             if current.status not in ("removing", "dead") and self._matches(current, spec, image_id, spec_hash):
                 if current.status in ("created", "exited"):
+                    if self.secrets_dir:
+                        self._hand_over_secrets(current, spec, image_id)
                     self._start(current, spec.name)
                 new = self.observe(spec.name, with_logs=False)
                 if new is None:

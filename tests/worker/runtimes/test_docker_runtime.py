@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
+import os
 import re
+import stat
+from pathlib import Path
 
 import pytest
 
 from tests.support.services import wait_until
 from worker.runtimes.base import LABEL_CAMERA, LABEL_CAMERA_ID, LABEL_HOST, LABEL_MANAGED, RuntimeError_
 
-from .conftest import PASSWORD, SESSION, TEST_IMAGE, make_spec, unique
+from .conftest import PASSWORD, SESSION, TEST_IMAGE, URL_PROBE, make_spec, unique
 
 pytestmark = pytest.mark.docker
 
@@ -34,9 +39,11 @@ def test_container_carries_labels_and_configuration(runtime, docker_client, came
     assert host_config["RestartPolicy"]["Name"] == "unless-stopped"
     assert host_config["LogConfig"] == {"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}}
     assert host_config["NetworkMode"] == "host"
-    # Plus the shared-memory frame rings, at the same path, writable through the ring group.
+    # Plus the shared-memory frame rings, at the same path, writable through the ring group, and
+    # the camera's secrets folder, read-only where the camera program reads its URL files.
     ring_dir = runtime.shm.directory
-    assert host_config["Binds"] == camera_volumes + [f"{ring_dir}:{ring_dir}:rw"]
+    secrets = f"{runtime.secrets_dir}/{spec.name}"
+    assert host_config["Binds"] == camera_volumes + [f"{ring_dir}:{ring_dir}:rw", f"{secrets}:/run/edgeproxy:ro"]
     assert host_config["GroupAdd"] == [str(runtime.shm.group)]
     env = dict(item.split("=", 1) for item in container.attrs["Config"]["Env"])
     assert env["EDGEPROXY_CAMERA_NAME"] == spec.name
@@ -56,6 +63,35 @@ def test_no_password_in_docker_inspect(runtime, docker_client):
     # The low-level inspect and the listing too.
     assert PASSWORD not in json.dumps(docker_client.api.inspect_container(container.id))
     assert PASSWORD not in json.dumps(docker_client.api.containers(all=True, filters={"id": container.id}))
+
+
+def test_secret_files_live_in_a_private_tmpfs_folder_only_while_the_camera_runs(runtime, docker_client):
+    """The URL files are handed over on the host's tmpfs (no copy into the container): owner-only on
+    the host, gone when the camera stops, written afresh when it starts again, gone with it."""
+    spec = make_spec(runtime, command=URL_PROBE)
+    runtime.ensure_running(spec)
+    folder = Path(runtime.secrets_dir) / spec.name
+    assert stat.S_IMODE(os.stat(runtime.secrets_dir).st_mode) == 0o700  # no other user of the host gets in
+    assert (folder / "rtsp_url").read_bytes() == spec.rtsp_url.encode()
+    assert stat.S_IMODE((folder / "rtsp_url").stat().st_mode) == 0o400
+    mounts = {line.split()[1]: line.split()[2] for line in Path("/proc/mounts").read_text().splitlines()}
+    below = [m for m in mounts if runtime.secrets_dir == m or runtime.secrets_dir.startswith(m.rstrip("/") + "/")]
+    assert mounts[max(below, key=len)] == "tmpfs"  # never written to a disk
+    sha = hashlib.sha256(spec.rtsp_url.encode()).hexdigest()
+    probe = f"sha {sha} mode 0o400 env False name {spec.name}"
+    def output() -> str:
+        return base64.b64decode(runtime.observe(spec.name).logs["stdout"] or "").decode()
+
+    wait_until(lambda: probe in output(), 15, message="probe output")
+
+    runtime.stop(spec.name, timeout=1)
+    assert not folder.exists()
+    assert runtime.ensure_running(spec).status == "running"  # the same container, its files back
+    assert (folder / "rtsp_url").read_bytes() == spec.rtsp_url.encode()
+    wait_until(lambda: output().count(probe) == 2, 15,
+               message="the restarted camera read its URL")
+    assert runtime.remove(spec.name, timeout=1)
+    assert not folder.exists()
 
 
 def test_unlabelled_container_with_our_name_is_never_touched(runtime, docker_client):
