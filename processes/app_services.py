@@ -363,7 +363,10 @@ def get_app(name: str) -> AppProcess:
 
 
 def _status(app: AppProcess, observed: dict | None) -> str:
-    if app.status == CameraStatus.REMOVING:
+    last = app.last_operation if app.last_operation_id else None
+    if app.status == CameraStatus.REMOVING and last is not None and last.kind == OperationKind.DELETE:
+        # Our delete: only its confirmation ends it. (A "removing" that Docker showed, while the
+        # container was removed by hand, does not stick: the next observation replaces it.)
         return CameraStatus.REMOVING
     if observed is None:
         return CameraStatus.STOPPED if app.desired_state == DesiredState.STOPPED else CameraStatus.ERROR

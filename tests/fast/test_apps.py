@@ -340,3 +340,19 @@ def test_delete_cuts_short_a_busy_app_like_a_cameras(api, edge, online_host, bro
     assert again.status_code == 202 and again.json()["operation"]["id"] == delete_op
     services.record_operation_result(delete_op, True, removed=True)
     assert api.get("/api/v1/appprocess/detector-1").status_code == 404
+
+
+def test_a_container_docker_shows_removing_comes_back_running(api, edge, online_host, broker, allowed):
+    """Docker's own "removing" (a container removed by hand) is not our delete: the next observation
+    replaces it (tests/processes/test_apps.py saw an app stuck at "removing" after it came back)."""
+    camera(api, "door-cam")
+    assert install(api).status_code == 202
+    finish("detector-1", observed=RUNNING)
+
+    def beat(observed):
+        services.record_heartbeat("edge-a", {"queue": "host.edge-a", "public_key": online_host.public_key,
+                                             "cameras": [], "apps": [observed], "observed_at": 10 ** 13})
+        return api.get("/api/v1/appprocess/detector-1").json()["status"]
+
+    assert beat({**RUNNING, "status": "removing", "state": {"Status": "removing"}}) == "removing"
+    assert beat({**RUNNING, "container_id": "c0ffee2"}) == "running"
