@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import posixpath
 import re
+import uuid
 from collections.abc import Mapping
 from datetime import timedelta
 
@@ -27,7 +28,7 @@ from edgeproxy.contracts.statuses import ENDED_STATUSES, RUNNING_STATUSES, Camer
 from edgeproxy.contracts.times import ms
 from processes import app_selectors as selectors
 from processes import selectors as camera_selectors
-from processes.dispatch import EdgeOutbox, fail_refused, send
+from processes.dispatch import EdgeOutbox, fail_refused, send, supersede_for_delete
 from processes.models import ACTIVE_STATES, AppProcess, Camera, DesiredState, EdgeHost, Operation, OperationKind
 from settings_app.versions import highest_version, is_newer, local_tags, sort_tags
 from worker import sealing
@@ -167,6 +168,47 @@ def _limits(cpus: float | None, memory_mb: int | None) -> tuple[float, int]:
     return cpus, memory_mb
 
 
+def _hold_cameras(camera_names: list[str], host: EdgeHost) -> None:
+    """Lock the app's cameras while it is stored (a camera's move or delete locks it too, then asks
+    ``refuse_change_of_camera_read_by_apps``), and check that they are still on ``host`` with no
+    move or delete under way: the app would end up on a host its camera is leaving."""
+    cameras = list(Camera.objects.select_for_update().select_related("host").filter(name__in=camera_names)
+                   .order_by("id"))
+    gone = sorted(set(camera_names) - {camera.name for camera in cameras})
+    if gone:
+        raise _invalid("cameras", f"no camera named {', '.join(gone)}.")
+    for camera in cameras:
+        if camera.host_id != host.id:
+            raise Conflict(f"cameras: camera {camera.name} now runs on edge host {camera.host.name}; try again.",
+                           {"cameras": ["moved meanwhile"]})
+        changing = Operation.objects.filter(camera=camera, state__in=ACTIVE_STATES,
+                                            kind__in=(OperationKind.MOVE, OperationKind.DELETE)).first()
+        if changing is not None:
+            what = (f"moving to edge host {changing.host.name}" if changing.kind == OperationKind.MOVE and changing.host
+                    else "being deleted")
+            raise Conflict(f"cameras: camera {camera.name} is {what} (operation {changing.id}); install the app "
+                           "when that has finished.", {"cameras": [f"{camera.name} is {what}"]})
+
+
+def refuse_change_of_camera_read_by_apps(camera: Camera, change: str) -> None:
+    """An app runs on its cameras' host, so a camera an app reads is neither moved (``change``
+    ``"move"``) nor deleted (``"delete"``) while the app exists: a 409 naming the apps, and nothing
+    changes. The caller holds the camera's row (as an install does), so no app starts reading it
+    meanwhile."""
+    readers = sorted(app.name for app in selectors.apps_reading(camera.name))
+    if not readers:
+        return
+    apps = ", ".join(readers)
+    if change == "move":
+        advice = ("delete the app(s) first (DELETE /api/v1/appprocess/{name}), move the camera, then install them "
+                  "again: they will run on the camera's new host")
+    else:
+        advice = "delete the app(s) first (DELETE /api/v1/appprocess/{name}), or install them again without it"
+    raise Conflict(f"Camera {camera.name} is read by app(s) {apps}, which run on its host {camera.host.name}: it "
+                   f"cannot be {'moved' if change == 'move' else 'deleted'} while they read it; {advice}.",
+                   extra={"apps": readers})
+
+
 # --- dispatch ----------------------------------------------------------------------------------
 
 
@@ -209,14 +251,19 @@ def _message(app: AppProcess, op: Operation, action: str) -> messages.EdgeMessag
 
 
 def _new_operation(app: AppProcess, kind: str, action: str) -> Operation:
-    """An operation on the app (inside the caller's transaction), one at a time: a busy app is a 409."""
+    """An operation on the app (inside the caller's transaction), one at a time: a busy app is a 409,
+    except for a delete, which ends the operation it finds as a camera's delete does (failed,
+    "superseded")."""
     if not AppProcess.objects.select_for_update().filter(pk=app.pk).exists():
         raise NotFound(f"No app named {app.name!r}.")
+    op_id = uuid.uuid4()
+    if kind == OperationKind.DELETE:
+        supersede_for_delete(Operation.objects.filter(app=app), op_id)
     active = Operation.objects.filter(app=app, state__in=ACTIVE_STATES).first()
     if active is not None:
         raise Busy(f"App {app.name} is busy with a {active.kind} operation ({active.id}); try again when it has "
                    "finished.")
-    op = Operation.objects.create(kind=kind, app=app, camera_name="", host=app.host,
+    op = Operation.objects.create(id=op_id, kind=kind, app=app, camera_name="", host=app.host,
                                   progress={"app": app.name, "action": action})
     app.last_operation = op
     return op
@@ -244,6 +291,7 @@ def install_app(*, name: str, docker_repository: str, docker_version: str, docke
     mounts = _clean_mounts(mount or [])
     cpus, memory_mb = _limits(cpus, memory_mb)
     with transaction.atomic():
+        _hold_cameras(camera_names, placed)
         try:
             with transaction.atomic():
                 app = AppProcess.objects.create(
@@ -315,7 +363,10 @@ def get_app(name: str) -> AppProcess:
 
 
 def _status(app: AppProcess, observed: dict | None) -> str:
-    if app.status == CameraStatus.REMOVING:
+    last = app.last_operation if app.last_operation_id else None
+    if app.status == CameraStatus.REMOVING and last is not None and last.kind == OperationKind.DELETE:
+        # Our delete: only its confirmation ends it. (A "removing" that Docker showed, while the
+        # container was removed by hand, does not stick: the next observation replaces it.)
         return CameraStatus.REMOVING
     if observed is None:
         return CameraStatus.STOPPED if app.desired_state == DesiredState.STOPPED else CameraStatus.ERROR
@@ -333,6 +384,12 @@ def _observe(app: AppProcess, observed: dict | None, now) -> list[str]:
     app.status = _status(app, observed)
     app.observed_at = now
     return ["container_id", "state", "logs", "status", "observed_at", "modified"]
+
+
+def lock_app(app_id) -> None:
+    """Lock an app's row; a result does so before its operation's row, in the order _new_operation
+    takes them (the other order deadlocks with a delete superseding that operation)."""
+    list(AppProcess.objects.select_for_update().filter(id=app_id).values_list("id", flat=True))
 
 
 def apply_result(op: Operation, ok: bool, observed: dict | None, removed: bool, now) -> None:

@@ -20,6 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from django.db import transaction
+from django.db.models import F, QuerySet
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 from kombu.exceptions import OperationalError as KombuOperationalError
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -28,7 +30,7 @@ from edgeproxy.celery import app as celery_app
 from edgeproxy.contracts import tasks as messages
 from edgeproxy.contracts.errors import Unavailable
 from processes.events import services as events
-from processes.models import AppProcess, Camera, EdgeHost, Operation, OperationState
+from processes.models import ACTIVE_STATES, AppProcess, Camera, EdgeHost, Operation, OperationKind, OperationState
 
 logger = logging.getLogger("edgeproxy.processes")
 
@@ -98,3 +100,27 @@ def fail_refused(operation_ids: list[str], restore: dict | None = None) -> None:
                     state=OperationState.FAILED, error=NOT_SENT, started=now, finished=now):
                 op.state, op.error, op.started, op.finished = OperationState.FAILED, NOT_SENT, now, now
                 events.operation_finished(op)
+
+
+# --- a delete cuts short what it makes pointless ---------------------------------------------------
+
+# Operations a delete cuts short, so that a user can always delete a camera or an app: their edge
+# tasks are idempotent, and the remove queued after them leaves nothing behind (a process or
+# container one of them starts late has no record any more: reconciliation removes it as a stray).
+# Upgrades and moves are not cut short (they end within their deadline, restoring what ran before);
+# a delete under way is the answer to another delete.
+SUPERSEDED_BY_DELETE = (OperationKind.CONNECT, OperationKind.START, OperationKind.STOP, OperationKind.RECONCILE)
+
+
+def supersede_for_delete(operations: QuerySet[Operation], delete_op_id) -> None:
+    """End the active operations of ``operations`` (a camera's or an app's, its row locked by the
+    caller) that a delete supersedes: failed, "superseded by delete operation <id>", each with its
+    ``operation.finished`` event. Their late results change nothing (the operation has ended)."""
+    now = timezone.now()
+    superseded = list(operations.filter(state__in=ACTIVE_STATES, kind__in=SUPERSEDED_BY_DELETE)
+                      .values_list("id", flat=True))  # stable: their results lock the camera or app row first
+    Operation.objects.filter(id__in=superseded).update(
+        state=OperationState.FAILED, error=f"superseded by delete operation {delete_op_id}", finished=now,
+        started=Coalesce(F("started"), now))
+    for ended in Operation.objects.select_related("host").filter(id__in=superseded):
+        events.operation_finished(ended)

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F, Q, TextField, Value
+from django.db.models import Q, TextField, Value
 from django.db.models.fields.json import KT
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -28,7 +28,7 @@ from edgeproxy.contracts.errors import Busy, Conflict, DomainError, ImageNotOnHo
 from edgeproxy.contracts.statuses import ENDED_STATUSES, RUNNING_STATUSES, CameraStatus
 from edgeproxy.contracts.times import ms
 from processes import app_services, live, selectors
-from processes.dispatch import BROKER_ERRORS, EdgeOutbox, fail_refused, send
+from processes.dispatch import BROKER_ERRORS, EdgeOutbox, fail_refused, send, supersede_for_delete
 from processes.events import services as events
 from processes.models import ACTIVE_STATES, Camera, DesiredState, EdgeHost, Operation, OperationKind, OperationState
 from settings_app.selectors import default_camera_image
@@ -73,14 +73,6 @@ def _sealed_spec(camera: Camera) -> str:
     return sealing.seal(camera.host.public_key, _camera_spec(camera))
 
 
-# Operations a delete cuts short, so that a user can always delete a camera: their edge tasks are
-# idempotent, and the remove queued after them leaves nothing behind (a process one of them starts
-# late has no camera any more: reconciliation removes it as a stray). Upgrades and moves are not
-# cut short (they end within their deadline, restoring what ran before); a delete under way is
-# the answer to another delete.
-SUPERSEDED_BY_DELETE = (OperationKind.CONNECT, OperationKind.START, OperationKind.STOP, OperationKind.RECONCILE)
-
-
 def _new_operation(camera: Camera, kind: str) -> Operation:
     """Start an operation on a camera (inside the caller's transaction). The camera row is locked
     first: a camera deleted meanwhile is a 404, a busy one a 409 (the database's constraint),
@@ -89,14 +81,7 @@ def _new_operation(camera: Camera, kind: str) -> Operation:
         raise NotFound(f"No camera named {camera.name!r}.")
     op_id = uuid.uuid4()
     if kind == OperationKind.DELETE:
-        now = timezone.now()
-        superseded = list(camera.operations.filter(state__in=ACTIVE_STATES, kind__in=SUPERSEDED_BY_DELETE)
-                          .values_list("id", flat=True))  # stable: their results lock the camera row first
-        Operation.objects.filter(id__in=superseded).update(
-            state=OperationState.FAILED, error=f"superseded by delete operation {op_id}", finished=now,
-            started=Coalesce(F("started"), now))
-        for ended in Operation.objects.select_related("host").filter(id__in=superseded):
-            events.operation_finished(ended)
+        supersede_for_delete(camera.operations.all(), op_id)
     try:
         with transaction.atomic():
             op = Operation.objects.create(id=op_id, kind=kind, camera=camera, camera_name=camera.name,
@@ -360,6 +345,7 @@ def delete_camera(camera: Camera) -> Camera:
         if under_way is not None:
             camera.last_operation = under_way
             return camera
+        app_services.refuse_change_of_camera_read_by_apps(camera, "delete")
         outbox, before = _record_queued(camera, OperationKind.DELETE, DesiredState.STOPPED,
                                         lambda op: messages.Remove(operation_id=str(op.id), camera_name=camera.name),
                                         status=CameraStatus.REMOVING)
@@ -490,20 +476,24 @@ def record_operation_started(operation_id: str) -> None:
         raise OperationNotFound(operation_id)
 
 
-def _lock_camera_of(operation_id) -> None:
-    """Lock the operation's camera row before the operation's, in the order _new_operation does: the
-    other order deadlocks with a new operation queued on the same camera meanwhile (it waits on the
-    one-active-operation index while holding the camera). Found by the API fuzz run."""
-    camera_id = Operation.objects.filter(id=operation_id).values_list("camera_id", flat=True).first()
+def _lock_camera_or_app_of(operation_id) -> None:
+    """Lock the operation's camera (or app) row before the operation's, in the order _new_operation
+    does: the other order deadlocks with a new operation queued on the same camera meanwhile (it
+    waits on the one-active-operation index while holding the camera), or with a delete superseding
+    the operation. Found by the API fuzz run."""
+    camera_id, app_id = (Operation.objects.filter(id=operation_id).values_list("camera_id", "app_id").first()
+                         or (None, None))
     if camera_id is not None:
         list(Camera.objects.select_for_update().filter(id=camera_id).values_list("id", flat=True))
+    elif app_id is not None:
+        app_services.lock_app(app_id)
 
 
 def record_operation_result(operation_id: str, ok: bool, error: str = "", observed: dict | None = None,
                             stream: dict | None = None, removed: bool = False, result: dict | None = None) -> None:
     now = timezone.now()
     with transaction.atomic():
-        _lock_camera_of(operation_id)
+        _lock_camera_or_app_of(operation_id)
         op = Operation.objects.select_for_update().filter(id=operation_id).first()
         if op is None:
             raise OperationNotFound(operation_id)
@@ -975,6 +965,7 @@ def move_camera(camera: Camera, host_name: str) -> Camera:
     before = {"status": camera.status}
     with transaction.atomic():
         op = _new_operation(camera, OperationKind.MOVE)
+        app_services.refuse_change_of_camera_read_by_apps(camera, "move")  # the camera row is held
         op.host = target
         op.progress = {"phase": "removing", "from": source.name, "to": target.name}
         op.save(update_fields=["host", "progress"])
@@ -1106,7 +1097,7 @@ def record_upgrade_result(operation_id: str, ok: bool, error: str = "", observed
     still moves the record to the image the camera now runs: the edge only says so once it does."""
     image = (result or {}).get("image")
     with transaction.atomic():
-        _lock_camera_of(operation_id)
+        _lock_camera_or_app_of(operation_id)
         op = Operation.objects.select_for_update().filter(id=operation_id).first()
         if op is None:
             raise OperationNotFound(operation_id)

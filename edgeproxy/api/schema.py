@@ -53,7 +53,8 @@ ERROR_TEXT = {
     403: "The token is read-only: it may list and read, not change anything.",
     404: "No such camera, host, task or image.",
     405: "Method not allowed on this route.",
-    409: "Conflict: the name exists already, or the camera is busy with another operation.",
+    409: "Conflict: the name exists already, the camera is busy with another operation, or apps read the camera "
+         "(a move or delete: `apps` names them).",
     413: "The request body is larger than 64 KiB.",
     414: "The URL (with its query) is longer than 4094 bytes.",
     415: "The body is not JSON (send Content-Type: application/json).",

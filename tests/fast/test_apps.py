@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from processes import services
-from processes.models import AppImageRule, AppProcess, Operation
+from processes.models import AppImageRule, AppProcess, Event, Operation
 
 RTSP = "rtsp://admin:S3cretPass-9x@127.0.0.1:8554/test"
 SECRET = "tok-Very-Secret-42"
@@ -269,3 +269,90 @@ def test_a_stray_app_container_is_removed_once(api, edge, online_host, broker, a
     assert [m.task for m in broker.host_messages("edge-a")] == ["edge.app_remove"]
     services.record_operation_result(str(op.id), True, removed=True)
     assert Operation.objects.get(id=op.id).state == "succeeded"
+
+
+def finish_camera(name: str) -> None:
+    """The camera's host reports its pending operation done, the camera running."""
+    op = Operation.objects.get(camera__name=name, state__in=("pending", "running"))
+    services.record_operation_result(str(op.id), True, observed={"container_id": f"c-{name}", "status": "running",
+                                                                 "state": {"Status": "running", "Running": True}})
+
+
+def test_a_camera_an_app_reads_stays_until_the_app_goes(api, edge, online_host, broker, allowed):
+    """An app runs on its cameras' host: moving or deleting a camera an app reads is a 409 naming the
+    app, and nothing changes; an app is not installed on a camera that is moving away."""
+    edge.register("edge-b")
+    camera(api, "door-cam")
+    finish_camera("door-cam")
+    assert install(api).status_code == 202
+    finish("detector-1", observed=RUNNING)
+    broker.redis.flushdb()
+    operations = Operation.objects.count()
+
+    for response in (api.post("/api/v1/process/door-cam/move", {"host": "edge-b"}, format="json"),
+                     api.patch("/api/v1/process/door-cam", {"host": "edge-b"}, format="json"),
+                     api.delete("/api/v1/process/door-cam")):
+        assert response.status_code == 409, response.content
+        refusal = response.json()
+        assert refusal["code"] == 409 and refusal["apps"] == ["detector-1"], refusal
+        assert "detector-1" in refusal["message"] and "delete the app" in refusal["message"], refusal
+    door = api.get("/api/v1/process/door-cam").json()
+    assert door["host"] == "edge-a" and door["status"] == "running"
+    assert Operation.objects.count() == operations and broker.host_messages("edge-b") == []
+    assert broker.host_messages("edge-a") == []
+
+    # A camera on its way to another host: an app reading it is refused, and nothing is stored.
+    camera(api, "yard-cam")
+    finish_camera("yard-cam")
+    assert api.post("/api/v1/process/yard-cam/move", {"host": "edge-b"}, format="json").status_code == 202
+    moving = install(api, name="yard-app", cameras=["yard-cam"], port_mappings=[])
+    assert moving.status_code == 409, moving.content
+    assert "yard-cam is moving to edge host edge-b" in moving.json()["message"]
+    assert not AppProcess.objects.filter(name="yard-app").exists()
+
+    # Once the app is gone, the camera moves.
+    assert api.delete("/api/v1/appprocess/detector-1").status_code == 202
+    finish("detector-1", removed=True)
+    moved = api.post("/api/v1/process/door-cam/move", {"host": "edge-b"}, format="json")
+    assert moved.status_code == 202, moved.content
+
+
+def test_delete_cuts_short_a_busy_app_like_a_cameras(api, edge, online_host, broker, allowed):
+    camera(api, "door-cam")
+    installed = install(api)
+    connect_op = installed.json()["operation"]["id"]
+
+    response = api.delete("/api/v1/appprocess/detector-1")
+    assert response.status_code == 202, response.content
+    assert response.json()["status"] == "removing" and response.json()["operation"]["kind"] == "delete"
+    delete_op = response.json()["operation"]["id"]
+    superseded = api.get(f"/api/v1/tasks/{connect_op}").json()
+    assert superseded["state"] == "failed" and superseded["error"] == f"superseded by delete operation {delete_op}"
+    [event] = [e for e in Event.objects.filter(type="operation.finished") if e.data["operation_id"] == connect_op]
+    assert (event.host, event.data["kind"], event.data["state"]) == ("edge-a", "connect", "failed")
+    assert [m.task for m in broker.host_messages("edge-a")] == ["edge.ensure_running", "edge.app_ensure_running",
+                                                               "edge.app_remove"]
+
+    # The superseded install's late result changes nothing; the host's removal deletes the record.
+    services.record_operation_result(connect_op, True, observed=RUNNING)
+    assert api.get("/api/v1/appprocess/detector-1").json()["status"] == "removing"
+    again = api.delete("/api/v1/appprocess/detector-1")  # a delete under way answers another
+    assert again.status_code == 202 and again.json()["operation"]["id"] == delete_op
+    services.record_operation_result(delete_op, True, removed=True)
+    assert api.get("/api/v1/appprocess/detector-1").status_code == 404
+
+
+def test_a_container_docker_shows_removing_comes_back_running(api, edge, online_host, broker, allowed):
+    """Docker's own "removing" (a container removed by hand) is not our delete: the next observation
+    replaces it (tests/processes/test_apps.py saw an app stuck at "removing" after it came back)."""
+    camera(api, "door-cam")
+    assert install(api).status_code == 202
+    finish("detector-1", observed=RUNNING)
+
+    def beat(observed):
+        services.record_heartbeat("edge-a", {"queue": "host.edge-a", "public_key": online_host.public_key,
+                                             "cameras": [], "apps": [observed], "observed_at": 10 ** 13})
+        return api.get("/api/v1/appprocess/detector-1").json()["status"]
+
+    assert beat({**RUNNING, "status": "removing", "state": {"Status": "removing"}}) == "removing"
+    assert beat({**RUNNING, "container_id": "c0ffee2"}) == "running"

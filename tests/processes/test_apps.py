@@ -12,6 +12,7 @@ import subprocess
 
 import pytest
 
+from edgeproxy.client import FrameClient, NotAuthorized
 from tests.support.services import REPO, wait_until
 
 pytestmark = pytest.mark.docker
@@ -19,6 +20,9 @@ pytestmark = pytest.mark.docker
 HOST = "edge-apps"
 APP_IMAGE = ("edgeproxy", "example-brightness", "test")
 SECRET = "Tok3n-never-shown-77"
+# The operator's frame-API key of edge-apps: its frame server requires keys, so the example app's
+# annotations arrive only with the key of its own that the edge worker gives it.
+OPERATOR_FRAMES_KEY = "operator-frames-key-5f1"
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +32,8 @@ def app_host(system, rtsp_camera, docker_client):
     built = subprocess.run([str(REPO / "examples/brightness/build.sh"), f"{user}/{repository}:{version}"],
                            capture_output=True, text=True, timeout=120)
     assert built.returncode == 0, built.stderr
-    env = {"EDGEPROXY_APP_VOLUMES": built.stdout.strip().splitlines()[-1]}
+    env = {"EDGEPROXY_APP_VOLUMES": built.stdout.strip().splitlines()[-1],
+           "EDGEPROXY_GRPC_TOKENS": OPERATOR_FRAMES_KEY, "EDGEPROXY_GRPC_BIND": "127.0.0.1"}
     system.start_edge(HOST, **env)
     system._manage("shell", "-c", "from processes.models import AppImageRule; "
                    f"AppImageRule.objects.get_or_create(repository='{user}/{repository}', "
@@ -90,6 +95,15 @@ def test_example_app_reads_frames_annotates_and_keeps_its_secret(system, app_hos
     assert env["EDGEPROXY_FRAMES_ADDRESS"] == f"127.0.0.1:{system.frame_ports[HOST]}"
     assert env["EDGEPROXY_CAMERAS"] == "app-cam" and env["EDGEPROXY_FRAMES_SHM_DIR"] == system.shm_dir
 
+    # Its annotations came with its own key: the frame server refuses a call without a key or with
+    # another one (the operator's key is not the app's).
+    app_key = env["EDGEPROXY_FRAMES_TOKEN"]
+    assert app_key and app_key != OPERATOR_FRAMES_KEY
+    for key in (None, "not-a-key"):
+        with (FrameClient(env["EDGEPROXY_FRAMES_ADDRESS"], token=key, shm_dir="off") as stranger,
+              pytest.raises(NotAuthorized)):
+            stranger.annotate("app-cam", "brightness", 1)
+
     # It read its frames the fast way (the shared-memory ring), and its logs reach its record.
     def logs_say_shm():
         stdout = app(system, "bright-app")["logs"]["stderr"] or ""
@@ -97,6 +111,12 @@ def test_example_app_reads_frames_annotates_and_keeps_its_secret(system, app_hos
         return "via shm" in text and text
 
     wait_until(logs_say_shm, 30, interval=0.5, message="app logs reporting frames via shm")
+
+    # Its camera stays while it reads it: neither deleted nor moved away from the app (409, nothing changes).
+    for refused in (system.delete("/api/v1/process/app-cam"),
+                    system.post("/api/v1/process/app-cam/move", {"host": "edge-a"})):
+        assert refused.status_code == 409 and refused.json()["apps"] == ["bright-app"], refused.text
+    assert system.camera("app-cam")["status"] == "running" and system.camera("app-cam")["host"] == HOST
 
     # The portal's requests answered with the shapes it reads.
     listed = system.get("/api/v1/appprocesslist").json()
@@ -114,7 +134,7 @@ def test_example_app_reads_frames_annotates_and_keeps_its_secret(system, app_hos
     # The secret is in no answer, no log and no task message the system wrote.
     answers = json.dumps([listed, app(system, "bright-app"), record])
     assert SECRET not in answers
-    assert SECRET not in system.logs()
+    assert SECRET not in system.logs() and app_key not in answers and app_key not in system.logs()
 
 
 def test_bad_inputs_are_refused_and_nothing_is_stored(system, app_host, docker_client):
@@ -181,10 +201,23 @@ def test_killed_app_comes_back_survives_a_worker_restart_and_delete_removes_only
 
     # Delete removes its container only: the other app and the camera keep running.
     camera_container = system.camera("app-cam")["container_id"]
+    app_key = dict(item.split("=", 1) for item in docker_client.containers.get(after["container_id"]).attrs[
+        "Config"]["Env"])["EDGEPROXY_FRAMES_TOKEN"]
     deleted = system.delete("/api/v1/appprocess/bright-app?wait=30")
     assert deleted.status_code == 200 and deleted.json()["status"] == "deleted", deleted.text
     assert not docker_client.containers.list(all=True, filters={"name": "edgeproxy.app.bright-app"})
     assert docker_client.containers.get(idle.json()["container_id"]).status == "running"
     assert docker_client.containers.get(camera_container).status == "running"
     assert system.get("/api/v1/appprocess/bright-app").status_code == 404
+
+    # Its frame-API key went with it: the frame server refuses it (it re-reads the keys file).
+    def key_refused():
+        with FrameClient(f"127.0.0.1:{system.frame_ports[HOST]}", token=app_key, shm_dir="off") as client:
+            try:
+                client.annotate("app-cam", "key-check", 1)
+            except NotAuthorized:
+                return True
+            return False
+
+    wait_until(key_refused, 10, interval=0.3, message="the deleted app's frame key refused")
     assert system.delete("/api/v1/appprocess/idle-app?wait=30").status_code == 200
