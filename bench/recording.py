@@ -11,8 +11,9 @@ configuration, no consumer) reading it at the same time; in each of ``--rounds``
 turns (a program's own bias, its core or its neighbours, weighs on both sides alike). CPU per
 minute of stream of the recording side and the other, over the same windows: same stream, same
 moments, same load. Ratio on/off: target <= 1.05. Both as utime + stime (/proc/<pid>/stat, 10 ms
-ticks) and from the scheduler's nanosecond count (schedstat), and per thread (the same threads in
-both programs: where recording costs). ``--baseline`` (another checkout of the repository, e.g.
+ticks) and from the scheduler's nanosecond count (schedstat), and per thread (the threads each
+program had once streaming, in the order they were made, then those started later: the recorder
+thread runs only while recording is on). ``--baseline`` (another checkout of the repository, e.g.
 ``git archive`` of an earlier commit) adds a second pair running that checkout's camera program on
 the same stream in the same windows: before and after a change, like with like.
 
@@ -47,19 +48,25 @@ def camera(name: str, url: str, redis_url: str, folder: Path, segment: float, lo
     return Process([python(), "-m", "worker.camera"], log, env=env, cwd=repo)
 
 
-def thread_cpu(pid: int) -> list[float]:
-    """CPU seconds of each thread of the process, in the order they were made (thread ids ascending):
-    both camera programs start the same threads in the same order (main, ingest, recorder, status,
-    ...), so the lists line up and show in which thread recording costs. From the scheduler's own
-    count (/proc/.../schedstat, nanoseconds), not the 10 ms ticks of utime + stime: recording's share
-    is a few ticks a minute."""
-    found = []
-    for task in sorted(Path(f"/proc/{pid}/task").iterdir(), key=lambda t: int(t.name)):
+def thread_cpu(pid: int) -> dict[int, float]:
+    """CPU seconds of each thread of the process by thread id, from the scheduler's own count
+    (/proc/.../schedstat, nanoseconds), not the 10 ms ticks of utime + stime: recording's share is a
+    few ticks a minute."""
+    found = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
         try:
-            found.append(int((task / "schedstat").read_text().split()[0]) / 1e9)
+            found[int(task.name)] = int((task / "schedstat").read_text().split()[0]) / 1e9
         except OSError:  # ended meanwhile
             continue
     return found
+
+
+def per_thread(before: dict[int, float], after: dict[int, float], first: list[int]) -> list[float]:
+    """A window's CPU seconds of the program's first threads (``first``: the ids it had once streaming,
+    ascending: main, ingest, status, ...; the same in both programs, so the lists line up), then of
+    all threads started later together (the recorder thread, which runs only while recording is on)."""
+    spent = {tid: after[tid] - before.get(tid, 0.0) for tid in after}
+    return [spent.get(tid, 0.0) for tid in first] + [sum(v for tid, v in spent.items() if tid not in first)]
 
 
 def streaming(client, name: str, recording: bool) -> bool:
@@ -86,6 +93,9 @@ def compare(size: str, args, work: Path) -> dict:
     try:
         totals = {role: 0.0 for role in roles}
         threads: dict[str, list[float]] = {role: [] for role in roles}
+        # Once streaming, before recording is switched on anywhere: the threads every program has.
+        wait_until(lambda: all(streaming(client, n, False) for n in procs), 90, message="every camera streaming")
+        first_threads = {n: sorted(thread_cpu(p.pid)) for n, p in procs.items()}
         precise = {role: 0.0 for role in roles}
         elapsed = 0.0
         for number in range(args.rounds):
@@ -101,13 +111,14 @@ def compare(size: str, args, work: Path) -> dict:
             start = time.monotonic()
             before = {n: cpu_seconds(p.pid) for n, p in procs.items()}
             before_threads = {n: thread_cpu(p.pid) for n, p in procs.items()}
+
             time.sleep(args.seconds)
             took = time.monotonic() - start
             for name, proc in procs.items():
                 role = role_of[name]
                 totals[role] += cpu_seconds(proc.pid) - before[name]
                 after = thread_cpu(proc.pid)
-                spent = [a - b for a, b in zip(after, before_threads[name], strict=False)]
+                spent = per_thread(before_threads[name], after, first_threads[name])
                 precise[role] += sum(spent)
                 threads[role] = [t + s for t, s in zip(threads[role], spent, strict=False)] if threads[role] else spent
             elapsed += took

@@ -3,9 +3,10 @@
 The init segment (``ftyp`` + ``moov``: the codec configuration, avcC or hvcC, and the track's time
 scale) comes from FFmpeg's MP4 muxer through PyAV (``init_segment``), once per camera session. The
 fragments (``moof`` + ``mdat``) are the only part that grows with the stream, and they are simple:
-this module packs them from the packets' bytes and timestamps, a few ``struct.pack`` calls and one
-write per fragment. Muxing through PyAV cost a ``Packet`` object and a ``mux`` call per packet,
-most of the recording's CPU (bench/recording.py).
+this module packs them from the packets' bytes and timestamps, a few ``struct.pack`` calls per
+fragment, and the recorder writes the fragments of a batch at once (``FragmentWriter.flush``).
+Muxing through PyAV cost a ``Packet`` object and a ``mux`` call per packet, most of the recording's
+CPU (bench/recording.py).
 
 The boxes (ISO/IEC 14496-12) are the ones FFmpeg writes with
 ``movflags=frag_keyframe+empty_moov+default_base_moof``: each fragment is self-contained (its data
@@ -17,6 +18,8 @@ from __future__ import annotations
 import io
 import struct
 from fractions import Fraction
+from itertools import chain
+from operator import sub
 
 import av
 
@@ -117,10 +120,11 @@ def length_prefixed(data: bytes) -> bytes:
 
 
 class FragmentWriter:
-    """Samples collected into one fragment at a time, written to ``file`` as ``moof`` + ``mdat``.
+    """Samples collected into one fragment at a time, packed as ``moof`` + ``mdat``; the packed
+    fragments reach ``file`` in one write by ``flush`` (or ``finish``).
 
     Times are in the stream's ``time_base``; they are written in the track's ``timescale``. A
-    sample's duration is the gap to the next sample's decode time, so a fragment is written once the
+    sample's duration is the gap to the next sample's decode time, so a fragment is packed once the
     next sample is known (``add`` of the next fragment's first sample, or ``finish``)."""
 
     def __init__(self, file, track_id: int, timescale: int, time_base: Fraction, annex_b: bool, origin: int):
@@ -132,20 +136,33 @@ class FragmentWriter:
         self.scale = None if scale == 1 else scale  # None: the stream's time base is the track's
         self.sequence = 0
         self.samples: list[tuple[bytes, int, int, bool]] = []  # (data, dts, pts, key)
+        self.packed: list[bytes] = []  # fragments not written yet
         self.bytes = 0
 
     def add(self, data: bytes, pts: int, dts: int, key: bool, new_fragment: bool) -> None:
-        """A sample (decode order); ``new_fragment``: write what is collected first."""
+        """A sample (decode order); ``new_fragment``: pack what is collected first."""
         if new_fragment and self.samples:
-            self._write(dts)
+            self.pack(dts)
         self.samples.append((data, dts, pts, key))
 
     def finish(self, end_dts: int) -> None:
-        """Write what is collected; the last sample lasts until ``end_dts``."""
+        """Pack what is collected (the last sample lasts until ``end_dts``) and write it all."""
         if self.samples:
-            self._write(end_dts)
+            self.pack(end_dts)
+        self.flush()
 
-    def _write(self, next_dts: int) -> None:
+    def flush(self) -> None:
+        """Write the packed fragments, in one write: a file cut short keeps whole fragments."""
+        if not self.packed:
+            return
+        data = self.packed[0] if len(self.packed) == 1 else b"".join(self.packed)
+        self.packed = []
+        view = memoryview(data)
+        while view:  # a short write (the disk filling up): the rest, which raises the error
+            view = view[self.file.write(view):]
+
+    def pack(self, next_dts: int) -> None:
+        """Pack the collected samples into a fragment; the last one lasts until ``next_dts``."""
         samples, self.samples = self.samples, []
         self.sequence += 1
         origin, scale = self.origin, self.scale
@@ -159,17 +176,14 @@ class FragmentWriter:
                            for (_data, _dts, pts, _key), ticks in zip(samples, dts_ticks, strict=True)]
             end = round((next_dts - origin) * scale)
         dts_ticks.append(max(end, dts_ticks[-1] + 1))
-        if self.annex_b:
-            payloads = [length_prefixed(data) for data, _dts, _pts, _key in samples]
-        else:
-            payloads = [data for data, _dts, _pts, _key in samples]
-        entries: list[int] = []
-        for index, payload in enumerate(payloads):
-            entries += (dts_ticks[index + 1] - dts_ticks[index], len(payload),
-                        SYNC_SAMPLE if samples[index][3] else OTHER_SAMPLE, cts_offsets[index])
+        datas = [data for data, _dts, _pts, _key in samples]
+        payloads = [length_prefixed(data) for data in datas] if self.annex_b else datas
+        sizes = list(map(len, payloads))
+        durations = map(sub, dts_ticks[1:], dts_ticks)
+        flags = [SYNC_SAMPLE if key else OTHER_SAMPLE for _data, _dts, _pts, key in samples]
         count = len(samples)
         moof_size = MOOF_FIXED + SAMPLE_BYTES * count
-        mdat_size = 8 + sum(map(len, payloads))
+        mdat_size = 8 + sum(sizes)
         head = struct.pack(
             ">I4s" "I4sII" "I4s" "I4sII" "I4sIQ" "I4sIIi",
             moof_size, b"moof",
@@ -179,6 +193,7 @@ class FragmentWriter:
             20, b"tfdt", 1 << 24, dts_ticks[0],  # version 1: a 64-bit decode time
             20 + SAMPLE_BYTES * count, b"trun", (1 << 24) | TRUN_FLAGS, count, moof_size + 8,
         )
+        entries = chain.from_iterable(zip(durations, sizes, flags, cts_offsets, strict=True))
         body = struct.pack(">" + "IIIi" * count, *entries)
-        self.file.write(b"".join((head, body, struct.pack(">I4s", mdat_size, b"mdat"), *payloads)))
+        self.packed.append(b"".join((head, body, struct.pack(">I4s", mdat_size, b"mdat"), *payloads)))
         self.bytes += moof_size + mdat_size

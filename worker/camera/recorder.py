@@ -39,10 +39,13 @@ from worker.camera import fmp4
 log = logging.getLogger("camera.recorder")
 
 QUEUE_PACKETS = 1500  # ~60 s at 25 fps; beyond that packets are dropped and the segment ends
-# The thread takes the queued packets in batches, once a second (about one fragment): each wake-up
-# of a Python thread costs more than the packets it handles (the ingest thread only appends to a
-# deque: no lock, no wake-up per packet). A crash loses what is queued and the unfinished fragment.
-BATCH_INTERVAL_S = 1.0
+# The thread takes the queued packets in batches, every 3 s (half a segment at most), and writes
+# each batch's fragments at once: each wake-up of a Python thread and each write cost more than
+# the packets they handle (the ingest thread only appends to a deque: no lock, no wake-up per
+# packet). A crash (SIGKILL) loses what is queued and the unfinished fragment: at most a batch
+# interval plus a second; a clean stop, a stream that ends or recording switched off lose nothing.
+BATCH_INTERVAL_S = 3.0
+MIN_BATCH_INTERVAL_S = 0.25
 DIR_MODE = 0o700
 FILE_MODE = 0o600
 OPEN = "open"
@@ -254,6 +257,7 @@ class _Session:
         self.codec = codec
         self.annex_b = annex_b  # packets with start codes (RTSP), not length prefixes
         self.anchor: tuple[int, int] | None = None  # (wall ms, pts) of the session's first keyframe
+        self.ended = False  # set by the ingest thread after the session's last packet
 
     def wall_ms(self, pts: int) -> int:
         assert self.anchor is not None
@@ -264,15 +268,16 @@ class _Session:
 class _Open:
     """The segment being written."""
 
-    def __init__(self, path: Path, file, writer: fmp4.FragmentWriter, start_ms: int, start_pts: int, codec: str,
-                 tb_ms: float):
+    def __init__(self, session: _Session, path: Path, file, writer: fmp4.FragmentWriter, start_ms: int,
+                 start_pts: int):
+        self.session = session
         self.path = path
-        self.tb_ms = tb_ms
+        self.tb_ms = session.tb_ms
         self.file = file
         self.writer = writer
         self.start_ms = start_ms
         self.start_pts = start_pts
-        self.codec = codec
+        self.codec = session.codec
         self.end_pts = start_pts  # the end of the newest packet (pts + duration)
         self.end_dts = start_pts  # the decode time after the newest packet (dts + duration)
         self.last_dts: int | None = None
@@ -286,6 +291,8 @@ class Recorder:
         self.state = state
         self.stop = stop
         self.dir = settings.camera_dir(name) if settings.enabled else None
+        # Half a segment at most between batches: a segment is closed soon after its end.
+        self.batch_s = min(BATCH_INTERVAL_S, max(MIN_BATCH_INTERVAL_S, settings.segment_s / 2))
         self.queue: collections.deque = collections.deque()
         self.feeding = False  # read by the ingest thread for every packet
         self.wanted = False
@@ -297,7 +304,10 @@ class Recorder:
         self._wake = threading.Event()
         self._overflow = False
         self._open: _Open | None = None
+        # The thread runs only while recording is switched on (``_update_thread``); None otherwise.
         self.thread: threading.Thread | None = None
+        self._thread_lock = threading.Lock()
+        self._started = False  # ``start`` has run (segments an earlier process left open are closed)
         # Metrics (status key): bytes in closed segments, segments closed, errors.
         self.bytes_written = 0
         self.segments = 0
@@ -312,8 +322,17 @@ class Recorder:
             recovered = recover_open_segments(self.dir)
             if recovered:
                 log.info("recording: %d segment(s) left open by an earlier process closed", len(recovered))
-        self.thread = threading.Thread(target=self._run, name="recorder", daemon=True)
-        self.thread.start()
+        with self._thread_lock:
+            self._started = True
+        self._update_thread()
+
+    def _update_thread(self) -> None:
+        """Start the recorder thread if recording is wanted and it is not running; it ends by itself
+        once recording is switched off (``_run``): a camera that does not record has no thread to wake."""
+        with self._thread_lock:
+            if self.wanted and self._started and self.thread is None and not self.stop.is_set():
+                self.thread = threading.Thread(target=self._run, name="recorder", daemon=True)
+                self.thread.start()
 
     def set_control(self, control: dict | None) -> None:
         control = control if isinstance(control, dict) else {}
@@ -335,6 +354,7 @@ class Recorder:
             if not wanted:
                 self.problem = None
             self._update_feeding()
+            self._update_thread()
             self._wake.set()
 
     def status(self) -> dict:
@@ -373,7 +393,9 @@ class Recorder:
         self._wake.set()
 
     def end_session(self) -> None:
-        self._session = None
+        session, self._session = self._session, None
+        if session is not None:
+            session.ended = True  # after its last packet: the recorder writes what is queued, then closes
         self._update_feeding()
         self._wake.set()
 
@@ -382,7 +404,7 @@ class Recorder:
         if session is None:
             return
         if len(self.queue) < QUEUE_PACKETS:
-            self.queue.append((session.number, data, pts, dts, is_key, duration, wall))
+            self.queue.append((session, data, pts, dts, is_key, duration, wall))
         else:
             self._overflow = True
 
@@ -404,17 +426,28 @@ class Recorder:
                     f"{self.settings.min_free_mb:g} MiB (EDGEPROXY_RECORDING_MIN_FREE_MB)")
         return None
 
+    def _wait(self, seconds: float) -> None:
+        self._wake.wait(seconds)
+        self._wake.clear()
+
     def _run(self) -> None:
-        session_number = None
+        """Every ``batch_s`` (or when woken): write what the ingest thread queued. Ends when
+        recording is switched off (after writing what was queued before) or the process stops."""
         next_free_check = 0.0
         try:
             while not self.stop.is_set():
-                session = self._session
-                if not self.wanted or session is None or self.blocked:
+                if not self.wanted:
+                    self._write_queued()
+                    self._close(None)
+                    with self._thread_lock:
+                        if not self.wanted:  # else switched on again meanwhile: go on in this thread
+                            self.thread = None
+                            return
+                    continue
+                if self.blocked:  # the host's quota: not one more byte
                     self._close(None)
                     self._drain()
-                    self._wake.wait(0.5)
-                    self._wake.clear()
+                    self._wait(self.batch_s)
                     continue
                 now = time.monotonic()
                 if now >= next_free_check:
@@ -430,65 +463,83 @@ class Recorder:
                         self._close(None)
                 if self.problem and self._open is None and self.problem.startswith("disk"):
                     self._drain()
-                    self._wake.wait(0.5)
-                    self._wake.clear()
+                    self._wait(self.batch_s)
                     continue
-                if not self.queue:
-                    self._wake.wait(BATCH_INTERVAL_S)
-                    self._wake.clear()
-                    continue
-                if self._overflow:  # fell behind and lost packets: end the segment, resume at a keyframe
-                    self._overflow = False
-                    self.queue.clear()
-                    self._close(None)
-                    log.warning("recording: the disk is too slow, packets were dropped; next segment at a keyframe")
-                    continue
-                queue = self.queue
-                batch = [queue.popleft() for _ in range(len(queue))]
-                if session_number != session.number:
-                    self._close(None)
-                    session_number = session.number
-                self._packets(session, batch)
-        finally:
+                self._write_queued()
+                self._wait(self.batch_s)
+            self._write_queued()  # the process stops: what the ingest thread queued before, then close
             self._close(None)
+        except Exception:
+            log.exception("recording: unexpected error in the recorder thread")
+            self.errors += 1
+            with contextlib.suppress(Exception):
+                self._close(None)
+            with self._thread_lock:
+                self.thread = None  # switching recording off and on starts it again
 
-    def _packets(self, session: _Session, batch: list) -> None:
-        """Write queued packets (decode order): start a segment at a keyframe, cut the next one at
-        the first keyframe after ``segment_s``, a fragment at every keyframe and every second."""
-        segment_ticks = self.settings.segment_s * 1000.0 / session.tb_ms
-        fragment_ticks = session.fragment_ticks
+    def _write_queued(self) -> None:
+        """Write the queued packets (one write per segment); close a segment whose session ended."""
+        while True:
+            overflow = self._overflow
+            queue = self.queue
+            if queue:
+                self._packets([queue.popleft() for _ in range(len(queue))])
+            current = self._open
+            if overflow:  # fell behind and lost packets: end the segment, resume at a keyframe
+                self._overflow = False
+                self._close(None)
+                log.warning("recording: the disk is too slow, packets were dropped; next segment at a keyframe")
+                return
+            if current is not None:
+                try:
+                    current.writer.flush()
+                except OSError as exc:  # a write error (disk full) ends the segment, not ingest
+                    self._write_failed(current, exc)
+                    return
+            if current is None or not current.session.ended:
+                return
+            if not queue:  # the session's last packet came before ``ended``: it is written
+                self._close(None)
+                return
+
+    def _packets(self, batch: list) -> None:
+        """Pack queued packets (decode order) into fragments: start a segment at a keyframe, cut the
+        next one at the first keyframe after ``segment_s``, a fragment at every keyframe and every second."""
         current = self._open
-        for number, data, pts, dts, is_key, duration, wall in batch:
-            if number != session.number:
-                continue
+        session = current.session if current is not None else None
+        segment_ticks = fragment_ticks = 0.0
+        if session is not None:
+            segment_ticks = self.settings.segment_s * 1000.0 / session.tb_ms
+            fragment_ticks = session.fragment_ticks
+        for packet_session, data, pts, dts, is_key, duration, wall in batch:
+            if packet_session is not session:  # packets of a new camera session: a new segment
+                self._close(None)
+                current = None
+                session = packet_session
+                segment_ticks = self.settings.segment_s * 1000.0 / session.tb_ms
+                fragment_ticks = session.fragment_ticks
             if current is None:
                 if not is_key:
                     continue
                 if session.anchor is None:
                     session.anchor = (wall, pts)
-                self._start(session, pts, dts)
-                current = self._open
+                current = self._start(session, pts, dts)
                 if current is None:
                     continue
             elif is_key and pts - current.start_pts >= segment_ticks:
                 self._close(pts, min(pts, dts))  # this keyframe ends one segment and starts the next: no gap
-                self._start(session, pts, dts)
-                current = self._open
+                current = self._start(session, pts, dts)
                 if current is None:
                     continue
             if dts > pts:  # timestamps the ingest made up for the first packets of a session
                 dts = pts
-            if current.last_dts is not None and dts <= current.last_dts:
+            last_dts = current.last_dts
+            if last_dts is not None and dts <= last_dts:
                 continue  # decode time must go forward (as FFmpeg's muxer requires)
             new_fragment = is_key or dts - current.fragment_dts >= fragment_ticks
             if new_fragment:
                 current.fragment_dts = dts
-            try:
-                current.writer.add(data, pts, dts, is_key, new_fragment)
-            except OSError as exc:  # a write error (disk full) ends the segment, not ingest
-                self._write_failed(current, exc)
-                current = None
-                continue
+            current.writer.add(data, pts, dts, is_key, new_fragment)
             current.last_dts = dts
             if pts + duration > current.end_pts:
                 current.end_pts = pts + duration
@@ -500,11 +551,12 @@ class Recorder:
         log.warning("recording: %s", self.problem)
         with contextlib.suppress(OSError):
             current.file.close()
-        self._open = None
+        if self._open is current:
+            self._open = None
         # What reached the file before the error plays (whole fragments only): keep it under its real end.
         recover_open_segments(current.path.parent)
 
-    def _start(self, session: _Session, pts: int, dts: int) -> None:
+    def _start(self, session: _Session, pts: int, dts: int) -> _Open | None:
         assert self.dir is not None
         start_ms = session.wall_ms(pts)
         path = self.dir / f"{start_ms}-{OPEN}.{session.codec}.mp4"
@@ -512,7 +564,7 @@ class Recorder:
         try:
             self.dir.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
-            # Unbuffered: each fragment reaches the file in one write as soon as it is complete.
+            # Unbuffered: the fragments of a batch reach the file in one write (``FragmentWriter.flush``).
             file = open(fd, "wb", buffering=0)  # noqa: SIM115 - closed by _close
             file.write(session.header)
         except Exception as exc:  # noqa: BLE001
@@ -524,13 +576,14 @@ class Recorder:
             log.warning("recording: %s", self.problem)
             with contextlib.suppress(OSError):
                 path.unlink()
-            return
+            return None
         if self.problem and not self.problem.startswith("disk"):
             self.problem = None
         # The file's time 0 is the first packet's decode time (FFmpeg's muxer shifts it so too).
         writer = fmp4.FragmentWriter(file, session.track_id, session.timescale, session.time_base, session.annex_b,
                                      origin=min(pts, dts))
-        self._open = _Open(path, file, writer, start_ms, pts, session.codec, session.tb_ms)
+        self._open = _Open(session, path, file, writer, start_ms, pts)
+        return self._open
 
     def _close(self, end_pts: int | None, end_dts: int | None = None) -> None:
         """End the open segment at ``end_pts`` / ``end_dts`` (the next segment's first keyframe) or
@@ -556,7 +609,7 @@ class Recorder:
         final = current.path.with_name(f"{current.start_ms}-{end_ms}.{current.codec}.mp4")
         try:
             os.replace(current.path, final)
-            self.bytes_written += final.stat().st_size
+            self.bytes_written += len(current.session.header) + current.writer.bytes
             self.segments += 1
         except OSError as exc:
             self.errors += 1

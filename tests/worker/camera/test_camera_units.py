@@ -126,3 +126,59 @@ def test_hand_written_fragments_read_back_as_written(tmp_path):
         ((pts - origin) * 90, (dts - origin) * 90, key) for _data, pts, dts, key in packets]
     assert [data for data, *_ in read] == [fmp4.length_prefixed(data) for data, *_ in packets]
     assert len(frames) == 40
+
+
+def test_recorder_thread_only_while_recording_and_a_stream_that_ends_loses_nothing(tmp_path):
+    """worker.camera.recorder: no thread while recording is off; switched on, it writes what the
+    ingest thread queues and, when the stream ends, every packet up to the last one is in closed
+    segments that FFmpeg reads back as they were sent; switched off, the thread ends."""
+    import io
+    import threading
+
+    import av
+    import numpy as np
+
+    from tests.support.services import wait_until
+    from worker.camera import fmp4
+    from worker.camera.recorder import Recorder, RecordingSettings, list_segments
+
+    source = io.BytesIO()
+    with av.open(source, "w", format="mpegts") as out:  # Annex B, as from a camera
+        stream = out.add_stream("libx264", rate=25, options={"preset": "ultrafast", "g": "10"})
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for i in range(60):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), i * 4, np.uint8), format="rgb24")
+            frame.pts = i
+            for packet in [*stream.encode(frame), *(stream.encode() if i == 59 else [])]:
+                out.mux(packet)
+    source.seek(0)
+    stop = threading.Event()
+    recorder = Recorder(RecordingSettings(directory=str(tmp_path), segment_s=1.0), "cam", None, stop)
+    folder = tmp_path / "cam"
+    wall = 1_700_000_000_000
+    try:
+        with av.open(source, "r", format="mpegts") as demuxer:
+            template = demuxer.streams.video[0]
+            packets = [(bytes(p), p.pts, p.dts, p.is_keyframe, p.duration) for p in demuxer.demux(template) if p.size]
+            recorder.start()
+            recorder.new_session(template)
+            assert recorder.thread is None and not recorder.feeding, "a thread while recording is off"
+            recorder.set_control({"enabled": True, "retention_hours": 1})
+            thread = recorder.thread
+            assert thread is not None and thread.is_alive() and recorder.feeding
+        for data, pts, dts, key, duration in packets:
+            recorder.feed(data, pts, dts, key, duration, wall + (pts - packets[0][1]) // 90)
+        recorder.end_session()  # the stream ends right after its last packet
+        wait_until(lambda: (found := list_segments(folder)) and all(s.end_ms for s in found), 10,
+                   message="every packet in closed segments")
+        recorder.set_control({"enabled": False})
+        wait_until(lambda: recorder.thread is None and not thread.is_alive(), 5, message="recorder thread ended")
+    finally:
+        stop.set()
+    segments = list_segments(folder)
+    read = []
+    for segment in segments:
+        with av.open(str(segment.path)) as container:
+            read += [bytes(p) for p in container.demux(container.streams.video[0]) if p.size]
+    assert read == [fmp4.length_prefixed(data) for data, *_ in packets], "packets lost or changed"
+    assert len(segments) >= 2 and segments[0].start_ms == wall
