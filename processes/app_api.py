@@ -8,11 +8,13 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from edgeproxy.api import schema as oas
+from edgeproxy.api.errors import Invalid
 from edgeproxy.api.fields import StrictCharField
 from edgeproxy.contracts.names import CAMERA_NAME_HELP, CAMERA_NAME_MAX, CAMERA_NAME_RULE
 from processes import app_outputs as outputs
 from processes import app_selectors as selectors
 from processes import app_services as services
+from processes import filters
 from processes import selectors as camera_selectors
 from processes.api import OperationView, wait_seconds
 from processes.models import OperationState
@@ -102,9 +104,13 @@ class AppProcessCollection(OperationView):
 class AppProcessList(APIView):
     @extend_schema(summary="Every app process (filter: host)",
                    responses={200: outputs.AppProcessRecordSerializer(many=True)},
-                   parameters=[oas.query("host", description="only the apps of this edge host")])
+                   parameters=[oas.query("host", description="only the apps of this edge host",
+                                         pattern=filters.HOST_NAME_RULE)])
     def get(self, request):
-        return Response(outputs.app_list(selectors.apps(host=request.query_params.get("host"))))
+        host = request.query_params.get("host")
+        if host and not filters.HOST_NAME_RULE.fullmatch(host):  # (PostgreSQL cannot even compare a NUL)
+            raise Invalid("host: must be 1 to 63 characters, without NUL.", {"host": ["invalid host name"]})
+        return Response(outputs.app_list(selectors.apps(host=host)))
 
 
 class AppProcessDetail(OperationView):

@@ -136,9 +136,9 @@ def connect_camera(*, name: str, rtsp_endpoint: str, rtmp_endpoint: str = "", ho
             op.save(force_insert=True)
             outbox.add(_ensure_running(camera, op), placed_on)
     except IntegrityError:
-        if Camera.objects.filter(name=name).exists():
-            raise Conflict(f"A camera named {name!r} already exists.", {"name": ["already exists"]}) from None
-        raise
+        # The name was taken when the insert ran (the only constraint two new rows can break), even
+        # if a delete has removed that camera since: still a 409, never a database error.
+        raise Conflict(f"A camera named {name!r} already exists.", {"name": ["already exists"]}) from None
     outbox.deliver(undo=lambda refused: _undo_connects([camera.id]), what=f"the connect of camera {name}")
     logger.info("camera %s: connect queued on host %s (operation %s)", name, placed_on.name, op.id,
                 extra={"camera": name, "host": placed_on.name, "operation": op.id})

@@ -82,6 +82,11 @@ def test_install_stores_masks_seals_and_answers_like_the_original(api, edge, onl
         assert answer.status_code == 200
         assert SECRET not in answer.content.decode() and MARKED not in answer.content.decode()
     assert [a["name"] for a in api.get("/api/v1/appprocesslist").json()] == ["detector-1"]
+    assert [a["name"] for a in api.get("/api/v1/appprocesslist?host=edge-a").json()] == ["detector-1"]
+    assert api.get("/api/v1/appprocesslist?host=edge-b").json() == []
+    # A host name PostgreSQL cannot compare (the fuzz run got a 503 for it): a 400 naming the parameter.
+    refused = api.get("/api/v1/appprocesslist?host=%00")
+    assert refused.status_code == 400 and refused.json()["code"] == 400 and "host" in refused.json()["message"]
 
 
 BAD_INSTALLS = [
