@@ -108,7 +108,7 @@ BASELINE_HOST = "bench-base"
 
 def start_baseline_edge(system: System, ref: str, work: Path) -> str:
     """An edge worker running ``ref``'s code for BASELINE_HOST, on this system; its commit."""
-    from bench.dashboard import baseline_tree
+    from bench.baseline import baseline_tree
     from tests.support.services import Process
     from tests.support.system import NO_DATABASE_URL
 

@@ -32,15 +32,14 @@ import secrets
 import statistics
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
-from io import BytesIO
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.baseline import baseline_tree  # noqa: E402
 from tests.support.services import Process, RedisServer, free_port, wait_until  # noqa: E402
 from tests.support.system import fresh_database_url  # noqa: E402
 
@@ -141,14 +140,16 @@ class Server:
             self.process.stop()
 
 
-def baseline_tree(ref: str, work: Path) -> tuple[Path, str]:
-    commit = subprocess.run(["git", "rev-parse", "--short", ref], cwd=REPO, check=True, capture_output=True,
-                            text=True).stdout.strip()
-    archive = subprocess.run(["git", "archive", ref], cwd=REPO, check=True, capture_output=True).stdout
-    tree = work / "baseline"
-    with tarfile.open(fileobj=BytesIO(archive)) as tar:
-        tar.extractall(tree)  # noqa: S202 - our own repository's archive
-    return tree, commit
+def side_by_side(bench: str, baseline: str) -> tuple[RedisServer, str, str, Server, Server]:
+    """A fresh Redis and database, the baseline's commit, and two API servers on them with one
+    secret key (so one login or token serves both): ``baseline``'s code ("old") and this tree's ("new")."""
+    work = Path(tempfile.mkdtemp(prefix=f"bench-{bench}-"))
+    redis_server = RedisServer(work / "redis")
+    database_url = fresh_database_url(f"edgeproxy_bench_{bench}")
+    tree, commit = baseline_tree(baseline, work)
+    secret_key = secrets.token_urlsafe(32)
+    return (redis_server, database_url, commit, Server("old", tree, work, database_url, redis_server.url, secret_key),
+            Server("new", REPO, work, database_url, redis_server.url, secret_key))
 
 
 def first_view(context, server: Server, timeout_ms: int) -> dict:
@@ -249,13 +250,7 @@ def main() -> None:
 
     import playwright.sync_api as playwright_api
 
-    work = Path(tempfile.mkdtemp(prefix="bench-dashboard-"))
-    redis_server = RedisServer(work / "redis")
-    database_url = fresh_database_url("edgeproxy_bench_dashboard")
-    tree, commit = baseline_tree(args.baseline, work)
-    secret_key = secrets.token_urlsafe(32)
-    new = Server("new", REPO, work, database_url, redis_server.url, secret_key)
-    old = Server("old", tree, work, database_url, redis_server.url, secret_key)
+    redis_server, database_url, commit, old, new = side_by_side("dashboard", args.baseline)
     servers = [old, new]
     password = secrets.token_urlsafe(12)
     print(f"dashboard bench: new = this tree, old = {args.baseline} ({commit}); load average {load()}", flush=True)

@@ -39,12 +39,9 @@ that of both cameras' writes).
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
-import subprocess
 import sys
-import tarfile
 import tempfile
 import threading
 import time
@@ -53,6 +50,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.baseline import baseline_tree  # noqa: E402
 from tests.support.services import Process, RedisServer, RtspCamera, cpu_seconds, python, wait_until  # noqa: E402
 from worker.camera import keys  # noqa: E402
 
@@ -95,17 +93,6 @@ def measure_all(pids: dict[str, int], seconds: float) -> dict[str, dict]:
                        reverse=True)
         result[name] = {"cpu": sum(spent), "threads": spent}
     return result
-
-
-def baseline_tree(ref: str, work: Path) -> tuple[Path, str]:
-    """The repository at ``ref`` (``git archive``) in ``work/baseline``, and its short commit."""
-    commit = subprocess.run(["git", "rev-parse", "--short", ref], cwd=REPO, check=True, capture_output=True,
-                            text=True).stdout.strip()
-    archive = subprocess.run(["git", "archive", ref], cwd=REPO, check=True, capture_output=True).stdout
-    tree = work / "baseline"
-    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        tar.extractall(tree)  # noqa: S202 - our own repository's archive
-    return tree, commit
 
 
 class UnixRedis:

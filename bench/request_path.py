@@ -19,10 +19,8 @@ Compare the two rows of one run, not runs with each other: the machine's load av
 
 import argparse
 import contextlib
-import secrets
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -31,9 +29,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.control_plane import connect_body, percentile, seed_fleet  # noqa: E402
-from bench.dashboard import Server, baseline_tree, load  # noqa: E402
-from tests.support.services import RedisServer, cpu_seconds  # noqa: E402
-from tests.support.system import fresh_database_url  # noqa: E402
+from bench.dashboard import Server, load, side_by_side  # noqa: E402
+from tests.support.services import cpu_seconds  # noqa: E402
 
 LIVE = """
 import time
@@ -149,13 +146,7 @@ def main() -> None:
     parser.add_argument("--per-client", type=int, default=6, help="connects per client, per server and round")
     args = parser.parse_args()
 
-    work = Path(tempfile.mkdtemp(prefix="bench-request-path-"))
-    redis_server = RedisServer(work / "redis")
-    database_url = fresh_database_url("edgeproxy_bench_request_path")
-    tree, commit = baseline_tree(args.baseline, work)
-    secret_key = secrets.token_urlsafe(32)
-    new = Server("new", REPO, work, database_url, redis_server.url, secret_key)
-    old = Server("old", tree, work, database_url, redis_server.url, secret_key)
+    redis_server, _, commit, old, new = side_by_side("request_path", args.baseline)
     servers = [old, new]
     print(f"request path bench: new = this tree, old = {args.baseline} ({commit}); load average {load()}", flush=True)
     try:

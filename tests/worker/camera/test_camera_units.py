@@ -51,6 +51,28 @@ def test_decode_range_needs_codec_info_and_an_empty_ring_yields_nothing(redis_se
     assert ring_info(client, "no-packets")["frames"] == 0
 
 
+def _annex_b_h264(frames: int, brightness_step: int, b_frames: int = 0):
+    """A small H.264 stream in MPEG-TS (Annex B, as from a camera), a GOP of 10, each frame a
+    different grey, rewound for reading."""
+    import io
+
+    import av
+    import numpy as np
+
+    source = io.BytesIO()
+    options = {"preset": "ultrafast", "g": "10", **({"bf": str(b_frames)} if b_frames else {})}
+    with av.open(source, "w", format="mpegts") as out:
+        stream = out.add_stream("libx264", rate=25, options=options)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for i in range(frames):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), i * brightness_step, np.uint8), format="rgb24")
+            frame.pts = i
+            for packet in [*stream.encode(frame), *(stream.encode() if i == frames - 1 else [])]:
+                out.mux(packet)
+    source.seek(0)
+    return source
+
+
 def test_bgr24_straight_into_a_slot_is_the_same_as_pyav_and_a_copy():
     """The camera's direct conversion into its ring slot gives the bytes PyAV's converter gave
     (same swscale, options, colorspace and range), and leaves frames it does not take to PyAV."""
@@ -82,24 +104,13 @@ def test_hand_written_fragments_read_back_as_written(tmp_path):
     """worker.camera.fmp4 (the recorder's fragments): H.264 with B-frames in Annex B (as RTSP sends
     it), its times in milliseconds while the track counts 1/90000: FFmpeg reads every packet back
     with its timestamps, keyframe flag and data (NAL units behind lengths) and decodes every frame."""
-    import io
     from fractions import Fraction
 
     import av
-    import numpy as np
 
     from worker.camera import fmp4
 
-    source = io.BytesIO()
-    with av.open(source, "w", format="mpegts") as out:  # Annex B, as from a camera
-        stream = out.add_stream("libx264", rate=25, options={"preset": "ultrafast", "bf": "2", "g": "10"})
-        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
-        for i in range(40):
-            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), i * 6, np.uint8), format="rgb24")
-            frame.pts = i
-            for packet in [*stream.encode(frame), *(stream.encode() if i == 39 else [])]:
-                out.mux(packet)
-    source.seek(0)
+    source = _annex_b_h264(40, brightness_step=6, b_frames=2)
     with av.open(source, "r", format="mpegts") as demuxer:
         template = demuxer.streams.video[0]
         assert template.time_base == Fraction(1, 90000)
@@ -132,26 +143,15 @@ def test_recorder_thread_only_while_recording_and_a_stream_that_ends_loses_nothi
     """worker.camera.recorder: no thread while recording is off; switched on, it writes what the
     ingest thread queues and, when the stream ends, every packet up to the last one is in closed
     segments that FFmpeg reads back as they were sent; switched off, the thread ends."""
-    import io
     import threading
 
     import av
-    import numpy as np
 
     from tests.support.services import wait_until
     from worker.camera import fmp4
     from worker.camera.recorder import Recorder, RecordingSettings, list_segments
 
-    source = io.BytesIO()
-    with av.open(source, "w", format="mpegts") as out:  # Annex B, as from a camera
-        stream = out.add_stream("libx264", rate=25, options={"preset": "ultrafast", "g": "10"})
-        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
-        for i in range(60):
-            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), i * 4, np.uint8), format="rgb24")
-            frame.pts = i
-            for packet in [*stream.encode(frame), *(stream.encode() if i == 59 else [])]:
-                out.mux(packet)
-    source.seek(0)
+    source = _annex_b_h264(60, brightness_step=4)
     stop = threading.Event()
     recorder = Recorder(RecordingSettings(directory=str(tmp_path), segment_s=1.0), "cam", None, stop)
     folder = tmp_path / "cam"
