@@ -209,12 +209,14 @@ def test_slow_and_stopped_readers_do_not_slow_the_camera(cameras, frames_redis, 
         # Frames arrive at the source's rate while the readers stall (the client keeps demand up).
         first = status_of(client, CAMERA)["published_frames"]
         started = time.monotonic()
-        for _image, _meta in local.frames(CAMERA, limit=4 * FPS):
+        for _image, _meta in local.frames(CAMERA, limit=6 * FPS):
             pass
         elapsed = time.monotonic() - started
         published = status_of(client, CAMERA)["published_frames"] - first
         rate = published / elapsed
-        assert rate >= 0.9 * FPS, f"camera published {published} frames in {elapsed:.1f}s ({rate:.1f}/s)"
+        # The count comes from the camera's status, written every half second, so either end may lag by
+        # that much (CI-14 read 22.3/s over 4 s). A camera a reader holds up falls far below.
+        assert rate >= 0.8 * FPS, f"camera published {published} frames in {elapsed:.1f}s ({rate:.1f}/s)"
     finally:
         for reader in readers:
             if reader.alive():
