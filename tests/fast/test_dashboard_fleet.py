@@ -54,6 +54,8 @@ def test_one_page_of_cards_with_paging_and_search(fleet):
     assert 'rel="next" href="?page=2"' in html
     assert "streaming" in html and "3/3" in html  # the summary counts the whole fleet
     assert re.search(rf'stat--ok"><span class="stat-value">{CAMERAS}<', html)
+    assert 'href="/apps/?host=rack-1"' in html  # each host row leads to the apps placed on it
+    assert fleet.get("/apps/?host=rack-1").status_code == 200
 
     last = fleet.get("/?page=7")
     assert cards(last) == [f"cam-{i:04d}" for i in range(6 * FLEET_PAGE_SIZE, CAMERAS)]
