@@ -337,8 +337,10 @@ class Recorder:
     def set_control(self, control: dict | None) -> None:
         control = control if isinstance(control, dict) else {}
         wanted = bool(control.get("enabled"))
-        if wanted and self.dir is None:
-            self.problem = "recording is not available on this host (EDGEPROXY_RECORDINGS_DIR is not set)"
+        if self.dir is None:
+            # Never records here, so ``wanted`` stays off: the problem follows the request alone.
+            self.problem = ("recording is not available on this host (EDGEPROXY_RECORDINGS_DIR is not set)"
+                            if wanted else None)
             wanted = False
         retention = control.get("retention_hours")
         self.retention_hours = float(retention) if isinstance(retention, (int, float)) else None

@@ -182,3 +182,20 @@ def test_recorder_thread_only_while_recording_and_a_stream_that_ends_loses_nothi
             read += [bytes(p) for p in container.demux(container.streams.video[0]) if p.size]
     assert read == [fmp4.length_prefixed(data) for data, *_ in packets], "packets lost or changed"
     assert len(segments) >= 2 and segments[0].start_ms == wall
+
+
+def test_recording_on_where_the_host_cannot_record_shows_a_problem_until_switched_off():
+    """worker.camera.recorder: no recordings directory on the host (EDGEPROXY_RECORDINGS_DIR unset):
+    switched on, the camera says why it does not record; switched off again, the problem goes."""
+    import threading
+
+    from worker.camera.recorder import Recorder, RecordingSettings
+
+    recorder = Recorder(RecordingSettings(directory=None), "cam", None, threading.Event())
+    recorder.start()
+    recorder.set_control({"enabled": True})
+    status = recorder.status()
+    assert status["state"] == "off" and "not available on this host" in status["problem"]
+    recorder.set_control({"enabled": False})
+    assert recorder.status()["problem"] is None
+    assert recorder.thread is None
