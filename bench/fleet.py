@@ -135,7 +135,7 @@ def run_simulated_hosts(hosts: list[str], heartbeat: float, seed_per_host: int =
     class SimulatedAgent(EdgeAgent):
         """Its running cameras stream: live facts that change at every beat, as a camera process's do."""
 
-        def _stream_status(self, names):
+        def _stream_status(self, names, running=frozenset()):  # the agent's signature; ``running`` unused here
             now = int(time.time() * 1000)
             running = self.runtime.cameras
             return {name: {"state": "streaming", "fps": round(random.uniform(24.0, 25.5), 2), "width": 1280,
