@@ -12,7 +12,7 @@ PostgreSQL and Redis.
 Prints:
 - heartbeats: every host beating every ``--heartbeat`` s for ``--measure`` s: heartbeats absorbed
   per second, the control worker's CPU (share of one core, from /proc), database rows written per
-  heartbeat (PostgreSQL's own counters) and the control queue's backlog;
+  heartbeat (PostgreSQL's own counters) and what waits on the control and heartbeat queues;
 - the time of one full reconcile pass (nothing to correct, and, without ``--seed``, 200 cameras to
   correct), and the time from a host's return (empty, like a rebooted machine) to all of its
   cameras running;
@@ -261,8 +261,22 @@ def heartbeat_cost(system, commands, seconds: float) -> dict:
     return {"sent_per_s": (sent1 - sent0) / (t1 - t0), "recorded_per_s": recorded / (t1 - t0),
             "cpu_share": (cpu1 - cpu0) / (t1 - t0), "cpu_ms_per_beat": (cpu1 - cpu0) * 1000 / recorded,
             "rows_per_beat": (rows1 - rows0) / recorded,
-            "backlog": commands.llen(CONTROL_QUEUE) + commands.llen(HEARTBEAT_QUEUE),
+            "backlog": queued_tasks(commands, CONTROL_QUEUE, HEARTBEAT_QUEUE),
             "load": os.getloadavg()[0]}
+
+
+def queued_tasks(commands, *queues: str, sample: int = 2000) -> str:
+    """What waits on each queue: its length and, among its newest ``sample`` messages, how many of each task."""
+    import collections
+    import json
+
+    parts = []
+    for queue in queues:
+        kinds = collections.Counter(json.loads(raw).get("headers", {}).get("task", "?")
+                                    for raw in commands.lrange(queue, 0, sample - 1))
+        top = ", ".join(f"{task.rsplit('.', 1)[-1]} {n}" for task, n in kinds.most_common(4))
+        parts.append(f"{queue} {commands.llen(queue)}" + (f" ({top})" if top else ""))
+    return "; ".join(parts)
 
 
 def timed_get(system, path: str, n: int = 5) -> tuple[float, int]:
@@ -455,7 +469,7 @@ def main() -> None:
               f"{args.heartbeat} s, over {args.measure:.0f} s: {cost['sent_per_s']:.1f} beats/s sent (wanted "
               f"{args.hosts / args.heartbeat:.1f}), {cost['recorded_per_s']:.1f} recorded; control worker CPU "
               f"{cost['cpu_share'] * 100:.1f} % of one core ({cost['cpu_ms_per_beat']:.2f} ms a beat recorded); "
-              f"database rows written per heartbeat {cost['rows_per_beat']:.2f}; control queue backlog at the end "
+              f"database rows written per heartbeat {cost['rows_per_beat']:.2f}; queued at the end: "
               f"{cost['backlog']}; machine load average {cost['load']:.1f}")
 
         def reconcile_pass() -> tuple[float, int]:
