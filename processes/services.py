@@ -15,6 +15,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import orjson
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Q, TextField, Value
@@ -574,8 +575,11 @@ def _observation_digest(report: dict) -> str:
     streams = report.get("streams") or {}
     stable = {name: live.stable_part(stream) for name, stream in streams.items()}
     rest = {key: value for key, value in report.items() if key not in ("streams", "observed_at")}
-    return hashlib.sha1(json.dumps([rest, stable], sort_keys=True, default=str).encode(),
-                        usedforsecurity=False).hexdigest()
+    try:  # (every beat of every host passes here: orjson is several times faster than json)
+        text = orjson.dumps([rest, stable], option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS, default=str)
+    except orjson.JSONEncodeError:  # e.g. an integer beyond 64 bits
+        text = json.dumps([rest, stable], sort_keys=True, default=str).encode()
+    return hashlib.sha1(text, usedforsecurity=False).hexdigest()
 
 
 def record_heartbeat(host_name: str, report: dict) -> EdgeHost:

@@ -11,13 +11,13 @@ recorded, and a message is acknowledged only once its task has run (``acks_late`
 
 import base64
 import functools
-import json
 import logging
 import random
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import orjson
 import redis
 from celery import Task, shared_task, signals
 from django.db import InterfaceError, InternalError, OperationalError
@@ -115,13 +115,13 @@ def absorb_heartbeat_messages(raw_messages: list[bytes]) -> int:
     newest: dict[str, dict] = {}
     for raw in raw_messages:
         try:
-            envelope = json.loads(raw)
+            envelope = orjson.loads(raw)
             if envelope.get("headers", {}).get("task") != messages.HostHeartbeat.task:
                 raise ValueError(f"not a heartbeat: {envelope.get('headers', {}).get('task')!r}")
             body = envelope["body"]
             if envelope.get("properties", {}).get("body_encoding") == "base64":
                 body = base64.b64decode(body)
-            _args, kwargs, _embed = json.loads(body)
+            _args, kwargs, _embed = orjson.loads(body)
             newest[kwargs["host"]] = kwargs["report"]
         except Exception as exc:  # noqa: BLE001 - one bad beat must not stop the others
             logger.warning("heartbeat not recorded (%s); the host's next one replaces it", exc)
