@@ -123,12 +123,14 @@ def operation_response(request, camera_name: str, operation_id, queued=None) -> 
     again), or with ``?wait=N`` the final record (200) or 504."""
     seconds = wait_seconds(request)
     status = 202
+    camera = None
     if seconds:
-        op = services.wait_for_operation(operation_id, seconds)
+        op, camera = services.wait_for_camera_operation(camera_name, operation_id, seconds)
         status = 200 if op.state in (OperationState.SUCCEEDED, OperationState.FAILED) else 504
     elif queued is not None:
         return Response(outputs.camera_record(queued), status=status)
-    camera = selectors.camera_by_name(camera_name)
+    if camera is None:
+        camera = selectors.camera_by_name(camera_name)
     if camera is None:  # deleted
         op = selectors.operation_by_id(operation_id)
         return Response({"name": camera_name, "status": "deleted", "operation": outputs.operation_record(op)},

@@ -12,12 +12,13 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Q, TextField, Value
+from django.db.models import Q, Subquery, TextField, Value
 from django.db.models.fields.json import KT
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -382,19 +383,39 @@ def get_camera(name: str) -> Camera:
     return camera
 
 
-def wait_for_operation(operation_id, seconds: float) -> Operation:
+def wait_for_operation(operation_id, seconds: float, look: Callable[[], Operation] | None = None) -> Operation:
     """Wait until the operation ends or ``seconds`` pass (the workers update it): woken by the
     announcement of its end (``processes.live``); the database is looked at again only in case one
-    was lost (every ``live.END_LOOK_SECONDS``)."""
+    was lost (every ``live.END_LOOK_SECONDS``). ``look`` reads the operation (default: its row)."""
     deadline = time.monotonic() + seconds
     with live.end_waiter(operation_id) as wait:
         while True:
-            op = Operation.objects.get(id=operation_id)
+            op = look() if look is not None else Operation.objects.get(id=operation_id)
             remaining = deadline - time.monotonic()
             if op.state not in ACTIVE_STATES or remaining <= 0:
                 return op
             wait(min(remaining, live.END_LOOK_SECONDS))
 
+
+def wait_for_camera_operation(camera_name: str, operation_id, seconds: float) -> tuple[Operation, Camera | None]:
+    """``wait_for_operation`` for an operation of a camera, answering the camera too: while the
+    operation is the camera's last one, each look at the database is the one read of the camera
+    (with its operation) that the answer needs, not a read of the operation and then of the camera
+    (on the path of every ``?wait=``, after the end). The camera is None when it is gone or has a
+    newer operation (the caller reads it)."""
+    camera: Camera | None = None
+
+    def look() -> Operation:
+        nonlocal camera
+        camera = selectors.camera_by_name(camera_name)
+        last = camera.last_operation if camera is not None else None
+        if last is not None and last.id == operation_id:
+            return last
+        camera = None
+        return Operation.objects.get(id=operation_id)
+
+    op = wait_for_operation(operation_id, seconds, look)
+    return op, camera
 
 # --- reports from edge workers (applied by control tasks) ------------------------------------
 
@@ -476,25 +497,28 @@ def record_operation_started(operation_id: str) -> None:
         raise OperationNotFound(operation_id)
 
 
-def _lock_camera_or_app_of(operation_id) -> None:
+def _lock_camera_or_app_of(operation_id) -> Camera | None:
     """Lock the operation's camera (or app) row before the operation's, in the order _new_operation
     does: the other order deadlocks with a new operation queued on the same camera meanwhile (it
     waits on the one-active-operation index while holding the camera), or with a delete superseding
-    the operation. Found by the API fuzz run."""
-    camera_id, app_id = (Operation.objects.filter(id=operation_id).values_list("camera_id", "app_id").first()
-                         or (None, None))
-    if camera_id is not None:
-        list(Camera.objects.select_for_update().filter(id=camera_id).values_list("id", flat=True))
-    elif app_id is not None:
-        app_services.lock_app(app_id)
+    the operation. Found by the API fuzz run. Answers the camera, locked and read whole (the result
+    applies to it: one query, where a look-up of the operation's camera, a lock and a read again were
+    three round trips on the path of every ``?wait=``)."""
+    camera = (Camera.objects.select_for_update(of=("self",)).select_related("host")
+              .filter(id=Subquery(Operation.objects.filter(id=operation_id).values("camera_id")[:1])).first())
+    if camera is None:
+        app_id = Operation.objects.filter(id=operation_id).values_list("app_id", flat=True).first()
+        if app_id is not None:
+            app_services.lock_app(app_id)
+    return camera
 
 
 def record_operation_result(operation_id: str, ok: bool, error: str = "", observed: dict | None = None,
                             stream: dict | None = None, removed: bool = False, result: dict | None = None) -> None:
     now = timezone.now()
     with transaction.atomic():
-        _lock_camera_or_app_of(operation_id)
-        op = Operation.objects.select_for_update().filter(id=operation_id).first()
+        locked_camera = _lock_camera_or_app_of(operation_id)
+        op = Operation.objects.select_for_update(of=("self",)).select_related("host").filter(id=operation_id).first()
         if op is None:
             raise OperationNotFound(operation_id)
         if not op.is_active:
@@ -514,7 +538,7 @@ def record_operation_result(operation_id: str, ok: bool, error: str = "", observ
         if op.app_id is not None:  # an app process's operation (issue 16)
             app_services.apply_result(op, ok, observed, removed, now)
             return
-        camera = Camera.objects.select_for_update().filter(id=op.camera_id).first() if op.camera_id else None
+        camera = locked_camera if locked_camera is not None and locked_camera.id == op.camera_id else None
         if camera is None:
             return
         if removed and ok and op.kind == OperationKind.DELETE:
