@@ -32,7 +32,7 @@ from processes import app_services, live, selectors
 from processes.dispatch import BROKER_ERRORS, EdgeOutbox, fail_refused, send, supersede_for_delete
 from processes.events import services as events
 from processes.models import ACTIVE_STATES, Camera, DesiredState, EdgeHost, Operation, OperationKind, OperationState
-from settings_app.selectors import default_camera_image
+from settings_app.selectors import camera_image_or_default, configured_camera_image, default_camera_image
 from settings_app.versions import highest_version, is_newer, local_tags, sort_tags, split_image
 from worker import sealing
 from worker.redaction import mask_rtmp, mask_url
@@ -42,14 +42,16 @@ logger = logging.getLogger("edgeproxy.processes")
 # --- placement and dispatch ------------------------------------------------------------------
 
 
-def place_camera(host_name: str | None) -> EdgeHost:
-    """The named host, or the online host with the fewest cameras."""
+def place_camera(host_name: str | None, with_default_image: bool = False) -> EdgeHost:
+    """The named host, or the online host with the fewest cameras. ``with_default_image``: read with
+    it, as ``configured_camera_image``, the fleet settings' image of new cameras."""
+    column = {"configured_camera_image": configured_camera_image()} if with_default_image else {}
     if host_name:
-        host = EdgeHost.objects.filter(name=host_name).first()  # (no camera count: not needed here)
+        host = EdgeHost.objects.filter(name=host_name).annotate(**column).first()  # (no camera count: not needed)
         if host is None:
             raise NotFound(f"host: no edge host named {host_name!r} has registered.", {"host": ["unknown host"]})
         return host
-    host = selectors.online_hosts().order_by("camera_count", "name").first()
+    host = selectors.online_hosts().annotate(**column).order_by("camera_count", "name").first()
     if host is None:
         raise Unavailable("No edge host is online to run the camera; start an edge worker and try again.")
     return host
@@ -106,7 +108,7 @@ def connect_camera(*, name: str, rtsp_endpoint: str, rtmp_endpoint: str = "", ho
                    image_tag: str | None = None, rtsp_transport: str = "tcp", recording: dict | None = None) -> Camera:
     """Create a camera record and ask its host to run it (operation ``connect``)."""
     try:
-        placed_on = place_camera(host)
+        placed_on = place_camera(host, with_default_image=not image_tag)
     except DomainError:
         # A taken name is the first thing to say (the insert below finds it without a query of its own).
         if Camera.objects.filter(name=name).exists():
@@ -122,7 +124,7 @@ def connect_camera(*, name: str, rtsp_endpoint: str, rtmp_endpoint: str = "", ho
         rtmp_endpoint_encrypted=crypto.encrypt(rtmp_endpoint) if rtmp_endpoint else "",
         rtmp_endpoint_masked=mask_rtmp(rtmp_endpoint),
         rtsp_transport=rtsp_transport,
-        image_tag=image_tag or default_camera_image(),
+        image_tag=image_tag or camera_image_or_default(getattr(placed_on, "configured_camera_image", None)),
         host=placed_on,
         desired_state=DesiredState.RUNNING,
         status=CameraStatus.PENDING,
