@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import json
+import threading
 from datetime import UTC, datetime
 from json import encoder as json_encoder
 
@@ -366,7 +367,16 @@ class AnnotationSerializer(serializers.Serializer):
 
 
 def camera_record(camera) -> dict:
-    return StreamProcessSerializer(camera).data
+    """StreamProcessSerializer's record of ``camera``, by one serializer per thread, reused: a new
+    serializer deep-copies each of its declared fields (a tenth of a connect's CPU in the API)."""
+    serializer = getattr(_record_serializers, "camera", None)
+    if serializer is None:
+        serializer = _record_serializers.camera = StreamProcessSerializer()
+    serializer._context = {}  # a context of its own for each record, as a new serializer has
+    return serializer.to_representation(camera)
+
+
+_record_serializers = threading.local()
 
 
 def operation_record(op) -> dict | None:

@@ -17,6 +17,7 @@ from knox.crypto import hash_token
 from knox.models import AuthToken
 from knox.settings import CONSTANTS
 from rest_framework import exceptions
+from rest_framework.permissions import SAFE_METHODS
 
 from edgeproxy.policy import read_only_group_member
 
@@ -24,7 +25,11 @@ from edgeproxy.policy import read_only_group_member
 class ApiTokenAuthentication(TokenAuthentication):
     """knox's token check; a token that is not text is a 401 like any wrong token (not a 500). The
     query that reads the token and its user also answers whether the user may change things
-    (``edgeproxy.policy``): one query per request, not two."""
+    (``edgeproxy.policy``) when the request would change something: one query per request, not two."""
+
+    def authenticate(self, request):
+        self.for_a_change = request.method not in SAFE_METHODS  # (an instance per request: DRF makes them)
+        return super().authenticate(request)
 
     def authenticate_credentials(self, token):
         msg = _("Invalid token.")
@@ -32,8 +37,9 @@ class ApiTokenAuthentication(TokenAuthentication):
             token = token.decode("utf-8")
         except UnicodeDecodeError:
             raise exceptions.AuthenticationFailed(msg) from None
-        candidates = (AuthToken.objects.filter(token_key=token[:CONSTANTS.TOKEN_KEY_LENGTH]).select_related("user")
-                      .annotate(in_read_only_group=read_only_group_member(OuterRef("user_id"))))
+        candidates = AuthToken.objects.filter(token_key=token[:CONSTANTS.TOKEN_KEY_LENGTH]).select_related("user")
+        if getattr(self, "for_a_change", True):
+            candidates = candidates.annotate(in_read_only_group=read_only_group_member(OuterRef("user_id")))
         for auth_token in candidates:  # as knox's own check (tokens never expire here: no AUTO_REFRESH)
             if self._cleanup_token(auth_token):
                 continue
@@ -42,7 +48,8 @@ class ApiTokenAuthentication(TokenAuthentication):
             except (TypeError, binascii.Error):
                 raise exceptions.AuthenticationFailed(msg) from None
             if compare_digest(digest, auth_token.digest):
-                auth_token.user.in_read_only_group = auth_token.in_read_only_group
+                if hasattr(auth_token, "in_read_only_group"):
+                    auth_token.user.in_read_only_group = auth_token.in_read_only_group
                 return self.validate_user(auth_token)
         raise exceptions.AuthenticationFailed(msg)
 
