@@ -216,9 +216,12 @@ class ProcessList(APIView):
                    parameters=[oas.query("host", description="only the cameras of this edge host"),
                                oas.query("status", description="only the cameras with this status")])
     def get(self, request):
-        body = outputs.camera_list_json(host=request.query_params.get("host"),
-                                        status=request.query_params.get("status"))
-        return HttpResponse(body, content_type="application/json")
+        body, etag = outputs.camera_list_answer(host=request.query_params.get("host"),
+                                                status=request.query_params.get("status"))
+        response = HttpResponse(body, content_type="application/json")
+        if etag:  # (else ConditionalGetMiddleware hashes the body)
+            response["ETag"] = etag
+        return response
 
 
 class UpgradeSerializer(serializers.Serializer):

@@ -215,6 +215,27 @@ def test_the_full_list_keeps_its_records_while_no_camera_row_changes_and_shows_e
         [outputs.camera_record(camera) for camera in selectors.cameras()])
 
 
+def test_the_full_list_etag_moves_with_its_bytes_live_facts_included(streaming_fleet, edge):
+    """``GET /processlist`` answers 304 to its own ETag while its bytes stay the same, and a new ETag
+    when they change: a beat that moves only live facts (Redis), or a change of a camera's row."""
+    api = streaming_fleet
+
+    def listed(etag: str | None = None):
+        return api.get("/api/v1/processlist", **({"HTTP_IF_NONE_MATCH": etag} if etag else {}))
+
+    first = listed()
+    etag = first["ETag"]
+    again = listed(etag)
+    assert again.status_code == 304 and again["ETag"] == etag
+    beat(edge, 33.5, 5_000_000)  # only live facts moved
+    moved = listed(etag)
+    assert moved.status_code == 200 and moved["ETag"] != etag and {c["stream"]["fps"] for c in moved.json()} == {33.5}
+    assert listed(moved["ETag"]).status_code == 304
+    Camera.objects.filter(name="cam-1").update(desired_state="stopped")
+    changed = listed(moved["ETag"])
+    assert changed.status_code == 200 and changed["ETag"] not in (etag, moved["ETag"])
+    assert {c["name"]: c["desired_state"] for c in changed.json()}["cam-1"] == "stopped"
+
 def test_a_connect_writes_its_camera_and_operation_in_two_inserts(api, edge, broker):
     """One transaction of two inserts: no lock of the new row, no update of it. Before it, two reads:
     the token (with whether its user may change things) and the host (with the fleet settings' image)."""
