@@ -123,12 +123,14 @@ def operation_response(request, camera_name: str, operation_id, queued=None) -> 
     again), or with ``?wait=N`` the final record (200) or 504."""
     seconds = wait_seconds(request)
     status = 202
+    camera = None
     if seconds:
-        op = services.wait_for_operation(operation_id, seconds)
+        op, camera = services.wait_for_camera_operation(camera_name, operation_id, seconds)
         status = 200 if op.state in (OperationState.SUCCEEDED, OperationState.FAILED) else 504
     elif queued is not None:
         return Response(outputs.camera_record(queued), status=status)
-    camera = selectors.camera_by_name(camera_name)
+    if camera is None:
+        camera = selectors.camera_by_name(camera_name)
     if camera is None:  # deleted
         op = selectors.operation_by_id(operation_id)
         return Response({"name": camera_name, "status": "deleted", "operation": outputs.operation_record(op)},
@@ -214,9 +216,12 @@ class ProcessList(APIView):
                    parameters=[oas.query("host", description="only the cameras of this edge host"),
                                oas.query("status", description="only the cameras with this status")])
     def get(self, request):
-        body = outputs.camera_list_json(host=request.query_params.get("host"),
-                                        status=request.query_params.get("status"))
-        return HttpResponse(body, content_type="application/json")
+        body, etag = outputs.camera_list_answer(host=request.query_params.get("host"),
+                                                status=request.query_params.get("status"))
+        response = HttpResponse(body, content_type="application/json")
+        if etag:  # (else ConditionalGetMiddleware hashes the body)
+            response["ETag"] = etag
+        return response
 
 
 class UpgradeSerializer(serializers.Serializer):

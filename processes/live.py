@@ -226,7 +226,11 @@ def end_waiter(operation_id) -> Iterator[Callable[[float], None]]:
         nonlocal pubsub
         if pubsub is not None:
             try:
-                pubsub.get_message(timeout=seconds)
+                # (The subscription's own confirmation comes first, read as None: not a reason to look.)
+                until = time.monotonic() + seconds
+                while pubsub.get_message(timeout=max(0.0, until - time.monotonic())) is None:
+                    if time.monotonic() >= until:
+                        return
                 return
             except redis.RedisError:
                 pubsub = None

@@ -12,13 +12,14 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import orjson
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Q, TextField, Value
+from django.db.models import Q, Subquery, TextField, Value
 from django.db.models.fields.json import KT
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -32,7 +33,7 @@ from processes import app_services, live, selectors
 from processes.dispatch import BROKER_ERRORS, EdgeOutbox, fail_refused, send, supersede_for_delete
 from processes.events import services as events
 from processes.models import ACTIVE_STATES, Camera, DesiredState, EdgeHost, Operation, OperationKind, OperationState
-from settings_app.selectors import default_camera_image
+from settings_app.selectors import camera_image_or_default, configured_camera_image, default_camera_image
 from settings_app.versions import highest_version, is_newer, local_tags, sort_tags, split_image
 from worker import sealing
 from worker.redaction import mask_rtmp, mask_url
@@ -42,14 +43,16 @@ logger = logging.getLogger("edgeproxy.processes")
 # --- placement and dispatch ------------------------------------------------------------------
 
 
-def place_camera(host_name: str | None) -> EdgeHost:
-    """The named host, or the online host with the fewest cameras."""
+def place_camera(host_name: str | None, with_default_image: bool = False) -> EdgeHost:
+    """The named host, or the online host with the fewest cameras. ``with_default_image``: read with
+    it, as ``configured_camera_image``, the fleet settings' image of new cameras."""
+    column = {"configured_camera_image": configured_camera_image()} if with_default_image else {}
     if host_name:
-        host = EdgeHost.objects.filter(name=host_name).first()  # (no camera count: not needed here)
+        host = EdgeHost.objects.filter(name=host_name).annotate(**column).first()  # (no camera count: not needed)
         if host is None:
             raise NotFound(f"host: no edge host named {host_name!r} has registered.", {"host": ["unknown host"]})
         return host
-    host = selectors.online_hosts().order_by("camera_count", "name").first()
+    host = selectors.online_hosts().annotate(**column).order_by("camera_count", "name").first()
     if host is None:
         raise Unavailable("No edge host is online to run the camera; start an edge worker and try again.")
     return host
@@ -106,7 +109,7 @@ def connect_camera(*, name: str, rtsp_endpoint: str, rtmp_endpoint: str = "", ho
                    image_tag: str | None = None, rtsp_transport: str = "tcp", recording: dict | None = None) -> Camera:
     """Create a camera record and ask its host to run it (operation ``connect``)."""
     try:
-        placed_on = place_camera(host)
+        placed_on = place_camera(host, with_default_image=not image_tag)
     except DomainError:
         # A taken name is the first thing to say (the insert below finds it without a query of its own).
         if Camera.objects.filter(name=name).exists():
@@ -122,7 +125,7 @@ def connect_camera(*, name: str, rtsp_endpoint: str, rtmp_endpoint: str = "", ho
         rtmp_endpoint_encrypted=crypto.encrypt(rtmp_endpoint) if rtmp_endpoint else "",
         rtmp_endpoint_masked=mask_rtmp(rtmp_endpoint),
         rtsp_transport=rtsp_transport,
-        image_tag=image_tag or default_camera_image(),
+        image_tag=image_tag or camera_image_or_default(getattr(placed_on, "configured_camera_image", None)),
         host=placed_on,
         desired_state=DesiredState.RUNNING,
         status=CameraStatus.PENDING,
@@ -383,19 +386,39 @@ def get_camera(name: str) -> Camera:
     return camera
 
 
-def wait_for_operation(operation_id, seconds: float) -> Operation:
+def wait_for_operation(operation_id, seconds: float, look: Callable[[], Operation] | None = None) -> Operation:
     """Wait until the operation ends or ``seconds`` pass (the workers update it): woken by the
     announcement of its end (``processes.live``); the database is looked at again only in case one
-    was lost (every ``live.END_LOOK_SECONDS``)."""
+    was lost (every ``live.END_LOOK_SECONDS``). ``look`` reads the operation (default: its row)."""
     deadline = time.monotonic() + seconds
     with live.end_waiter(operation_id) as wait:
         while True:
-            op = Operation.objects.get(id=operation_id)
+            op = look() if look is not None else Operation.objects.get(id=operation_id)
             remaining = deadline - time.monotonic()
             if op.state not in ACTIVE_STATES or remaining <= 0:
                 return op
             wait(min(remaining, live.END_LOOK_SECONDS))
 
+
+def wait_for_camera_operation(camera_name: str, operation_id, seconds: float) -> tuple[Operation, Camera | None]:
+    """``wait_for_operation`` for an operation of a camera, answering the camera too: while the
+    operation is the camera's last one, each look at the database is the one read of the camera
+    (with its operation) that the answer needs, not a read of the operation and then of the camera
+    (on the path of every ``?wait=``, after the end). The camera is None when it is gone or has a
+    newer operation (the caller reads it)."""
+    camera: Camera | None = None
+
+    def look() -> Operation:
+        nonlocal camera
+        camera = selectors.camera_by_name(camera_name)
+        last = camera.last_operation if camera is not None else None
+        if last is not None and last.id == operation_id:
+            return last
+        camera = None
+        return Operation.objects.get(id=operation_id)
+
+    op = wait_for_operation(operation_id, seconds, look)
+    return op, camera
 
 # --- reports from edge workers (applied by control tasks) ------------------------------------
 
@@ -477,25 +500,28 @@ def record_operation_started(operation_id: str) -> None:
         raise OperationNotFound(operation_id)
 
 
-def _lock_camera_or_app_of(operation_id) -> None:
+def _lock_camera_or_app_of(operation_id) -> Camera | None:
     """Lock the operation's camera (or app) row before the operation's, in the order _new_operation
     does: the other order deadlocks with a new operation queued on the same camera meanwhile (it
     waits on the one-active-operation index while holding the camera), or with a delete superseding
-    the operation. Found by the API fuzz run."""
-    camera_id, app_id = (Operation.objects.filter(id=operation_id).values_list("camera_id", "app_id").first()
-                         or (None, None))
-    if camera_id is not None:
-        list(Camera.objects.select_for_update().filter(id=camera_id).values_list("id", flat=True))
-    elif app_id is not None:
-        app_services.lock_app(app_id)
+    the operation. Found by the API fuzz run. Answers the camera, locked and read whole (the result
+    applies to it: one query, where a look-up of the operation's camera, a lock and a read again were
+    three round trips on the path of every ``?wait=``)."""
+    camera = (Camera.objects.select_for_update(of=("self",)).select_related("host")
+              .filter(id=Subquery(Operation.objects.filter(id=operation_id).values("camera_id")[:1])).first())
+    if camera is None:
+        app_id = Operation.objects.filter(id=operation_id).values_list("app_id", flat=True).first()
+        if app_id is not None:
+            app_services.lock_app(app_id)
+    return camera
 
 
 def record_operation_result(operation_id: str, ok: bool, error: str = "", observed: dict | None = None,
                             stream: dict | None = None, removed: bool = False, result: dict | None = None) -> None:
     now = timezone.now()
     with transaction.atomic():
-        _lock_camera_or_app_of(operation_id)
-        op = Operation.objects.select_for_update().filter(id=operation_id).first()
+        locked_camera = _lock_camera_or_app_of(operation_id)
+        op = Operation.objects.select_for_update(of=("self",)).select_related("host").filter(id=operation_id).first()
         if op is None:
             raise OperationNotFound(operation_id)
         if not op.is_active:
@@ -515,7 +541,7 @@ def record_operation_result(operation_id: str, ok: bool, error: str = "", observ
         if op.app_id is not None:  # an app process's operation (issue 16)
             app_services.apply_result(op, ok, observed, removed, now)
             return
-        camera = Camera.objects.select_for_update().filter(id=op.camera_id).first() if op.camera_id else None
+        camera = locked_camera if locked_camera is not None and locked_camera.id == op.camera_id else None
         if camera is None:
             return
         if removed and ok and op.kind == OperationKind.DELETE:

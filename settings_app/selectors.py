@@ -3,6 +3,7 @@
 from datetime import datetime
 
 from django.conf import settings
+from django.db.models import Subquery
 
 from settings_app.models import EdgeSettings
 from settings_app.registry import remote_tags
@@ -14,7 +15,18 @@ def edge_settings() -> EdgeSettings:
 
 
 def default_camera_image() -> str:
-    return edge_settings().camera_image or settings.EDGEPROXY_CAMERA_IMAGE
+    return camera_image_or_default(edge_settings().camera_image)
+
+
+def camera_image_or_default(configured: str | None) -> str:
+    """The camera image of new cameras, given the fleet settings' (None or "" when not set)."""
+    return configured or settings.EDGEPROXY_CAMERA_IMAGE
+
+
+def configured_camera_image() -> Subquery:
+    """The fleet settings' camera image as a column of another query (``camera_image_or_default``
+    of it is ``default_camera_image()``): a connect reads it with its host, not in a query of its own."""
+    return Subquery(EdgeSettings.objects.filter(name="default").values("camera_image")[:1])
 
 
 def configured_registry() -> str:

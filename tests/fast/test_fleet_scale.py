@@ -12,7 +12,7 @@ from rest_framework.renderers import JSONRenderer
 
 from edgeproxy.celery import app as celery_app
 from processes import outputs, selectors
-from processes.models import Camera
+from processes.models import Camera, Event
 from tests.fast.test_cameras import RUNNING, connect, finish
 from tests.support.services import free_port
 
@@ -215,16 +215,44 @@ def test_the_full_list_keeps_its_records_while_no_camera_row_changes_and_shows_e
         [outputs.camera_record(camera) for camera in selectors.cameras()])
 
 
+def test_the_full_list_etag_moves_with_its_bytes_live_facts_included(streaming_fleet, edge):
+    """``GET /processlist`` answers 304 to its own ETag while its bytes stay the same, and a new ETag
+    when they change: a beat that moves only live facts (Redis), or a change of a camera's row."""
+    api = streaming_fleet
+
+    def listed(etag: str | None = None):
+        return api.get("/api/v1/processlist", **({"HTTP_IF_NONE_MATCH": etag} if etag else {}))
+
+    first = listed()
+    etag = first["ETag"]
+    again = listed(etag)
+    assert again.status_code == 304 and again["ETag"] == etag
+    beat(edge, 33.5, 5_000_000)  # only live facts moved
+    moved = listed(etag)
+    assert moved.status_code == 200 and moved["ETag"] != etag and {c["stream"]["fps"] for c in moved.json()} == {33.5}
+    assert listed(moved["ETag"]).status_code == 304
+    Camera.objects.filter(name="cam-1").update(desired_state="stopped")
+    changed = listed(moved["ETag"])
+    assert changed.status_code == 200 and changed["ETag"] not in (etag, moved["ETag"])
+    assert {c["name"]: c["desired_state"] for c in changed.json()}["cam-1"] == "stopped"
+
 def test_a_connect_writes_its_camera_and_operation_in_two_inserts(api, edge, broker):
-    """One transaction of two inserts: no lock of the new row, no update of it."""
+    """One transaction of two inserts: no lock of the new row, no update of it. Before it, two reads:
+    the token (with whether its user may change things) and the host (with the fleet settings' image)."""
+    from settings_app.models import EdgeSettings
+
     edge.register("edge-a")
+    EdgeSettings.objects.update_or_create(name="default", defaults={"camera_image": "edgeproxy/camera:9.9.9"})
     with CaptureQueriesContext(connection) as queries:
         response = connect(api, "cam-lean", host="edge-a")
     assert response.status_code == 202, response.content
     writes = [q["sql"].split(" ", 3)[:3] for q in queries
               if q["sql"].split(" ", 1)[0] in ("INSERT", "UPDATE", "DELETE")]
     assert writes == [["INSERT", "INTO", '"processes_camera"'], ["INSERT", "INTO", '"processes_operation"']], writes
+    reads = [q["sql"] for q in queries if q["sql"].startswith("SELECT")]
+    assert len(reads) == 2 and "knox_authtoken" in reads[0] and "processes_edgehost" in reads[1], reads
     assert not any("FOR UPDATE" in q["sql"] for q in queries)
+    assert response.json()["image_tag"] == "edgeproxy/camera:9.9.9"
     camera = Camera.objects.select_related("last_operation").get(name="cam-lean")
     assert str(camera.last_operation_id) == response.json()["operation"]["id"]
     assert camera.last_operation.camera_id == camera.id and camera.last_operation.kind == "connect"
@@ -232,6 +260,25 @@ def test_a_connect_writes_its_camera_and_operation_in_two_inserts(api, edge, bro
     again = connect(api, "cam-lean", host="edge-a")
     assert again.status_code == 409 and again.json()["errors"] == {"name": ["already exists"]}
 
+
+def test_the_result_of_a_connect_locks_and_reads_its_camera_and_operation_once_each(api, edge, broker):
+    """The result a ``?wait=`` waits for: its transaction reads the camera (locked, with its host) and the
+    operation (locked, with its host) once each, then writes them and their events; no other read."""
+    edge.register("edge-a")
+    from processes import services
+
+    operation_id = connect(api, "cam-result", host="edge-a").json()["operation"]["id"]
+    with CaptureQueriesContext(connection) as queries:
+        services.record_operation_result(operation_id, True, observed=RUNNING)
+    reads = [q["sql"] for q in queries if q["sql"].startswith("SELECT")]
+    locks = connection.features.has_select_for_update  # (not SQLite)
+    assert len(reads) == 2 and all(("FOR UPDATE" in sql) is locks for sql in reads), reads
+    assert '"processes_camera"' in reads[0].split(" FROM ", 1)[1][:20] and "processes_edgehost" in reads[0]
+    assert '"processes_operation"' in reads[1].split(" FROM ", 1)[1][:24] and "processes_edgehost" in reads[1]
+    record = api.get("/api/v1/process/cam-result").json()
+    assert record["status"] == "running" and record["operation"]["state"] == "succeeded"
+    finished = Event.objects.filter(camera="cam-result", type="operation.finished").get()
+    assert finished.host == "edge-a" and finished.data["state"] == "succeeded"
 
 def test_a_heartbeat_backlog_far_behind_is_a_gauge_and_degrades_healthz(api, edge, broker, broker_redis, settings):
     """Heartbeats nobody records pile up in their queue: /metrics counts them, and /healthz says degraded
