@@ -13,10 +13,13 @@ Imports neither Django nor anything of the control plane: only grpcio, protobuf,
 OpenCV for ``latest_jpeg``). On the camera's own host (its shared-memory frame ring is mapped
 readable under ``EDGEPROXY_FRAMES_SHM_DIR``, default ``/dev/shm/edgeproxy``), ``latest`` and
 ``frames`` read frames from shared memory; elsewhere, and for everything else, they use gRPC.
-The frame server still answers who the camera is (a small call about once a second, which also
-keeps the camera decoding), so errors are the same either way. Errors are ``FrameError`` subclasses: ``CameraNotFound``,
-``CameraUnavailable`` (camera not streaming, no frame yet; ``ServerUnavailable`` when the frame
-server itself cannot be reached), ``InvalidRequest``, ``NotAuthorized``, ``FrameTimeout``.
+The frame server still answers who the camera is (a small call when the client first reads a
+camera, and again whenever the ring says the camera stopped), so errors are the same either way;
+the reader keeps the camera decoding by storing its demand in the ring's demand file (or, where it
+cannot write that file, by a small call to the frame server about once a second). Errors are
+``FrameError`` subclasses: ``CameraNotFound``, ``CameraUnavailable`` (camera not streaming, no
+frame yet; ``ServerUnavailable`` when the frame server itself cannot be reached),
+``InvalidRequest``, ``NotAuthorized``, ``FrameTimeout``.
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ DEMAND_METADATA = "x-edgeproxy-demand-only"
 RING_METADATA = "x-edgeproxy-ring"
 DEFAULT_SHM_DIR = "/dev/shm/edgeproxy"
 LOCAL_REFRESH_S = 1.0  # how often the server is asked again (demand, camera still there, ring)
+LOCAL_DEMAND_S = 1.0  # how often a reader that can write the ring's demand file stores its demand there
+DEMAND_TTL_MS = 5000  # as worker.camera.keys.DEMAND_TTL_MS
 LOCAL_IDLE_S = 5.0  # a camera not read for this long is no longer refreshed
 WAIT_S = 2.0  # as the server's EDGEPROXY_FRAMES_WAIT_MS
 MAX_AGE_MS = 2000  # as the server's EDGEPROXY_FRAMES_MAX_AGE_MS
@@ -218,10 +223,14 @@ def _pixels(raw: bytes, offset: int, size: int, frame: pb.VideoFrame, writable: 
 class _Local:
     """What the client knows of one camera's shared-memory ring (per camera and mode)."""
 
-    __slots__ = ("reader", "checked", "used", "error")
+    __slots__ = ("reader", "demand", "demand_at", "checked", "used", "error")
 
-    def __init__(self, reader, checked: float):
+    def __init__(self, reader, checked: float, demand=None):
         self.reader = reader  # worker.camera.shm.FrameRingReader, or None: read through gRPC
+        # worker.camera.shm.ReaderDemand: the ring's demand file, writable by this process; None:
+        # demand (and the camera's state) through the frame server once a second
+        self.demand = demand
+        self.demand_at = checked
         self.checked = checked
         self.used = checked
         self.error: FrameError | None = None  # what the last refresh said (raised by the next read)
@@ -380,24 +389,50 @@ class FrameClient:
         return reader
 
     def _local_ring(self, name: str, keyframe_only: bool, timeout: float | None):
+        """The camera's mapped ring (None: use gRPC); asks the frame server when it must.
+
+        A reader that can write the ring's demand file stores its demand there about once a
+        second and asks the server only when the ring says its camera stopped streaming, closed
+        it or stopped writing its heartbeat (the server then answers as it would over gRPC, or
+        names the camera's new ring). Other readers ask the server once a second, off the
+        caller's path (``_refresh_loop``)."""
         if self.shm_dir is None:
             return None
         key = (name, keyframe_only)
         now = time.monotonic()
         entry = self._local.get(key)
-        if entry is not None and now - entry.checked < LOCAL_REFRESH_S * 3 and (
-                entry.reader is None or not entry.reader.closed):
-            entry.used = now
-            if entry.error is not None:
-                raise entry.error
-            return entry.reader
+        if entry is not None:
+            reader = entry.reader
+            if entry.demand is not None:
+                if reader.alive(time.time_ns() // 1_000_000, HEARTBEAT_STALE_MS):
+                    entry.used = now
+                    if now - entry.demand_at >= LOCAL_DEMAND_S:
+                        entry.demand_at = now
+                        entry.demand.want(keyframe_only, time.time_ns() // 1_000_000 + DEMAND_TTL_MS)
+                    return reader
+            elif now - entry.checked < LOCAL_REFRESH_S * 3 and (reader is None or not reader.closed):
+                entry.used = now
+                if entry.error is not None:
+                    raise entry.error
+                return reader
         reader = self._ask_server(name, keyframe_only, timeout)  # raises NOT_FOUND, UNAVAILABLE...
+        demand = None
+        if reader is not None:
+            try:
+                from worker.camera.shm import ReaderDemand
+
+                demand = ReaderDemand(reader.path)
+                demand.want(keyframe_only, time.time_ns() // 1_000_000 + DEMAND_TTL_MS)
+            except OSError:  # not in the group, a read-only mount: demand through the server
+                demand = None
         with self._local_lock:
             old = self._local.get(key)
             if old is not None and old.reader is not None and old.reader is not reader:
                 old.reader.close()
-            self._local[key] = _Local(reader, now)
-            if self._refresher is None:
+            if old is not None and old.demand is not None:
+                old.demand.close()
+            self._local[key] = _Local(reader, now, demand)
+            if self._refresher is None and demand is None:
                 self._refresher = threading.Thread(target=self._refresh_loop, name="frameclient-refresh",
                                                    daemon=True)
                 self._refresher.start()
@@ -410,6 +445,8 @@ class FrameClient:
             with self._local_lock:
                 items = list(self._local.items())
             for key, entry in items:
+                if entry.demand is not None:
+                    continue  # its demand and checks ride on its reads (``_local_ring``)
                 if now - entry.used > LOCAL_IDLE_S:
                     with self._local_lock:
                         if self._local.get(key) is entry:
