@@ -16,7 +16,7 @@ readable under ``EDGEPROXY_FRAMES_SHM_DIR``, default ``/dev/shm/edgeproxy``), ``
 The frame server still answers who the camera is (a small call when the client first reads a
 camera, and again whenever the ring says the camera stopped), so errors are the same either way;
 the reader keeps the camera decoding by storing its demand in the ring's demand file (or, where it
-cannot write that file, by a small call to the frame server about once a second). Errors are
+cannot write that file, by a small call to the frame server every 2 s). Errors are
 ``FrameError`` subclasses: ``CameraNotFound``, ``CameraUnavailable`` (camera not streaming, no
 frame yet; ``ServerUnavailable`` when the frame server itself cannot be reached),
 ``InvalidRequest``, ``NotAuthorized``, ``FrameTimeout``.
@@ -44,7 +44,9 @@ SEQ_METADATA = "x-edgeproxy-seq"
 DEMAND_METADATA = "x-edgeproxy-demand-only"
 RING_METADATA = "x-edgeproxy-ring"
 DEFAULT_SHM_DIR = "/dev/shm/edgeproxy"
-LOCAL_REFRESH_S = 1.0  # how often the server is asked again (demand, camera still there, ring)
+# How often a reader that cannot write the ring's demand file asks the server again (keeps the
+# camera's demand, which lasts DEMAND_TTL_MS; the ring itself says when its camera stopped).
+LOCAL_REFRESH_S = 2.0
 LOCAL_DEMAND_S = 1.0  # how often a reader that can write the ring's demand file stores its demand there
 DEMAND_TTL_MS = 5000  # as worker.camera.keys.DEMAND_TTL_MS
 LOCAL_IDLE_S = 5.0  # a camera not read for this long is no longer refreshed
@@ -391,11 +393,12 @@ class FrameClient:
     def _local_ring(self, name: str, keyframe_only: bool, timeout: float | None):
         """The camera's mapped ring (None: use gRPC); asks the frame server when it must.
 
-        A reader that can write the ring's demand file stores its demand there about once a
-        second and asks the server only when the ring says its camera stopped streaming, closed
-        it or stopped writing its heartbeat (the server then answers as it would over gRPC, or
-        names the camera's new ring). Other readers ask the server once a second, off the
-        caller's path (``_refresh_loop``)."""
+        The server is asked (on the caller's path) when the ring says its camera stopped
+        streaming, closed it or stopped writing its heartbeat: it then answers as it would over
+        gRPC, or names the camera's new ring. A reader that can write the ring's demand file
+        stores its demand there about once a second and asks nothing else; other readers keep
+        the camera's demand by asking the server every ``LOCAL_REFRESH_S``, off the caller's path
+        (``_refresh_loop``)."""
         if self.shm_dir is None:
             return None
         key = (name, keyframe_only)
@@ -403,18 +406,23 @@ class FrameClient:
         entry = self._local.get(key)
         if entry is not None:
             reader = entry.reader
-            if entry.demand is not None:
-                if reader.alive(time.time_ns() // 1_000_000, HEARTBEAT_STALE_MS):
+            if reader is None:  # gRPC (refreshed by _refresh_loop)
+                if now - entry.checked < LOCAL_REFRESH_S * 3:
                     entry.used = now
+                    if entry.error is not None:
+                        raise entry.error
+                    return None
+            elif reader.alive(time.time_ns() // 1_000_000, HEARTBEAT_STALE_MS):
+                entry.used = now
+                if entry.demand is not None:
                     if now - entry.demand_at >= LOCAL_DEMAND_S:
                         entry.demand_at = now
                         entry.demand.want(keyframe_only, time.time_ns() // 1_000_000 + DEMAND_TTL_MS)
                     return reader
-            elif now - entry.checked < LOCAL_REFRESH_S * 3 and (reader is None or not reader.closed):
-                entry.used = now
-                if entry.error is not None:
-                    raise entry.error
-                return reader
+                if now - entry.checked < LOCAL_REFRESH_S * 3:
+                    if entry.error is not None:
+                        raise entry.error
+                    return reader
         reader = self._ask_server(name, keyframe_only, timeout)  # raises NOT_FOUND, UNAVAILABLE...
         demand = None
         if reader is not None:
@@ -512,10 +520,11 @@ class FrameClient:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
-            if time.time_ns() // 1_000_000 - reader.heartbeat_ms > HEARTBEAT_STALE_MS:
+            # (the heartbeat is checked only after a wait that brought no frame: not per frame)
+            if not reader.wait(seq, min(remaining, 0.25), keyframe_only) and \
+                    time.time_ns() // 1_000_000 - reader.heartbeat_ms > HEARTBEAT_STALE_MS:
                 raise CameraUnavailable(f"camera {name!r} is not streaming (its camera process stopped "
                                         "writing frames) (UNAVAILABLE)", grpc.StatusCode.UNAVAILABLE)
-            reader.wait(seq, min(remaining, 0.25), keyframe_only)
         what = "newer frame" if after is not None else ("keyframe" if keyframe_only else "frame")
         message = f"camera {name!r}: no {what} within {wait_s * 1000:.0f} ms (decoding starts on demand; retry)"
         raise CameraUnavailable(f"{message} (UNAVAILABLE)", grpc.StatusCode.UNAVAILABLE, message)

@@ -497,18 +497,18 @@ class FrameRingReader:
     def wait(self, after_seq: int, timeout_s: float, keyframe_only: bool = False) -> bool:
         """Sleep until a frame newer than ``after_seq`` is published (or the ring closes, or the
         timeout). True if there is one."""
+        # A reader's path per frame: lean (a wake-up costs more the more code it runs cache-cold).
+        mm, newest = self._mm, _OFF_KEYFRAME_SEQ if keyframe_only else _OFF_WRITE_SEQ
         deadline = time.monotonic() + timeout_s
         while True:
-            if self.newest_seq(keyframe_only) > after_seq:
+            word = _U32.unpack_from(mm, _OFF_FUTEX)[0]  # before the check: a frame after it changes the word
+            if _U64.unpack_from(mm, newest)[0] > after_seq:
                 return True
-            if self.closed:
+            if _U32.unpack_from(mm, _OFF_CLOSED)[0]:
                 return False
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
-            word = _U32.unpack_from(self._mm, _OFF_FUTEX)[0]
-            if self.newest_seq(keyframe_only) > after_seq:
-                return True
             _futex_wait(self._futex, word, min(remaining, 0.25))
 
     # -- frames --------------------------------------------------------------------------------
