@@ -47,6 +47,7 @@ DEFAULT_SHM_DIR = "/dev/shm/edgeproxy"
 # How often a reader that cannot write the ring's demand file asks the server again (keeps the
 # camera's demand, which lasts DEMAND_TTL_MS; the ring itself says when its camera stopped).
 LOCAL_REFRESH_S = 2.0
+LOCAL_RETRY_S = 0.5  # a camera whose ring says it stopped: the server's answer is reused this long
 LOCAL_DEMAND_S = 1.0  # how often a reader that can write the ring's demand file stores its demand there
 DEMAND_TTL_MS = 5000  # as worker.camera.keys.DEMAND_TTL_MS
 LOCAL_IDLE_S = 5.0  # a camera not read for this long is no longer refreshed
@@ -423,7 +424,14 @@ class FrameClient:
                     if entry.error is not None:
                         raise entry.error
                     return reader
-        reader = self._ask_server(name, keyframe_only, timeout)  # raises NOT_FOUND, UNAVAILABLE...
+            elif entry.error is not None and now - entry.checked < LOCAL_RETRY_S:
+                raise entry.error  # a caller retrying at once does not make a call each time
+        try:
+            reader = self._ask_server(name, keyframe_only, timeout)  # raises NOT_FOUND, UNAVAILABLE...
+        except FrameError as exc:
+            if entry is not None and entry.reader is not None:
+                entry.error, entry.checked = exc, now
+            raise
         demand = None
         if reader is not None:
             try:
