@@ -33,7 +33,7 @@ caller costs, less sensitive to the machine's load than the frame rates.
 alternating old and new ``--rounds`` times in the same run; the old rows are marked ``grpc-old``.
 Both sides: same server, camera, stream, pixel format (BGR24 as received, ``writable=False``).
 
-``--cpu``: CPU seconds per minute (utime + stime from /proc) of the whole path while N local readers
+``--cpu``: CPU seconds per minute (the scheduler's count of every thread) of the whole path while N local readers
 each take every frame as BGR through ``FrameClient.frames()`` (camera + Redis + frame server +
 readers), against ``ffmpeg -i URL -pix_fmt bgr24 -f null -`` on the same stream.
 
@@ -295,8 +295,15 @@ def client_row(args, address: str, camera: str, mode: str, n: int, shm_dir: str,
 
 
 def cpu_rows(args, workdir: Path, redis_server, address: str, camera: str, url: str, parts) -> list[dict]:
-    """CPU-s/min of camera + Redis + frame server + N local readers taking every frame as BGR."""
-    from bench.ingest import cpu_seconds, ffmpeg_cpu
+    """CPU-s/min of camera + Redis + frame server + N local readers taking every frame as BGR.
+
+    CPU from the scheduler's nanosecond count of each process's threads (``/proc/<pid>/task/*/
+    schedstat``, as ``bench/ingest.py``): utime + stime are whole clock ticks, 0.06 CPU-s/min per
+    process in a 10 s window, as much as an extra reader should cost."""
+    from bench.ingest import ffmpeg_cpu, thread_seconds
+
+    def spent(before: dict[int, float], after: dict[int, float]) -> float:
+        return sum(value - before.get(tid, 0.0) for tid, value in after.items())
 
     camera_pid = parts[-1].pid
     pids = {"camera": camera_pid, "redis": redis_server.process.pid, "frame server": args.server_pid}
@@ -315,17 +322,17 @@ def cpu_rows(args, workdir: Path, redis_server, address: str, camera: str, url: 
         while time.time() < start_at:
             time.sleep(0.01)
         t0 = time.monotonic()
-        before = {k: cpu_seconds(pid) for k, pid in pids.items()}
-        before_readers = [cpu_seconds(p.pid) for p in procs]
+        before = {k: thread_seconds(pid) for k, pid in pids.items()}
+        before_readers = [thread_seconds(p.pid) for p in procs]
         time.sleep(window * 0.9)
         elapsed = time.monotonic() - t0
-        after = {k: cpu_seconds(pid) for k, pid in pids.items()}
-        after_readers = [cpu_seconds(p.pid) for p in procs]
+        after = {k: thread_seconds(pid) for k, pid in pids.items()}
+        after_readers = [thread_seconds(p.pid) for p in procs]
         results = [queue.get(timeout=window + 60) for _ in procs]
         for p in procs:
             p.join(10)
-        per_min = {k: (after[k] - before[k]) / elapsed * 60 for k in pids}
-        per_min["reader processes"] = (sum(a - b for a, b in zip(after_readers, before_readers, strict=True))
+        per_min = {k: spent(before[k], after[k]) / elapsed * 60 for k in pids}
+        per_min["reader processes"] = (sum(spent(b, a) for a, b in zip(after_readers, before_readers, strict=True))
                                        / elapsed * 60)
         rows.append({"cpu": True, "size": camera.split("-", 1)[1], "readers": n, "writable": writable, **per_min,
                      "total": sum(per_min.values()),

@@ -13,10 +13,13 @@ Imports neither Django nor anything of the control plane: only grpcio, protobuf,
 OpenCV for ``latest_jpeg``). On the camera's own host (its shared-memory frame ring is mapped
 readable under ``EDGEPROXY_FRAMES_SHM_DIR``, default ``/dev/shm/edgeproxy``), ``latest`` and
 ``frames`` read frames from shared memory; elsewhere, and for everything else, they use gRPC.
-The frame server still answers who the camera is (a small call about once a second, which also
-keeps the camera decoding), so errors are the same either way. Errors are ``FrameError`` subclasses: ``CameraNotFound``,
-``CameraUnavailable`` (camera not streaming, no frame yet; ``ServerUnavailable`` when the frame
-server itself cannot be reached), ``InvalidRequest``, ``NotAuthorized``, ``FrameTimeout``.
+The frame server still answers who the camera is (a small call when the client first reads a
+camera, and again whenever the ring says the camera stopped), so errors are the same either way;
+the reader keeps the camera decoding by storing its demand in the ring's demand file (or, where it
+cannot write that file, by a small call to the frame server every 2 s). Errors are
+``FrameError`` subclasses: ``CameraNotFound``, ``CameraUnavailable`` (camera not streaming, no
+frame yet; ``ServerUnavailable`` when the frame server itself cannot be reached),
+``InvalidRequest``, ``NotAuthorized``, ``FrameTimeout``.
 """
 
 from __future__ import annotations
@@ -41,7 +44,12 @@ SEQ_METADATA = "x-edgeproxy-seq"
 DEMAND_METADATA = "x-edgeproxy-demand-only"
 RING_METADATA = "x-edgeproxy-ring"
 DEFAULT_SHM_DIR = "/dev/shm/edgeproxy"
-LOCAL_REFRESH_S = 1.0  # how often the server is asked again (demand, camera still there, ring)
+# How often a reader that cannot write the ring's demand file asks the server again (keeps the
+# camera's demand, which lasts DEMAND_TTL_MS; the ring itself says when its camera stopped).
+LOCAL_REFRESH_S = 2.0
+LOCAL_RETRY_S = 0.5  # a camera whose ring says it stopped: the server's answer is reused this long
+LOCAL_DEMAND_S = 1.0  # how often a reader that can write the ring's demand file stores its demand there
+DEMAND_TTL_MS = 5000  # as worker.camera.keys.DEMAND_TTL_MS
 LOCAL_IDLE_S = 5.0  # a camera not read for this long is no longer refreshed
 WAIT_S = 2.0  # as the server's EDGEPROXY_FRAMES_WAIT_MS
 MAX_AGE_MS = 2000  # as the server's EDGEPROXY_FRAMES_MAX_AGE_MS
@@ -218,10 +226,14 @@ def _pixels(raw: bytes, offset: int, size: int, frame: pb.VideoFrame, writable: 
 class _Local:
     """What the client knows of one camera's shared-memory ring (per camera and mode)."""
 
-    __slots__ = ("reader", "checked", "used", "error")
+    __slots__ = ("reader", "demand", "demand_at", "checked", "used", "error")
 
-    def __init__(self, reader, checked: float):
+    def __init__(self, reader, checked: float, demand=None):
         self.reader = reader  # worker.camera.shm.FrameRingReader, or None: read through gRPC
+        # worker.camera.shm.ReaderDemand: the ring's demand file, writable by this process; None:
+        # demand (and the camera's state) through the frame server once a second
+        self.demand = demand
+        self.demand_at = checked
         self.checked = checked
         self.used = checked
         self.error: FrameError | None = None  # what the last refresh said (raised by the next read)
@@ -380,24 +392,63 @@ class FrameClient:
         return reader
 
     def _local_ring(self, name: str, keyframe_only: bool, timeout: float | None):
+        """The camera's mapped ring (None: use gRPC); asks the frame server when it must.
+
+        The server is asked (on the caller's path) when the ring says its camera stopped
+        streaming, closed it or stopped writing its heartbeat: it then answers as it would over
+        gRPC, or names the camera's new ring. A reader that can write the ring's demand file
+        stores its demand there about once a second and asks nothing else; other readers keep
+        the camera's demand by asking the server every ``LOCAL_REFRESH_S``, off the caller's path
+        (``_refresh_loop``)."""
         if self.shm_dir is None:
             return None
         key = (name, keyframe_only)
         now = time.monotonic()
         entry = self._local.get(key)
-        if entry is not None and now - entry.checked < LOCAL_REFRESH_S * 3 and (
-                entry.reader is None or not entry.reader.closed):
-            entry.used = now
-            if entry.error is not None:
-                raise entry.error
-            return entry.reader
-        reader = self._ask_server(name, keyframe_only, timeout)  # raises NOT_FOUND, UNAVAILABLE...
+        if entry is not None:
+            reader = entry.reader
+            if reader is None:  # gRPC (refreshed by _refresh_loop)
+                if now - entry.checked < LOCAL_REFRESH_S * 3:
+                    entry.used = now
+                    if entry.error is not None:
+                        raise entry.error
+                    return None
+            elif reader.alive(time.time_ns() // 1_000_000, HEARTBEAT_STALE_MS):
+                entry.used = now
+                if entry.demand is not None:
+                    if now - entry.demand_at >= LOCAL_DEMAND_S:
+                        entry.demand_at = now
+                        entry.demand.want(keyframe_only, time.time_ns() // 1_000_000 + DEMAND_TTL_MS)
+                    return reader
+                if now - entry.checked < LOCAL_REFRESH_S * 3:
+                    if entry.error is not None:
+                        raise entry.error
+                    return reader
+            elif entry.error is not None and now - entry.checked < LOCAL_RETRY_S:
+                raise entry.error  # a caller retrying at once does not make a call each time
+        try:
+            reader = self._ask_server(name, keyframe_only, timeout)  # raises NOT_FOUND, UNAVAILABLE...
+        except FrameError as exc:
+            if entry is not None and entry.reader is not None:
+                entry.error, entry.checked = exc, now
+            raise
+        demand = None
+        if reader is not None:
+            try:
+                from worker.camera.shm import ReaderDemand
+
+                demand = ReaderDemand(reader.path)
+                demand.want(keyframe_only, time.time_ns() // 1_000_000 + DEMAND_TTL_MS)
+            except OSError:  # not in the group, a read-only mount: demand through the server
+                demand = None
         with self._local_lock:
             old = self._local.get(key)
             if old is not None and old.reader is not None and old.reader is not reader:
                 old.reader.close()
-            self._local[key] = _Local(reader, now)
-            if self._refresher is None:
+            if old is not None and old.demand is not None:
+                old.demand.close()
+            self._local[key] = _Local(reader, now, demand)
+            if self._refresher is None and demand is None:
                 self._refresher = threading.Thread(target=self._refresh_loop, name="frameclient-refresh",
                                                    daemon=True)
                 self._refresher.start()
@@ -410,6 +461,8 @@ class FrameClient:
             with self._local_lock:
                 items = list(self._local.items())
             for key, entry in items:
+                if entry.demand is not None:
+                    continue  # its demand and checks ride on its reads (``_local_ring``)
                 if now - entry.used > LOCAL_IDLE_S:
                     with self._local_lock:
                         if self._local.get(key) is entry:
@@ -475,10 +528,11 @@ class FrameClient:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
-            if time.time_ns() // 1_000_000 - reader.heartbeat_ms > HEARTBEAT_STALE_MS:
+            # (the heartbeat is checked only after a wait that brought no frame: not per frame)
+            if not reader.wait(seq, min(remaining, 0.25), keyframe_only) and \
+                    time.time_ns() // 1_000_000 - reader.heartbeat_ms > HEARTBEAT_STALE_MS:
                 raise CameraUnavailable(f"camera {name!r} is not streaming (its camera process stopped "
                                         "writing frames) (UNAVAILABLE)", grpc.StatusCode.UNAVAILABLE)
-            reader.wait(seq, min(remaining, 0.25), keyframe_only)
         what = "newer frame" if after is not None else ("keyframe" if keyframe_only else "frame")
         message = f"camera {name!r}: no {what} within {wait_s * 1000:.0f} ms (decoding starts on demand; retry)"
         raise CameraUnavailable(f"{message} (UNAVAILABLE)", grpc.StatusCode.UNAVAILABLE, message)

@@ -1,9 +1,12 @@
 """RTSP ingest: one thread that owns the camera connection and everything done per packet.
 
 Per packet (the hot path): fix missing timestamps, count it, queue it on the ring (``FastPipe``,
-sent every ``demand_poll_s``), keep it in the current GOP, hand it to the RTMP forwarder if that is
-on, and decode it only if a consumer wants frames. The demand keys ride on the same pipeline and
-replies are collected as they arrive, so the hot path never waits for a Redis round trip.
+sent in batches every ``ring_flush_s``), keep it in the current GOP, hand it to the RTMP forwarder
+if that is on, and decode it only if a consumer wants frames. The demand keys ride on the same
+pipeline (every ``demand_poll_s`` where frames go through Redis; with each ring batch where they
+go to a shared-memory ring, whose demand file local readers and the frame server write and which
+is checked on every packet) and replies are collected as they arrive, so the hot path never waits
+for a Redis round trip.
 
 Decoding on demand:
 * ``demand:all``  -> every packet is decoded and the newest frame published to ``frame:latest``
@@ -56,6 +59,8 @@ CODEC_REFRESH_S = 5.0
 # After a frame-bus failure, skip Redis writes for this long before trying again.
 BUS_RETRY_S = 1.0
 PROBE_INTERVAL_S = 0.4
+# Readers store now + keys.DEMAND_TTL_MS in the demand file; anything further ahead is ignored.
+DEMAND_HORIZON_MS = 4 * keys.DEMAND_TTL_MS
 
 _REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError, OSError)
 
@@ -79,6 +84,11 @@ def codec_info(stream) -> dict:
         "fps": float(rate) if rate else None,
         "profile": ctx.profile,
     }
+
+
+def _wanted(until_ms: int, now_ms: int) -> bool:
+    """A demand-file word still in force (a word far in the future is a broken writer's: ignored)."""
+    return now_ms <= until_ms <= now_ms + DEMAND_HORIZON_MS
 
 
 def _same_codec(a: dict | None, b: dict | None) -> bool:
@@ -107,7 +117,11 @@ class Ingest:
         self.k_codec = keys.codec(cfg.name)
         self.k_demand = (keys.demand_all(cfg.name), keys.demand_keyframes(cfg.name))
         self.frame_ttl_ms = keys.FRAME_TTL_S * 1000
+        self.flush_s = getattr(cfg, "ring_flush_s", cfg.demand_poll_s)
         self.poll_s = cfg.demand_poll_s
+        self.redis_demand = DEMAND_NONE  # what the demand keys said at the last poll
+        self.shm_demand = DEMAND_NONE  # what the ring's demand file said at the last packet
+        self.awaiting_demand = False  # a demand poll was sent and its reply not applied yet
         self.pipe = FastPipe(cfg.redis_url, on_error=self._command_failed)
         self.bus_down_until = 0.0
         self.seq = 0  # published frames of this process
@@ -123,6 +137,9 @@ class Ingest:
         self.frames_ring = self._open_frames_ring(shm_settings)
         # Frames go to Redis only where no shared-memory ring could be made, or when asked to.
         self.frames_to_redis = self.frames_ring is None or shm_settings.via_redis
+        if self.frames_ring is not None:  # demand comes through the ring's demand file: Redis keys are a fallback
+            self.poll_s = max(self.poll_s, self.flush_s)
+        state.ring_flush_ms = int(self.flush_s * 1000)
         self._reset_session()
 
     def _open_frames_ring(self, shm_settings):
@@ -154,6 +171,7 @@ class Ingest:
         self.default_duration = 0
         self.last_flush = 0.0
         self.last_poll = 0.0
+        self.next_flush = 0.0  # send what is queued (ring batch, demand poll) from then on
         self.session_packets = 0
 
     # ------------------------------------------------------------------ thread body
@@ -343,9 +361,19 @@ class Ingest:
         if self.recorder is not None and self.recorder.feeding:
             self.recorder.feed(data if data is not None else bytes(packet), pts, dts, is_key, duration, wall)
 
+        frames_ring = self.frames_ring
+        if frames_ring is not None:  # local readers' demand: two words in shared memory, no round trip
+            all_until, key_until = frames_ring.demand_until()
+            shm_demand = DEMAND_ALL if _wanted(all_until, wall) else DEMAND_KEY if _wanted(key_until, wall) \
+                else DEMAND_NONE
+            if shm_demand != self.shm_demand:
+                self.shm_demand = shm_demand
+                self._set_demand(max(shm_demand, self.redis_demand))
+        if self.awaiting_demand:  # apply the poll's answer as soon as it is there
+            self._collect()
         if st.demand:
             self._decode(packet, is_key, wall, mono)
-        if mono - self.last_flush >= self.poll_s:
+        if mono >= self.next_flush:
             self._flush(mono)
 
     def _decode(self, packet, is_key: bool, wall: int, mono: float) -> None:
@@ -504,23 +532,27 @@ class Ingest:
         """Send what is queued (ring entries, frames) plus the demand poll when it is due.
 
         Never waits for Redis: replies of earlier sends are collected as they arrive (the demand
-        poll's answer is applied at the next flush, one poll interval later)."""
+        poll's answer is applied with the first packet after it came, ``_on_packet``)."""
         if mono < self.bus_down_until and not force:
             return
         pipe = self.pipe
         if mono - self.last_poll >= self.poll_s:
             pipe.command("MGET", *self.k_demand, callback=self._on_demand)
             self.last_poll = mono
+            self.awaiting_demand = True
             if self.codec_json is not None and mono - self.last_codec_write >= CODEC_REFRESH_S:
                 pipe.command("SET", self.k_codec, self.codec_json)
                 self.last_codec_write = mono
         self.last_flush = mono
+        self.next_flush = min(mono + self.flush_s, self.last_poll + self.poll_s)
         try:
             pipe.send()
         except _REDIS_ERRORS as exc:
             self.ring.interrupted()
             self.bus_down_until = mono + BUS_RETRY_S
-            self._set_demand(DEMAND_NONE)
+            self.awaiting_demand = False
+            self.redis_demand = DEMAND_NONE
+            self._set_demand(self.shm_demand)
             if self.state.bus_ok:
                 self.state.bus_ok = False
                 log.warning("frame bus unreachable (%s); ingest goes on, retrying every %.0fs",
@@ -535,15 +567,24 @@ class Ingest:
             if self.codec_json is not None:  # it may have lost everything
                 self.last_codec_write = 0.0
 
+    def _collect(self) -> None:
+        """Take the replies that have arrived (the demand poll's among them), without waiting."""
+        try:
+            self.pipe.collect()
+        except _REDIS_ERRORS:
+            self.awaiting_demand = False  # the next send reconnects (and says so)
+
     def _on_demand(self, values) -> None:
+        self.awaiting_demand = False
         if not isinstance(values, list) or len(values) != 2:
             return
         if values[0] is not None:
-            self._set_demand(DEMAND_ALL)
+            self.redis_demand = DEMAND_ALL
         elif values[1] is not None:
-            self._set_demand(DEMAND_KEY)
+            self.redis_demand = DEMAND_KEY
         else:
-            self._set_demand(DEMAND_NONE)
+            self.redis_demand = DEMAND_NONE
+        self._set_demand(max(self.redis_demand, self.shm_demand))
 
     def _command_failed(self, exc: Exception) -> None:
         """An error reply from the frame bus (called while replies are collected)."""

@@ -8,11 +8,11 @@ read them, except the demand and control keys, which consumers write.
 |---|---|---|---|---|
 | ``status`` | string, JSON (see ``STATUS_FIELDS``) | camera, at least 1/s | < 2 KiB | ``STATUS_TTL_S`` |
 | ``codec`` | string, JSON: name, long_name, width, height, pix_fmt, extradata (base64), time_base (float); also extradata_size, time_base_num, time_base_den (exact), fps (nominal or null), profile | camera, each (re)connect and every 5 s | < 64 KiB | none (deleted with the camera) |
-| ``demand:all`` | string ``1`` | consumer wanting every frame | tiny | ``DEMAND_TTL_MS``, refreshed by each read |
+| ``demand:all`` | string ``1`` | consumer wanting every frame (local readers of a shared-memory ring use its demand file instead, ``worker/camera/shm.py``) | tiny | ``DEMAND_TTL_MS``, refreshed by each read |
 | ``demand:key`` | string ``1`` | consumer wanting keyframes only | tiny | ``DEMAND_TTL_MS`` |
 | ``frame:latest`` | only where frames do not go to shared memory (``worker/camera/shm.py``) or with ``EDGEPROXY_FRAMES_VIA_REDIS=1``: hash: ``meta`` (JSON, see ``FRAME_META_FIELDS``), ``data`` (raw I420 or BGR24 bytes, as ``meta.data_format`` says) | camera, every decoded frame | one frame | ``FRAME_TTL_S`` |
 | ``frame:keyframe`` | hash, same shape: the newest decoded keyframe | camera | one frame | ``FRAME_TTL_S`` |
-| ``ring`` | stream of compressed packets, entry id = ``<receive ms>-<packet counter>``; fields ``data``, ``pts``, ``dts`` (in the codec's time_base), ``key`` (``1``/``0``), ``ts`` (receive ms) | camera, every packet (batched every ``EDGEPROXY_DEMAND_POLL_MS``) | ``buffer seconds`` .. + one GOP (starts at a keyframe) | trimmed by MINID |
+| ``ring`` | stream of compressed packets, entry id = ``<receive ms>-<packet counter>``; fields ``data``, ``pts``, ``dts`` (in the codec's time_base), ``key`` (``1``/``0``), ``ts`` (receive ms) | camera, every packet (batched every ``EDGEPROXY_RING_FLUSH_MS``) | ``buffer seconds`` .. + one GOP (starts at a keyframe) | trimmed by MINID |
 | ``rtmp`` | string ``1``/``0``: RTMP pass-through wanted | control (Proxy RPC, connect) | tiny | none |
 | ``storage`` | string ``1``/``0``: storing flag (no cloud is called) | control | tiny | none |
 | ``recording`` | string, JSON: ``enabled``, ``retention_hours``, ``blocked`` (why the host's recordings may not grow, or null) | edge worker (``worker/recordings.py``) | tiny | none |
@@ -77,6 +77,7 @@ STATUS_FIELDS = (
     "decode_errors",
     "ring_entries",  # packets in the ring (as the writer counts them)
     "ring_span_ms",  # receive-time span of the ring
+    "ring_flush_ms",  # packets reach the ring in batches at most this far apart (EDGEPROXY_RING_FLUSH_MS)
     "frames_ring",  # file name of the shared-memory frame ring under EDGEPROXY_FRAMES_SHM_DIR, or null
     "frames_ring_id",  # that ring file's ring_id (a decimal string): readers check they mapped this one
     "recording",  # {"enabled", "state", "problem", "bytes_written", "segments", "errors"} (worker/camera/recorder.py)

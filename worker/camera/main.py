@@ -23,6 +23,7 @@ from worker.redaction import JsonFormatter, RedactingFilter, redact, register_se
 log = logging.getLogger("camera")
 
 STOP_BUDGET_S = 1.0  # SIGTERM to exit must stay under 2 s, with room for a loaded machine
+WATCHDOG_S = 1.0  # how often the main thread checks its threads (a stop wakes it at once)
 
 
 class _Context(logging.Filter):
@@ -204,7 +205,7 @@ class CameraProcess:
         if self.recorder is not None:
             self.recorder.start()
         self._start_ingest()
-        while not self.stop.wait(0.5):
+        while not self.stop.wait(WATCHDOG_S):
             thread = self.ingest_thread
             if thread is None or not thread.is_alive():  # never expected: Ingest.run catches everything
                 log.error("the ingest thread ended unexpectedly; restarting it")

@@ -30,6 +30,15 @@ dead reader cannot slow the camera. Memory per camera: 4096 + (slots + 1) x (409
 rounded up to pages), e.g. 4 slots: 29.7 MiB at 1920x1080, 4.4 MiB at 640x480. A frame larger
 than the slots (resolution change) makes the writer create a new file and rename it over the old
 one; the old file's memory goes once the last reader lets go of it.
+
+Demand: ``<dir>/<camera>[~<camera id>].demand`` (one page, mode ``0660``: the group may write it,
+nobody else may read it; it holds no frame). Two little-endian u64 words, wall-clock ms until
+which a reader wants every frame (offset 0) or keyframes (offset 8): a reader stores ``now +
+keys.DEMAND_TTL_MS`` about once a second while it reads (a store into a mapping, no system call);
+the camera compares them with its clock on every packet, so a local reader's demand costs neither
+side a round trip and decoding starts with the next packet. At offset 16 the writer's random id
+(the camera deletes only its own file). Readers that cannot write it (a read-only mount) keep
+demand through the frame server instead; the camera reads the Redis demand keys too.
 """
 
 from __future__ import annotations
@@ -57,6 +66,9 @@ PAGE = mmap.PAGESIZE
 DEFAULT_DIR = "/dev/shm/edgeproxy"
 DEFAULT_SLOTS = 4
 SUFFIX = ".frames"
+DEMAND_SUFFIX = ".demand"
+DEMAND_SIZE = 4096
+DEMAND_FILE_MODE = 0o660  # readers in the group store their demand; nobody else has access
 DIR_MODE = 0o3770  # owner and group; setgid: files get the group; sticky: only owners delete
 FILE_MODE = 0o640  # the writer writes, the group reads, nobody else
 
@@ -75,6 +87,9 @@ _SLOT = struct.Struct("<QQqqdQIIIII4s16s16sQ")
 _SLOT_META = struct.Struct("<QqqdQIIIII4s16s16sQ")  # _SLOT without seq (written first)
 _U64 = struct.Struct("<Q")
 _U32 = struct.Struct("<I")
+_DEMAND = struct.Struct("<QQ")  # every frame until ms, keyframes until ms
+_OFF_DEMAND_KEY = 8
+_OFF_DEMAND_OWNER = 16
 _FLAG_KEY = 1
 _FLAG_CORRUPT = 2
 _ID_RULE = re.compile(r"[^A-Za-z0-9._-]")
@@ -148,6 +163,16 @@ def ring_name(camera: str, camera_id: str = "") -> str:
     return f"{camera}~{camera_id}{SUFFIX}" if camera_id else f"{camera}{SUFFIX}"
 
 
+def demand_name(camera: str, camera_id: str = "") -> str:
+    """File name of a camera's demand file (beside its ring)."""
+    return ring_name(camera, camera_id)[: -len(SUFFIX)] + DEMAND_SUFFIX
+
+
+def demand_path_of(ring_path: str) -> str:
+    """The demand file that goes with a ring file."""
+    return ring_path[: -len(SUFFIX)] + DEMAND_SUFFIX if ring_path.endswith(SUFFIX) else ring_path + DEMAND_SUFFIX
+
+
 def prepare_dir(settings: ShmSettings) -> str:
     """Create the ring directory (mode 3770, the configured group) if missing; returns its path."""
     path = settings.directory
@@ -167,6 +192,8 @@ def remove_ring(settings: ShmSettings, camera: str, camera_id: str = "") -> bool
     """Delete a camera's ring file (runtime: camera stopped, deleted or found dead). True if it was there."""
     if not settings.directory:  # rings are off (settings.enabled, spelled so that mypy sees a str below)
         return False
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(os.path.join(settings.directory, demand_name(camera, camera_id)))
     try:
         os.unlink(os.path.join(settings.directory, ring_name(camera, camera_id)))
         return True
@@ -234,6 +261,38 @@ class FrameRingWriter:
         self.seq = 0
         self._streaming = 0
         self._create(640 * 480 * 3)
+        self.demand_path = demand_path_of(self.path)
+        self._demand_owner = secrets.randbits(63) or 1
+        self._demand: mmap.mmap | None = None
+        try:
+            self._demand = self._create_demand()
+        except OSError:
+            self.close()
+            raise
+
+    def _create_demand(self) -> mmap.mmap:
+        """The demand file (zeroed, group-writable), renamed over any left by an earlier process."""
+        tmp = os.path.join(self.directory, f".{os.path.basename(self.demand_path)}.{secrets.token_hex(4)}.tmp")
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            if self.settings.group is not None:
+                os.fchown(fd, -1, self.settings.group)
+            os.fchmod(fd, DEMAND_FILE_MODE)
+            os.ftruncate(fd, DEMAND_SIZE)
+            mm = mmap.mmap(fd, DEMAND_SIZE, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        except BaseException:
+            os.close(fd)
+            os.unlink(tmp)
+            raise
+        os.close(fd)
+        _U64.pack_into(mm, _OFF_DEMAND_OWNER, self._demand_owner)
+        os.rename(tmp, self.demand_path)
+        return mm
+
+    def demand_until(self) -> tuple[int, int]:
+        """(every frame, keyframes): wall-clock ms until which local readers want them (0: never)."""
+        mm = self._demand
+        return _DEMAND.unpack_from(mm, 0) if mm is not None else (0, 0)
 
     # -- file ------------------------------------------------------------------------------------
     def _create(self, frame_bytes: int) -> None:
@@ -336,6 +395,16 @@ class FrameRingWriter:
                 os.unlink(self.path)
         except OSError:
             pass
+        demand, self._demand = getattr(self, "_demand", None), None
+        if demand is not None:
+            try:
+                with open(self.demand_path, "rb") as fh:  # ours only, as the ring
+                    fh.seek(_OFF_DEMAND_OWNER)
+                    if fh.read(8) == _U64.pack(self._demand_owner):
+                        os.unlink(self.demand_path)
+            except OSError:
+                pass
+            demand.close()
         self._words = None
         self._mm = None
         with contextlib.suppress(BufferError):
@@ -343,6 +412,31 @@ class FrameRingWriter:
 
 
 # --- reader ----------------------------------------------------------------------------------------
+
+
+class ReaderDemand:
+    """A reader's side of a camera's demand file: ``want`` stores until when it wants frames.
+
+    Raises ``OSError`` when the file cannot be mapped for writing (no such file, not in the group,
+    a read-only mount): the reader then keeps demand through the frame server."""
+
+    def __init__(self, ring_path: str):
+        fd = os.open(demand_path_of(ring_path), os.O_RDWR)
+        try:
+            if os.fstat(fd).st_size < DEMAND_SIZE:
+                raise OSError(f"{ring_path}: demand file too small")
+            self._mm = mmap.mmap(fd, DEMAND_SIZE, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        finally:
+            os.close(fd)
+
+    def want(self, keyframe_only: bool, until_ms: int) -> None:
+        """Frames (or keyframes) are wanted until ``until_ms`` (wall clock)."""
+        with contextlib.suppress(ValueError):  # closed
+            _U64.pack_into(self._mm, _OFF_DEMAND_KEY if keyframe_only else 0, until_ms)
+
+    def close(self) -> None:
+        with contextlib.suppress(BufferError, ValueError):
+            self._mm.close()
 
 
 class FrameRingReader:
@@ -394,21 +488,27 @@ class FrameRingReader:
     def streaming(self) -> bool:
         return bool(_U32.unpack_from(self._mm, _OFF_STREAMING)[0])
 
+    def alive(self, now_ms: int, stale_ms: int) -> bool:
+        """The camera streams into this ring: not closed, streaming, heartbeat within ``stale_ms``."""
+        mm = self._mm
+        return (not _U32.unpack_from(mm, _OFF_CLOSED)[0] and _U32.unpack_from(mm, _OFF_STREAMING)[0] != 0
+                and now_ms - _U64.unpack_from(mm, _OFF_HEARTBEAT)[0] <= stale_ms)
+
     def wait(self, after_seq: int, timeout_s: float, keyframe_only: bool = False) -> bool:
         """Sleep until a frame newer than ``after_seq`` is published (or the ring closes, or the
         timeout). True if there is one."""
+        # A reader's path per frame: lean (a wake-up costs more the more code it runs cache-cold).
+        mm, newest = self._mm, _OFF_KEYFRAME_SEQ if keyframe_only else _OFF_WRITE_SEQ
         deadline = time.monotonic() + timeout_s
         while True:
-            if self.newest_seq(keyframe_only) > after_seq:
+            word = _U32.unpack_from(mm, _OFF_FUTEX)[0]  # before the check: a frame after it changes the word
+            if _U64.unpack_from(mm, newest)[0] > after_seq:
                 return True
-            if self.closed:
+            if _U32.unpack_from(mm, _OFF_CLOSED)[0]:
                 return False
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
-            word = _U32.unpack_from(self._mm, _OFF_FUTEX)[0]
-            if self.newest_seq(keyframe_only) > after_seq:
-                return True
             _futex_wait(self._futex, word, min(remaining, 0.25))
 
     # -- frames --------------------------------------------------------------------------------
@@ -475,5 +575,5 @@ class FrameRingReader:
         return None
 
 
-__all__ = ["DEFAULT_DIR", "FrameRingReader", "FrameRingWriter", "RingError", "SettingsError", "ShmSettings",
-           "prepare_dir", "remove_ring", "ring_name"]
+__all__ = ["DEFAULT_DIR", "FrameRingReader", "FrameRingWriter", "ReaderDemand", "RingError", "SettingsError",
+           "ShmSettings", "demand_name", "demand_path_of", "prepare_dir", "remove_ring", "ring_name"]

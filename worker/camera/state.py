@@ -68,6 +68,7 @@ class CameraState:
         self.decode_errors = 0
         self.ring_entries = 0
         self.ring_span_ms = 0
+        self.ring_flush_ms = 0  # packets reach the ring in batches at most this far apart
         self._arrivals: collections.deque[float] = collections.deque()
         self._rate_from = 0.0
 
@@ -143,6 +144,7 @@ class CameraState:
             "decode_errors": self.decode_errors,
             "ring_entries": self.ring_entries,
             "ring_span_ms": self.ring_span_ms,
+            "ring_flush_ms": self.ring_flush_ms,
             "frames_ring": ring.name if ring is not None else None,
             "frames_ring_id": str(ring.ring_id) if ring is not None else None,
         }

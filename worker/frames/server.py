@@ -52,7 +52,9 @@ RING_METADATA = "x-edgeproxy-ring"
 ANNOTATION_TASK = messages.RecordAnnotation.task
 ANNOTATION_QUEUE = messages.RecordAnnotation.queue
 ANNOTATION_WINDOW_MS = 7 * 24 * 3600 * 1000
-BUFFER_FOLLOW_S = 1.0  # how long a range ending now waits for its last packets to reach the ring
+# How long a range ending now waits for its last packets to reach the ring, beyond the camera's
+# batch interval (its status's ring_flush_ms): the wait ends with the first packet past the range.
+BUFFER_FOLLOW_S = 1.0
 RING_STALE_MS = 2000  # a ring whose camera wrote no heartbeat for this long belongs to a dead process
 POLL_INTERVAL_S = 0.001  # while callers wait for a frame: one tiny HGET (< 1 KiB) per poll
 # What a camera name can be (the camera program's rule): anything else is NOT_FOUND at once.
@@ -350,6 +352,8 @@ class ImageServicer(pb_grpc.ImageServicer):
         self._latest_script = redis_client.register_script(LATEST_SCRIPT)
         self._stopped = threading.Event()
         self._rings: dict[str, shm.FrameRingReader] = {}  # camera -> its mapped shared-memory ring
+        # camera -> its ring's demand file, mapped for writing (None: not writable, Redis keys only)
+        self._ring_demands: dict[str, shm.ReaderDemand | None] = {}
 
     # --- helpers -------------------------------------------------------------------------------
 
@@ -407,6 +411,9 @@ class ImageServicer(pb_grpc.ImageServicer):
             wanted = {name for (name, _mode), v in self._demand.items() if now - v.last_set_ms <= keys.DEMAND_TTL_MS}
             for name in [n for n, r in self._rings.items() if n not in wanted or r.closed]:
                 self._rings.pop(name).close()
+                demand = self._ring_demands.pop(name, None)
+                if demand is not None:
+                    demand.close()
 
     # --- frames --------------------------------------------------------------------------------
 
@@ -432,11 +439,15 @@ class ImageServicer(pb_grpc.ImageServicer):
                         f"camera {name!r} is not streaming ({detail})" + (f": {error}" if error else ""))
 
         ring_file = (status or {}).get("frames_ring")
+        ring_id = (status or {}).get("frames_ring_id")
+        reader = self._ring(name, ring_file, ring_id) if ring_file else None
+        if reader is not None:  # the camera checks its ring's demand file on every packet: decoding starts at once
+            demand = self._ring_demands.get(name)
+            if demand is not None:
+                demand.want(keyframe_only, now_ms() + keys.DEMAND_TTL_MS)
         if _metadata_value(context, DEMAND_METADATA):
-            ring_id = (status or {}).get("frames_ring_id")
             context.send_initial_metadata(((RING_METADATA, f"{ring_file}:{ring_id}" if ring_file else ""),))
             return pb.VideoFrame(device_id=name)
-        reader = self._ring(name, ring_file, (status or {}).get("frames_ring_id")) if ring_file else None
         if reader is not None:
             return self._latest_from_ring(context, name, reader, keyframe_only, after)
 
@@ -502,13 +513,22 @@ class ImageServicer(pb_grpc.ImageServicer):
             reader = self._rings.get(name)
             if current(reader):
                 return reader
+            path = f"{self.config.shm.directory}/{ring_file}"
             try:
-                fresh = shm.FrameRingReader(f"{self.config.shm.directory}/{ring_file}")
+                fresh = shm.FrameRingReader(path)
             except (OSError, shm.RingError) as exc:
                 log.warning("camera %s: cannot map its frame ring %s (%s); reading Redis", name, ring_file, exc)
                 return None
             if reader is not None:
                 reader.close()
+            old_demand = self._ring_demands.pop(name, None)
+            if old_demand is not None:
+                old_demand.close()
+            try:
+                self._ring_demands[name] = shm.ReaderDemand(path)
+            except OSError as exc:  # demand then reaches the camera through the Redis keys only
+                log.warning("camera %s: cannot write its ring's demand file (%s); demand through Redis", name, exc)
+                self._ring_demands[name] = None
             self._rings[name] = fresh
             return fresh
 
@@ -636,19 +656,23 @@ class ImageServicer(pb_grpc.ImageServicer):
         if end < start:
             raise Abort(grpc.StatusCode.INVALID_ARGUMENT,
                         f"timestamp_to ({end}) is before timestamp_from ({start}); both are ms since epoch")
-        self._camera(name)
+        _entry, status = self._camera(name)
         if not self.redis.exists(keys.ring(name)):
             raise Abort(grpc.StatusCode.UNAVAILABLE,
                         f"camera {name!r} has no buffered packets (buffer disabled or camera not streaming)")
         # Never waits for the future: the range ends now at the latest. Packets reach the ring in
-        # batches (the camera flushes every ~150 ms), so follow the ring briefly up to ``end``.
+        # batches (every ring_flush_ms of the camera's status, 1 s by default), so follow the ring
+        # up to ``end``: at most one batch interval, plus BUFFER_FOLLOW_S if packets stop coming.
         end = min(end, now)
+        flush_ms = (status or {}).get("ring_flush_ms")
+        follow_s = BUFFER_FOLLOW_S + (flush_ms / 1000.0 if isinstance(flush_ms, int) and 0 < flush_ms <= 60_000
+                                      else 0.15)
         try:
             from worker.camera.ring import decode_range
         except ImportError as exc:
             raise Abort(grpc.StatusCode.UNIMPLEMENTED, f"buffer decoding not available: {exc}") from exc
         try:
-            decoder = decode_range(self.redis, name, start, end, follow_s=BUFFER_FOLLOW_S)
+            decoder = decode_range(self.redis, name, start, end, follow_s=follow_s)
             first = next(decoder, None)
         except LookupError as exc:  # no codec info: the camera never connected
             raise Abort(grpc.StatusCode.UNAVAILABLE, f"camera {name!r}: {exc}") from exc

@@ -85,6 +85,20 @@ def test_client_uses_grpc_where_the_ring_is_not_readable(frame_server, cameras, 
             "codec_name": message.codec_name}
 
 
+def test_a_local_reader_keeps_the_camera_decoding_without_asking_the_frame_server(local, frames_redis):
+    client = frames_redis.client()
+    local.latest(CAMERA)  # the ring and its demand file are mapped
+    client.delete(keys.demand_all(CAMERA))  # the frame server sets it again on every call it gets
+    started = time.monotonic()
+    seqs = [meta["seq"] for _image, meta in local.frames(CAMERA, limit=3 * FPS)]
+    assert time.monotonic() - started > 2.5  # the camera polls the Redis demand keys every second
+    # Every frame kept coming: the reader's demand reached the camera through the demand file ...
+    assert len(set(seqs)) == 3 * FPS and seqs[-1] - seqs[0] <= 3 * FPS + 1, seqs
+    assert status_of(client, CAMERA)["demand"] == "all"
+    # ... and the reader did not call the frame server meanwhile (that would have set the key).
+    assert not client.exists(keys.demand_all(CAMERA))
+
+
 @pytest.mark.parametrize("shm_dir", [SHM_DIR, "off"], ids=["shm", "grpc"])
 def test_unknown_and_stopped_cameras_give_the_same_errors_on_both_paths(frame_server, cameras, shm_dir):
     with FrameClient(frame_server, shm_dir=shm_dir) as client:
@@ -123,6 +137,9 @@ def test_ring_is_readable_by_owner_and_group_only(cameras):
     path = ring_path(CAMERA)
     mode = stat.S_IMODE(os.stat(path).st_mode)
     assert mode == 0o640, oct(mode)
+    # Readers in the group store their demand beside it; that file holds no frame.
+    demand_mode = stat.S_IMODE(os.stat(os.path.join(SHM_DIR, shm.demand_name(CAMERA, CAMERA))).st_mode)
+    assert demand_mode == 0o660, oct(demand_mode)
     dir_mode = stat.S_IMODE(os.stat(SHM_DIR).st_mode)
     assert dir_mode & 0o007 == 0, oct(dir_mode)
     assert dir_mode & stat.S_ISVTX and dir_mode & stat.S_ISGID, oct(dir_mode)
@@ -260,13 +277,15 @@ def test_readers_get_the_new_size_after_a_resolution_change(workdir, frames_redi
             assert shapes <= {(240, 320, 3), (720, 1280, 3)}, shapes
             image, meta = reader.latest(name)
             assert image.shape == (720, 1280, 3) and meta["via"] == "shm"
-            # The bigger frames live in a new file under the same name; the old one is gone.
-            files = [f for f in os.listdir(SHM_DIR) if f.startswith(name)]
-            assert files == [shm.ring_name(name, name)], files
+            # The bigger frames live in a new file under the same name; the old one is gone (the
+            # demand file stays what it was).
+            files = sorted(f for f in os.listdir(SHM_DIR) if f.startswith(name))
+            assert files == sorted([shm.ring_name(name, name), shm.demand_name(name, name)]), files
     finally:
         process.stop()
         small.stop()
         if big is not None:
             big.stop()
-    # A camera stopped with SIGTERM frees its ring itself.
+    # A camera stopped with SIGTERM frees its ring (and demand file) itself.
     assert not os.path.exists(ring_path(name))
+    assert not os.path.exists(os.path.join(SHM_DIR, shm.demand_name(name, name)))

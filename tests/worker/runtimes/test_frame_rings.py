@@ -37,9 +37,11 @@ def test_ring_directory_and_files_are_not_world_readable(kind, make_runtime, rin
     path = ring_of(ring_dir, spec)
     wait_until(lambda: os.path.exists(path), 30, message="ring made by the camera")
     assert os.stat(path).st_mode & 0o777 == 0o640
+    assert os.stat(os.path.join(ring_dir, shm.demand_name(spec.name, spec.camera_id))).st_mode & 0o777 == 0o660
     assert os.stat(ring_dir).st_mode & 0o007 == 0
     runtime.stop(spec.name, timeout=5)
     assert not os.path.exists(path)
+    assert os.listdir(ring_dir) == []
 
 
 def test_connect_delete_cycles_leave_nothing_in_shared_memory(kind, make_runtime, ring_dir, source):
@@ -74,7 +76,9 @@ def test_a_sigkilled_camera_leaves_nothing_once_the_runtime_notices(kind, make_r
         assert not os.path.exists(path)
     else:
         assert ring_id(path) != first
-    assert [f for f in os.listdir(ring_dir) if f != os.path.basename(path)] == []  # no stray files
+    # no stray files (the new camera's demand file is its own)
+    assert [f for f in os.listdir(ring_dir)
+            if f not in (os.path.basename(path), shm.demand_name(spec.name, spec.camera_id))] == []
     runtime.stop(spec.name, timeout=5)
     assert os.listdir(ring_dir) == []
     assert observed.name == spec.name
