@@ -272,19 +272,7 @@ class FrameRingWriter:
 
     def _create_demand(self) -> mmap.mmap:
         """The demand file (zeroed, group-writable), renamed over any left by an earlier process."""
-        tmp = os.path.join(self.directory, f".{os.path.basename(self.demand_path)}.{secrets.token_hex(4)}.tmp")
-        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            if self.settings.group is not None:
-                os.fchown(fd, -1, self.settings.group)
-            os.fchmod(fd, DEMAND_FILE_MODE)
-            os.ftruncate(fd, DEMAND_SIZE)
-            mm = mmap.mmap(fd, DEMAND_SIZE, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
-        except BaseException:
-            os.close(fd)
-            os.unlink(tmp)
-            raise
-        os.close(fd)
+        tmp, mm = self._new_mapped_file(self.demand_path, DEMAND_FILE_MODE, DEMAND_SIZE)
         _U64.pack_into(mm, _OFF_DEMAND_OWNER, self._demand_owner)
         os.rename(tmp, self.demand_path)
         return mm
@@ -295,16 +283,15 @@ class FrameRingWriter:
         return _DEMAND.unpack_from(mm, 0) if mm is not None else (0, 0)
 
     # -- file ------------------------------------------------------------------------------------
-    def _create(self, frame_bytes: int) -> None:
-        """A new ring file with room for ``frame_bytes`` per slot, renamed over the old one."""
-        slot_bytes = _round_up(frame_bytes)
-        size = HEADER_SIZE + (self.slots + 1) * (PAGE + slot_bytes)
-        tmp = os.path.join(self.directory, f".{self.name}.{secrets.token_hex(4)}.tmp")
+    def _new_mapped_file(self, final_path: str, mode: int, size: int) -> tuple[str, mmap.mmap]:
+        """A zeroed file of ``size`` bytes under a temporary name beside ``final_path`` (``mode``, the
+        rings' group), mapped read-write: the caller fills it, then renames it over ``final_path``."""
+        tmp = os.path.join(self.directory, f".{os.path.basename(final_path)}.{secrets.token_hex(4)}.tmp")
         fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             if self.settings.group is not None:
                 os.fchown(fd, -1, self.settings.group)
-            os.fchmod(fd, FILE_MODE)
+            os.fchmod(fd, mode)
             os.ftruncate(fd, size)
             mm = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
         except BaseException:
@@ -312,6 +299,13 @@ class FrameRingWriter:
             os.unlink(tmp)
             raise
         os.close(fd)
+        return tmp, mm
+
+    def _create(self, frame_bytes: int) -> None:
+        """A new ring file with room for ``frame_bytes`` per slot, renamed over the old one."""
+        slot_bytes = _round_up(frame_bytes)
+        size = HEADER_SIZE + (self.slots + 1) * (PAGE + slot_bytes)
+        tmp, mm = self._new_mapped_file(self.path, FILE_MODE, size)
         ring_id = secrets.randbits(63) or 1
         _HEADER.pack_into(mm, 0, MAGIC, VERSION, self.slots, slot_bytes, ring_id, os.getpid(), 0, self.seq, 0,
                           time.time_ns() // 1_000_000, self._streaming, self.seq & 0xFFFFFFFF)
