@@ -590,22 +590,41 @@ def _late_result(op: Operation, ok: bool, error: str, observed: dict | None, str
 
 
 # Per control-worker process, for each host: its cameras' version, the digest of the last report
-# that changed none of them, and their names. The same report against the same cameras changes
-# nothing again (``_heartbeat_changes`` depends on nothing else), so such a beat does not read them.
-_QUIET_BEATS: dict[str, tuple[tuple, str, frozenset[str]]] = {}
+# that changed none of them, their names, and the digest of each camera's logs as stored. The same
+# report against the same cameras changes nothing again (``_heartbeat_changes`` depends on nothing
+# else), so such a beat does not read them.
+_QUIET_BEATS: dict[str, tuple[tuple, str, frozenset[str], dict[str, str]]] = {}
 
 
-def _observation_digest(report: dict) -> str:
+def _digest(value) -> str:
+    try:  # (every beat of every host passes here: orjson is several times faster than json)
+        text = orjson.dumps(value, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS, default=str)
+    except orjson.JSONEncodeError:  # e.g. an integer beyond 64 bits
+        text = json.dumps(value, sort_keys=True, default=str).encode()
+    return hashlib.sha1(text, usedforsecurity=False).hexdigest()
+
+
+def _observation_digest(report: dict) -> tuple[str, dict[str, str]]:
     """What of a report can change a row: its observations, the stable part of its streams, its apps
-    and the host's own values (everything but the time and the live stream facts)."""
+    and the host's own values (everything but the time and the live stream facts), without the
+    cameras' logs; and the digest of each logs it carries. An edge leaves out the logs that did not
+    change, and sends them all every tenth beat: a beat with the same logs as stored, or none, is
+    as quiet as the one before (else one beat in five was recorded in full)."""
     streams = report.get("streams") or {}
     stable = {name: live.stable_part(stream) for name, stream in streams.items()}
-    rest = {key: value for key, value in report.items() if key not in ("streams", "observed_at")}
-    try:  # (every beat of every host passes here: orjson is several times faster than json)
-        text = orjson.dumps([rest, stable], option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS, default=str)
-    except orjson.JSONEncodeError:  # e.g. an integer beyond 64 bits
-        text = json.dumps([rest, stable], sort_keys=True, default=str).encode()
-    return hashlib.sha1(text, usedforsecurity=False).hexdigest()
+    rest = {key: value for key, value in report.items() if key not in ("streams", "observed_at", "cameras")}
+    cameras, logs = [], {}
+    for entry in report.get("cameras") or []:
+        if isinstance(entry, dict) and "logs" in entry:
+            logs[str(entry.get("name"))] = _digest(entry["logs"])
+            entry = {key: value for key, value in entry.items() if key != "logs"}
+        cameras.append(entry)
+    return _digest([rest, cameras, stable]), logs
+
+
+def _is_quiet(known, digest: str, logs: dict[str, str]) -> bool:
+    """A beat that changes nothing the last quiet one did not: the same digest, and logs as stored."""
+    return known is not None and known[1] == digest and all(known[3].get(name) == d for name, d in logs.items())
 
 
 def record_heartbeat(host_name: str, report: dict) -> EdgeHost:
@@ -630,9 +649,9 @@ def record_heartbeat(host_name: str, report: dict) -> EdgeHost:
     streams = report.get("streams") or {}
     observed_at_ms = report.get("observed_at") or 0
     version = selectors.host_cameras_version(host_name)
-    digest = _observation_digest(report)
+    digest, logs = _observation_digest(report)
     quiet = _QUIET_BEATS.get(host_name)
-    if quiet and quiet[:2] == (version, digest):
+    if quiet and quiet[0] == version and _is_quiet(quiet, digest, logs):
         placed_names = quiet[2]
         defaults["strays"] = sorted(set(observed) - placed_names)
         host = _touch_host(host_name, defaults)
@@ -652,7 +671,9 @@ def record_heartbeat(host_name: str, report: dict) -> EdgeHost:
                 for c in placed)
     if not changed:
         if live_elsewhere and not stale:
-            _QUIET_BEATS[host_name] = (version, digest, frozenset(camera.name for camera in placed))
+            # The logs as stored: those this beat carried, and those known before if no row changed since.
+            known_logs = {**(quiet[3] if quiet and quiet[0] == version else {}), **logs}
+            _QUIET_BEATS[host_name] = (version, digest, frozenset(camera.name for camera in placed), known_logs)
         return host
     _QUIET_BEATS.pop(host_name, None)
     with transaction.atomic():
@@ -720,8 +741,7 @@ def absorb_heartbeat(host_name: str, report: dict) -> None:
     of two statements each. Any other beat is recorded at once, and replaces a waiting one."""
     # At most a fifth of the interval: a host's last_heartbeat must stay well inside its online window.
     seconds = min(settings.EDGEPROXY_HEARTBEAT_BATCH_SECONDS, settings.EDGEPROXY_HEARTBEAT_SECONDS / 5)
-    quiet = _QUIET_BEATS.get(host_name)
-    if seconds > 0 and quiet is not None and quiet[1] == _observation_digest(report):
+    if seconds > 0 and _is_quiet(_QUIET_BEATS.get(host_name), *_observation_digest(report)):
         with _pending_lock:
             _PENDING_BEATS[host_name] = (report, timezone.now())
             if not _flusher or not _flusher[0].is_alive():

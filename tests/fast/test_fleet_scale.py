@@ -304,3 +304,37 @@ def test_a_heartbeat_backlog_far_behind_is_a_gauge_and_degrades_healthz(api, edg
     assert health() == ("degraded", 3)
     redis_client.delete(HEARTBEAT_QUEUE)
     assert health() == ("ok", 0)
+
+
+def test_beats_that_leave_out_unchanged_logs_or_repeat_them_stay_quiet(streaming_fleet, settings):
+    """An edge sends every camera's logs every tenth beat and leaves out, in between, those that did not
+    change: once the control plane has stored them, neither kind of beat reads the host's cameras (before,
+    the beat after each complete one was recorded in full: one beat in five). New logs are recorded at once."""
+    from processes import services
+    from processes.models import EdgeHost
+
+    settings.EDGEPROXY_HEARTBEAT_BATCH_SECONDS = 3600  # flushed by the test, not the worker's thread
+    settings.EDGEPROXY_HEARTBEAT_SECONDS = 5 * 3600
+    public_key = EdgeHost.objects.get(name="edge-a").public_key
+    logs = {"stdout": "hello", "stderr": None}
+    without_logs = {key: value for key, value in RUNNING.items() if key != "logs"}
+
+    def report(with_logs: bool, fps: float) -> dict:
+        return {"queue": "host.edge-a", "runtime": "docker", "facts": {"cpus": 2}, "frames_address": "127.0.0.1:1",
+                "public_key": public_key, "observed_at": int(time.time() * 1000),
+                "cameras": [{"name": name, **without_logs, **({"logs": logs} if with_logs else {})} for name in NAMES],
+                "streams": {name: streaming(fps, 5_000_000) for name in NAMES}}
+
+    services.record_heartbeat("edge-a", report(True, 20.0))  # the logs change: written
+    services.record_heartbeat("edge-a", report(True, 20.5))  # the same again: quiet from now on
+    for with_logs in (False, True, False, True):
+        with CaptureQueriesContext(connection) as queries:
+            services.absorb_heartbeat("edge-a", report(with_logs, 21.0))
+        assert not queries.captured_queries, (with_logs, queries.captured_queries)
+        assert services.flush_quiet_heartbeats() == 1
+    assert streaming_fleet.get("/api/v1/process/cam-2").json()["stream"]["fps"] == 21.0
+
+    changed = report(False, 22.0)
+    changed["cameras"][0]["logs"] = {"stdout": "hello\nworld", "stderr": None}
+    services.absorb_heartbeat("edge-a", changed)
+    assert Camera.objects.get(name="cam-1").logs["stdout"] == "hello\nworld"
