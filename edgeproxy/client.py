@@ -337,9 +337,15 @@ class FrameClient:
 
         The first call after a pause can take up to about 2 s (the camera starts decoding on
         demand). ``after``: the metadata of a frame you already have: wait for a newer one."""
+        return self._frame(name, keyframe_only, timeout, after, in_order=False)
+
+    def _frame(self, name: str, keyframe_only: bool, timeout: float | None, after: dict | None,
+               in_order: bool) -> tuple[np.ndarray, dict]:
+        """``latest`` (``in_order`` False) or the frame right after ``after`` while the ring still
+        holds it (``frames``)."""
         local = self._local_ring(name, keyframe_only, timeout)
         if local is not None:
-            found = self._latest_local(local, name, keyframe_only, after, timeout)
+            found = self._latest_local(local, name, keyframe_only, after, timeout, in_order)
             if found is not None:
                 return found
         raw, seq = self._latest_bytes(name, keyframe_only, after, timeout)
@@ -494,8 +500,9 @@ class FrameClient:
                     entry.checked = time.monotonic()
 
     def _latest_local(self, reader, name: str, keyframe_only: bool, after: dict | None,
-                      timeout: float | None):
-        """The newest (or next) frame from the ring; None when the ring went away (ask gRPC)."""
+                      timeout: float | None, in_order: bool = False):
+        """The newest frame from the ring newer than ``after`` (``in_order``: the one right after
+        ``after`` while its slot still holds it); None when the ring went away (ask gRPC)."""
         limit = self._timeout(timeout)
         wait_s = WAIT_S if limit is None else min(WAIT_S, limit)
         deadline = time.monotonic() + wait_s
@@ -513,6 +520,11 @@ class FrameClient:
                         del self._local[(name, keyframe_only)]
                 return None
             seq = reader.newest_seq(keyframe_only)
+            if in_order and known_seq and seq > known_seq + 1 and not keyframe_only:
+                # The caller fell behind: the frames it missed, in order, while the ring holds them.
+                found = reader.read(False, copy=self.writable, seq=known_seq + 1)
+                if found is not None:
+                    return found[0], self._local_meta(name, found[1], reader)
             if seq and seq != known_seq:  # (reading the frame the caller already has would be wasted)
                 found = reader.read(keyframe_only, copy=self.writable)
                 if found is not None:
@@ -549,12 +561,14 @@ class FrameClient:
 
     def frames(self, name: str, keyframe_only: bool = False, limit: int | None = None
                ) -> Iterator[tuple[np.ndarray, dict]]:
-        """Each new frame of a camera once, as it is decoded (a slow consumer skips frames: it
-        always gets the newest). Raises ``CameraUnavailable`` when no new frame comes for ~2 s."""
+        """Each new frame of a camera once, in order, as it is decoded. From a shared-memory ring a
+        consumer that falls behind gets the frames it missed while the ring still holds them (up to
+        ``slots - 1`` frames behind), then skips to the newest; through gRPC it always gets the
+        newest. Raises ``CameraUnavailable`` when no new frame comes for ~2 s."""
         last = None
         count = 0
         while limit is None or count < limit:
-            image, meta = self.latest(name, keyframe_only, after=last)
+            image, meta = self._frame(name, keyframe_only, None, last, in_order=True)
             last = meta
             count += 1
             yield image, meta

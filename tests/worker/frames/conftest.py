@@ -30,6 +30,8 @@ DOWN_CAMERA = "cam-down"  # real camera process whose RTSP source does not answe
 NO_PROCESS_CAMERA = "cam-noproc"  # in the host table, but no camera process (no status key)
 BUFFER_SECONDS = 8
 WIDTH, HEIGHT, FPS = 640, 480, 25
+# Frames a ring holds: a reader of ``frames()`` may fall this many frames (less one) behind and miss none.
+RING_SLOTS = 8
 MAX_MESSAGE = 64 * 1024 * 1024
 # The shared-memory frame rings of these tests' cameras (read by the frame server and FrameClient).
 SHM_DIR = f"/dev/shm/edgeproxy-test-{os.getpid()}"
@@ -110,7 +112,7 @@ def listening(port: int) -> bool:
 def camera_env(name: str, rtsp_url: str, redis_url: str, rtmp_url: str | None = None) -> dict:
     env = dict(os.environ, EDGEPROXY_CAMERA_NAME=name, EDGEPROXY_CAMERA_ID=name, EDGEPROXY_RTSP_URL=rtsp_url,
                EDGEPROXY_REDIS_URL=redis_url, EDGEPROXY_BUFFER_SECONDS=str(BUFFER_SECONDS), PYTHONUNBUFFERED="1",
-               EDGEPROXY_FRAMES_SHM_DIR=SHM_DIR)
+               EDGEPROXY_FRAMES_SHM_DIR=SHM_DIR, EDGEPROXY_FRAMES_SHM_SLOTS=str(RING_SLOTS))
     if rtmp_url:
         env["EDGEPROXY_RTMP_URL"] = rtmp_url
     return env
