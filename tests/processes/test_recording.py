@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -75,6 +76,8 @@ def rec(artifacts, camera_image, docker_client, tmpfs):
         for container in docker_client.containers.list(all=True, filters={"label": "io.edgeproxy.managed"}):
             if container.labels.get("io.edgeproxy.host", "").startswith("rec-"):
                 container.remove(force=True)
+        # A container restarting after system.stop() had Docker make its secrets mount's source again (empty).
+        shutil.rmtree(system.secrets_dir, ignore_errors=True)
 
 
 def segments(rec, name: str, **query) -> list[dict]:
