@@ -6,8 +6,6 @@ queue, sent once the row is committed (processes/dispatch.py): if the broker ref
 change is undone and the request is a 503.
 """
 
-import hashlib
-import json
 import logging
 import threading
 import time
@@ -16,7 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import orjson
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Q, Subquery, TextField, Value
@@ -25,6 +22,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from edgeproxy import crypto
+from edgeproxy.contracts import heartbeats
 from edgeproxy.contracts import tasks as messages
 from edgeproxy.contracts.errors import Busy, Conflict, DomainError, ImageNotOnHost, NotFound, TimedOut, Unavailable
 from edgeproxy.contracts.statuses import ENDED_STATUSES, RUNNING_STATUSES, CameraStatus
@@ -596,30 +594,14 @@ def _late_result(op: Operation, ok: bool, error: str, observed: dict | None, str
 _QUIET_BEATS: dict[str, tuple[tuple, str, frozenset[str], dict[str, str]]] = {}
 
 
-def _digest(value) -> str:
-    try:  # (every beat of every host passes here: orjson is several times faster than json)
-        text = orjson.dumps(value, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS, default=str)
-    except orjson.JSONEncodeError:  # e.g. an integer beyond 64 bits
-        text = json.dumps(value, sort_keys=True, default=str).encode()
-    return hashlib.sha1(text, usedforsecurity=False).hexdigest()
-
-
 def _observation_digest(report: dict) -> tuple[str, dict[str, str]]:
-    """What of a report can change a row: its observations, the stable part of its streams, its apps
-    and the host's own values (everything but the time and the live stream facts), without the
-    cameras' logs; and the digest of each logs it carries. An edge leaves out the logs that did not
-    change, and sends them all every tenth beat: a beat with the same logs as stored, or none, is
-    as quiet as the one before (else one beat in five was recorded in full)."""
-    streams = report.get("streams") or {}
-    stable = {name: live.stable_part(stream) for name, stream in streams.items()}
-    rest = {key: value for key, value in report.items() if key not in ("streams", "observed_at", "cameras")}
-    cameras, logs = [], {}
-    for entry in report.get("cameras") or []:
-        if isinstance(entry, dict) and "logs" in entry:
-            logs[str(entry.get("name"))] = _digest(entry["logs"])
-            entry = {key: value for key, value in entry.items() if key != "logs"}
-        cameras.append(entry)
-    return _digest([rest, cameras, stable]), logs
+    """What of a report can change a row, and the digest of each logs it carries: the fingerprint
+    its edge sent, or for an older edge's report, the same computed here (``contracts.heartbeats``).
+    An edge leaves out the logs that did not change, and sends them all every tenth beat: a beat
+    with the same logs as stored, or none, is as quiet as the one before (else one beat in five
+    was recorded in full)."""
+    sent = heartbeats.sent_fingerprint(report) or heartbeats.fingerprint(report)
+    return sent["stable"], sent["logs"]
 
 
 def _is_quiet(known, digest: str, logs: dict[str, str]) -> bool:
@@ -627,13 +609,14 @@ def _is_quiet(known, digest: str, logs: dict[str, str]) -> bool:
     return known is not None and known[1] == digest and all(known[3].get(name) == d for name, d in logs.items())
 
 
-def record_heartbeat(host_name: str, report: dict) -> EdgeHost:
+def record_heartbeat(host_name: str, report: dict, observation: tuple[str, dict[str, str]] | None = None) -> EdgeHost:
     """Register or refresh a host and apply the observed state of its cameras.
 
     Its database cost: 1 read of its cameras' version and 1 write of the host (``UPDATE ...
     RETURNING``); unless the same report was applied to the same cameras before with no change, 1
     read of its cameras, and a locked read and a write only for the cameras whose observation
-    changed. The live stream facts of every camera go to Redis in one round trip (``processes.live``)."""
+    changed. The live stream facts of every camera go to Redis in one round trip (``processes.live``).
+    ``observation``: the report's ``_observation_digest``, when the caller has it already."""
     now = timezone.now()
     defaults = {
         "queue": report.get("queue", ""),
@@ -649,7 +632,7 @@ def record_heartbeat(host_name: str, report: dict) -> EdgeHost:
     streams = report.get("streams") or {}
     observed_at_ms = report.get("observed_at") or 0
     version = selectors.host_cameras_version(host_name)
-    digest, logs = _observation_digest(report)
+    digest, logs = observation or _observation_digest(report)
     quiet = _QUIET_BEATS.get(host_name)
     if quiet and quiet[0] == version and _is_quiet(quiet, digest, logs):
         placed_names = quiet[2]
@@ -741,7 +724,8 @@ def absorb_heartbeat(host_name: str, report: dict) -> None:
     of two statements each. Any other beat is recorded at once, and replaces a waiting one."""
     # At most a fifth of the interval: a host's last_heartbeat must stay well inside its online window.
     seconds = min(settings.EDGEPROXY_HEARTBEAT_BATCH_SECONDS, settings.EDGEPROXY_HEARTBEAT_SECONDS / 5)
-    if seconds > 0 and _is_quiet(_QUIET_BEATS.get(host_name), *_observation_digest(report)):
+    observation = _observation_digest(report)
+    if seconds > 0 and _is_quiet(_QUIET_BEATS.get(host_name), *observation):
         with _pending_lock:
             _PENDING_BEATS[host_name] = (report, timezone.now())
             if not _flusher or not _flusher[0].is_alive():
@@ -751,7 +735,7 @@ def absorb_heartbeat(host_name: str, report: dict) -> None:
         return
     with _pending_lock:
         _PENDING_BEATS.pop(host_name, None)  # this one is newer
-    record_heartbeat(host_name, report)
+    record_heartbeat(host_name, report, observation)
 
 
 def flush_quiet_heartbeats() -> int:
