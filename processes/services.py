@@ -722,20 +722,32 @@ def absorb_heartbeat(host_name: str, report: dict) -> None:
     Redis round trip stores their live facts (``flush_quiet_heartbeats``).
     With a fleet beating every few seconds that is a fraction of a database write a beat, instead
     of two statements each. Any other beat is recorded at once, and replaces a waiting one."""
+    for host, (loud, observation) in gather_quiet_heartbeats({host_name: report}).items():
+        record_heartbeat(host, loud, observation)
+
+
+def gather_quiet_heartbeats(beats: dict[str, dict]) -> dict[str, tuple[dict, tuple[str, dict[str, str]]]]:
+    """``absorb_heartbeat`` for these beats (host -> report) but for recording the others: the quiet
+    ones wait for the batched write; the others, with their ``_observation_digest``, are returned for
+    ``record_heartbeat`` (a thread each: they wait on the database). A quiet beat costs a comparison of
+    its fingerprint and no thread of its own."""
     # At most a fifth of the interval: a host's last_heartbeat must stay well inside its online window.
     seconds = min(settings.EDGEPROXY_HEARTBEAT_BATCH_SECONDS, settings.EDGEPROXY_HEARTBEAT_SECONDS / 5)
-    observation = _observation_digest(report)
-    if seconds > 0 and _is_quiet(_QUIET_BEATS.get(host_name), *observation):
-        with _pending_lock:
-            _PENDING_BEATS[host_name] = (report, timezone.now())
-            if not _flusher or not _flusher[0].is_alive():
-                _flusher[:] = [threading.Thread(target=_flush_forever, args=(seconds,), name="heartbeat-batch",
-                                                daemon=True)]
-                _flusher[0].start()
-        return
+    now = timezone.now()
+    loud = {}
     with _pending_lock:
-        _PENDING_BEATS.pop(host_name, None)  # this one is newer
-    record_heartbeat(host_name, report, observation)
+        for host_name, report in beats.items():
+            observation = _observation_digest(report)
+            if seconds > 0 and _is_quiet(_QUIET_BEATS.get(host_name), *observation):
+                _PENDING_BEATS[host_name] = (report, now)
+            else:
+                _PENDING_BEATS.pop(host_name, None)  # this one is newer
+                loud[host_name] = (report, observation)
+        if len(loud) < len(beats) and (not _flusher or not _flusher[0].is_alive()):
+            _flusher[:] = [threading.Thread(target=_flush_forever, args=(seconds,), name="heartbeat-batch",
+                                            daemon=True)]
+            _flusher[0].start()
+    return loud
 
 
 def flush_quiet_heartbeats() -> int:

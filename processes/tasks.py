@@ -125,18 +125,24 @@ def absorb_heartbeat_messages(raw_messages: list[bytes]) -> int:
             newest[kwargs["host"]] = kwargs["report"]
         except Exception as exc:  # noqa: BLE001 - one bad beat must not stop the others
             logger.warning("heartbeat not recorded (%s); the host's next one replaces it", exc)
-    return sum(_heartbeat_pool().map(_absorb_one, newest.items()))
+    try:
+        loud = services.gather_quiet_heartbeats(newest)  # (the quiet ones need no thread of their own)
+    except Exception as exc:  # noqa: BLE001 - the hosts' next beats replace them
+        logger.warning("heartbeats not recorded (%s); the hosts' next ones replace them", exc)
+        return 0
+    return len(newest) - len(loud) + sum(_heartbeat_pool().map(_record_one, loud.items()))
 
 
-def _absorb_one(beat: tuple[str, dict]) -> bool:
+def _record_one(beat: tuple[str, tuple[dict, tuple]]) -> bool:
     from django.db import close_old_connections
 
+    host, (report, observation) = beat
     try:
         close_old_connections()
-        services.absorb_heartbeat(*beat)
+        services.record_heartbeat(host, report, observation)
         return True
     except Exception as exc:  # noqa: BLE001 - the host's next beat replaces it
-        logger.warning("heartbeat of %s not recorded (%s); its next one replaces it", beat[0], exc)
+        logger.warning("heartbeat of %s not recorded (%s); its next one replaces it", host, exc)
         return False
 
 
