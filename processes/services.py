@@ -594,7 +594,11 @@ def _late_result(op: Operation, ok: bool, error: str, observed: dict | None, str
 _QUIET_BEATS: dict[str, tuple[tuple, str, frozenset[str], dict[str, str]]] = {}
 
 
-def _observation_digest(report: dict) -> tuple[str, dict[str, str]]:
+# A report's fingerprint: the digest of what can change a row, and of each camera's logs it carries.
+_Observation = tuple[str, dict[str, str]]
+
+
+def _observation_digest(report: dict) -> _Observation:
     """What of a report can change a row, and the digest of each logs it carries: the fingerprint
     its edge sent, or for an older edge's report, the same computed here (``contracts.heartbeats``).
     An edge leaves out the logs that did not change, and sends them all every tenth beat: a beat
@@ -609,7 +613,7 @@ def _is_quiet(known, digest: str, logs: dict[str, str]) -> bool:
     return known is not None and known[1] == digest and all(known[3].get(name) == d for name, d in logs.items())
 
 
-def record_heartbeat(host_name: str, report: dict, observation: tuple[str, dict[str, str]] | None = None) -> EdgeHost:
+def record_heartbeat(host_name: str, report: dict, observation: _Observation | None = None) -> EdgeHost:
     """Register or refresh a host and apply the observed state of its cameras.
 
     Its database cost: 1 read of its cameras' version and 1 write of the host (``UPDATE ...
@@ -726,7 +730,7 @@ def absorb_heartbeat(host_name: str, report: dict) -> None:
         record_heartbeat(host, loud, observation)
 
 
-def gather_quiet_heartbeats(beats: dict[str, dict]) -> dict[str, tuple[dict, tuple[str, dict[str, str]]]]:
+def gather_quiet_heartbeats(beats: dict[str, dict]) -> dict[str, tuple[dict, _Observation | None]]:
     """``absorb_heartbeat`` for these beats (host -> report) but for recording the others: the quiet
     ones wait for the batched write; the others, with their ``_observation_digest``, are returned for
     ``record_heartbeat`` (a thread each: they wait on the database). A quiet beat costs a comparison of
@@ -734,10 +738,14 @@ def gather_quiet_heartbeats(beats: dict[str, dict]) -> dict[str, tuple[dict, tup
     # At most a fifth of the interval: a host's last_heartbeat must stay well inside its online window.
     seconds = min(settings.EDGEPROXY_HEARTBEAT_BATCH_SECONDS, settings.EDGEPROXY_HEARTBEAT_SECONDS / 5)
     now = timezone.now()
-    loud = {}
+    loud: dict[str, tuple[dict, _Observation | None]] = {}
     with _pending_lock:
         for host_name, report in beats.items():
-            observation = _observation_digest(report)
+            try:
+                observation = _observation_digest(report)
+            except (AttributeError, TypeError, ValueError):  # not a report: refused on its own, not with the others
+                loud[host_name] = (report, None)
+                continue
             if seconds > 0 and _is_quiet(_QUIET_BEATS.get(host_name), *observation):
                 _PENDING_BEATS[host_name] = (report, now)
             else:

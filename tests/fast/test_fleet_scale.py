@@ -376,8 +376,9 @@ def test_an_edges_fingerprinted_beats_stay_quiet_and_every_change_is_recorded_on
     older edge (no fingerprint, or not one) is fingerprinted here the same. A changed state, logs or
     image inventory changes the fingerprint: recorded at once."""
     from edgeproxy.contracts import heartbeats
+    from edgeproxy.contracts import tasks as messages
     from edgeproxy.contracts.tasks import HEARTBEAT_QUEUE
-    from processes import services
+    from processes import services, tasks
     from processes.models import EdgeHost
     from worker.edge import EdgeAgent
 
@@ -417,6 +418,12 @@ def test_an_edges_fingerprinted_beats_stay_quiet_and_every_change_is_recorded_on
     older = {key: value for key, value in report.items() if key != "fingerprint"}
     assert absorbed(older) == []  # an older edge's beat: fingerprinted here, the same
     assert absorbed({**report, "fingerprint": "not one"}) == []
+    # Through the queue, a batch: the quiet beat is gathered; another host's beat that is no report
+    # is dropped alone.
+    agent.heartbeat()
+    bad = messages.HostHeartbeat(host="edge-z", report=["not", "a", "report"])
+    celery_app.send_task(bad.task, kwargs=bad.kwargs(), queue=bad.queue)
+    assert tasks.consume_heartbeats(broker_redis.client()) == 1
     assert services.flush_quiet_heartbeats() == 1
 
     runtime.cameras["cam-1"].status = "exited"
