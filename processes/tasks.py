@@ -105,6 +105,10 @@ def host_heartbeat(host: str, report: dict) -> None:
 
 HEARTBEAT_BATCH = 500
 HEARTBEAT_THREADS = 4  # (as the control worker's Celery threads)
+# One batch at most this often: a control worker keeping up with 1,000 hosts read them a beat or
+# two at a time, two broker round trips each. A beat waits at most this long (a quiet one waits
+# EDGEPROXY_HEARTBEAT_BATCH_SECONDS anyway); at most HEARTBEAT_BATCH / HEARTBEAT_LINGER_SECONDS a second.
+HEARTBEAT_LINGER_SECONDS = 0.1
 
 
 def absorb_heartbeat_messages(raw_messages: list[bytes]) -> int:
@@ -172,7 +176,9 @@ def _consume_heartbeats_forever() -> None:
         try:
             client = client or redis.Redis.from_url(app.conf.broker_url, socket_timeout=30, socket_connect_timeout=5)
             close_old_connections()
+            started = time.monotonic()
             consume_heartbeats(client)
+            time.sleep(max(0.0, HEARTBEAT_LINGER_SECONDS - (time.monotonic() - started)))
         except redis.RedisError as exc:
             logger.warning("heartbeat queue not readable (%s); trying again", exc)
             client = None
