@@ -300,6 +300,7 @@ def queue_beats(hosts: list[str], per_host: int, rounds: int, heartbeat_queue: s
     """Heartbeats as the simulated hosts send them, queued (run inside ``manage.py shell``): a start
     each on the control queue, then ``rounds - 1`` beats each on ``heartbeat_queue``."""
     from edgeproxy.celery import app
+    from edgeproxy.contracts import heartbeats
     from edgeproxy.contracts import tasks as messages
 
     with app.producer_or_acquire() as producer:
@@ -316,6 +317,7 @@ def queue_beats(hosts: list[str], per_host: int, rounds: int, heartbeat_queue: s
                 report = {"queue": f"host.{host}", "runtime": "simulated", "facts": {"runtime": "simulated"},
                           "images": [], "public_key": "", "frames_address": "", "observed_at": now,
                           "cameras": cameras, "streams": streams, "apps": []}
+                report[heartbeats.FINGERPRINT_KEY] = heartbeats.fingerprint(report)  # (as EdgeAgent.report)
                 message = (messages.HostStarted if beat == 0 else messages.HostHeartbeat)(host=host, report=report)
                 app.send_task(message.task, kwargs=message.kwargs(), producer=producer,
                               queue=message.queue if beat == 0 else heartbeat_queue)

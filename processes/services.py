@@ -6,8 +6,6 @@ queue, sent once the row is committed (processes/dispatch.py): if the broker ref
 change is undone and the request is a 503.
 """
 
-import hashlib
-import json
 import logging
 import threading
 import time
@@ -16,7 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import orjson
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Q, Subquery, TextField, Value
@@ -25,6 +22,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from edgeproxy import crypto
+from edgeproxy.contracts import heartbeats
 from edgeproxy.contracts import tasks as messages
 from edgeproxy.contracts.errors import Busy, Conflict, DomainError, ImageNotOnHost, NotFound, TimedOut, Unavailable
 from edgeproxy.contracts.statuses import ENDED_STATUSES, RUNNING_STATUSES, CameraStatus
@@ -596,30 +594,18 @@ def _late_result(op: Operation, ok: bool, error: str, observed: dict | None, str
 _QUIET_BEATS: dict[str, tuple[tuple, str, frozenset[str], dict[str, str]]] = {}
 
 
-def _digest(value) -> str:
-    try:  # (every beat of every host passes here: orjson is several times faster than json)
-        text = orjson.dumps(value, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS, default=str)
-    except orjson.JSONEncodeError:  # e.g. an integer beyond 64 bits
-        text = json.dumps(value, sort_keys=True, default=str).encode()
-    return hashlib.sha1(text, usedforsecurity=False).hexdigest()
+# A report's fingerprint: the digest of what can change a row, and of each camera's logs it carries.
+_Observation = tuple[str, dict[str, str]]
 
 
-def _observation_digest(report: dict) -> tuple[str, dict[str, str]]:
-    """What of a report can change a row: its observations, the stable part of its streams, its apps
-    and the host's own values (everything but the time and the live stream facts), without the
-    cameras' logs; and the digest of each logs it carries. An edge leaves out the logs that did not
-    change, and sends them all every tenth beat: a beat with the same logs as stored, or none, is
-    as quiet as the one before (else one beat in five was recorded in full)."""
-    streams = report.get("streams") or {}
-    stable = {name: live.stable_part(stream) for name, stream in streams.items()}
-    rest = {key: value for key, value in report.items() if key not in ("streams", "observed_at", "cameras")}
-    cameras, logs = [], {}
-    for entry in report.get("cameras") or []:
-        if isinstance(entry, dict) and "logs" in entry:
-            logs[str(entry.get("name"))] = _digest(entry["logs"])
-            entry = {key: value for key, value in entry.items() if key != "logs"}
-        cameras.append(entry)
-    return _digest([rest, cameras, stable]), logs
+def _observation_digest(report: dict) -> _Observation:
+    """What of a report can change a row, and the digest of each logs it carries: the fingerprint
+    its edge sent, or for an older edge's report, the same computed here (``contracts.heartbeats``).
+    An edge leaves out the logs that did not change, and sends them all every tenth beat: a beat
+    with the same logs as stored, or none, is as quiet as the one before (else one beat in five
+    was recorded in full)."""
+    sent = heartbeats.sent_fingerprint(report) or heartbeats.fingerprint(report)
+    return sent["stable"], sent["logs"]
 
 
 def _is_quiet(known, digest: str, logs: dict[str, str]) -> bool:
@@ -627,13 +613,14 @@ def _is_quiet(known, digest: str, logs: dict[str, str]) -> bool:
     return known is not None and known[1] == digest and all(known[3].get(name) == d for name, d in logs.items())
 
 
-def record_heartbeat(host_name: str, report: dict) -> EdgeHost:
+def record_heartbeat(host_name: str, report: dict, observation: _Observation | None = None) -> EdgeHost:
     """Register or refresh a host and apply the observed state of its cameras.
 
     Its database cost: 1 read of its cameras' version and 1 write of the host (``UPDATE ...
     RETURNING``); unless the same report was applied to the same cameras before with no change, 1
     read of its cameras, and a locked read and a write only for the cameras whose observation
-    changed. The live stream facts of every camera go to Redis in one round trip (``processes.live``)."""
+    changed. The live stream facts of every camera go to Redis in one round trip (``processes.live``).
+    ``observation``: the report's ``_observation_digest``, when the caller has it already."""
     now = timezone.now()
     defaults = {
         "queue": report.get("queue", ""),
@@ -649,7 +636,7 @@ def record_heartbeat(host_name: str, report: dict) -> EdgeHost:
     streams = report.get("streams") or {}
     observed_at_ms = report.get("observed_at") or 0
     version = selectors.host_cameras_version(host_name)
-    digest, logs = _observation_digest(report)
+    digest, logs = observation or _observation_digest(report)
     quiet = _QUIET_BEATS.get(host_name)
     if quiet and quiet[0] == version and _is_quiet(quiet, digest, logs):
         placed_names = quiet[2]
@@ -739,19 +726,36 @@ def absorb_heartbeat(host_name: str, report: dict) -> None:
     Redis round trip stores their live facts (``flush_quiet_heartbeats``).
     With a fleet beating every few seconds that is a fraction of a database write a beat, instead
     of two statements each. Any other beat is recorded at once, and replaces a waiting one."""
+    for host, (loud, observation) in gather_quiet_heartbeats({host_name: report}).items():
+        record_heartbeat(host, loud, observation)
+
+
+def gather_quiet_heartbeats(beats: dict[str, dict]) -> dict[str, tuple[dict, _Observation | None]]:
+    """``absorb_heartbeat`` for these beats (host -> report) but for recording the others: the quiet
+    ones wait for the batched write; the others, with their ``_observation_digest``, are returned for
+    ``record_heartbeat`` (a thread each: they wait on the database). A quiet beat costs a comparison of
+    its fingerprint and no thread of its own."""
     # At most a fifth of the interval: a host's last_heartbeat must stay well inside its online window.
     seconds = min(settings.EDGEPROXY_HEARTBEAT_BATCH_SECONDS, settings.EDGEPROXY_HEARTBEAT_SECONDS / 5)
-    if seconds > 0 and _is_quiet(_QUIET_BEATS.get(host_name), *_observation_digest(report)):
-        with _pending_lock:
-            _PENDING_BEATS[host_name] = (report, timezone.now())
-            if not _flusher or not _flusher[0].is_alive():
-                _flusher[:] = [threading.Thread(target=_flush_forever, args=(seconds,), name="heartbeat-batch",
-                                                daemon=True)]
-                _flusher[0].start()
-        return
+    now = timezone.now()
+    loud: dict[str, tuple[dict, _Observation | None]] = {}
     with _pending_lock:
-        _PENDING_BEATS.pop(host_name, None)  # this one is newer
-    record_heartbeat(host_name, report)
+        for host_name, report in beats.items():
+            try:
+                observation = _observation_digest(report)
+            except (AttributeError, TypeError, ValueError):  # not a report: refused on its own, not with the others
+                loud[host_name] = (report, None)
+                continue
+            if seconds > 0 and _is_quiet(_QUIET_BEATS.get(host_name), *observation):
+                _PENDING_BEATS[host_name] = (report, now)
+            else:
+                _PENDING_BEATS.pop(host_name, None)  # this one is newer
+                loud[host_name] = (report, observation)
+        if len(loud) < len(beats) and (not _flusher or not _flusher[0].is_alive()):
+            _flusher[:] = [threading.Thread(target=_flush_forever, args=(seconds,), name="heartbeat-batch",
+                                            daemon=True)]
+            _flusher[0].start()
+    return loud
 
 
 def flush_quiet_heartbeats() -> int:

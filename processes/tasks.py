@@ -105,6 +105,10 @@ def host_heartbeat(host: str, report: dict) -> None:
 
 HEARTBEAT_BATCH = 500
 HEARTBEAT_THREADS = 4  # (as the control worker's Celery threads)
+# One batch at most this often: a control worker keeping up with 1,000 hosts read them a beat or
+# two at a time, two broker round trips each. A beat waits at most this long (a quiet one waits
+# EDGEPROXY_HEARTBEAT_BATCH_SECONDS anyway); at most HEARTBEAT_BATCH / HEARTBEAT_LINGER_SECONDS a second.
+HEARTBEAT_LINGER_SECONDS = 0.1
 
 
 def absorb_heartbeat_messages(raw_messages: list[bytes]) -> int:
@@ -125,18 +129,24 @@ def absorb_heartbeat_messages(raw_messages: list[bytes]) -> int:
             newest[kwargs["host"]] = kwargs["report"]
         except Exception as exc:  # noqa: BLE001 - one bad beat must not stop the others
             logger.warning("heartbeat not recorded (%s); the host's next one replaces it", exc)
-    return sum(_heartbeat_pool().map(_absorb_one, newest.items()))
+    try:
+        loud = services.gather_quiet_heartbeats(newest)  # (the quiet ones need no thread of their own)
+    except Exception as exc:  # noqa: BLE001 - the hosts' next beats replace them
+        logger.warning("heartbeats not recorded (%s); the hosts' next ones replace them", exc)
+        return 0
+    return len(newest) - len(loud) + sum(_heartbeat_pool().map(_record_one, loud.items()))
 
 
-def _absorb_one(beat: tuple[str, dict]) -> bool:
+def _record_one(beat: tuple[str, tuple[dict, tuple]]) -> bool:
     from django.db import close_old_connections
 
+    host, (report, observation) = beat
     try:
         close_old_connections()
-        services.absorb_heartbeat(*beat)
+        services.record_heartbeat(host, report, observation)
         return True
     except Exception as exc:  # noqa: BLE001 - the host's next beat replaces it
-        logger.warning("heartbeat of %s not recorded (%s); its next one replaces it", beat[0], exc)
+        logger.warning("heartbeat of %s not recorded (%s); its next one replaces it", host, exc)
         return False
 
 
@@ -166,7 +176,9 @@ def _consume_heartbeats_forever() -> None:
         try:
             client = client or redis.Redis.from_url(app.conf.broker_url, socket_timeout=30, socket_connect_timeout=5)
             close_old_connections()
+            started = time.monotonic()
             consume_heartbeats(client)
+            time.sleep(max(0.0, HEARTBEAT_LINGER_SECONDS - (time.monotonic() - started)))
         except redis.RedisError as exc:
             logger.warning("heartbeat queue not readable (%s); trying again", exc)
             client = None

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import json
 import logging
 import os
@@ -23,6 +22,7 @@ import redis
 from django.conf import settings
 
 from edgeproxy.celery import app as celery_app
+from edgeproxy.contracts import heartbeats
 from edgeproxy.contracts import tasks as messages
 from edgeproxy.contracts.tasks import CONTROL_QUEUE, host_queue
 from worker import apps, recordings, sealing
@@ -444,11 +444,14 @@ class EdgeAgent:
         payload = []
         self._beats += 1
         full = self._beats % 10 == 1  # now and then everything, in case a report was lost
+        carried: dict[str, str] = {}  # the digests of the logs this report carries
         for item in cameras:
             entry = item.as_dict()
-            digest = hashlib.sha256(json.dumps(entry.get("logs"), sort_keys=True).encode()).hexdigest()
+            digest = heartbeats.digest(entry.get("logs"))
             if not full and self._log_digests.get(item.name) == digest:
                 entry.pop("logs")  # unchanged since the last report: the control plane keeps its copy
+            elif "logs" in entry:
+                carried[item.name] = digest
             self._log_digests[item.name] = digest
             payload.append(entry)
         report = {
@@ -466,6 +469,8 @@ class EdgeAgent:
         apps_seen = apps.report_entry(self)  # app processes (issue 16)
         if apps_seen is not None:
             report["apps"] = apps_seen
+        # Last, of the report as sent: the control plane compares it instead of hashing the report.
+        report[heartbeats.FINGERPRINT_KEY] = heartbeats.fingerprint(report, carried)
         return report
 
     def heartbeat(self, first: bool = False) -> None:

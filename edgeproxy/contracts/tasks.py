@@ -159,6 +159,9 @@ class UpgradeFinished(ControlMessage):
 
 @dataclass(frozen=True)
 class HostHeartbeat(ControlMessage):
+    """``report``: ``worker.edge.EdgeAgent.report``, with its fingerprint (``contracts.heartbeats``;
+    a report without one, from an older edge, is fingerprinted by the control plane)."""
+
     task: ClassVar[str] = "processes.host_heartbeat"
     queue: ClassVar[str] = HEARTBEAT_QUEUE
     host: str

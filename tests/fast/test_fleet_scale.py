@@ -15,6 +15,7 @@ from processes import outputs, selectors
 from processes.models import Camera, Event
 from tests.fast.test_cameras import RUNNING, connect, finish
 from tests.support.services import free_port
+from worker.runtimes.base import Observed, Runtime
 
 NAMES = ("cam-1", "cam-2", "cam-3")
 
@@ -338,3 +339,108 @@ def test_beats_that_leave_out_unchanged_logs_or_repeat_them_stay_quiet(streaming
     changed["cameras"][0]["logs"] = {"stdout": "hello\nworld", "stderr": None}
     services.absorb_heartbeat("edge-a", changed)
     assert Camera.objects.get(name="cam-1").logs["stdout"] == "hello\nworld"
+
+
+class _InMemoryContainers(Runtime):
+    """An edge's camera processes as dictionary entries: the edge's report is the subject here."""
+
+    name = "memory"
+
+    def __init__(self, host: str):
+        super().__init__(host)
+        self.cameras: dict[str, Observed] = {}
+        self.image_list: list[dict] = []
+
+    def observe_all(self, with_logs: bool = False) -> list[Observed]:
+        return list(self.cameras.values())
+
+    def images(self) -> list[dict]:
+        return self.image_list
+
+    def facts(self) -> dict:
+        return {"cpus": 2}
+
+    def observe(self, name, with_logs=True):
+        return self.cameras.get(name)
+
+    def ensure_running(self, spec):
+        raise NotImplementedError  # (no operation in these tests)
+
+    stop = remove = ensure_running
+
+
+def test_an_edges_fingerprinted_beats_stay_quiet_and_every_change_is_recorded_on_the_next(
+        streaming_fleet, broker, broker_redis, settings, tmp_path):
+    """A real edge agent fingerprints its report as sent (``contracts.heartbeats``): the control plane
+    compares that instead of hashing the report, so a repeated beat reads nothing, and a beat from an
+    older edge (no fingerprint, or not one) is fingerprinted here the same. A changed state, logs or
+    image inventory changes the fingerprint: recorded at once."""
+    from edgeproxy.contracts import heartbeats
+    from edgeproxy.contracts import tasks as messages
+    from edgeproxy.contracts.tasks import HEARTBEAT_QUEUE
+    from processes import services, tasks
+    from processes.models import EdgeHost
+    from worker.edge import EdgeAgent
+
+    settings.STATE_DIR = str(tmp_path)
+    settings.FRAMES_REDIS_URL = broker_redis.url
+    settings.EDGEPROXY_HEARTBEAT_BATCH_SECONDS = 3600  # flushed by the test, not the worker's thread
+    settings.EDGEPROXY_HEARTBEAT_SECONDS = 5 * 3600
+    runtime = _InMemoryContainers("edge-a")
+    for name in NAMES:
+        runtime.cameras[name] = Observed(name, name, "c0ffee", "running", dict(RUNNING["state"]), "cam:1",
+                                         dict(RUNNING["logs"]))
+    agent = EdgeAgent("edge-a", runtime=runtime)
+
+    def sent_beat() -> dict:
+        """The agent's next beat, as it arrived on the heartbeat queue."""
+        agent.heartbeat()
+        (message,) = broker.messages(HEARTBEAT_QUEUE)
+        broker.redis.delete(HEARTBEAT_QUEUE)
+        return message.kwargs["report"]
+
+    def absorbed(report: dict) -> list[str]:
+        """The beat absorbed: the SQL it cost at once."""
+        with CaptureQueriesContext(connection) as queries:
+            services.absorb_heartbeat("edge-a", report)
+        return [q["sql"] for q in queries]
+
+    full = sent_beat()  # the first of ten carries every camera's logs
+    assert full["fingerprint"] == heartbeats.fingerprint(full)  # what the edge sent is what it fingerprinted
+    assert set(full["fingerprint"]["logs"]) == set(NAMES)
+    assert absorbed(full)  # (its own key, no stream facts: recorded)
+    assert absorbed(full)  # the same again: nothing changes, quiet from now on
+    for _ in range(2):  # logs left out, as unchanged
+        report = sent_beat()
+        assert report["fingerprint"]["stable"] == full["fingerprint"]["stable"]
+        assert report["fingerprint"]["logs"] == {} and all("logs" not in c for c in report["cameras"])
+        assert absorbed(report) == []  # not even the cameras' version read
+    older = {key: value for key, value in report.items() if key != "fingerprint"}
+    assert absorbed(older) == []  # an older edge's beat: fingerprinted here, the same
+    assert absorbed({**report, "fingerprint": "not one"}) == []
+    # Through the queue, a batch: the quiet beat is gathered; another host's beat that is no report
+    # is dropped alone.
+    agent.heartbeat()
+    bad = messages.HostHeartbeat(host="edge-z", report=["not", "a", "report"])
+    celery_app.send_task(bad.task, kwargs=bad.kwargs(), queue=bad.queue)
+    assert tasks.consume_heartbeats(broker_redis.client()) == 1
+    assert services.flush_quiet_heartbeats() == 1
+
+    runtime.cameras["cam-1"].status = "exited"
+    runtime.cameras["cam-1"].state = {"Status": "exited", "Running": False, "ExitCode": 1}
+    report = sent_beat()
+    assert report["fingerprint"]["stable"] != full["fingerprint"]["stable"]
+    assert absorbed(report)
+    assert streaming_fleet.get("/api/v1/process/cam-1").json()["status"] == "exited"
+
+    runtime.cameras["cam-2"].logs = {"stdout": "bmV3IGxpbmU=", "stderr": None}  # only cam-2's logs travel
+    report = sent_beat()
+    assert set(report["fingerprint"]["logs"]) == {"cam-2"}
+    assert absorbed(report)
+    assert Camera.objects.get(name="cam-2").logs["stdout"] == "bmV3IGxpbmU="
+
+    runtime.image_list = [{"repository": "cam", "tag": "2", "id": "sha256:" + "2" * 64}]
+    report = sent_beat()
+    assert absorbed(report)
+    assert EdgeHost.objects.get(name="edge-a").images == runtime.image_list
+    assert absorbed(sent_beat()) == []  # and quiet again
