@@ -26,6 +26,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import tarfile
 import time
@@ -388,6 +389,17 @@ class DockerRuntime(Runtime):
                 return None
             raise
 
+    def _names_present(self, name: str) -> frozenset[str]:
+        """Which of the camera's container names (its own, and the one an upgrade sets aside) are
+        taken on the engine, in one listing: a new camera (every connect) then needs no inspect of
+        either, where two inspects answered "not found". A container made after this look is met
+        by the create's conflict (handled there)."""
+        wanted = (container_name(name), replaced_name(name))
+        with _daemon(f"list the containers of camera {name}"):
+            # Docker matches the name filter as a regular expression on "/<name>"; anchored, it is exact.
+            found = self.client.api.containers(all=True, filters={"name": [f"^/{re.escape(n)}$" for n in wanted]})
+        return frozenset(n.lstrip("/") for item in found for n in item.get("Names") or () if n.lstrip("/") in wanted)
+
     def _get_ours(self, name: str):
         container = self._get(name)
         if container is None or not self._is_ours(container.labels, name):
@@ -590,8 +602,10 @@ class DockerRuntime(Runtime):
             image_id = self._image_id(spec.image)
             env = self._environment(spec)
             spec_hash = self._spec_hash(spec, env)
-            self._restore_replaced(spec.name)  # an upgrade that was interrupted: its old container back
-            container = self._get(spec.name)
+            present = self._names_present(spec.name)
+            if replaced_name(spec.name) in present:
+                self._restore_replaced(spec.name)  # an upgrade that was interrupted: its old container back
+            container = self._get(spec.name) if present else None
             if container is not None:
                 self._check_owner(container, spec.name)
                 if container.status in ("removing", "dead") or not self._matches(
