@@ -168,6 +168,7 @@ class DockerRuntime(Runtime):
         self._secrets_known: set[str] = set()
         self._image_users: dict[str, str] = {}
         self._image_owners: dict[str, tuple[int, int] | None] = {}  # image id -> uid/gid of its USER
+        self._lookups = ThreadPoolExecutor(max_workers=8, thread_name_prefix=f"docker-lookup-{host}")
         self.secrets_dir = self._prepare_secrets_dir(secrets_dir)
         # Shared-memory frame rings (worker/camera/shm.py): the directory is mounted into every
         # camera container at the same path; the container joins the ring group to write there.
@@ -323,6 +324,7 @@ class DockerRuntime(Runtime):
                     client.close()
 
     def close(self) -> None:
+        self._lookups.shutdown(wait=False)
         if self._owns_client:
             with contextlib.suppress(Exception):
                 self.client.close()
@@ -599,10 +601,14 @@ class DockerRuntime(Runtime):
     def ensure_running(self, spec: CameraSpec) -> Observed:
         self._accept(spec)
         with self._camera_lock(spec.name):
-            image_id = self._image_id(spec.image)
+            # The image's look-up and the names' listing at once: two requests to the engine, one wait.
+            image_lookup = self._lookups.submit(self._image_id, spec.image)
+            try:
+                present = self._names_present(spec.name)
+            finally:
+                image_id = image_lookup.result()
             env = self._environment(spec)
             spec_hash = self._spec_hash(spec, env)
-            present = self._names_present(spec.name)
             if replaced_name(spec.name) in present:
                 self._restore_replaced(spec.name)  # an upgrade that was interrupted: its old container back
             container = self._get(spec.name) if present else None
