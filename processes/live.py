@@ -208,11 +208,15 @@ END_LOOK_SECONDS = 5.0
 ENDED = b"1"
 
 
-def announce_end(operation_id, answer: bytes | None = None) -> None:
-    """Wake whoever waits for this operation (call once its end is committed). ``answer``: the
-    camera record as committed (compact JSON), which a waiting camera request answers as it is."""
+def announce_end(operation_id, answer: Callable[[], bytes | None] | None = None) -> None:
+    """Wake whoever waits for this operation (call once its end is committed). ``answer`` gives
+    the camera record as committed (compact JSON), which a waiting camera request answers as it is:
+    made only when someone waits (one who starts waiting meanwhile gets ``ENDED`` and looks)."""
+    channel = f"{ENDED_CHANNEL}{operation_id}"
     with contextlib.suppress(redis.RedisError):  # waiters look at the database every second anyway
-        _client().publish(f"{ENDED_CHANNEL}{operation_id}", answer or ENDED)
+        client = _client()
+        data = answer() if answer is not None and client.pubsub_numsub(channel)[0][1] else None
+        client.publish(channel, data or ENDED)
 
 
 @contextlib.contextmanager

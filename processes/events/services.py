@@ -66,7 +66,7 @@ def operation_finished(op: Operation, answer: Callable[[], bytes | None] | None 
     """Every end of an operation passes here: its event, and the wake-up of whoever waits for it
     (``?wait=``, processes.live) once the end is committed; ``answer`` gives, at the commit, what
     the wake-up carries for them (``live.announce_end``)."""
-    transaction.on_commit(lambda: live.announce_end(op.id, answer() if answer is not None else None))
+    transaction.on_commit(lambda: live.announce_end(op.id, answer))
     record(contract.operation_finished(
         operation_id=str(op.id), kind=op.kind, state=op.state, error=redact(op.error or ""),
         camera=op.camera_name, host=op.host.name if op.host_id and op.host else "", started=op.started,
