@@ -435,7 +435,13 @@ def wait_for_camera_operation(camera_name: str, operation_id, seconds: float) ->
         return Operation.objects.get(id=operation_id)
 
     def take_answer(answer: bytes) -> bool:
-        waited.record = orjson.loads(answer)
+        try:
+            record = orjson.loads(answer)
+        except orjson.JSONDecodeError:
+            record = None
+        if not isinstance(record, dict):  # not ours: look at the database instead
+            return False
+        waited.record = record
         return True
 
     waited.op = wait_for_operation(operation_id, seconds, look, take_answer)
