@@ -125,7 +125,10 @@ def operation_response(request, camera_name: str, operation_id, queued=None) -> 
     status = 202
     camera = None
     if seconds:
-        op, camera = services.wait_for_camera_operation(camera_name, operation_id, seconds)
+        waited = services.wait_for_camera_operation(camera_name, operation_id, seconds)
+        if waited.record is not None:  # the record as committed at the end
+            return Response(waited.record, status=200)
+        op, camera = waited.op, waited.camera
         status = 200 if op.state in (OperationState.SUCCEEDED, OperationState.FAILED) else 504
     elif queued is not None:
         return Response(outputs.camera_record(queued), status=status)

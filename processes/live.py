@@ -197,17 +197,27 @@ ENDED_CHANNEL = "edgeproxy:op-ended:"
 END_LOOK_SECONDS = 5.0
 
 
-def announce_end(operation_id) -> None:
-    """Wake whoever waits for this operation (call once its end is committed)."""
+# An announcement that carries no answer: the waiter looks at the database.
+ENDED = b"1"
+
+
+def announce_end(operation_id, answer: Callable[[], bytes | None] | None = None) -> None:
+    """Wake whoever waits for this operation (call once its end is committed). ``answer`` gives
+    the camera record as committed (compact JSON), which a waiting camera request answers as it is:
+    made only when someone waits (one who starts waiting meanwhile gets ``ENDED`` and looks)."""
+    channel = f"{ENDED_CHANNEL}{operation_id}"
     with contextlib.suppress(redis.RedisError):  # waiters look at the database every second anyway
-        _client().publish(f"{ENDED_CHANNEL}{operation_id}", b"1")
+        client = _client()
+        data = answer() if answer is not None and client.pubsub_numsub(channel)[0][1] else None
+        client.publish(channel, data or ENDED)
 
 
 @contextlib.contextmanager
-def end_waiter(operation_id) -> Iterator[Callable[[float], None]]:
-    """A function that blocks for up to its argument in seconds, returning early when the
-    operation's end is announced. Subscribed on entry: an end announced before the caller's look
-    at the database still wakes it."""
+def end_waiter(operation_id) -> Iterator[Callable[[float], bytes | None]]:
+    """A function that blocks for up to its argument in seconds, returning early, with the
+    announcement (``ENDED`` or an answer), when the operation's end is announced; None when the
+    time ran out. Subscribed on entry: an end announced before the caller's look at the database
+    still wakes it."""
     pubsub = None
     try:
         pubsub = _client().pubsub(ignore_subscribe_messages=True)
@@ -215,19 +225,20 @@ def end_waiter(operation_id) -> Iterator[Callable[[float], None]]:
     except redis.RedisError:
         pubsub = None
 
-    def wait(seconds: float) -> None:
+    def wait(seconds: float) -> bytes | None:
         nonlocal pubsub
         if pubsub is not None:
             try:
                 # (The subscription's own confirmation comes first, read as None: not a reason to look.)
                 until = time.monotonic() + seconds
-                while pubsub.get_message(timeout=max(0.0, until - time.monotonic())) is None:
+                while (message := pubsub.get_message(timeout=max(0.0, until - time.monotonic()))) is None:
                     if time.monotonic() >= until:
-                        return
-                return
+                        return None
+                return message["data"]
             except redis.RedisError:
                 pubsub = None
         time.sleep(min(seconds, 0.05))
+        return None
 
     try:
         yield wait

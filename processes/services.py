@@ -27,7 +27,7 @@ from edgeproxy.contracts import tasks as messages
 from edgeproxy.contracts.errors import Busy, Conflict, DomainError, ImageNotOnHost, NotFound, TimedOut, Unavailable
 from edgeproxy.contracts.statuses import ENDED_STATUSES, RUNNING_STATUSES, CameraStatus
 from edgeproxy.contracts.times import ms
-from processes import app_services, live, selectors
+from processes import app_services, live, outputs, selectors
 from processes.dispatch import BROKER_ERRORS, EdgeOutbox, fail_refused, send, supersede_for_delete
 from processes.events import services as events
 from processes.models import ACTIVE_STATES, Camera, DesiredState, EdgeHost, Operation, OperationKind, OperationState
@@ -384,10 +384,13 @@ def get_camera(name: str) -> Camera:
     return camera
 
 
-def wait_for_operation(operation_id, seconds: float, look: Callable[[], Operation] | None = None) -> Operation:
+def wait_for_operation(operation_id, seconds: float, look: Callable[[], Operation] | None = None,
+                       take_answer: Callable[[bytes], bool] | None = None) -> Operation | None:
     """Wait until the operation ends or ``seconds`` pass (the workers update it): woken by the
     announcement of its end (``processes.live``); the database is looked at again only in case one
-    was lost (every ``live.END_LOOK_SECONDS``). ``look`` reads the operation (default: its row)."""
+    was lost (every ``live.END_LOOK_SECONDS``). ``look`` reads the operation (default: its row).
+    ``take_answer`` is given an announcement's answer: when it takes it (True), the wait ends
+    without another look, and None is returned."""
     deadline = time.monotonic() + seconds
     with live.end_waiter(operation_id) as wait:
         while True:
@@ -395,16 +398,30 @@ def wait_for_operation(operation_id, seconds: float, look: Callable[[], Operatio
             remaining = deadline - time.monotonic()
             if op.state not in ACTIVE_STATES or remaining <= 0:
                 return op
-            wait(min(remaining, live.END_LOOK_SECONDS))
+            announced = wait(min(remaining, live.END_LOOK_SECONDS))
+            if announced and announced != live.ENDED and take_answer is not None and take_answer(announced):
+                return None
 
 
-def wait_for_camera_operation(camera_name: str, operation_id, seconds: float) -> tuple[Operation, Camera | None]:
-    """``wait_for_operation`` for an operation of a camera, answering the camera too: while the
-    operation is the camera's last one, each look at the database is the one read of the camera
-    (with its operation) that the answer needs, not a read of the operation and then of the camera
-    (on the path of every ``?wait=``, after the end). The camera is None when it is gone or has a
-    newer operation (the caller reads it)."""
+@dataclass
+class WaitedCamera:
+    """How a camera's operation was waited for: its ``record`` as committed at the end (carried by
+    the end's announcement: nothing to read), or else the operation and the camera as last read
+    (the camera None when it is gone or has a newer operation: the caller reads it)."""
+
+    record: dict | None = None
+    op: Operation | None = None
     camera: Camera | None = None
+
+
+def wait_for_camera_operation(camera_name: str, operation_id, seconds: float) -> WaitedCamera:
+    """``wait_for_operation`` for an operation of a camera, answering the camera too. Its result's
+    announcement carries the camera record as committed (``_EndAnswer``): taken as it is, no read
+    after the end. Else, while the operation is the camera's last one, each look at the database is
+    the one read of the camera (with its operation) that the answer needs, not a read of the
+    operation and then of the camera."""
+    camera: Camera | None = None
+    waited = WaitedCamera()
 
     def look() -> Operation:
         nonlocal camera
@@ -415,8 +432,37 @@ def wait_for_camera_operation(camera_name: str, operation_id, seconds: float) ->
         camera = None
         return Operation.objects.get(id=operation_id)
 
-    op = wait_for_operation(operation_id, seconds, look)
-    return op, camera
+    def take_answer(answer: bytes) -> bool:
+        try:
+            record = orjson.loads(answer)
+        except orjson.JSONDecodeError:
+            record = None
+        if not isinstance(record, dict):  # not ours: look at the database instead
+            return False
+        waited.record = record
+        return True
+
+    waited.op = wait_for_operation(operation_id, seconds, look, take_answer)
+    waited.camera = camera if waited.op is not None else None
+    return waited
+
+
+@dataclass
+class _EndAnswer:
+    """The record of the camera an operation's result updated, sent with the announcement of its
+    end (made at the commit: the record as committed) to the requests waiting for it, which then
+    answer it without reading it again: that read was on the path of every ``?wait=``."""
+
+    camera: Camera | None = None
+
+    def encoded(self) -> bytes | None:
+        if self.camera is None:
+            return None
+        try:
+            return live.compact(outputs.camera_record(self.camera)).encode()
+        except Exception:  # noqa: BLE001 - the waiters read the record themselves instead
+            logger.exception("camera %s: record not sent with its operation's end", self.camera.name)
+            return None
 
 # --- reports from edge workers (applied by control tasks) ------------------------------------
 
@@ -515,7 +561,11 @@ def _lock_camera_or_app_of(operation_id) -> Camera | None:
 
 
 def record_operation_result(operation_id: str, ok: bool, error: str = "", observed: dict | None = None,
-                            stream: dict | None = None, removed: bool = False, result: dict | None = None) -> None:
+                            stream: dict | None = None, removed: bool = False, result: dict | None = None,
+                            with_record: bool = True) -> None:
+    """Apply an operation's result. ``with_record``: the end's announcement carries the camera record
+    (``_EndAnswer``); a caller that may change the camera after this, in its own transaction, passes
+    False (its waiters look at the database)."""
     now = timezone.now()
     with transaction.atomic():
         locked_camera = _lock_camera_or_app_of(operation_id)
@@ -535,7 +585,8 @@ def record_operation_result(operation_id: str, ok: bool, error: str = "", observ
         if result:
             op.result = result
         op.save(update_fields=["state", "error", "finished", "started", "result"])
-        events.operation_finished(op)  # (and wakes its waiters at the commit)
+        answer = _EndAnswer()  # its camera, once updated below
+        events.operation_finished(op, answer.encoded if with_record else None)  # (and wakes its waiters at the commit)
         if op.app_id is not None:  # an app process's operation (issue 16)
             app_services.apply_result(op, ok, observed, removed, now)
             return
@@ -555,6 +606,7 @@ def record_operation_result(operation_id: str, ok: bool, error: str = "", observ
             camera.status = CameraStatus.ERROR
         camera.save(update_fields=fields + ["last_operation"])
         events.camera_changed(camera, before)
+        answer.camera = camera
     if not ok:
         logger.warning("operation %s (%s %s) failed: %s", op.id, op.kind, op.camera_name, op.error,
                        extra={"camera": op.camera_name or None, "operation": op.id})
@@ -983,9 +1035,10 @@ def expire_operations(now=None) -> int:
             with transaction.atomic():
                 if op.kind == OperationKind.DELETE and not online:
                     record_operation_result(str(op.id), True, removed=True, result={"message": message + (
-                        "; the record is deleted, and the camera process is removed when the host returns")})
+                        "; the record is deleted, and the camera process is removed when the host returns")},
+                                            with_record=False)
                 else:
-                    record_operation_result(str(op.id), False, message)
+                    record_operation_result(str(op.id), False, message, with_record=False)
                 # (not when a result came in meanwhile: that one ended it)
                 Operation.objects.filter(id=op.id, finished__gte=now).update(
                     progress={**op.progress, "missed_deadline": True})
@@ -1139,7 +1192,7 @@ def record_pull_result(operation_id: str, ok: bool, error: str = "", result: dic
             op.save(update_fields=["progress"])
         if ok and images is not None and op.host_id:
             EdgeHost.objects.filter(id=op.host_id).update(images=images)
-        record_operation_result(operation_id, ok, error, result=result)
+        record_operation_result(operation_id, ok, error, result=result, with_record=False)
 
 
 def record_upgrade_result(operation_id: str, ok: bool, error: str = "", observed: dict | None = None,
@@ -1164,7 +1217,8 @@ def record_upgrade_result(operation_id: str, ok: bool, error: str = "", observed
         if progress:
             op.progress = {**op.progress, **progress}
             op.save(update_fields=["progress"])
-        record_operation_result(operation_id, ok, error, observed, stream, result=result)
+        record_operation_result(operation_id, ok, error, observed, stream, result=result,
+                                with_record=False)
         if ok and image and op.camera_id:
             Camera.objects.filter(id=op.camera_id).update(image_tag=image, modified=timezone.now())
             logger.info("camera %s: now on image %s (operation %s)", op.camera_name, image, op.id)

@@ -4,6 +4,7 @@ An event row (``processes.models.Event``) is written in the same transaction as 
 tells of: if the change commits, so does its event; nothing is sent from here (the relay does).
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.db import transaction
@@ -61,10 +62,11 @@ def camera_changed(camera: Camera, before: CameraFacts, host: str | None = None)
                                           at=timezone.now()))
 
 
-def operation_finished(op: Operation) -> None:
+def operation_finished(op: Operation, answer: Callable[[], bytes | None] | None = None) -> None:
     """Every end of an operation passes here: its event, and the wake-up of whoever waits for it
-    (``?wait=``, processes.live) once the end is committed."""
-    transaction.on_commit(lambda: live.announce_end(op.id))
+    (``?wait=``, processes.live) once the end is committed; ``answer`` gives, at the commit, what
+    the wake-up carries for them (``live.announce_end``)."""
+    transaction.on_commit(lambda: live.announce_end(op.id, answer))
     record(contract.operation_finished(
         operation_id=str(op.id), kind=op.kind, state=op.state, error=redact(op.error or ""),
         camera=op.camera_name, host=op.host.name if op.host_id and op.host else "", started=op.started,

@@ -3,6 +3,7 @@ live stream facts it carries are served from (Redis, ``processes.live``)."""
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -280,6 +281,58 @@ def test_the_result_of_a_connect_locks_and_reads_its_camera_and_operation_once_e
     assert record["status"] == "running" and record["operation"]["state"] == "succeeded"
     finished = Event.objects.filter(camera="cam-result", type="operation.finished").get()
     assert finished.host == "edge-a" and finished.data["state"] == "succeeded"
+
+
+def test_the_end_of_a_result_carries_the_record_a_waiting_request_answers(api, edge, broker_redis,
+                                                                           django_capture_on_commit_callbacks):
+    """A ``?wait=`` after the edge's work: the announcement of the result's end carries the camera
+    record as committed (the answer GET gives), and the waiting request takes it with no look at the
+    database; an end announced without it (failed by the control plane) still makes it look."""
+    import orjson
+
+    from processes import live, services
+
+    edge.register("edge-a")
+    operation_id = connect(api, "cam-told", host="edge-a").json()["operation"]["id"]
+    pubsub = broker_redis.client().pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(f"{live.ENDED_CHANNEL}{operation_id}")
+    try:
+        assert pubsub.get_message(timeout=1) is None  # (its subscription's confirmation)
+        with django_capture_on_commit_callbacks(execute=True):
+            services.record_operation_result(operation_id, True, observed=RUNNING)
+        message = pubsub.get_message(timeout=5)
+        assert message is not None and message["data"] != live.ENDED
+        assert orjson.loads(message["data"]) == api.get("/api/v1/process/cam-told").json()
+    finally:
+        pubsub.close()
+    made: list[int] = []
+    live.announce_end(operation_id, lambda: made.append(1) or b"{}")
+    assert made == []  # no one waits: no record is made
+
+    looks = []
+
+    def look():
+        looks.append(1)
+        return selectors.operation_by_id(operation_id) if len(looks) > 1 else type("Active", (), {"state": "running"})
+
+    def announce(answer: bytes | None) -> None:
+        time.sleep(0.2)  # once the waiter listens
+        live.announce_end(operation_id, lambda: answer)
+
+    taken_answers: list[bytes] = []
+
+    def take(data: bytes) -> bool:
+        taken_answers.append(data)
+        return True
+
+    for answer, taken in ((message["data"], True), (None, False)):
+        looks.clear()
+        taken_answers.clear()
+        announcer = threading.Thread(target=announce, args=(answer,))
+        announcer.start()
+        op = services.wait_for_operation(operation_id, 10, look, take)
+        announcer.join()
+        assert (op is None, len(looks), taken_answers) == ((True, 1, [answer]) if taken else (False, 2, []))
 
 def test_a_heartbeat_backlog_far_behind_is_a_gauge_and_degrades_healthz(api, edge, broker, broker_redis, settings):
     """Heartbeats nobody records pile up in their queue: /metrics counts them, and /healthz says degraded

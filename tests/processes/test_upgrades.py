@@ -210,6 +210,12 @@ def test_the_runtime_shows_one_container_per_camera_while_replacing(docker_clien
     assert len(containers_of(docker_client, "up-rt-cam")) == 2
     assert [o.container_id for o in runtime.observe_all()] == [again["new"].container_id]
 
+    # A worker that died mid-upgrade: the next start of the camera (one listing finds both names)
+    # puts the old container back in place of the new one.
+    resumed = runtime.ensure_running(spec("0.0.9"))
+    assert resumed.container_id == first.container_id and resumed.status == "running"
+    assert [c.id for c in containers_of(docker_client, "up-rt-cam")] == [first.container_id]
+
     restored = runtime.rollback_replace("up-rt-cam")
     assert restored.container_id == first.container_id and restored.status == "running"
     assert [c.id for c in containers_of(docker_client, "up-rt-cam")] == [first.container_id]

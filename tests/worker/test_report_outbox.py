@@ -44,6 +44,16 @@ def test_reports_wait_for_the_broker_in_order_and_survive_a_restart(tmp_path):
             _, kwargs, _ = json.loads(base64.b64decode(message["body"]))
             delivered.append((message["headers"]["task"], kwargs["operation_id"]))
         assert delivered == [("processes.operation_finished", "op-1"), ("processes.operation_finished", "op-2")]
+
+        # A report sent "soon" (an operation's start) goes from the outbox's thread, still before
+        # the reports sent after it.
+        outbox.send_soon("processes.operation_started", {"operation_id": "op-3"})
+        outbox.send("processes.operation_finished", {"operation_id": "op-3", "ok": True})
+        wait_until(lambda: outbox.waiting == 0 and server.client().llen("control") == 4, 20,
+                   message="the start and the result delivered")
+        newest = [json.loads(raw)["headers"]["task"] for raw in reversed(server.client().lrange("control", 0, 1))]
+        assert newest == ["processes.operation_started", "processes.operation_finished"]
+        assert not path.exists()
     finally:
         outbox.stop()
         server.stop()

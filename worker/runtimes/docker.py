@@ -26,6 +26,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import tarfile
 import time
@@ -167,6 +168,7 @@ class DockerRuntime(Runtime):
         self._secrets_known: set[str] = set()
         self._image_users: dict[str, str] = {}
         self._image_owners: dict[str, tuple[int, int] | None] = {}  # image id -> uid/gid of its USER
+        self._lookups = ThreadPoolExecutor(max_workers=8, thread_name_prefix=f"docker-lookup-{host}")
         self.secrets_dir = self._prepare_secrets_dir(secrets_dir)
         # Shared-memory frame rings (worker/camera/shm.py): the directory is mounted into every
         # camera container at the same path; the container joins the ring group to write there.
@@ -322,6 +324,7 @@ class DockerRuntime(Runtime):
                     client.close()
 
     def close(self) -> None:
+        self._lookups.shutdown(wait=False)
         if self._owns_client:
             with contextlib.suppress(Exception):
                 self.client.close()
@@ -387,6 +390,17 @@ class DockerRuntime(Runtime):
             if isinstance(exc.__cause__, docker.errors.NotFound):
                 return None
             raise
+
+    def _names_present(self, name: str) -> frozenset[str]:
+        """Which of the camera's container names (its own, and the one an upgrade sets aside) are
+        taken on the engine, in one listing: a new camera (every connect) then needs no inspect of
+        either, where two inspects answered "not found". A container made after this look is met
+        by the create's conflict (handled there)."""
+        wanted = (container_name(name), replaced_name(name))
+        with _daemon(f"list the containers of camera {name}"):
+            # Docker matches the name filter as a regular expression on "/<name>"; anchored, it is exact.
+            found = self.client.api.containers(all=True, filters={"name": [f"^/{re.escape(n)}$" for n in wanted]})
+        return frozenset(n.lstrip("/") for item in found for n in item.get("Names") or () if n.lstrip("/") in wanted)
 
     def _get_ours(self, name: str):
         container = self._get(name)
@@ -587,11 +601,17 @@ class DockerRuntime(Runtime):
     def ensure_running(self, spec: CameraSpec) -> Observed:
         self._accept(spec)
         with self._camera_lock(spec.name):
-            image_id = self._image_id(spec.image)
+            # The image's look-up and the names' listing at once: two requests to the engine, one wait.
+            image_lookup = self._lookups.submit(self._image_id, spec.image)
+            try:
+                present = self._names_present(spec.name)
+            finally:
+                image_id = image_lookup.result()
             env = self._environment(spec)
             spec_hash = self._spec_hash(spec, env)
-            self._restore_replaced(spec.name)  # an upgrade that was interrupted: its old container back
-            container = self._get(spec.name)
+            if replaced_name(spec.name) in present:
+                self._restore_replaced(spec.name)  # an upgrade that was interrupted: its old container back
+            container = self._get(spec.name) if present else None
             if container is not None:
                 self._check_owner(container, spec.name)
                 if container.status in ("removing", "dead") or not self._matches(
