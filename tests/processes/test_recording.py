@@ -76,8 +76,9 @@ def rec(artifacts, camera_image, docker_client, tmpfs):
         for container in docker_client.containers.list(all=True, filters={"label": "io.edgeproxy.managed"}):
             if container.labels.get("io.edgeproxy.host", "").startswith("rec-"):
                 container.remove(force=True)
-        # A container restarting after system.stop() had Docker make its secrets mount's source again (empty).
+        # A container restarting after system.stop() had Docker make its mounts' sources again (empty).
         shutil.rmtree(system.secrets_dir, ignore_errors=True)
+        shutil.rmtree(system.shm_dir, ignore_errors=True)
 
 
 def segments(rec, name: str, **query) -> list[dict]:
