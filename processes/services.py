@@ -563,10 +563,10 @@ def _lock_camera_or_app_of(operation_id) -> Camera | None:
 
 def record_operation_result(operation_id: str, ok: bool, error: str = "", observed: dict | None = None,
                             stream: dict | None = None, removed: bool = False, result: dict | None = None,
-                            with_record: bool = True) -> None:
+                            with_record: bool = False) -> None:
     """Apply an operation's result. ``with_record``: the end's announcement carries the camera record
-    (``_EndAnswer``); a caller that may change the camera after this, in its own transaction, passes
-    False (its waiters look at the database)."""
+    (``_EndAnswer``), for a caller that records the result alone (the edge's report); a caller that may
+    change the camera after this, in its own transaction, leaves it out (its waiters look at the database)."""
     now = timezone.now()
     with transaction.atomic():
         locked_camera = _lock_camera_or_app_of(operation_id)
@@ -1036,10 +1036,9 @@ def expire_operations(now=None) -> int:
             with transaction.atomic():
                 if op.kind == OperationKind.DELETE and not online:
                     record_operation_result(str(op.id), True, removed=True, result={"message": message + (
-                        "; the record is deleted, and the camera process is removed when the host returns")},
-                                            with_record=False)
+                        "; the record is deleted, and the camera process is removed when the host returns")})
                 else:
-                    record_operation_result(str(op.id), False, message, with_record=False)
+                    record_operation_result(str(op.id), False, message)
                 # (not when a result came in meanwhile: that one ended it)
                 Operation.objects.filter(id=op.id, finished__gte=now).update(
                     progress={**op.progress, "missed_deadline": True})
@@ -1193,7 +1192,7 @@ def record_pull_result(operation_id: str, ok: bool, error: str = "", result: dic
             op.save(update_fields=["progress"])
         if ok and images is not None and op.host_id:
             EdgeHost.objects.filter(id=op.host_id).update(images=images)
-        record_operation_result(operation_id, ok, error, result=result, with_record=False)
+        record_operation_result(operation_id, ok, error, result=result)
 
 
 def record_upgrade_result(operation_id: str, ok: bool, error: str = "", observed: dict | None = None,
@@ -1218,8 +1217,7 @@ def record_upgrade_result(operation_id: str, ok: bool, error: str = "", observed
         if progress:
             op.progress = {**op.progress, **progress}
             op.save(update_fields=["progress"])
-        record_operation_result(operation_id, ok, error, observed, stream, result=result,
-                                with_record=False)
+        record_operation_result(operation_id, ok, error, observed, stream, result=result)
         if ok and image and op.camera_id:
             Camera.objects.filter(id=op.camera_id).update(image_tag=image, modified=timezone.now())
             logger.info("camera %s: now on image %s (operation %s)", op.camera_name, image, op.id)

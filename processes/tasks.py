@@ -93,7 +93,7 @@ def operation_started(operation_id: str) -> None:
 @shared_task(name=messages.OperationFinished.task, base=ReportTask)
 def operation_finished(operation_id: str, ok: bool, error: str = "", observed: dict | None = None,
                        stream: dict | None = None, removed: bool = False, result: dict | None = None) -> None:
-    services.record_operation_result(operation_id, ok, error, observed, stream, removed, result)
+    services.record_operation_result(operation_id, ok, error, observed, stream, removed, result, with_record=True)
 
 
 @shared_task(name=messages.HostHeartbeat.task, base=ReplaceableReportTask)

@@ -271,7 +271,7 @@ def test_the_result_of_a_connect_locks_and_reads_its_camera_and_operation_once_e
 
     operation_id = connect(api, "cam-result", host="edge-a").json()["operation"]["id"]
     with CaptureQueriesContext(connection) as queries:
-        services.record_operation_result(operation_id, True, observed=RUNNING)
+        services.record_operation_result(operation_id, True, observed=RUNNING, with_record=True)
     reads = [q["sql"] for q in queries if q["sql"].startswith("SELECT")]
     locks = connection.features.has_select_for_update  # (not SQLite)
     assert len(reads) == 2 and all(("FOR UPDATE" in sql) is locks for sql in reads), reads
@@ -299,7 +299,7 @@ def test_the_end_of_a_result_carries_the_record_a_waiting_request_answers(api, e
     try:
         assert pubsub.get_message(timeout=1) is None  # (its subscription's confirmation)
         with django_capture_on_commit_callbacks(execute=True):
-            services.record_operation_result(operation_id, True, observed=RUNNING)
+            services.record_operation_result(operation_id, True, observed=RUNNING, with_record=True)
         message = pubsub.get_message(timeout=5)
         assert message is not None and message["data"] != live.ENDED
         assert orjson.loads(message["data"]) == api.get("/api/v1/process/cam-told").json()
