@@ -52,6 +52,7 @@ LOCAL_DEMAND_S = 1.0  # how often a reader that can write the ring's demand file
 DEMAND_TTL_MS = 5000  # as worker.camera.keys.DEMAND_TTL_MS
 LOCAL_IDLE_S = 5.0  # a camera not read for this long is no longer refreshed
 WAIT_S = 2.0  # as the server's EDGEPROXY_FRAMES_WAIT_MS
+WAIT_SLICE_S = 0.25  # as worker.camera.shm.WAIT_SLICE_S: how long a wait sleeps before it checks more
 MAX_AGE_MS = 2000  # as the server's EDGEPROXY_FRAMES_MAX_AGE_MS
 HEARTBEAT_STALE_MS = 3000  # a ring whose camera has not written its heartbeat for this long is dead
 LATEST_METHOD = "/chrys.cloud.videostreaming.v1beta1.Image/VideoLatestImage"
@@ -572,6 +573,31 @@ class FrameClient:
             last = meta
             count += 1
             yield image, meta
+            entry = self._local.get((name, keyframe_only)) if meta["via"] == "shm" and not keyframe_only else None
+            if entry is None or entry.demand is None or entry.reader is None or \
+                    entry.reader.ring_id != meta["_ring_id"]:
+                continue
+            # Frame after frame straight from the ring while it serves them: a reader's cost per
+            # frame is its wake-up and the code it runs then, so only ``next_frame`` and the meta.
+            # Anything else (no frame within a wait slice, the ring closed or replaced, a stopped
+            # camera) goes through ``_frame`` again, which knows every case.
+            reader, demand, copy = entry.reader, entry.demand, self.writable
+            seq, demand_next = meta["seq"], 0
+            while limit is None or count < limit:
+                found = reader.next_frame(seq, WAIT_SLICE_S, copy)
+                if found is None:
+                    break
+                image, meta = found
+                meta = self._local_meta(name, meta, reader)
+                if meta["timestamp"] >= demand_next:  # the frame's clock: no clock read per frame
+                    if self._local.get((name, keyframe_only)) is not entry:
+                        break  # replaced meanwhile (another thread found a new ring): ask again
+                    demand.want(False, meta["timestamp"] + DEMAND_TTL_MS)
+                    demand_next = meta["timestamp"] + int(LOCAL_DEMAND_S * 1000)
+                seq = meta["seq"]
+                last = meta
+                count += 1
+                yield image, meta
 
     def buffered(self, name: str, start_ms: int, end_ms: int, timeout: float | None = None
                  ) -> Iterator[tuple[np.ndarray, dict]]:

@@ -85,6 +85,8 @@ _OFF_FUTEX = 68
 # pix_fmt, codec_name, nbytes
 _SLOT = struct.Struct("<QQqqdQIIIII4s16s16sQ")
 _SLOT_META = struct.Struct("<QqqdQIIIII4s16s16sQ")  # _SLOT without seq (written first)
+# closed, write_seq, keyframe_seq, heartbeat_ms, streaming: the header words a reader checks, in one read
+_STATE = struct.Struct("<IQQQI")
 _U64 = struct.Struct("<Q")
 _U32 = struct.Struct("<I")
 _DEMAND = struct.Struct("<QQ")  # every frame until ms, keyframes until ms
@@ -216,20 +218,33 @@ try:
     _syscall = _libc.syscall
 except (OSError, AttributeError):  # pragma: no cover - not Linux
     _syscall = None
+# Readers' waits ignore errno: a handle without ``use_errno`` saves swapping it around every call.
+_wait_syscall: Callable[..., int] | None
+try:
+    _wait_syscall = ctypes.CDLL(None).syscall
+except (OSError, AttributeError):  # pragma: no cover - not Linux
+    _wait_syscall = None
 
 
 class _Timespec(ctypes.Structure):
     _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
 
 
+# A reader's usual wait (a slice of ``WAIT_SLICE_S``), made once: the kernel only reads it
+# (FUTEX_WAIT's timeout is relative), so every thread may pass the same one.
+WAIT_SLICE_S = 0.25
+_SLICE_TIMEOUT = ctypes.byref(_Timespec(0, int(WAIT_SLICE_S * 1e9)))
+
+
 def _futex_wait(address, expected: int, timeout_s: float) -> None:
     """``address``: an int or, cheaper per call, a ``ctypes.c_void_p`` made once."""
-    if _syscall is None or _SYS_FUTEX is None:
+    if _wait_syscall is None or _SYS_FUTEX is None:
         time.sleep(min(timeout_s, 0.002))
         return
-    timeout = _Timespec(int(timeout_s), int((timeout_s % 1) * 1e9))
-    _syscall(_SYS_FUTEX, address if isinstance(address, ctypes.c_void_p) else ctypes.c_void_p(address),
-             _FUTEX_WAIT, ctypes.c_uint32(expected), ctypes.byref(timeout), None, 0)
+    _wait_syscall(_SYS_FUTEX, address if isinstance(address, ctypes.c_void_p) else ctypes.c_void_p(address),
+                  _FUTEX_WAIT, expected - 0x100000000 if expected & 0x80000000 else expected,  # the u32 as a C int
+                  _SLICE_TIMEOUT if timeout_s == WAIT_SLICE_S else
+                  ctypes.byref(_Timespec(int(timeout_s), int((timeout_s % 1) * 1e9))), None, 0)
 
 
 def _futex_wake(address: int) -> None:
@@ -457,6 +472,7 @@ class FrameRingReader:
         self._bytes = np.frombuffer(self._mm, np.uint8)
         self._futex = ctypes.c_void_p(self._bytes.ctypes.data + _OFF_FUTEX)  # made once: a reader waits per frame
         self._names: dict[bytes, str] = {}  # frame type, pixel format, codec as stored -> str (a handful)
+        self._views: dict[tuple[int, int, int, int], np.ndarray] = {}  # (slot, shape) -> its pixels
 
     def close(self) -> None:
         """Nothing to do: the mapping goes with the last reference to this reader and to the
@@ -491,19 +507,25 @@ class FrameRingReader:
     def wait(self, after_seq: int, timeout_s: float, keyframe_only: bool = False) -> bool:
         """Sleep until a frame newer than ``after_seq`` is published (or the ring closes, or the
         timeout). True if there is one."""
-        # A reader's path per frame: lean (a wake-up costs more the more code it runs cache-cold).
-        mm, newest = self._mm, _OFF_KEYFRAME_SEQ if keyframe_only else _OFF_WRITE_SEQ
-        deadline = time.monotonic() + timeout_s
+        # A reader's path per frame: lean (a wake-up costs more the more code it runs cache-cold):
+        # two header reads and one futex wait per frame, the clock only once a wait timed out.
+        mm, futex, newest = self._mm, self._futex, 2 if keyframe_only else 1
+        deadline = 0.0
+        remaining = timeout_s
         while True:
             word = _U32.unpack_from(mm, _OFF_FUTEX)[0]  # before the check: a frame after it changes the word
-            if _U64.unpack_from(mm, newest)[0] > after_seq:
+            state = _STATE.unpack_from(mm, _OFF_CLOSED)
+            if state[newest] > after_seq:
                 return True
-            if _U32.unpack_from(mm, _OFF_CLOSED)[0]:
+            if state[0]:
                 return False
-            remaining = deadline - time.monotonic()
+            if deadline:
+                remaining = deadline - time.monotonic()
+            else:
+                deadline = time.monotonic() + timeout_s
             if remaining <= 0:
                 return False
-            _futex_wait(self._futex, word, min(remaining, 0.25))
+            _futex_wait(futex, word, WAIT_SLICE_S if remaining >= WAIT_SLICE_S else remaining)
 
     # -- frames --------------------------------------------------------------------------------
     def _slot_offset(self, seq: int, keyframe_only: bool) -> int:
@@ -518,30 +540,79 @@ class FrameRingReader:
             want = self.newest_seq(keyframe_only) if seq is None else seq
             if want == 0:
                 return None
-            offset = self._slot_offset(want, keyframe_only)
-            fields = _SLOT.unpack_from(self._mm, offset)
-            if fields[0] != want:
-                if seq is not None:
-                    return None  # overwritten already
-                continue  # being rewritten: the writer lapped us; take the newest again
-            (slot_seq, ts, pts, dts, time_base, keyframe, width, height, channels, packet, flags, frame_type,
-             pix_fmt, codec_name, nbytes) = fields
-            if nbytes != width * height * channels or nbytes > self.slot_bytes:
-                continue
-            start = offset + SLOT_HEADER_SIZE
-            view = self._bytes[start:start + nbytes]
-            image = view.copy() if copy else view
-            if _U64.unpack_from(self._mm, offset)[0] != want:
-                continue  # rewritten while we copied: torn, read again
-            meta = {
-                "seq": slot_seq, "ts": ts, "width": width, "height": height, "pts": pts, "dts": dts,
-                "time_base": time_base, "frame_type": self._name(frame_type),
-                "is_keyframe": bool(flags & _FLAG_KEY), "is_corrupt": bool(flags & _FLAG_CORRUPT),
-                "codec_name": self._name(codec_name), "pix_fmt": self._name(pix_fmt), "packet": packet,
-                "keyframe": keyframe, "data_format": "bgr24", "_slot": offset,
-            }
-            return image.reshape(height, width, channels), meta
+            found = self._read_slot(self._slot_offset(want, keyframe_only), want, copy)
+            if found is not None:
+                return found
+            if seq is not None:
+                return None  # overwritten already
+            # being rewritten (the writer lapped us) or torn while we copied: take the newest again
         return None
+
+    def next_frame(self, after_seq: int, timeout_s: float, copy: bool = False):
+        """``read``'s ``(image, meta)`` of the frame after ``after_seq`` while its slot still holds
+        it, else of the newest, waiting up to ``timeout_s`` for one newer than ``after_seq``; None
+        when none came or the ring closed. A reader taking every frame calls this once per frame:
+        one futex wait, no clock read, no numpy call for a view (``wait`` and ``read`` in one)."""
+        mm, futex, slots = self._mm, self._futex, self.slots
+        deadline = 0.0
+        remaining = timeout_s
+        while True:
+            word = _U32.unpack_from(mm, _OFF_FUTEX)[0]  # before the check: a frame after it changes the word
+            state = _STATE.unpack_from(mm, _OFF_CLOSED)
+            newest = state[1]
+            if newest > after_seq:
+                if newest - after_seq < slots:  # the next one is (most likely) still held: in order
+                    found = self._read_slot(HEADER_SIZE + (after_seq + 1) % slots * (PAGE + self.slot_bytes),
+                                            after_seq + 1, copy)
+                    if found is not None:
+                        return found
+                return self.read(False, copy)
+            if state[0]:
+                return None
+            if deadline:
+                remaining = deadline - time.monotonic()
+            else:
+                deadline = time.monotonic() + timeout_s
+            if remaining <= 0:
+                return None
+            _futex_wait(futex, word, WAIT_SLICE_S if remaining >= WAIT_SLICE_S else remaining)
+
+    def _read_slot(self, offset: int, want: int, copy: bool):
+        """``(image, meta)`` of frame ``want`` in the slot at ``offset``; None if the slot holds
+        another frame or was rewritten while read (seqlock)."""
+        mm = self._mm
+        fields = _SLOT.unpack_from(mm, offset)
+        if fields[0] != want:
+            return None
+        (slot_seq, ts, pts, dts, time_base, keyframe, width, height, channels, packet, flags, frame_type,
+         pix_fmt, codec_name, nbytes) = fields
+        if nbytes != width * height * channels or nbytes > self.slot_bytes:
+            return None
+        view = self._views.get((offset, height, width, channels))
+        if view is None:
+            view = self._view(offset, height, width, channels)
+        image = view.copy() if copy else view
+        if _U64.unpack_from(mm, offset)[0] != want:
+            return None  # rewritten while we copied: torn
+        names = self._names
+        return image, {
+            "seq": slot_seq, "ts": ts, "width": width, "height": height, "pts": pts, "dts": dts,
+            "time_base": time_base, "frame_type": names.get(frame_type) or self._name(frame_type),
+            "is_keyframe": bool(flags & _FLAG_KEY), "is_corrupt": bool(flags & _FLAG_CORRUPT),
+            "codec_name": names.get(codec_name) or self._name(codec_name),
+            "pix_fmt": names.get(pix_fmt) or self._name(pix_fmt), "packet": packet,
+            "keyframe": keyframe, "data_format": "bgr24", "_slot": offset,
+        }
+
+    def _view(self, offset: int, height: int, width: int, channels: int) -> np.ndarray:
+        """The read-only array of a slot's pixels at this shape, made once per slot and shape: a
+        reader per frame then makes no numpy object (a view of the same memory is the same view)."""
+        if len(self._views) >= 4 * (self.slots + 1):  # shapes changed often: forget the old ones
+            self._views.clear()
+        start = offset + SLOT_HEADER_SIZE
+        view = self._bytes[start:start + height * width * channels].reshape(height, width, channels)
+        self._views[(offset, height, width, channels)] = view
+        return view
 
     def _name(self, raw: bytes) -> str:
         name = self._names.get(raw)

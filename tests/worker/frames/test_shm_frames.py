@@ -200,6 +200,52 @@ def test_a_reader_never_sees_a_torn_frame(tmp_path):
         shutil.rmtree(directory, ignore_errors=True)
 
 
+def test_next_frame_gives_every_frame_in_order_then_skips_to_the_newest():
+    """The ring's per-frame read (``FrameClient.frames()`` takes it frame after frame): the frame
+    after the one the reader has while its slot holds it, else the newest; None once nothing comes
+    or the ring closed, without waiting out a closed ring."""
+    directory = f"/dev/shm/edgeproxy-next-{os.getpid()}"
+    writer = shm.FrameRingWriter(shm.ShmSettings(directory=directory, slots=4), "next", "")
+    try:
+        # A futex word with its high bit set (seq 2**31 + n) must still put the reader to sleep.
+        writer.seq = 2**31
+
+        def write(count: int, height: int = 48, width: int = 64) -> None:
+            for _ in range(count):
+                writer.begin(height, width)[...] = (writer.seq + 1) % 251  # the seq it gets
+                writer.commit(height, width, int(time.time() * 1000), 0, 0, 0.04, 0, 0, False, False, "P",
+                              "yuv420p", "h264")
+
+        write(3)
+        reader = shm.FrameRingReader(writer.path)
+        first = 2**31 + 1
+        got = [reader.next_frame(seq, 1.0) for seq in (first - 1, first, first + 1)]
+        assert [meta["seq"] for _image, meta in got] == [first, first + 1, first + 2]
+        for image, meta in got:
+            assert image.shape == (48, 64, 3) and not image.flags.writeable
+            assert int(image[0, 0, 0]) == meta["seq"] % 251 and reader.intact(meta)
+        copy, meta = reader.next_frame(first - 1, 1.0, copy=True)
+        assert copy.flags.writeable and int(copy.max()) == first % 251
+        write(6)  # the reader fell behind by more than the ring holds: the newest comes next
+        _image, meta = reader.next_frame(first + 2, 1.0)
+        assert meta["seq"] == first + 8
+        # Nothing newer: None after the wait, which slept (the word's high bit is set).
+        started = time.monotonic()
+        assert reader.next_frame(first + 8, 0.2) is None
+        assert time.monotonic() - started >= 0.15
+        write(1, 500, 700)  # a frame bigger than the slots: a new file; the old ring says closed at once
+        started = time.monotonic()
+        assert reader.next_frame(first + 8, 5.0) is None and reader.closed
+        assert time.monotonic() - started < 1.0
+        image, meta = shm.FrameRingReader(writer.path).next_frame(first + 8, 1.0)
+        assert image.shape == (500, 700, 3) and meta["seq"] == first + 9
+    finally:
+        writer.close()
+        import shutil
+
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 STALL_READER = """
 import os, sys, time
 from worker.camera import shm
