@@ -508,7 +508,7 @@ class FrameRingReader:
         """Sleep until a frame newer than ``after_seq`` is published (or the ring closes, or the
         timeout). True if there is one."""
         # A reader's path per frame: lean (a wake-up costs more the more code it runs cache-cold):
-        # two header reads and one futex wait per frame, the clock only once a wait timed out.
+        # two header reads before and after one futex wait per frame, one clock read for the deadline.
         mm, futex, newest = self._mm, self._futex, 2 if keyframe_only else 1
         deadline = 0.0
         remaining = timeout_s
@@ -552,7 +552,7 @@ class FrameRingReader:
         """``read``'s ``(image, meta)`` of the frame after ``after_seq`` while its slot still holds
         it, else of the newest, waiting up to ``timeout_s`` for one newer than ``after_seq``; None
         when none came or the ring closed. A reader taking every frame calls this once per frame:
-        one futex wait, no clock read, no numpy call for a view (``wait`` and ``read`` in one)."""
+        one futex wait, no numpy call for a view (``wait`` and ``read`` in one)."""
         mm, futex, slots = self._mm, self._futex, self.slots
         deadline = 0.0
         remaining = timeout_s
