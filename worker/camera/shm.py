@@ -561,7 +561,7 @@ class FrameRingReader:
             state = _STATE.unpack_from(mm, _OFF_CLOSED)
             newest = state[1]
             if newest > after_seq:
-                if newest - after_seq < slots:  # the next one is (most likely) still held: in order
+                if newest - after_seq <= slots:  # the next one is still held (unless being rewritten): in order
                     found = self._read_slot(HEADER_SIZE + (after_seq + 1) % slots * (PAGE + self.slot_bytes),
                                             after_seq + 1, copy)
                     if found is not None:

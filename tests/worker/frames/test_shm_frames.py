@@ -226,7 +226,10 @@ def test_next_frame_gives_every_frame_in_order_then_skips_to_the_newest():
             assert int(image[0, 0, 0]) == meta["seq"] % 251 and reader.intact(meta)
         copy, meta = reader.next_frame(first - 1, 1.0, copy=True)
         assert copy.flags.writeable and int(copy.max()) == first % 251
-        write(6)  # the reader fell behind by more than the ring holds: the newest comes next
+        write(2)  # the reader fell behind by as many frames as the ring holds: all still there, in order
+        _image, meta = reader.next_frame(first, 1.0)  # newest first + 4, the slots hold first + 1 on
+        assert meta["seq"] == first + 1
+        write(4)  # behind by more than the ring holds: the newest comes next
         _image, meta = reader.next_frame(first + 2, 1.0)
         assert meta["seq"] == first + 8
         # Nothing newer: None after the wait, which slept (the word's high bit is set).
