@@ -500,9 +500,8 @@ class FrameRingReader:
 
     def alive(self, now_ms: int, stale_ms: int) -> bool:
         """The camera streams into this ring: not closed, streaming, heartbeat within ``stale_ms``."""
-        mm = self._mm
-        return (not _U32.unpack_from(mm, _OFF_CLOSED)[0] and _U32.unpack_from(mm, _OFF_STREAMING)[0] != 0
-                and now_ms - _U64.unpack_from(mm, _OFF_HEARTBEAT)[0] <= stale_ms)
+        closed, _write_seq, _keyframe_seq, heartbeat_ms, streaming = _STATE.unpack_from(self._mm, _OFF_CLOSED)
+        return not closed and streaming != 0 and now_ms - heartbeat_ms <= stale_ms
 
     def wait(self, after_seq: int, timeout_s: float, keyframe_only: bool = False) -> bool:
         """Sleep until a frame newer than ``after_seq`` is published (or the ring closes, or the
