@@ -280,6 +280,10 @@ def answer_only(system: System, args) -> None:
           f"median {ms(statistics.median(latencies))} ms, p99 {ms(percentile(latencies, 0.99))} ms  "
           f"(target <= 10 ms median, <= 30 ms p99);  {len(latencies) / wall:.1f} connects/s, "
           f"API CPU {ms(cpu / len(latencies))} ms a connect  (load {os.getloadavg()[0]:.1f})")
+    later = [latency for latency, i in positions if i > 0]
+    print(f"connect:   the same without each client's first answer (its new connection: a new API thread's first "
+          f"database and broker connections), n={len(later)}  median {ms(statistics.median(later))} ms, "
+          f"p99 {ms(percentile(later, 0.99))} ms")
     slowest = sorted(positions)[-8:]
     print(f"connect:   slowest answers {[ms(t) for t, _ in slowest]} ms, their client's request number "
           f"{[i for _, i in slowest]} (0: its first, a new connection); "
