@@ -1,0 +1,16 @@
+"""The API's gunicorn server, as edgeproxy/gunicorn_conf.py shapes it for bin/run, compose and the tests."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+
+
+def test_each_api_worker_listens_on_a_socket_of_its_own(system):
+    """The kernel spreads new connections over the workers' sockets (SO_REUSEPORT). On one shared
+    socket the first worker awake took each connection and kept it (keep-alive): 16 clients ended
+    12 to 4 on the two workers, one worker's core saturated while the other idled."""
+    listeners = subprocess.run(["ss", "-Hltnp", f"sport = :{system.port}"], capture_output=True, text=True,
+                               check=True).stdout.splitlines()
+    owners = {int(pid) for line in listeners for pid in re.findall(r"pid=(\d+)", line)}
+    assert len(listeners) == 2 and len(owners) == 2 and system.api.pid not in owners, listeners
