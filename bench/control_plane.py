@@ -230,21 +230,25 @@ def concurrent_connects(system: System, hosts: int, clients: int, per_client: in
     return latencies, wall
 
 
-def api_cpu_seconds(system: System) -> float:
-    """CPU time of the API's gunicorn master and workers (the workers are the master's children)."""
+def api_cpu_by_process(system: System) -> dict[int, float]:
+    """CPU time of the API's gunicorn master and each worker (the master's children), by pid."""
     from tests.support.services import cpu_seconds
 
     pids = [system.api.pid]
     for entry in Path(f"/proc/{system.api.pid}/task").iterdir():
         children = (entry / "children").read_text().split()
         pids += [int(child) for child in children]
-    total = 0.0
+    times = {}
     for pid in pids:
         try:
-            total += cpu_seconds(pid)
+            times[pid] = cpu_seconds(pid)
         except OSError:  # a worker that went away
             continue
-    return total
+    return times
+
+
+def api_cpu_seconds(system: System) -> float:
+    return sum(api_cpu_by_process(system).values())
 
 
 def listen_overflows() -> int:
@@ -272,10 +276,11 @@ def answer_only(system: System, args) -> None:
     print(f"connect: answering 202, one client, n={n}  median {ms(statistics.median(times))} ms, "
           f"p99 {ms(percentile(times, 0.99))} ms;  API CPU {ms(cpu / n)} ms a connect  "
           f"(load {os.getloadavg()[0]:.1f})", flush=True)
-    overflows0, cpu0 = listen_overflows(), api_cpu_seconds(system)
+    overflows0, by_process0 = listen_overflows(), api_cpu_by_process(system)
     positions: list = []
     latencies, wall = concurrent_connects(system, args.hosts, args.clients, args.per_client, "c16", positions)
-    cpu, overflows = api_cpu_seconds(system) - cpu0, listen_overflows() - overflows0
+    by_process = {pid: seconds - by_process0.get(pid, 0.0) for pid, seconds in api_cpu_by_process(system).items()}
+    cpu, overflows = sum(by_process.values()), listen_overflows() - overflows0
     print(f"connect: answering 202, {args.clients} concurrent clients, n={len(latencies)}  "
           f"median {ms(statistics.median(latencies))} ms, p99 {ms(percentile(latencies, 0.99))} ms  "
           f"(target <= 10 ms median, <= 30 ms p99);  {len(latencies) / wall:.1f} connects/s, "
@@ -285,6 +290,8 @@ def answer_only(system: System, args) -> None:
           f"database and broker connections), n={len(later)}  median {ms(statistics.median(later))} ms, "
           f"p99 {ms(percentile(later, 0.99))} ms")
     slowest = sorted(positions)[-8:]
+    print(f"connect:   the API's CPU by process (master first): "
+          f"{[f'{100 * seconds / cpu:.0f}%' for seconds in by_process.values()]}")
     print(f"connect:   slowest answers {[ms(t) for t, _ in slowest]} ms, their client's request number "
           f"{[i for _, i in slowest]} (0: its first, a new connection); "
           f"listen queue overflows meanwhile: {overflows}")

@@ -9,7 +9,7 @@
 * Metrics: every worker process counts its requests; prometheus_client's multiprocess mode
   (``PROMETHEUS_MULTIPROC_DIR``, a fresh temporary directory unless set) lets ``/metrics`` add them
   up whichever worker answers the scrape.
-* The server's shape (workers, threads, listening sockets, keep-alive) is set here, the one place
+* The server's shape (workers, threads, listening sockets) is set here, the one place
   bin/run, the compose stack, the image and the tests take it from (docs/configuration.md).
 """
 
@@ -100,13 +100,10 @@ graceful_timeout = 5
 worker_class = "gthread"
 workers = envint("API_WORKERS", 2, minimum=1, maximum=64)
 threads = envint("API_THREADS", 8, minimum=1, maximum=256)
-# Each worker listens on a socket of its own (SO_REUSEPORT): the kernel spreads new connections
-# evenly over the workers. On one shared socket, whichever worker woke first took a connection,
-# and kept it (keep-alive): 16 clients' connections split 12 to 4, one worker's core saturated
-# while the other idled. It also lets a new master bind while a killed one's workers finish.
+# Each worker listens on a socket of its own (SO_REUSEPORT): a new master binds at once while the
+# workers of a killed one finish their requests (bin/run restarts it so); the kernel hashes new
+# connections over the workers' sockets.
 reuse_port = True
-# Kept-alive connections wait this long for their next request (gunicorn's default is 2 s).
-keepalive = 5
 
 
 def _no_delay(sockets) -> None:

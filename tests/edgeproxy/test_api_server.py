@@ -7,9 +7,8 @@ import subprocess
 
 
 def test_each_api_worker_listens_on_a_socket_of_its_own(system):
-    """The kernel spreads new connections over the workers' sockets (SO_REUSEPORT). On one shared
-    socket the first worker awake took each connection and kept it (keep-alive): 16 clients ended
-    12 to 4 on the two workers, one worker's core saturated while the other idled."""
+    """As bin/run, compose and the image run it (SO_REUSEPORT): a new master binds at once while the
+    workers of a killed one finish their requests, and the kernel hashes connections over the workers."""
     listeners = subprocess.run(["ss", "-Hltnp", f"sport = :{system.port}"], capture_output=True, text=True,
                                check=True).stdout.splitlines()
     owners = {int(pid) for line in listeners for pid in re.findall(r"pid=(\d+)", line)}
