@@ -12,6 +12,12 @@ Prints, in one run on this machine:
 The simulated hosts are database rows with a key (no worker consumes their queues), so 3 and 4
 measure the control plane alone: validation, placement, database writes and task publishing.
 
+``--answer-only``: only the answering-``202`` figures (no Docker engine, no camera image, no lists):
+one client's connects one after the other, then the 16 concurrent clients (row 3 as above), each
+with the API's own CPU per connect (its gunicorn processes' CPU time over the connects answered),
+the slowest answers and the listen queue overflows the kernel counted meanwhile (a stall of about
+1 s is a SYN retransmitted after a dropped connection attempt).
+
 ``--baseline REF`` (e.g. ``main``): a second edge worker runs that ref's code (``git archive`` to a
 temporary folder) beside this tree's, on the same control plane, engine and image, and row 1 is
 measured on both in interleaved rounds (raw Docker, this tree's edge, the baseline's; the order
@@ -186,9 +192,10 @@ def connect_body(name: str, host: str) -> dict:
     return {"name": name, "rtsp_endpoint": f"rtsp://user:pass@10.0.0.1/{name}", "host": host}
 
 
-def concurrent_connects(system: System, hosts: int, clients: int, per_client: int, prefix: str) -> tuple[list, float]:
+def concurrent_connects(system: System, hosts: int, clients: int, per_client: int, prefix: str,
+                        positions: list | None = None) -> tuple[list, float]:
     """Each client its own HTTP session, connecting cameras without waiting: every answer's latency,
-    and the wall time of all of them."""
+    and the wall time of all of them; ``positions`` gets each answer's (latency, its client's request number)."""
     import requests
 
     latencies: list[float] = []
@@ -209,6 +216,8 @@ def concurrent_connects(system: System, hosts: int, clients: int, per_client: in
                 failures.append(response.text[:200])
         with lock:
             latencies.extend(mine)
+            if positions is not None:
+                positions.extend((latency, i) for i, latency in enumerate(mine))
 
     threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
     t0 = time.perf_counter()
@@ -219,6 +228,73 @@ def concurrent_connects(system: System, hosts: int, clients: int, per_client: in
     wall = time.perf_counter() - t0
     assert not failures, failures[:3]
     return latencies, wall
+
+
+def api_cpu_by_process(system: System) -> dict[int, float]:
+    """CPU time of the API's gunicorn master and each worker (the master's children), by pid."""
+    from tests.support.services import cpu_seconds
+
+    pids = [system.api.pid]
+    for entry in Path(f"/proc/{system.api.pid}/task").iterdir():
+        children = (entry / "children").read_text().split()
+        pids += [int(child) for child in children]
+    times = {}
+    for pid in pids:
+        try:
+            times[pid] = cpu_seconds(pid)
+        except OSError:  # a worker that went away
+            continue
+    return times
+
+
+def api_cpu_seconds(system: System) -> float:
+    return sum(api_cpu_by_process(system).values())
+
+
+def listen_overflows() -> int:
+    """The kernel's count of connection attempts dropped at a full listen queue (TcpExt ListenOverflows)."""
+    lines = Path("/proc/net/netstat").read_text().splitlines()
+    for names, values in zip(lines[::2], lines[1::2], strict=False):
+        if names.startswith("TcpExt:"):
+            return int(dict(zip(names.split(), values.split(), strict=False))["ListenOverflows"])
+    return 0
+
+
+def answer_only(system: System, args) -> None:
+    """The answering-202 figures alone: one client, then ``--clients`` concurrent clients."""
+    seed_fleet(system.env, args.hosts, 0)
+    sequential_connects(system, args.hosts, 20, "warm")  # imports, connections, in both workers
+    n = args.clients * args.per_client
+    times = []
+    cpu0 = api_cpu_seconds(system)
+    for i in range(n):
+        t0 = time.perf_counter()
+        response = system.post("/api/v1/process", connect_body(f"one-{i:04d}", f"sim-{i % args.hosts:03d}"))
+        times.append(time.perf_counter() - t0)
+        assert response.status_code == 202, response.text
+    cpu = api_cpu_seconds(system) - cpu0
+    print(f"connect: answering 202, one client, n={n}  median {ms(statistics.median(times))} ms, "
+          f"p99 {ms(percentile(times, 0.99))} ms;  API CPU {ms(cpu / n)} ms a connect  "
+          f"(load {os.getloadavg()[0]:.1f})", flush=True)
+    overflows0, by_process0 = listen_overflows(), api_cpu_by_process(system)
+    positions: list = []
+    latencies, wall = concurrent_connects(system, args.hosts, args.clients, args.per_client, "c16", positions)
+    by_process = {pid: seconds - by_process0.get(pid, 0.0) for pid, seconds in api_cpu_by_process(system).items()}
+    cpu, overflows = sum(by_process.values()), listen_overflows() - overflows0
+    print(f"connect: answering 202, {args.clients} concurrent clients, n={len(latencies)}  "
+          f"median {ms(statistics.median(latencies))} ms, p99 {ms(percentile(latencies, 0.99))} ms  "
+          f"(target <= 10 ms median, <= 30 ms p99);  {len(latencies) / wall:.1f} connects/s, "
+          f"API CPU {ms(cpu / len(latencies))} ms a connect  (load {os.getloadavg()[0]:.1f})")
+    later = [latency for latency, i in positions if i > 0]
+    print(f"connect:   the same without each client's first answer (its new connection: a new API thread's first "
+          f"database and broker connections), n={len(later)}  median {ms(statistics.median(later))} ms, "
+          f"p99 {ms(percentile(later, 0.99))} ms")
+    slowest = sorted(positions)[-8:]
+    print(f"connect:   the API's CPU by process (master first): "
+          f"{[f'{100 * seconds / cpu:.0f}%' for seconds in by_process.values()]}")
+    print(f"connect:   slowest answers {[ms(t) for t, _ in slowest]} ms, their client's request number "
+          f"{[i for _, i in slowest]} (0: its first, a new connection); "
+          f"listen queue overflows meanwhile: {overflows}")
 
 
 def sequential_connects(system: System, hosts: int, n: int, prefix: str) -> float:
@@ -249,10 +325,20 @@ def main() -> None:
     parser.add_argument("--onboard", type=int, default=2000, help="cameras onboarded in bulk (and 1/5 singly)")
     parser.add_argument("--connect-only", action="store_true", help="only row 1 (the connect until running)")
     parser.add_argument("--baseline", default="", help="git ref whose edge worker row 1 is also measured on")
+    parser.add_argument("--answer-only", action="store_true",
+                        help="only the answering-202 figures (one client, concurrent clients); no Docker")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="bench-control-"))
     redis_server = RedisServer(work / "redis")
+    if args.answer_only:
+        system = System(work / "system", redis_server.url, fresh_database_url("edgeproxy_bench"), heartbeat=2.0)
+        try:
+            answer_only(system, args)
+        finally:
+            system.stop()
+            redis_server.stop()
+        return
     client = docker.from_env()
     image = "edgeproxy/camera:bench"
     volumes = subprocess.run([str(REPO / "compose/camera-dev/build.sh"), image], capture_output=True, text=True,

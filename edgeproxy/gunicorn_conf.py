@@ -9,6 +9,8 @@
 * Metrics: every worker process counts its requests; prometheus_client's multiprocess mode
   (``PROMETHEUS_MULTIPROC_DIR``, a fresh temporary directory unless set) lets ``/metrics`` add them
   up whichever worker answers the scrape.
+* The server's shape (workers, threads, listening sockets) is set here, the one place
+  bin/run, the compose stack, the image and the tests take it from (docs/configuration.md).
 """
 
 import glob
@@ -20,6 +22,7 @@ import tempfile
 from gunicorn import util as gunicorn_util
 from gunicorn.glogging import Logger
 
+from edgeproxy.env import envint
 from worker.redaction import JsonFormatter, RedactingFilter, redact
 
 _SECRET_PATH = re.compile(r"(/settings/overwrite/)[^\s?\"]+")
@@ -92,12 +95,30 @@ logger_class = RedactingAccessLogger
 accesslog = "-"
 graceful_timeout = 5
 
+# Threads: a ``?wait=`` request holds one for up to 60 s, so a worker has several; each process
+# runs Python on one core at a time (the GIL), so there are as many processes as cores.
+worker_class = "gthread"
+workers = envint("API_WORKERS", 2, minimum=1, maximum=64)
+threads = envint("API_THREADS", 8, minimum=1, maximum=256)
+# Each worker listens on a socket of its own (SO_REUSEPORT): a new master binds at once while the
+# workers of a killed one finish their requests (bin/run restarts it so); the kernel hashes new
+# connections over the workers' sockets.
+reuse_port = True
 
-def when_ready(server):
-    """TCP_NODELAY on the listening sockets (accepted ones inherit it on Linux): without it a
-    response written in two parts waits for the client's delayed ACK, about 40 ms a request."""
+
+def _no_delay(sockets) -> None:
+    """TCP_NODELAY on listening sockets (accepted ones inherit it on Linux): without it a response
+    written in two parts waits for the client's delayed ACK, about 40 ms a request."""
     import socket
 
-    for listener in server.LISTENERS:
+    for listener in sockets:
         if listener.sock.family in (socket.AF_INET, socket.AF_INET6):
             listener.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def when_ready(server):
+    _no_delay(server.LISTENERS)  # (none with reuse_port: each worker makes its own, post_worker_init)
+
+
+def post_worker_init(worker):
+    _no_delay(worker.sockets)

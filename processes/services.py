@@ -6,6 +6,7 @@ queue, sent once the row is committed (processes/dispatch.py): if the broker ref
 change is undone and the request is a 503.
 """
 
+import functools
 import logging
 import threading
 import time
@@ -17,7 +18,7 @@ from datetime import datetime, timedelta
 import orjson
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Q, Subquery, TextField, Value
+from django.db.models import Q, QuerySet, Subquery, TextField, Value
 from django.db.models.fields.json import KT
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -42,12 +43,20 @@ logger = logging.getLogger("edgeproxy.processes")
 # --- placement and dispatch ------------------------------------------------------------------
 
 
+@functools.cache
+def _hosts_with_default_image() -> QuerySet[EdgeHost]:
+    """Hosts with the fleet settings' camera image as a column: built once per process (resolving the
+    subquery cost as much CPU as the rest of the look-up); each connect filters a copy."""
+    return EdgeHost.objects.annotate(configured_camera_image=configured_camera_image())
+
+
 def place_camera(host_name: str | None, with_default_image: bool = False) -> EdgeHost:
     """The named host, or the online host with the fewest cameras. ``with_default_image``: read with
     it, as ``configured_camera_image``, the fleet settings' image of new cameras."""
     column = {"configured_camera_image": configured_camera_image()} if with_default_image else {}
     if host_name:
-        host = EdgeHost.objects.filter(name=host_name).annotate(**column).first()  # (no camera count: not needed)
+        named = _hosts_with_default_image() if with_default_image else EdgeHost.objects.all()
+        host = named.filter(name=host_name).first()  # (no camera count: not needed)
         if host is None:
             raise NotFound(f"host: no edge host named {host_name!r} has registered.", {"host": ["unknown host"]})
         return host

@@ -6,6 +6,7 @@ new token once; it cannot be shown again.
 """
 
 import binascii
+from functools import cache
 from hmac import compare_digest
 
 from django.db.models import OuterRef
@@ -20,6 +21,17 @@ from rest_framework import exceptions
 from rest_framework.permissions import SAFE_METHODS
 
 from edgeproxy.policy import read_only_group_member
+
+
+@cache
+def _tokens(for_a_change: bool):
+    """The tokens with their users (and, ``for_a_change``, whether the user may change things): built
+    once per process, as resolving the annotation was a sixth of the CPU of a connect; each request
+    filters a copy."""
+    tokens = AuthToken.objects.select_related("user")
+    if for_a_change:
+        tokens = tokens.annotate(in_read_only_group=read_only_group_member(OuterRef("user_id")))
+    return tokens
 
 
 class ApiTokenAuthentication(TokenAuthentication):
@@ -37,9 +49,8 @@ class ApiTokenAuthentication(TokenAuthentication):
             token = token.decode("utf-8")
         except UnicodeDecodeError:
             raise exceptions.AuthenticationFailed(msg) from None
-        candidates = AuthToken.objects.filter(token_key=token[:CONSTANTS.TOKEN_KEY_LENGTH]).select_related("user")
-        if getattr(self, "for_a_change", True):
-            candidates = candidates.annotate(in_read_only_group=read_only_group_member(OuterRef("user_id")))
+        candidates = _tokens(getattr(self, "for_a_change", True)).filter(
+            token_key=token[:CONSTANTS.TOKEN_KEY_LENGTH])
         for auth_token in candidates:  # as knox's own check (tokens never expire here: no AUTO_REFRESH)
             if self._cleanup_token(auth_token):
                 continue

@@ -88,7 +88,7 @@ class System:
         self.api = self._start(
             "api",
             [sys.executable, "-m", "gunicorn", "-c", "python:edgeproxy.gunicorn_conf", "edgeproxy.wsgi",
-             "--bind", f"127.0.0.1:{self.port}", "--workers", "2", "--threads", "8"],
+             "--bind", f"127.0.0.1:{self.port}"],
         )
         self.control = self._start(
             "control",
