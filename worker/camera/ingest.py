@@ -301,10 +301,10 @@ class Ingest:
 
     def _session(self) -> None:
         self._reset_session()
+        self.stalled = False
         opened_at = time.monotonic()
         container = self._open()
         self.last_packet_at = time.monotonic()
-        self.stalled = False
         self.container = container
         try:
             if not container.streams.video:
