@@ -315,8 +315,10 @@ def main() -> int:
     print(f"CPU seconds per minute of stream ({args.fps} fps, GOP {args.gop}; {args.seconds:g} s windows, best of "
           f"{args.repeat}; the camera writes {output}; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} "
           f"on {cores} cores)")
-    print("Each side: the process's every thread. Camera: RTSP demux (PyAV), packet ring (XADD batches every "
-          "150 ms), demand poll, status key (every 0.5 s), watchdog; with a consumer also decoding and the "
+    print("Each side: the process's every thread. Camera: RTSP demux (PyAV), packet ring (one XADD batch a "
+          "second), demand (its ring's demand file per packet; the Redis keys once a second, every 150 ms with "
+          "--frames redis), status key and "
+          "control keys (one round trip every 0.5 s), watchdog; with a consumer also decoding and the "
           f"{d_format} conversion into its output. ffmpeg: its demuxer, decoder (its default threads) and "
           "conversion, -f null writes nothing.")
     if args.baseline:

@@ -25,10 +25,15 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import ipaddress
 import json
 import logging
+import os
+import socket
+import stat
 import threading
 import time
+from typing import Any
 
 import av
 import av.error
@@ -91,6 +96,41 @@ def _wanted(until_ms: int, now_ms: int) -> bool:
     return now_ms <= until_ms <= now_ms + DEMAND_HORIZON_MS
 
 
+def _wanted_changes_at(until_ms: int, now_ms: int) -> float:
+    """The first wall ms after ``now_ms`` at which ``_wanted(until_ms, ...)`` changes (inf: never)."""
+    if until_ms < now_ms:
+        return float("inf")
+    if until_ms <= now_ms + DEMAND_HORIZON_MS:
+        return until_ms + 1
+    return until_ms - DEMAND_HORIZON_MS
+
+
+def _shut_down_connections(host: str, port: int) -> int:
+    """Shut down this process's TCP connections to ``host:port`` (any host when ``host`` is a name:
+    no name lookup here); a read blocked on one returns at once. Returns how many."""
+    try:
+        address = ipaddress.ip_address(host.strip("[]")).compressed
+    except ValueError:
+        address = None
+    count = 0
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            fd = int(name)
+            if not stat.S_ISSOCK(os.fstat(fd).st_mode):
+                continue
+            with socket.socket(fileno=os.dup(fd)) as sock:  # shutdown acts on the connection itself
+                if sock.type != socket.SOCK_STREAM:
+                    continue
+                peer = sock.getpeername()
+                if peer[1] != port or (address is not None and ipaddress.ip_address(peer[0]).compressed != address):
+                    continue
+                sock.shutdown(socket.SHUT_RDWR)
+                count += 1
+        except (OSError, ValueError, IndexError, TypeError):  # closed meanwhile, not connected, not IP
+            continue
+    return count
+
+
 def _same_codec(a: dict | None, b: dict | None) -> bool:
     if not a or not b:
         return False
@@ -121,6 +161,8 @@ class Ingest:
         self.poll_s = cfg.demand_poll_s
         self.redis_demand = DEMAND_NONE  # what the demand keys said at the last poll
         self.shm_demand = DEMAND_NONE  # what the ring's demand file said at the last packet
+        self.shm_words = (0, 0)  # the demand file's words behind shm_demand
+        self.shm_recheck_at = 0.0  # wall ms when shm_demand may change with the same words
         self.awaiting_demand = False  # a demand poll was sent and its reply not applied yet
         self.pipe = FastPipe(cfg.redis_url, on_error=self._command_failed)
         self.bus_down_until = 0.0
@@ -129,6 +171,9 @@ class Ingest:
         self.slot_converter = SlotConverter()  # BGR24 straight into the shared-memory slot
         self.publish_i420 = getattr(cfg, "publish_format", "i420") == I420
         self._i420_buf: np.ndarray | None = None  # reused for decoders whose planes have padded rows
+        self.container: Any = None  # the session's input (PyAV InputContainer), while one is open
+        self.last_packet_at = 0.0  # monotonic time of the session's last packet (or its open)
+        self.stalled = False  # the session was ended for want of packets (end_stalled_session)
         self.codec: dict | None = None
         self.codec_json: str | None = None
         self.last_codec_write = 0.0
@@ -206,6 +251,8 @@ class Ingest:
             self.backoff.reset()
         delay = self.backoff.next_delay()
         message = describe(problem) if problem is not None else "stream ended"
+        if self.stalled:
+            message = f"timed out (no video from the camera for {self.cfg.read_timeout:g}s)"
         fatalish = problem is not None and needs_fix(problem)
         self.state.set_state("error" if fatalish else "reconnecting", error=message)
         if streamed:
@@ -246,13 +293,18 @@ class Ingest:
             "timeout": str(int(cfg.read_timeout * 1_000_000)),
             "protocol_whitelist": RTSP_PROTOCOL_WHITELIST,
         }
-        # The RTSP demuxer, not one guessed from the URL: nothing else is ever read.
-        return av.open(cfg.rtsp_url, format="rtsp", options=options, timeout=(cfg.open_timeout, cfg.read_timeout))
+        # The RTSP demuxer, not one guessed from the URL: nothing else is ever read. PyAV's timeout
+        # bounds the open only: as a read timeout its interrupt callback takes the GIL at every
+        # FFmpeg I/O check (many per packet, ~8 % of a no-consumer camera's CPU). While streaming,
+        # the socket timeout above applies, and ``end_stalled_session`` once no packet came for a while.
+        return av.open(cfg.rtsp_url, format="rtsp", options=options, timeout=(cfg.open_timeout, None))
 
     def _session(self) -> None:
         self._reset_session()
+        self.stalled = False
         opened_at = time.monotonic()
         container = self._open()
+        self.last_packet_at = time.monotonic()
         self.container = container
         try:
             if not container.streams.video:
@@ -298,6 +350,16 @@ class Ingest:
                 container.close()
             self.container = None
 
+    def end_stalled_session(self, now: float) -> bool:
+        """End a session that got no packet for the read timeout (called by the main thread's
+        watchdog): its connection to the camera is shut down, so the blocked read returns at once
+        and the session ends as timed out. True if it did (once per session)."""
+        if self.container is None or self.stalled or now - self.last_packet_at <= self.cfg.read_timeout:
+            return False
+        self.stalled = True
+        _shut_down_connections(self.host, self.port)
+        return True
+
     def _end_session(self) -> None:
         if self.rtmp is not None:
             self.rtmp.end_session()
@@ -313,7 +375,7 @@ class Ingest:
 
     # ------------------------------------------------------------------ the hot path
     def _on_packet(self, packet) -> None:
-        mono = time.monotonic()
+        mono = self.last_packet_at = time.monotonic()
         wall = time.time_ns() // 1_000_000
         is_key = packet.is_keyframe
         pts = packet.pts
@@ -342,10 +404,9 @@ class Ingest:
                 return  # cannot be decoded: not buffered, not forwarded
             self.have_key = True
 
-        data = None
-        if self.ring.enabled and mono >= self.bus_down_until:
-            data = bytes(packet)
-            self.ring.append(self.pipe, wall, data, pts, dts, is_key)
+        ring = self.ring
+        if ring.enabled and mono >= self.bus_down_until:
+            ring.queue(wall, packet, pts, dts, is_key)  # copied and sent with the batch (``_flush``)
 
         if is_key:
             self.gop = [packet]
@@ -355,26 +416,35 @@ class Ingest:
         else:
             self.gop_broken = True
 
+        data = None
         rtmp = self.rtmp
         if rtmp is not None and rtmp.feeding:
-            rtmp.feed(data if data is not None else bytes(packet), pts, dts, is_key, duration)
+            data = bytes(packet)
+            rtmp.feed(data, pts, dts, is_key, duration)
         if self.recorder is not None and self.recorder.feeding:
             self.recorder.feed(data if data is not None else bytes(packet), pts, dts, is_key, duration, wall)
 
         frames_ring = self.frames_ring
         if frames_ring is not None:  # local readers' demand: two words in shared memory, no round trip
-            all_until, key_until = frames_ring.demand_until()
-            shm_demand = DEMAND_ALL if _wanted(all_until, wall) else DEMAND_KEY if _wanted(key_until, wall) \
-                else DEMAND_NONE
-            if shm_demand != self.shm_demand:
-                self.shm_demand = shm_demand
-                self._set_demand(max(shm_demand, self.redis_demand))
+            words = frames_ring.demand_until()
+            if words != self.shm_words or wall >= self.shm_recheck_at:
+                self._on_shm_demand(words, wall)
         if self.awaiting_demand:  # apply the poll's answer as soon as it is there
             self._collect()
         if st.demand:
             self._decode(packet, is_key, wall, mono)
         if mono >= self.next_flush:
             self._flush(mono)
+
+    def _on_shm_demand(self, words: tuple[int, int], wall: int) -> None:
+        """Apply the demand file's words (they changed, or one of them expires or comes in force)."""
+        all_until, key_until = self.shm_words = words
+        self.shm_recheck_at = min(_wanted_changes_at(all_until, wall), _wanted_changes_at(key_until, wall))
+        shm_demand = DEMAND_ALL if _wanted(all_until, wall) else DEMAND_KEY if _wanted(key_until, wall) \
+            else DEMAND_NONE
+        if shm_demand != self.shm_demand:
+            self.shm_demand = shm_demand
+            self._set_demand(max(shm_demand, self.redis_demand))
 
     def _decode(self, packet, is_key: bool, wall: int, mono: float) -> None:
         cc = self.cc
@@ -546,6 +616,7 @@ class Ingest:
         self.last_flush = mono
         self.next_flush = min(mono + self.flush_s, self.last_poll + self.poll_s)
         try:
+            self.ring.write(pipe)
             pipe.send()
         except _REDIS_ERRORS as exc:
             self.ring.interrupted()

@@ -206,6 +206,8 @@ class CameraProcess:
             self.recorder.start()
         self._start_ingest()
         while not self.stop.wait(WATCHDOG_S):
+            if self.ingest.end_stalled_session(time.monotonic()):
+                log.info("no packet for %gs: ending the session", cfg.read_timeout)
             thread = self.ingest_thread
             if thread is None or not thread.is_alive():  # never expected: Ingest.run catches everything
                 log.error("the ingest thread ended unexpectedly; restarting it")

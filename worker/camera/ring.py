@@ -56,6 +56,9 @@ class RingWriter:
         self.need_keyframe = True  # resume only at a keyframe
         self.written = 0
         self.first_counter = 1  # packet counter of the ring's first entry
+        # Packets kept by ``queue`` until ``write``: the per-packet path only keeps a reference; the
+        # copies and RESP formatting happen once per batch (cache-warm, 25 packets in one loop).
+        self.pending: list[tuple] = []
 
     @property
     def entries(self) -> int:
@@ -67,7 +70,8 @@ class RingWriter:
         return 0 if self.first_ms is None else self.last_ms - self.first_ms
 
     def restart(self) -> None:
-        """Forget what was written (the ring key was deleted)."""
+        """Forget what was written (the ring key was deleted), and what was kept for it."""
+        self.pending = []
         self.keyframes.clear()
         self.first_ms = None
         self.need_keyframe = True
@@ -76,12 +80,29 @@ class RingWriter:
         """Packets were lost (reconnect, bus outage): resume at the next keyframe."""
         self.need_keyframe = True
 
-    def append(self, pipe, recv_ms: int, data: bytes, pts: int, dts: int, is_key: bool) -> bool:
-        """Queue one packet on ``pipe`` (and a trim when one is due); False if skipped."""
+    def queue(self, recv_ms: int, packet, pts: int, dts: int, is_key: bool) -> bool:
+        """Keep one packet (anything ``bytes()`` takes, e.g. a PyAV packet) for the next ``write``;
+        False if skipped (the ring resumes at a keyframe)."""
         if self.need_keyframe:
             if not is_key:
                 return False
             self.need_keyframe = False
+        self.pending.append((recv_ms, packet, pts, dts, is_key))
+        return True
+
+    def write(self, pipe) -> int:
+        """Queue the kept packets' entries (and the trims due) on ``pipe``; returns how many."""
+        pending = self.pending
+        if not pending:
+            return 0
+        self.pending = []
+        add = self._add
+        for recv_ms, packet, pts, dts, is_key in pending:
+            add(pipe, recv_ms, bytes(packet), pts, dts, is_key)
+        return len(pending)
+
+    def _add(self, pipe, recv_ms: int, data: bytes, pts: int, dts: int, is_key: bool) -> None:
+        """Queue one entry on ``pipe`` (and a trim when one is due)."""
         ms = recv_ms if recv_ms > self.last_ms else self.last_ms
         self.last_ms = ms
         self.counter += 1
@@ -124,7 +145,6 @@ class RingWriter:
             self.first_counter = self.counter  # unknown exactly; an underestimate
             while keyframes and keyframes[0][0] < cutoff:
                 keyframes.popleft()
-        return True
 
 
 # ---------------------------------------------------------------------------------------------

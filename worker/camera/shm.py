@@ -247,9 +247,11 @@ def _futex_wait(address, expected: int, timeout_s: float) -> None:
                   ctypes.byref(_Timespec(int(timeout_s), int((timeout_s % 1) * 1e9))), None, 0)
 
 
-def _futex_wake(address: int) -> None:
+def _futex_wake(address) -> None:
+    """``address``: an int or, cheaper per call, a ``ctypes.c_void_p`` made once."""
     if _syscall is not None and _SYS_FUTEX is not None:
-        _syscall(_SYS_FUTEX, ctypes.c_void_p(address), _FUTEX_WAKE, 0x7FFFFFFF, None, None, 0)
+        _syscall(_SYS_FUTEX, address if isinstance(address, ctypes.c_void_p) else ctypes.c_void_p(address),
+                 _FUTEX_WAKE, 0x7FFFFFFF, None, None, 0)
 
 
 def _text(value, size: int) -> bytes:
@@ -271,6 +273,11 @@ class FrameRingWriter:
         self.slots = settings.slots
         self._mm: mmap.mmap | None = None
         self._words: np.ndarray | None = None
+        # Per frame only lookups: each slot's pixel array by (index, height, width), the futex
+        # word's address, the slot header's text fields (made once, not for every frame).
+        self._pixels: dict[tuple[int, int, int], np.ndarray] = {}
+        self._futex: ctypes.c_void_p | None = None
+        self._texts: dict[tuple, tuple[bytes, bytes, bytes]] = {}
         self.ring_id = 0
         self.slot_bytes = 0
         self.seq = 0
@@ -326,6 +333,7 @@ class FrameRingWriter:
                           time.time_ns() // 1_000_000, self._streaming, self.seq & 0xFFFFFFFF)
         os.rename(tmp, self.path)
         old, words = self._mm, self._words
+        self._pixels = {}  # views of the old mapping
         if old is not None and words is not None:
             _U32.pack_into(old, _OFF_CLOSED, 1)
             _futex_wake(words.ctypes.data + _OFF_FUTEX)
@@ -334,6 +342,7 @@ class FrameRingWriter:
                 old.close()
         self._mm = mm
         self._words = np.frombuffer(mm, np.uint8, HEADER_SIZE)
+        self._futex = ctypes.c_void_p(self._words.ctypes.data + _OFF_FUTEX)
         self.ring_id = ring_id
         self.slot_bytes = slot_bytes
 
@@ -344,14 +353,21 @@ class FrameRingWriter:
     def begin(self, height: int, width: int) -> np.ndarray:
         """The pixels of the next slot as a writable ``height x width x 3`` array; call ``commit``
         once written (a file with bigger slots is made first if the frame does not fit)."""
-        size = height * width * 3
-        if size > self.slot_bytes:
-            self._create(size)
-        offset = self._slot_offset((self.seq + 1) % self.slots)
+        index = (self.seq + 1) % self.slots
+        pixels = self._pixels.get((index, height, width))
+        if pixels is None:
+            size = height * width * 3
+            if size > self.slot_bytes:
+                self._create(size)
+            assert self._mm is not None, "ring closed"
+            if len(self._pixels) >= 4 * (self.slots + 1):  # sizes seen before a resolution change
+                self._pixels = {}
+            pixels = np.frombuffer(self._mm, np.uint8, size, self._slot_offset(index) + SLOT_HEADER_SIZE)
+            pixels = self._pixels[(index, height, width)] = pixels.reshape(height, width, 3)
         mm = self._mm
         assert mm is not None, "ring closed"
-        _U64.pack_into(mm, offset, 0)  # seqlock: being written
-        return np.frombuffer(mm, np.uint8, size, offset + SLOT_HEADER_SIZE).reshape(height, width, 3)
+        _U64.pack_into(mm, self._slot_offset(index), 0)  # seqlock: being written
+        return pixels
 
     def commit(self, height: int, width: int, ts: int, pts: int, dts: int, time_base: float, keyframe: int,
                packet: int, is_keyframe: bool, is_corrupt: bool, frame_type: str, pix_fmt: str,
@@ -363,8 +379,14 @@ class FrameRingWriter:
         offset = self._slot_offset(seq % self.slots)
         size = height * width * 3
         flags = (_FLAG_KEY if is_keyframe else 0) | (_FLAG_CORRUPT if is_corrupt else 0)
+        texts = self._texts.get((frame_type, pix_fmt, codec_name))
+        if texts is None:
+            if len(self._texts) > 64:
+                self._texts = {}
+            texts = self._texts[(frame_type, pix_fmt, codec_name)] = (
+                _text(frame_type, 4), _text(pix_fmt, 16), _text(codec_name, 16))
         _SLOT_META.pack_into(mm, offset + 8, ts, pts or 0, dts or 0, time_base, keyframe, width, height, 3,
-                             packet, flags, _text(frame_type, 4), _text(pix_fmt, 16), _text(codec_name, 16), size)
+                             packet, flags, *texts, size)
         _U64.pack_into(mm, offset, seq)
         if is_keyframe:  # the keyframe slot keeps it for keyframe-only readers
             kf = self._slot_offset(self.slots)
@@ -376,7 +398,7 @@ class FrameRingWriter:
         _U64.pack_into(mm, _OFF_WRITE_SEQ, seq)
         _U32.pack_into(mm, _OFF_FUTEX, seq & 0xFFFFFFFF)
         self.seq = seq
-        _futex_wake(words.ctypes.data + _OFF_FUTEX)
+        _futex_wake(self._futex)
         return seq
 
     def heartbeat(self, streaming: bool) -> None:
@@ -397,6 +419,7 @@ class FrameRingWriter:
             return
         _U32.pack_into(mm, _OFF_CLOSED, 1)
         _futex_wake(words.ctypes.data + _OFF_FUTEX)
+        self._pixels = {}  # lets the mapping close below
         try:
             with open(self.path, "rb") as fh:  # only our own file: a newer camera may own the name
                 header = fh.read(_HEADER.size)

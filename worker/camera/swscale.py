@@ -55,6 +55,7 @@ class SlotConverter:
     def __init__(self):
         self._ctx: int | None = None
         self._details: tuple | None = None
+        self._size: tuple[int, int] | None = None  # the context's frame size
         try:
             self._lib = _load()
         except (OSError, AttributeError, IndexError, ImportError) as exc:
@@ -69,10 +70,13 @@ class SlotConverter:
         if lib is None or width % 16 or frame.format.name != "yuv420p" or out.shape != (height, width, 3) \
                 or not out.flags.c_contiguous:
             return False
-        ctx = lib.sws_getCachedContext(self._ctx, width, height, _YUV420P, width, height, _BGR24, _SWS_BILINEAR,
-                                       None, None, None)
-        if not ctx:
-            return False
+        ctx = self._ctx
+        if (width, height) != self._size or not ctx:  # the same size keeps the same context
+            ctx = lib.sws_getCachedContext(ctx, width, height, _YUV420P, width, height, _BGR24, _SWS_BILINEAR,
+                                           None, None, None)
+            if not ctx:
+                return False
+            self._size = (width, height)
         colorspace = int(frame.colorspace)
         full_range = 1 if int(frame.color_range) == _RANGE_JPEG else 0
         details = (ctx, colorspace, full_range)
@@ -93,6 +97,7 @@ class SlotConverter:
             self._lib.sws_freeContext(self._ctx)
         self._ctx = None
         self._details = None
+        self._size = None
 
 
 __all__ = ["SlotConverter"]

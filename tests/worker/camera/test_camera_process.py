@@ -186,6 +186,44 @@ def test_hung_camera_is_noticed_within_the_read_timeout(tmp_path, servers, camer
     program.wait_state("streaming", 8)
 
 
+def test_a_session_without_packets_is_ended_by_the_watchdog(tmp_path, servers, redis_server):
+    """While packets flow, reads have no PyAV timeout (its interrupt callback takes the GIL at every
+    FFmpeg I/O check); the watchdog ends a session that got no packet for the read timeout. Here
+    FFmpeg's socket timeout is 30 s, so only the watchdog can end the stalled session in time."""
+    import dataclasses
+    import threading
+
+    from worker.camera.config import Config
+    from worker.camera.ingest import Ingest
+    from worker.camera.state import CameraState
+
+    camera = servers(RtspCamera(tmp_path, fps=FPS))
+    cfg = Config(name="stall", rtsp_url=camera.url(), redis_url=redis_server.url, read_timeout=30.0,
+                 backoff_initial=30.0, backoff_max=30.0)
+    state, stop = CameraState(cfg.name), threading.Event()
+    ingest = Ingest(cfg, state, redis_server.client(), stop)
+    thread = threading.Thread(target=ingest.run, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: state.state == "streaming" and state.packets > FPS, 10, message="streaming")
+        assert not ingest.end_stalled_session(time.monotonic())  # packets flow: left alone
+        ingest.cfg = dataclasses.replace(cfg, read_timeout=1.0)
+        camera.process.signal(signal.SIGSTOP)
+        try:
+            stalled = time.monotonic()
+            # as the watchdog: once a second
+            wait_until(lambda: ingest.end_stalled_session(time.monotonic()), 3, interval=1.0, message="stall seen")
+            wait_until(lambda: state.state == "reconnecting", 2, interval=0.05, message="the session ended")
+            assert time.monotonic() - stalled < 4  # not FFmpeg's socket timeout (30 s)
+            assert "timed out" in state.last_error, state.last_error
+            assert state.reconnects == 0 and camera.process.alive()
+        finally:
+            camera.process.signal(signal.SIGCONT)
+    finally:
+        stop.set()
+        thread.join(5)
+
+
 # --------------------------------------------------------------------------- frames on demand
 
 
