@@ -574,7 +574,8 @@ class FrameRingReader:
         """``read``'s ``(image, meta)`` of the frame after ``after_seq`` while its slot still holds
         it, else of the newest, waiting up to ``timeout_s`` for one newer than ``after_seq``; None
         when none came or the ring closed. A reader taking every frame calls this once per frame:
-        one futex wait, no numpy call for a view (``wait`` and ``read`` in one)."""
+        one futex wait, no numpy call for a view (``wait`` and ``read`` in one: ``wait``'s loop is
+        repeated here rather than called, as this runs once a frame in every local reader)."""
         mm, futex, slots = self._mm, self._futex, self.slots
         deadline = 0.0
         remaining = timeout_s
