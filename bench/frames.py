@@ -402,9 +402,10 @@ def cpu_rows(args, workdir: Path, redis_server, address: str, camera: str, url: 
 def _side_by_side_ffmpeg(workdir: Path, url: str, label: str) -> Process:
     """``ffmpeg -i url -pix_fmt bgr24 -f null -`` running on the stream (started again, up to three
     times, when it ends within its first 3 s, e.g. on the camera's media tearing down)."""
+    from bench.ingest import ffmpeg_program
+
     for attempt in range(3):
-        ffmpeg = Process(["ffmpeg", "-nostdin", "-loglevel", "error", "-rtsp_transport", "tcp", "-i", url,
-                          "-pix_fmt", "bgr24", "-f", "null", "-"], workdir / f"ffmpeg-beside-{label}-{attempt}.log")
+        ffmpeg = ffmpeg_program(workdir, url, ["-pix_fmt", "bgr24"], f"beside-{label}-{attempt}")
         time.sleep(3.0)
         if ffmpeg.alive():
             return ffmpeg

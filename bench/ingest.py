@@ -148,8 +148,7 @@ def ffmpeg_cpu(workdir: Path, url: str, args: list[str], label: str, seconds: fl
     """Lowest CPU-s/min of ``ffmpeg -i url <args> -f null -`` over ``repeat`` windows."""
     values: list[float] = []
     for attempt in range(3):
-        baseline = Process(["ffmpeg", "-nostdin", "-loglevel", "error", "-rtsp_transport", "tcp", "-i", url, *args,
-                            "-f", "null", "-"], workdir / f"ffmpeg-{label}-{attempt}.log")
+        baseline = ffmpeg_program(workdir, url, args, f"{label}-{attempt}")
         try:
             time.sleep(3.0)
             if not baseline.alive():  # e.g. it caught the camera's media tearing down

@@ -585,8 +585,7 @@ class FrameRingReader:
             newest = state[1]
             if newest > after_seq:
                 if newest - after_seq <= slots:  # the next one is still held (unless being rewritten): in order
-                    found = self._read_slot(HEADER_SIZE + (after_seq + 1) % slots * (PAGE + self.slot_bytes),
-                                            after_seq + 1, copy)
+                    found = self._read_slot(self._slot_offset(after_seq + 1, False), after_seq + 1, copy)
                     if found is not None:
                         return found
                 return self.read(False, copy)
