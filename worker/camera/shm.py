@@ -46,6 +46,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import dataclasses
+import glob
 import grp
 import mmap
 import os
@@ -190,10 +191,22 @@ def prepare_dir(settings: ShmSettings) -> str:
     return path
 
 
+def _temporary_name(final_name: str, token: str) -> str:
+    """The name a ring or demand file has while it is made (renamed over ``final_name`` once filled)."""
+    return f".{final_name}.{token}.tmp"
+
+
 def remove_ring(settings: ShmSettings, camera: str, camera_id: str = "") -> bool:
-    """Delete a camera's ring file (runtime: camera stopped, deleted or found dead). True if it was there."""
+    """Delete a camera's ring file (runtime: camera stopped, deleted or found dead), its demand file,
+    and any of them a camera killed while making it left under its temporary name. True if the ring
+    was there."""
     if not settings.directory:  # rings are off (settings.enabled, spelled so that mypy sees a str below)
         return False
+    for name in (ring_name(camera, camera_id), demand_name(camera, camera_id)):
+        for leftover in glob.glob(os.path.join(glob.escape(settings.directory),
+                                               _temporary_name(glob.escape(name), "*"))):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(leftover)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(os.path.join(settings.directory, demand_name(camera, camera_id)))
     try:
@@ -308,7 +321,7 @@ class FrameRingWriter:
     def _new_mapped_file(self, final_path: str, mode: int, size: int) -> tuple[str, mmap.mmap]:
         """A zeroed file of ``size`` bytes under a temporary name beside ``final_path`` (``mode``, the
         rings' group), mapped read-write: the caller fills it, then renames it over ``final_path``."""
-        tmp = os.path.join(self.directory, f".{os.path.basename(final_path)}.{secrets.token_hex(4)}.tmp")
+        tmp = os.path.join(self.directory, _temporary_name(os.path.basename(final_path), secrets.token_hex(4)))
         fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             if self.settings.group is not None:

@@ -344,3 +344,24 @@ def test_readers_get_the_new_size_after_a_resolution_change(workdir, frames_redi
     # A camera stopped with SIGTERM frees its ring (and demand file) itself.
     assert not os.path.exists(ring_path(name))
     assert not os.path.exists(os.path.join(SHM_DIR, shm.demand_name(name, name)))
+
+
+def test_remove_ring_also_removes_files_a_killed_camera_left_half_made(tmp_path):
+    """A camera killed between making its ring or demand file and renaming it into place leaves it
+    under its temporary name: removing the camera's ring removes those too (CI-26 found one left
+    after 100 connect/delete cycles), and nothing of another camera."""
+    directory = f"/dev/shm/edgeproxy-leftover-{os.getpid()}"
+    os.mkdir(directory)
+    try:
+        settings = shm.ShmSettings(directory=directory, slots=2)
+        half_made = [f".{shm.ring_name('cam[1]', 'id-1')}.0a1b2c3d.tmp",
+                     f".{shm.demand_name('cam[1]', 'id-1')}.4e5f6a7b.tmp"]
+        other = f".{shm.ring_name('cam[2]', 'id-2')}.0a1b2c3d.tmp"
+        for name in [*half_made, other, shm.ring_name("cam[1]", "id-1")]:
+            open(os.path.join(directory, name), "wb").close()
+        assert shm.remove_ring(settings, "cam[1]", "id-1")
+        assert os.listdir(directory) == [other]
+    finally:
+        import shutil
+
+        shutil.rmtree(directory, ignore_errors=True)
