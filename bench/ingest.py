@@ -325,7 +325,7 @@ def main() -> int:
     print("Each side: the process's every thread. Camera: RTSP demux (PyAV), packet ring (one XADD batch a "
           "second), demand (its ring's demand file per packet; the Redis keys once a second, every 150 ms with "
           "--frames redis), status key and "
-          "control keys (one round trip every 0.5 s), watchdog; with a consumer also decoding and the "
+          "control keys (one round trip a second), watchdog; with a consumer also decoding and the "
           f"{d_format} conversion into its output. ffmpeg: its demuxer, decoder (its default threads) and "
           "conversion, -f null writes nothing.")
     if args.baseline:

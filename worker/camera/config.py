@@ -20,7 +20,7 @@ non-zero (``python -m worker.camera``). Nothing else makes it exit non-zero.
 | ``EDGEPROXY_BACKOFF_MAX_S`` | ``30`` | reconnect delay cap |
 | ``EDGEPROXY_DEMAND_POLL_MS`` | ``150`` | how often the Redis demand keys are read while streaming, for a camera whose frames go through Redis; with a shared-memory frame ring they are read with each packet-ring batch (local readers' and the frame server's demand comes through the ring's demand file, checked on every packet) |
 | ``EDGEPROXY_RING_FLUSH_MS`` | ``1000`` | longest time a received packet waits before it is sent to the packet ring in Redis (packets go in batches; a buffered read up to "now" waits this long for its last packets) |
-| ``EDGEPROXY_STATUS_INTERVAL_MS`` | ``500`` | how often the status key is written |
+| ``EDGEPROXY_STATUS_INTERVAL_MS`` | ``1000`` | how often the status key (and the frame ring's heartbeat) is written |
 | ``EDGEPROXY_DECODE_THREADS`` | ``1`` | decoder threads for live frames (``0`` = FFmpeg's choice) |
 | ``EDGEPROXY_PUBLISH_FORMAT`` | ``i420`` | published frame data: ``i420`` (the decoder's YUV 4:2:0 as is, when it is that; else BGR24) or ``bgr24`` (always converted) |
 | ``EDGEPROXY_LOG_LEVEL`` | ``INFO`` | Python log level |
@@ -67,7 +67,7 @@ class Config:
     backoff_max: float = 30.0
     demand_poll_s: float = 0.15
     ring_flush_s: float = 1.0
-    status_interval_s: float = 0.5
+    status_interval_s: float = 1.0
     decode_threads: int = 1
     publish_format: str = "i420"
     log_level: str = "INFO"
@@ -215,7 +215,7 @@ def load_config(env=None) -> Config:
         backoff_max=backoff_max,
         demand_poll_s=_number(env, "EDGEPROXY_DEMAND_POLL_MS", 150, 20, 5000) / 1000.0,
         ring_flush_s=_number(env, "EDGEPROXY_RING_FLUSH_MS", 1000, 20, 2000) / 1000.0,
-        status_interval_s=_number(env, "EDGEPROXY_STATUS_INTERVAL_MS", 500, 100, 1000) / 1000.0,
+        status_interval_s=_number(env, "EDGEPROXY_STATUS_INTERVAL_MS", 1000, 100, 1000) / 1000.0,
         decode_threads=int(_number(env, "EDGEPROXY_DECODE_THREADS", 1, 0, 64, integer=True)),
         publish_format=_choice(env, "EDGEPROXY_PUBLISH_FORMAT", "i420", ("i420", "bgr24")),
         log_level=level,

@@ -34,7 +34,7 @@ Details (camera process, see docs/camera.md):
 * ``ring``: decode a time range with ``worker.camera.ring.decode_range(redis, camera, start_ms,
   end_ms)``; ``ring_info`` gives its span. The ring always covers at least the last ``buffer
   seconds`` and is emptied when the stream's codec parameters change on reconnect.
-* ``status``: written every 0.5 s and at once on a state change; deleted on a clean stop (SIGTERM).
+* ``status``: written every second and at once on a state change; deleted on a clean stop (SIGTERM).
   ``state`` is ``error`` when the last attempt failed in a way a retry will not cure by itself
   (401/403/404 and other RTSP client errors, no video track); the camera keeps retrying anyway.
 * ``rtmp``: absent means on when the camera has an RTMP URL.

@@ -72,6 +72,9 @@ DEMAND_SIZE = 4096
 DEMAND_FILE_MODE = 0o660  # readers in the group store their demand; nobody else has access
 DIR_MODE = 0o3770  # owner and group; setgid: files get the group; sticky: only owners delete
 FILE_MODE = 0o640  # the writer writes, the group reads, nobody else
+# A ring whose camera wrote no heartbeat for this long belongs to a dead process: three heartbeats
+# at the longest status interval (EDGEPROXY_STATUS_INTERVAL_MS <= 1000), so a busy camera is not taken for dead.
+HEARTBEAT_STALE_MS = 3000
 
 # magic, version, slots, slot_bytes, ring_id, pid, closed, write_seq, keyframe_seq, heartbeat_ms,
 # streaming, futex

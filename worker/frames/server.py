@@ -55,7 +55,6 @@ ANNOTATION_WINDOW_MS = 7 * 24 * 3600 * 1000
 # How long a range ending now waits for its last packets to reach the ring, beyond the camera's
 # batch interval (its status's ring_flush_ms): the wait ends with the first packet past the range.
 BUFFER_FOLLOW_S = 1.0
-RING_STALE_MS = 2000  # a ring whose camera wrote no heartbeat for this long belongs to a dead process
 POLL_INTERVAL_S = 0.001  # while callers wait for a frame: one tiny HGET (< 1 KiB) per poll
 # What a camera name can be (the camera program's rule): anything else is NOT_FOUND at once.
 CAMERA_NAME = EDGE_NAME_RULE
@@ -504,7 +503,7 @@ class ImageServicer(pb_grpc.ImageServicer):
 
         def current(reader) -> bool:
             return reader is not None and not reader.closed and (
-                str(reader.ring_id) == str(ring_id) or now_ms() - reader.heartbeat_ms < RING_STALE_MS)
+                str(reader.ring_id) == str(ring_id) or now_ms() - reader.heartbeat_ms < shm.HEARTBEAT_STALE_MS)
 
         reader = self._rings.get(name)
         if current(reader):
