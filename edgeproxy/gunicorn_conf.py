@@ -11,6 +11,8 @@
   up whichever worker answers the scrape.
 * The server's shape (workers, threads, listening sockets) is set here, the one place
   bin/run, the compose stack, the image and the tests take it from (docs/configuration.md).
+* A new worker is warmed up before its first request (views imported, a broker connection in
+  Celery's pool): a cold worker's first connects took about 0.3 s more on 2 cores.
 """
 
 import glob
@@ -120,5 +122,23 @@ def when_ready(server):
     _no_delay(server.LISTENERS)  # (none with reuse_port: each worker makes its own, post_worker_init)
 
 
+def _warm_up(worker) -> None:
+    """Do once, before the worker takes requests, what its first requests would otherwise wait for:
+    import every view with its serializers (the URL conf is loaded at the first resolve), and finalize
+    the Celery app with a broker connection in its pool. A part that fails here is only logged: the
+    request that needs it reports it as usual."""
+    try:
+        from django.urls import get_resolver
+
+        get_resolver().resolve("/api/v1/process")
+        from edgeproxy.celery import app
+
+        with app.producer_or_acquire() as producer:
+            producer.connection.ensure_connection(max_retries=0)
+    except Exception as exc:  # noqa: BLE001 - a worker without its warm-up still serves
+        worker.log.warning("warm-up before the first request: %s", redact(str(exc)))
+
+
 def post_worker_init(worker):
     _no_delay(worker.sockets)
+    _warm_up(worker)

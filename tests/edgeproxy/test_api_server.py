@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
+import sys
+from pathlib import Path
+
+import requests
+
+from tests.support.services import REPO, Process, free_port, wait_port, wait_until
 
 
 def test_each_api_worker_listens_on_a_socket_of_its_own(system):
@@ -13,3 +20,53 @@ def test_each_api_worker_listens_on_a_socket_of_its_own(system):
                                check=True).stdout.splitlines()
     owners = {int(pid) for line in listeners for pid in re.findall(r"pid=(\d+)", line)}
     assert len(listeners) == 2 and len(owners) == 2 and system.api.pid not in owners, listeners
+
+
+def _api(tmp_path, redis_url: str):
+    """The API under gunicorn as bin/run starts it (its own state folder and SQLite; nothing migrated:
+    these tests look only at what a worker does before its first request)."""
+    port = free_port()
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("EDGEPROXY_", "DJANGO_", "DATABASE_URL"))},
+           "PYTHONPATH": str(REPO), "REDIS_URL": redis_url, "SECRET_KEY": "test-secret-key-not-for-production",
+           "EDGEPROXY_STATE_DIR": str(tmp_path / "state")}
+    (tmp_path / "state").mkdir()
+    process = Process([sys.executable, "-m", "gunicorn", "-c", "python:edgeproxy.gunicorn_conf", "edgeproxy.wsgi",
+                       "--bind", f"127.0.0.1:{port}"], tmp_path / "api.log", env=env, cwd=REPO)
+    return process, port
+
+
+def _workers(master: int) -> list[int]:
+    return [int(child) for task in Path(f"/proc/{master}/task").iterdir()
+            for child in (task / "children").read_text().split()]
+
+
+def _connected_to(pid: int, port: int) -> bool:
+    lines = subprocess.run(["ss", "-Htnp", "state", "established", f"dport = :{port}"], capture_output=True,
+                           text=True, check=True).stdout
+    return f"pid={pid}," in lines
+
+
+def test_each_api_worker_is_ready_before_its_first_request(tmp_path, redis_server):
+    """A new worker (at start, or one gunicorn replaced) loads its views and connects to the broker
+    before it takes requests, so its first connects do not wait for that (about 0.3 s on 2 cores)."""
+    process, _port = _api(tmp_path, redis_server.url)
+    broker_port = int(redis_server.url.rsplit(":", 1)[1].split("/")[0])
+    try:
+        wait_until(lambda: len(_workers(process.pid)) == 2, 30, message="two API workers")
+        wait_until(lambda: all(_connected_to(pid, broker_port) for pid in _workers(process.pid)), 30,
+                   message="every API worker connected to the broker, no request made")
+    finally:
+        process.stop()
+
+
+def test_an_api_worker_whose_broker_is_down_at_start_still_serves(tmp_path):
+    """The warm-up only logs what failed (the broker's password never shown); requests are answered."""
+    process, port = _api(tmp_path, f"redis://:broker-pw-{os.getpid()}@127.0.0.1:{free_port()}/0")
+    try:
+        wait_until(lambda: "warm-up before the first request" in process.output(), 30, message="the warm-up's warning")
+        wait_port(port, 30)
+        response = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=10)
+        assert response.status_code == 503 and response.json()["checks"]["broker"] == "down", response.text
+        assert f"broker-pw-{os.getpid()}" not in process.output()
+    finally:
+        process.stop()
