@@ -15,7 +15,7 @@ from edgeproxy.celery import app as celery_app
 from processes import outputs, selectors
 from processes.models import Camera, Event
 from tests.fast.test_cameras import RUNNING, connect, finish
-from tests.support.services import free_port
+from tests.support.services import free_port, wait_until
 from worker.runtimes.base import Observed, Runtime
 
 NAMES = ("cam-1", "cam-2", "cam-3")
@@ -305,6 +305,13 @@ def test_the_end_of_a_result_carries_the_record_a_waiting_request_answers(api, e
         assert orjson.loads(message["data"]) == api.get("/api/v1/process/cam-told").json()
     finally:
         pubsub.close()
+    channel = f"{live.ENDED_CHANNEL}{operation_id}"
+
+    def listeners() -> int:
+        return broker_redis.client().pubsub_numsub(channel)[0][1]
+
+    # (Redis drops a closed subscriber when it sees its connection end, not at once)
+    wait_until(lambda: listeners() == 0, 10, message="no one listening")
     made: list[int] = []
     live.announce_end(operation_id, lambda: made.append(1) or b"{}")
     assert made == []  # no one waits: no record is made
@@ -316,7 +323,7 @@ def test_the_end_of_a_result_carries_the_record_a_waiting_request_answers(api, e
         return selectors.operation_by_id(operation_id) if len(looks) > 1 else type("Active", (), {"state": "running"})
 
     def announce(answer: bytes | None) -> None:
-        time.sleep(0.2)  # once the waiter listens
+        wait_until(lambda: listeners() > 0, 10, message="the waiter listening")
         live.announce_end(operation_id, lambda: answer)
 
     taken_answers: list[bytes] = []
@@ -328,6 +335,7 @@ def test_the_end_of_a_result_carries_the_record_a_waiting_request_answers(api, e
     for answer, taken in ((message["data"], True), (None, False)):
         looks.clear()
         taken_answers.clear()
+        wait_until(lambda: listeners() == 0, 10, message="the previous waiter gone")
         announcer = threading.Thread(target=announce, args=(answer,))
         announcer.start()
         op = services.wait_for_operation(operation_id, 10, look, take)
