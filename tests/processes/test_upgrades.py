@@ -5,6 +5,7 @@ Every camera here is named ``up-...`` and runs on ``edge-a`` (Docker runtime).
 
 from __future__ import annotations
 
+import shutil
 import uuid
 
 import docker.errors
@@ -184,7 +185,8 @@ def test_upgrade_to_a_version_not_on_the_host_answers_409_with_the_versions_ther
     assert system.delete(f"/api/v1/process/{name}?wait=30").status_code == 200
 
 
-def test_the_runtime_shows_one_container_per_camera_while_replacing(docker_client, camera_image, versions, tmp_path):
+def test_the_runtime_shows_one_container_per_camera_while_replacing(docker_client, camera_image, versions, tmp_path,
+                                                                    request):
     """The Docker runtime's side-by-side replacement, directly: set aside, redelivered, rolled back,
     committed; observe_all() never shows two containers of one camera. The local runtime refuses."""
     from worker.runtimes.docker import DockerRuntime, replaced_name
@@ -193,6 +195,7 @@ def test_the_runtime_shows_one_container_per_camera_while_replacing(docker_clien
     _, volumes = camera_image
     host = f"test-up-{uuid.uuid4().hex[:6]}"
     runtime = DockerRuntime(host, client=docker_client, volumes=volumes.split(","), stop_timeout=2)
+    request.addfinalizer(lambda: runtime.secrets_dir and shutil.rmtree(runtime.secrets_dir, ignore_errors=True))
     sleeper = ["python", "-c", "import time; time.sleep(600)"]
 
     def spec(version: str) -> CameraSpec:

@@ -7,6 +7,8 @@ is recorded by name), and the session finalizer removes them all, whatever a tes
 from __future__ import annotations
 
 import contextlib
+import glob
+import os
 import shutil
 import subprocess
 import sys
@@ -114,6 +116,17 @@ def camera_volumes(docker_client) -> list[str]:
 @pytest.fixture(scope="session")
 def local_state_root(tmp_path_factory):
     return tmp_path_factory.mktemp("local-runtime")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_secret_folders_of_test_hosts_left():
+    """A Docker runtime makes its host's folder of camera secret folders in the default directory (a
+    real host keeps its one folder); the hosts made here, named after ``SESSION``, leave none."""
+    yield
+    from worker.runtimes.docker import DEFAULT_SECRETS_DIR
+
+    for folder in glob.glob(os.path.join(DEFAULT_SECRETS_DIR, f"*-{SESSION}-*")):
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture
