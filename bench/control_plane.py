@@ -5,7 +5,10 @@ Prints, in one run on this machine:
    same container (same image, mounts, environment), median of N;
 2. ``GET /processlist`` median latency with 2,000 cameras on 100 hosts in the database, beside
    the paged list ``GET /cameras`` (a page of 100 and of 500, a host's cameras) and ``/hosts``, ``/tasks``;
-3. answering ``202`` to a connect with 16 concurrent clients (median, p99), on the simulated hosts;
+3. answering ``202`` to a connect with 16 concurrent clients (median, p99), on the simulated hosts:
+   closed loop (each client sends its next connect when it has its answer: the server saturated), then
+   paced (open loop: the 16 clients send ``--paced-rate`` connects a second in all, default 50, and a
+   latency runs from each connect's scheduled time, so a server falling behind shows in it);
 4. onboarding rate (cameras queued per second, until each ``202``): single connects one after the
    other, single connects from 16 clients, and bulk connects (``POST /cameras/bulk``, 200 a request).
 
@@ -193,14 +196,22 @@ def connect_body(name: str, host: str) -> dict:
 
 
 def concurrent_connects(system: System, hosts: int, clients: int, per_client: int, prefix: str,
-                        positions: list | None = None) -> tuple[list, float]:
-    """Each client its own HTTP session, connecting cameras without waiting: every answer's latency,
-    and the wall time of all of them; ``positions`` gets each answer's (latency, its client's request number)."""
+                        positions: list | None = None, rate: float = 0.0) -> tuple[list, float]:
+    """Each client its own HTTP session, connecting cameras: every answer's latency, and the wall time
+    of all of them; ``positions`` gets each answer's (latency, its client's request number).
+
+    ``rate`` 0: closed loop, each client sends its next connect as soon as it has its answer (the
+    clients saturate the server, so a latency is mostly the wait behind the other clients' connects:
+    by Little's law, about clients / throughput). ``rate`` > 0: open loop, the clients together send
+    ``rate`` connects a second on a fixed schedule (client i's k-th at (k * clients + i) / rate), and a
+    latency runs from the connect's scheduled time, so a late send (the client still waiting for its
+    previous answer) counts against the server rather than hiding its slowness."""
     import requests
 
     latencies: list[float] = []
     failures: list[str] = []
     lock = threading.Lock()
+    start = time.perf_counter() + 0.2  # every client started before the first scheduled connect
 
     def client(index: int) -> None:
         session = requests.Session()
@@ -209,6 +220,9 @@ def concurrent_connects(system: System, hosts: int, clients: int, per_client: in
         for i in range(per_client):
             name = f"{prefix}-{index:02d}-{i:03d}"
             t0 = time.perf_counter()
+            if rate:
+                t0 = start + (i * clients + index) / rate
+                time.sleep(max(0.0, t0 - time.perf_counter()))  # the schedule, not a wait before an assertion
             response = session.post(system.base_url + "/api/v1/process",
                                     json=connect_body(name, f"sim-{(index * per_client + i) % hosts:03d}"), timeout=60)
             mine.append(time.perf_counter() - t0)
@@ -295,6 +309,21 @@ def answer_only(system: System, args) -> None:
     print(f"connect:   slowest answers {[ms(t) for t, _ in slowest]} ms, their client's request number "
           f"{[i for _, i in slowest]} (0: its first, a new connection); "
           f"listen queue overflows meanwhile: {overflows}")
+    if args.paced_rate:
+        paced(system, args)
+
+
+def paced(system: System, args) -> None:
+    """The concurrent clients again, sending ``--paced-rate`` connects a second in all (open loop)."""
+    by_process0 = api_cpu_by_process(system)
+    latencies, wall = concurrent_connects(system, args.hosts, args.clients, args.per_client, "paced",
+                                          rate=args.paced_rate)
+    cpu = sum(seconds - by_process0.get(pid, 0.0) for pid, seconds in api_cpu_by_process(system).items())
+    print(f"connect: answering 202, {args.clients} concurrent clients paced at {args.paced_rate:g} connects/s in all "
+          f"(open loop, from each connect's scheduled time), n={len(latencies)}  "
+          f"median {ms(statistics.median(latencies))} ms, p99 {ms(percentile(latencies, 0.99))} ms;  "
+          f"{len(latencies) / wall:.1f} connects/s, "
+          f"API CPU {ms(cpu / len(latencies))} ms a connect  (load {os.getloadavg()[0]:.1f})")
 
 
 def sequential_connects(system: System, hosts: int, n: int, prefix: str) -> float:
@@ -325,6 +354,8 @@ def main() -> None:
     parser.add_argument("--onboard", type=int, default=2000, help="cameras onboarded in bulk (and 1/5 singly)")
     parser.add_argument("--connect-only", action="store_true", help="only row 1 (the connect until running)")
     parser.add_argument("--baseline", default="", help="git ref whose edge worker row 1 is also measured on")
+    parser.add_argument("--paced-rate", type=float, default=50.0,
+                        help="connects a second, in all, of the paced (open-loop) concurrent clients; 0: no paced row")
     parser.add_argument("--answer-only", action="store_true",
                         help="only the answering-202 figures (one client, concurrent clients); no Docker")
     args = parser.parse_args()
@@ -386,6 +417,8 @@ def main() -> None:
         print(f"connect: answering 202, {args.clients} concurrent clients, n={len(latencies)}  "
               f"median {ms(statistics.median(latencies))} ms, p99 {ms(percentile(latencies, 0.99))} ms  "
               f"(target <= 10 ms median, <= 30 ms p99)")
+        if args.paced_rate:
+            paced(system, args)
         singles = max(1, args.onboard // 5)
         single_wall = sequential_connects(system, args.hosts, singles, "one")
         bulk_wall = bulk_connects(system, args.hosts, args.onboard, 200, "bulk")

@@ -100,8 +100,11 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     })
     DATABASES["default"]["CONN_MAX_AGE"] = 0
 else:
-    # A reused connection the server cut (restart, failover) is replaced before use, not failed on.
+    # A reused connection the server cut (restart, failover) is replaced before use, not failed on;
+    # the check asks the socket first, with no round trip to the server (edgeproxy/postgresql/base.py).
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+        DATABASES["default"]["ENGINE"] = "edgeproxy.postgresql"
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 LANGUAGE_CODE = "en-us"

@@ -46,8 +46,12 @@ NOT_SENT = "not sent: the message broker (Redis) was unreachable"
 def send(message: messages.EdgeMessage, host: EdgeHost) -> None:
     """Send an edge task to ``host``'s queue now; its task id is its operation's id. Only for an
     operation already committed (a new one goes through an ``EdgeOutbox``)."""
+    # ``declare=[]``: Celery would declare the host's queue on every pooled broker connection before its
+    # first task there (two more Redis round trips, on most connects of a fleet of many hosts). A task to a
+    # direct queue is an LPUSH to the queue's list, which the host's worker reads whether or not anything
+    # was declared; its worker declares the queue itself when it starts consuming.
     celery_app.send_task(message.task, kwargs=message.kwargs(), queue=host.queue, task_id=message.operation_id,
-                         retry=True, retry_policy=_PUBLISH_RETRY)
+                         retry=True, retry_policy=_PUBLISH_RETRY, declare=[])
 
 
 @dataclass

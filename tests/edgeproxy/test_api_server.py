@@ -70,3 +70,35 @@ def test_an_api_worker_whose_broker_is_down_at_start_still_serves(tmp_path):
         assert f"broker-pw-{os.getpid()}" not in process.output()
     finally:
         process.stop()
+
+
+def _database_client_ports(pids: list[int], database_port: int) -> set[int]:
+    """The local ports of the PostgreSQL sessions these processes hold."""
+    lines = subprocess.run(["ss", "-Htnp", "state", "established", f"dport = :{database_port}"], capture_output=True,
+                           text=True, check=True).stdout.splitlines()
+    return {int(line.split()[2].rsplit(":", 1)[1]) for line in lines
+            if any(f"pid={pid}," in line for pid in pids)}
+
+
+def test_a_database_session_the_server_ended_is_replaced_before_the_next_request(system):
+    """A PostgreSQL restart or failover ends every session the API workers keep between requests; the
+    next requests open new ones instead of failing (the check asks the socket, edgeproxy/postgresql)."""
+    import psycopg
+
+    workers = _workers(system.api.pid)
+    database_port = int(system.database_url.rsplit(":", 1)[1].split("/")[0])
+    name = system.database_url.rsplit("/", 1)[1]
+    headers = {"Authorization": f"Token {system.token}"}
+    wait_until(lambda: requests.get(f"{system.base_url}/api/v1/processlist", headers=headers, timeout=30).ok
+               and len(_database_client_ports(workers, database_port)) >= 2, 60,
+               message="sessions of both API workers open, kept between requests")
+    ports = sorted(_database_client_ports(workers, database_port))
+    with psycopg.connect(system.database_url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as admin:
+        ended = admin.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s AND client_port = ANY(%s) "
+                              "AND pg_terminate_backend(pid)", (name, ports)).fetchall()
+        assert len(ended) == len(ports), (ended, ports)
+        wait_until(lambda: not admin.execute("SELECT 1 FROM pg_stat_activity WHERE pid = ANY(%s)",
+                                             ([pid for (pid,) in ended],)).fetchall(), 30,
+                   message="the ended sessions gone from the server")
+    answers = [requests.get(f"{system.base_url}/api/v1/processlist", headers=headers, timeout=30) for _ in range(24)]
+    assert [a.status_code for a in answers] == [200] * 24, [a.text[:200] for a in answers if not a.ok]
