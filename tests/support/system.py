@@ -11,6 +11,7 @@ what was printed (no password anywhere, for one).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import sqlite3
@@ -79,10 +80,19 @@ class System:
             **(extra_env or {}),
         }
         (self.workdir / "state").mkdir(exist_ok=True)  # as bin/run makes it
-        self._manage("migrate", "--noinput")
-        self._manage("collectstatic", "--noinput")  # admin and dashboard assets, served by WhiteNoise
-        self.token = self._manage("create_api_token", "admin", "--superuser").strip()
-        self.readonly_token = self._manage("create_api_token", "viewer", "--read-only").strip()
+        # What bin/run does before it starts the programs (migrate, collect the admin and dashboard
+        # assets WhiteNoise serves, an admin token) and a read-only token, in one Django process: a
+        # process each cost ~2 s of start-up a System on a slow machine, 12 Systems a test run.
+        self.token, self.readonly_token = json.loads(self._django(
+            "import io, json\n"
+            "from django.core.management import call_command\n"
+            "call_command('migrate', interactive=False, verbosity=0)\n"
+            "call_command('collectstatic', interactive=False, verbosity=0)\n"
+            "tokens = [io.StringIO(), io.StringIO()]\n"
+            "call_command('create_api_token', 'admin', superuser=True, stdout=tokens[0])\n"
+            "call_command('create_api_token', 'viewer', read_only=True, stdout=tokens[1])\n"
+            "print(json.dumps([t.getvalue().strip() for t in tokens]))\n"
+        ))
         self.session = requests.Session()
         self.session.headers["Authorization"] = f"Token {self.token}"
         self.api = self._start(
@@ -104,6 +114,14 @@ class System:
         wait_until(self._api_ready, 30, message="API")
 
     # --- processes ------------------------------------------------------------------------------
+
+    def _django(self, code: str) -> str:
+        """Run ``code`` in a Python process with Django set up on this system's settings; its stdout."""
+        result = subprocess.run([sys.executable, "-c", "import django\ndjango.setup()\n" + code], cwd=REPO,
+                                env=self.env, capture_output=True, text=True, timeout=120)
+        if result.returncode != 0:
+            raise RuntimeError(f"setting up the system failed: {result.stderr[-2000:]}")
+        return result.stdout
 
     def _manage(self, *args: str) -> str:
         result = subprocess.run([sys.executable, "manage.py", *args], cwd=REPO, env=self.env, capture_output=True,
