@@ -83,7 +83,8 @@ class System:
         # What bin/run does before it starts the programs (migrate, collect the admin and dashboard
         # assets WhiteNoise serves, an admin token) and a read-only token, in one Django process: a
         # process each cost ~2 s of start-up a System on a slow machine, 12 Systems a test run.
-        self.token, self.readonly_token = json.loads(self._django(
+        self.token, self.readonly_token = json.loads(self._manage(
+            "shell", "--no-imports", "-c",
             "import io, json\n"
             "from django.core.management import call_command\n"
             "call_command('migrate', interactive=False, verbosity=0)\n"
@@ -114,14 +115,6 @@ class System:
         wait_until(self._api_ready, 30, message="API")
 
     # --- processes ------------------------------------------------------------------------------
-
-    def _django(self, code: str) -> str:
-        """Run ``code`` in a Python process with Django set up on this system's settings; its stdout."""
-        result = subprocess.run([sys.executable, "-c", "import django\ndjango.setup()\n" + code], cwd=REPO,
-                                env=self.env, capture_output=True, text=True, timeout=120)
-        if result.returncode != 0:
-            raise RuntimeError(f"setting up the system failed: {result.stderr[-2000:]}")
-        return result.stdout
 
     def _manage(self, *args: str) -> str:
         result = subprocess.run([sys.executable, "manage.py", *args], cwd=REPO, env=self.env, capture_output=True,
